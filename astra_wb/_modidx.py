@@ -460,6 +460,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'astra_wb.synthqa.View.seen': ('synthqa.html#view.seen', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.World': ('synthqa.html#world', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.World.__init__': ('synthqa.html#world.__init__', 'astra_wb/synthqa.py'),
+                                  'astra_wb.synthqa.World.cameras': ('synthqa.html#world.cameras', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.World.free': ('synthqa.html#world.free', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.World.in_view': ('synthqa.html#world.in_view', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.World.name': ('synthqa.html#world.name', 'astra_wb/synthqa.py'),
