@@ -1,0 +1,120 @@
+"""Benchmark loaders on fixture files written in each exact published format (real encoded images)."""
+import base64, json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from astra_wb.benchmarks import (MMSIBench, MindCube, MMSIVideoBench, BenchmarkError, MMSI_CATEGORIES, MMSI_GROUPS,
+                                 encode_jpeg, extract_mmsi, extract_mindcube, get_benchmark, split_options,
+                                 write_mindcube_fixture, write_mmsi_fixture, write_video_fixture, write_video,
+                                 allocate_frames)
+
+
+def test_mmsi_parquet_and_tsv_agree(tmp_path):
+    pq = MMSIBench(write_mmsi_fixture(tmp_path / "pq", n=11))
+    tsv = MMSIBench(write_mmsi_fixture(tmp_path / "tsv", n=11, form="tsv"))
+    assert len(pq) == len(tsv) == 11
+    for a, b in zip(pq, tsv):
+        assert (a.id, a.question, a.options, a.answer, a.category) == (b.id, b.question, b.options, b.answer, b.category)
+        assert np.abs(np.asarray(a.images[0], float) - np.asarray(b.images[0], float)).mean() < 1e-6
+    assert [s.category for s in pq] == list(MMSI_CATEGORIES)
+    assert {s.meta["group"] for s in pq} == set(MMSI_GROUPS)
+
+
+def test_mmsi_hf_image_dicts_and_real_jpeg_content(tmp_path):
+    img = Image.new("RGB", (40, 30), (10, 200, 30))
+    df = pd.DataFrame([{"id": 7, "images": [{"bytes": encode_jpeg(img), "path": None}], "question_type": "MSR",
+                        "question": "Which?\nOptions: A: x, B: y", "answer": "B", "thought": "t"}])
+    df.to_parquet(tmp_path / "m.parquet")
+    s = MMSIBench(tmp_path / "m.parquet")[0]
+    assert s.images[0].size == (40, 30) and abs(np.asarray(s.images[0])[..., 1].mean() - 200) < 3
+    assert s.meta["thought"] == "t" and s.options == {"A": "x", "B": "y"}
+
+
+@pytest.mark.parametrize("field, value, expect", [
+    ("answer", "E", "field 'answer'"),
+    ("question_type", "Positional Relationship (Cam.-Foo.)", "field 'question_type'"),
+    ("question", "no options here", "field 'question'"),
+])
+def test_mmsi_bad_field_is_named(tmp_path, field, value, expect):
+    path = write_mmsi_fixture(tmp_path, n=4)
+    df = pd.read_parquet(path); df.loc[3, field] = value; df.to_parquet(path)
+    with pytest.raises(BenchmarkError, match=rf"MMSI_bench.parquet: row 3: {expect}"):
+        b = MMSIBench(path); b[3]
+
+
+def test_mmsi_tsv_bad_base64_and_missing_column(tmp_path):
+    path = write_mmsi_fixture(tmp_path, n=3, form="tsv")
+    df = pd.read_csv(path, sep="\t", dtype=str); df.loc[1, "image"] = json.dumps(["@@notbase64@@"]); df.to_csv(path, sep="\t", index=False)
+    with pytest.raises(BenchmarkError, match=r"row 1: field 'image\[0\]'"):
+        MMSIBench(path)[1]
+    df.drop(columns=["category"]).to_csv(path, sep="\t", index=False)
+    with pytest.raises(BenchmarkError, match="field 'category': missing column"):
+        MMSIBench(path)
+
+
+def test_filters(tmp_path):
+    path = write_mmsi_fixture(tmp_path, n=22)
+    assert len(MMSIBench(path, categories="PR")) == 12
+    assert len(MMSIBench(path, categories=["MSR", "Attr."])) == 6
+    assert MMSIBench(path, ids=["5", "1", "999"]).ids == ["1", "5"]
+    assert MMSIBench(path, categories="PR", limit=2).ids == ["0", "1"]
+    assert len(get_benchmark("mmsi", tmp_path, limit=3)) == 3
+
+
+def test_mindcube_settings_images_and_errors(tmp_path):
+    jl = write_mindcube_fixture(tmp_path / "mc", n=8)
+    b = MindCube(jl)
+    assert [s.category for s in b] == ["rotation", "around", "among", "translation"] * 2
+    s = b[0]
+    assert s.images[0].size == (20, 16) and s.options == {"A": "a sofa", "B": "a table", "C": "a lamp"}
+    lines = jl.read_text().splitlines()
+    jl.write_text("\n".join(lines[:2] + ['{"id": "around_x", "question": "Q? A. a B. b"'] + lines[3:]) + "\n")
+    with pytest.raises(BenchmarkError, match=r"MindCube_tinybench.jsonl: row 2: not valid JSON"):
+        MindCube(jl)
+    rec = json.loads(lines[1]); rec["images"] = ["other_all_image/nowhere.jpg"]
+    jl.write_text("\n".join([lines[0], json.dumps(rec)]) + "\n")
+    with pytest.raises(BenchmarkError, match=r"row 1: field 'images\[0\]': missing image file .*nowhere.jpg"):
+        MindCube(jl, image_root=tmp_path / "mc")[1]
+
+
+def test_video_frames_sampling_settings(tmp_path):
+    path = write_video_fixture(tmp_path / "v", n=2)
+    sc = MMSIVideoBench(path, setting="Sufficient-Coverage")[0]
+    u50 = MMSIVideoBench(path, setting="Uniform-50")[0]
+    assert sc.meta["n_frames"] == [5, 13] and u50.meta["n_frames"] == [5, 13]   # 18 base-rate frames < both budgets
+    assert len(sc.images) == 5 + 13 + 1 and sc.answer == "A" and sc.category.startswith("Spatial Construction")
+    assert sc.meta["group"] == "Spatial Construction"
+
+
+def test_video_decoded_when_only_videos(tmp_path):
+    path = write_video_fixture(tmp_path / "v", n=1, with_frames=False)
+    s = MMSIVideoBench(path, setting="Uniform-50")[0]
+    assert s.meta["n_frames"] == [13, 37] and all(im.size == (32, 24) for im in s.images[:50]) and s.images[50].size == (16, 16)
+    s = MMSIVideoBench(path, setting="Sufficient-Coverage")[0]
+    assert s.meta["n_frames"] == [5, 13]
+    (tmp_path / "v/videos/0_1.mp4").unlink()
+    with pytest.raises(BenchmarkError, match=r"row 0: field 'video_list\[1\].path': missing video file"):
+        MMSIVideoBench(path)[0]
+
+
+def test_allocate_frames_properties():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 6)); lengths = rng.uniform(0.1, 60, n); caps = rng.integers(1, 200, n)
+        total = int(rng.integers(1, 400))
+        a = allocate_frames(lengths, total, caps)
+        assert sum(a) == min(total, caps.sum()) and all(0 <= x <= c for x, c in zip(a, caps))
+        if total >= n: assert min(a) >= 1
+
+
+def test_official_extraction_examples():
+    assert extract_mmsi("The answer is ``B``") == "B"
+    assert extract_mmsi("A cat sits; so C") == "C"
+    assert extract_mmsi("``E``") is None
+    assert extract_mindcube("Looking again, C. a lamp") == "C"
+    assert extract_mindcube("<Answer> my answer is B") == "B"
+    assert split_options("Q?\nOptions: A. 1.5 m, B. 2 m, C. 3 m")[1] == {"A": "1.5 m", "B": "2 m", "C": "3 m"}
