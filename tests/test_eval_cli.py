@@ -1,0 +1,50 @@
+"""`astra-wb eval` / `astra-wb report` end to end on a real-format benchmark file with a scripted policy."""
+import json, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from astra_wb.benchmarks import write_mmsi_fixture, write_mindcube_fixture
+
+pytest.importorskip("astra_wb.agent", reason="the agent loop is not installed")
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "astra_wb.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_eval_mmsi_direct_then_report(tmp_path):
+    bench = write_mmsi_fixture(tmp_path / "mmsi", n=8)
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps(["<think>The chair is on the right.</think><answer>B</answer>"]))
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mmsi", "--path", bench, "--policy", f"scripted:{script}", "--simulator", "none",
+             "--mode", "direct", "--limit", 6, "--out", out)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in rows] == [str(i) for i in range(6)]
+    assert [x["correct"] for x in rows] == [x["answer"] == "B" for x in rows]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 6 and abs(m["accuracy"] - sum(x["answer"] == "B" for x in rows) / 6) < 1e-9
+    assert m["tool_call_rate"] == 0 and "accuracy" in r.stdout
+    # the same command again resumes: nothing to do, same metrics
+    r2 = _cli("eval", "--benchmark", "mmsi", "--path", bench, "--policy", f"scripted:{script}", "--simulator", "none",
+              "--mode", "direct", "--limit", 6, "--out", out)
+    assert r2.returncode == 0 and json.loads((out / "metrics.json").read_text()) == m
+    # a different run into the same folder is refused with a clear message
+    r3 = _cli("eval", "--benchmark", "mmsi", "--path", bench, "--policy", f"scripted:{script}", "--mode", "agentic", "--out", out)
+    assert r3.returncode == 2 and "holds a different run" in r3.stderr
+    rep = _cli("report", out, "--out", tmp_path / "r.html")
+    assert rep.returncode == 0, rep.stderr
+    assert "exact match" in (tmp_path / "r.html").read_text().lower()
+
+
+def test_eval_mindcube_overall_excludes_translation(tmp_path):
+    jl = write_mindcube_fixture(tmp_path / "mc", n=8)
+    script = tmp_path / "turns.json"; script.write_text(json.dumps(["<think>t</think><answer>A. a sofa</answer>"]))
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mindcube", "--path", jl, "--policy", f"scripted:{script}", "--simulator", "none",
+             "--mode", "direct", "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 8 and m["n_scored"] == 6 and list(m["per_group"]) == ["rotation", "around", "among", "translation"]
