@@ -1,0 +1,277 @@
+"""The Gradio app through its API (gradio_client), launched in a subprocess on 127.0.0.1.
+
+One app per module: Simulator (motion -> image, checked against the oracle render), Agent
+(streaming run, human play), Runs (open, filter, browse), Annotate (label round trip through the
+SQLite store) and path-traversal payloads that must never return file contents.
+"""
+import json, os, signal, socket, subprocess, sys, time, urllib.error, urllib.parse, urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "AWB-SECRET-7f3c9e"   # written outside the roots: no response may ever contain it
+
+# ----------------------------------------------------------------------------- workspace
+def _card(text, color, size=(96, 72)):
+    im = Image.new("RGB", size, color)
+    ImageDraw.Draw(im).text((6, 6), text, fill=(255, 255, 255))
+    return im
+
+def _trajectories():
+    "Three hand-built trajectories: correct with a tool call, wrong without, invalid (no answer)."
+    from astra_wb.geometry import intrinsics, level_pose
+    from astra_wb.motion import Motion
+    from astra_wb.protocol import Answer, Invalid, Invoke, Observation, Sample, Trajectory, Turn
+    K, m = intrinsics(96, 72), Motion("forward", 1.0)
+    def sample(i, answer):
+        return Sample(id=f"q{i}", question=f"Question {i}: which side is the lamp on?", images=[_card(f"s{i} img1", (60, 90, 140))],
+                      options={"A": "left", "B": "right"}, answer=answer, category=["PR", "Mot."][i % 2],
+                      meta={"source": "synth"}, poses=[level_pose([1, 1, 1.5], 30)], intrinsics=[K])
+    s0, s1, s2 = sample(0, "A"), sample(1, "B"), sample(2, "A")
+    obs = Observation(image=_card("imagined", (130, 60, 150)), index=2, reference_image=1, motion=m, simulator="oracle",
+                      pose=m.apply(s0.poses[0]), intrinsics=K)
+    t0 = Trajectory(sample=s0, mode="agentic", policy="scripted", simulator="oracle", final_answer="A", turns=[
+        Turn(text="<think>look</think>", action=Invoke(1, m, "Need to step forward."), observation=obs),
+        Turn(text="<think>left</think><answer>A</answer>", action=Answer("A", "The lamp is on the left."))])
+    t1 = Trajectory(sample=s1, mode="agentic", policy="scripted", final_answer="A",
+                    turns=[Turn(text="<answer>A</answer>", action=Answer("A", "Guess."))])
+    t2 = Trajectory(sample=s2, mode="agentic", policy="scripted", final_answer=None, valid=False,
+                    turns=[Turn(text="{bad json", action=Invalid("json_error", "Expecting value"), feedback="not JSON")])
+    return [t0, t1, t2]
+
+def write_run(folder: Path, trajs, **config):
+    "A run folder in the eval layout (config.json, results.jsonl, trajectories/<id>/, metrics.json)."
+    from astra_wb.eval import EvalConfig, append_rows, result_row, traj_dirname, write_metrics
+    from astra_wb.protocol import save_trajectory
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(EvalConfig(**config).to_dict()))
+    rows = []
+    for i, t in enumerate(trajs):
+        rel = f"trajectories/{traj_dirname(t.sample.id)}"
+        save_trajectory(t, folder / rel); rows.append(result_row(t, i, rel))
+    append_rows(folder / "results.jsonl", rows); write_metrics(folder, rows)
+    return folder
+
+def build_workspace(root: Path) -> dict:
+    "data/ and runs/ roots, a label DB path, a secret outside the roots and symlinks pointing out of them."
+    root = Path(root)
+    data, runs, outside = root / "data", root / "runs", root / "outside"
+    data.mkdir(parents=True); runs.mkdir(parents=True); outside.mkdir()
+    (outside / "secret.txt").write_text(SECRET)
+    write_run(runs / "run-a", _trajectories(), mode="agentic")
+    write_run(outside / "evil-run", _trajectories()[:1], mode="agentic", name=SECRET)   # a real run, but outside
+    (outside / "evil-run" / "metrics.json").write_text(json.dumps({"secret": SECRET}))
+    os.symlink(outside / "evil-run", runs / "linked-run")            # symlinked run folder out of the root
+    os.symlink(outside, data / "linked-data")                        # symlinked data folder out of the root
+    (runs / "run-a" / "trajectories" / "leak").symlink_to(outside)   # symlink inside a run folder
+    return dict(root=root, data=data, runs=runs, outside=outside, label_db=root / "labels.db")
+
+# ----------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+def launch_app(ws: dict, log_path: Path, extra_env: dict | None = None, timeout: float = 120.0):
+    "Start `python -m apps.app` on 127.0.0.1 and a free port; return (process, base url)."
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "ASTRA_WB_SETTINGS": str(ws["root"] / "none.ini"),
+           "GRADIO_TEMP_DIR": str(ws["root"] / "gradio_tmp"), "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    cmd = [sys.executable, "-m", "apps.app", "--host", "127.0.0.1", "--port", str(port), "--data-root", str(ws["data"]),
+           "--runs-root", str(ws["runs"]), "--label-db", str(ws["label_db"])]
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url, deadline = f"http://127.0.0.1:{port}/", time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None: raise RuntimeError(f"app exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as r:
+                if r.status == 200: return proc, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError): time.sleep(0.3)
+    stop_app(proc); raise RuntimeError(f"app did not start in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+def stop_app(proc):
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: os.kill(proc.pid, signal.SIGKILL); proc.wait(10)
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    ws = build_workspace(tmp_path_factory.mktemp("app"))
+    proc, url = launch_app(ws, ws["root"] / "app.log")
+    from gradio_client import Client
+    try: yield dict(ws, url=url, client=Client(url, verbose=False), proc=proc)
+    finally: stop_app(proc)
+
+def new_client(app):
+    from gradio_client import Client
+    return Client(app["url"], verbose=False)
+
+def val(x):
+    "The value of an output that may come back as a component update."
+    return x["value"] if isinstance(x, dict) and x.get("__type__") == "update" else x
+
+def img(x) -> np.ndarray:
+    "An image output of the client (a file path or a dict with one) as an array."
+    path = x["path"] if isinstance(x, dict) else x
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+# ----------------------------------------------------------------------------- Simulator tab
+def _load_scene(c, seed=3):
+    return c.predict("synthetic scene", seed, "synth", "", 0, None, api_name="/load_sample")
+
+def test_simulator_motion_gives_the_oracle_view(app):
+    from astra_wb.geometry import intrinsics
+    from astra_wb.motion import Motion
+    from astra_wb.scene import make_scene, render, sample_cameras
+    c = new_client(app)
+    view0, history, ref, _, status = _load_scene(c)
+    assert "synth-000003" in status and val(ref) == 1 and len(history) == 2
+    view1, history, ref, fig, status = c.predict(1, 1.5, 30, "oracle", api_name="/move_forward")
+    assert "Image 3: imagined from image 1 after moving 1.5 meters forward" in status
+    assert val(ref) == 3 and len(history) == 3 and fig is not None
+    a0, a1 = img(view0), img(view1)
+    assert a0.shape == a1.shape == (512, 512, 3) and np.abs(a0 - a1).mean() > 5      # the view changed
+    scene, K = make_scene(3), intrinsics(512, 512, 60.0)                              # the app's scene 3, rebuilt here
+    pose = Motion("forward", 1.5).apply(sample_cameras(scene, 2, rng=3)[0])
+    want = render(scene, pose, K, 512, 512).rgb
+    assert np.abs(a1 - want.astype(np.int16)).mean() < 1.0                            # exactly the oracle's render
+    # chained from the imagined view (reference 3 now), then a typed instruction from image 2
+    view2, *_ = c.predict(3, 1.0, 45, "oracle", api_name="/turn_left")
+    assert np.abs(img(view2) - a1).mean() > 5
+    view3, history, ref, _, status = c.predict(1, "Based on the viewpoint of image 2, pitch up 20 degrees.", "oracle", api_name="/imagine_text")
+    assert "imagined from image 2" in status and val(ref) == 5 and len(history) == 5
+
+def test_simulator_rejects_bad_requests(app):
+    from gradio_client.exceptions import AppError
+    c = new_client(app)
+    with pytest.raises(AppError, match="load a scene"): c.predict(1, 1.0, 30, "oracle", api_name="/move_left")
+    _load_scene(c, seed=4)
+    with pytest.raises(AppError, match="cannot read the instruction"): c.predict(1, "fly to the moon", "oracle", api_name="/imagine_text")
+    with pytest.raises(AppError): c.predict(9, 1.0, 30, "oracle", api_name="/move_up")              # not an offered image
+    with pytest.raises(AppError, match="reference image must be 1..2"):
+        c.predict(1, "Based on the viewpoint of image 9, move 1 meter up.", "oracle", api_name="/imagine_text")
+    with pytest.raises(AppError, match="exceeds the bound"):
+        c.predict(1, "Based on the viewpoint of image 1, move 9 meters forward.", "oracle", api_name="/imagine_text")
+    with pytest.raises(AppError): c.predict(1, 1.0, 30, "vllm-omni:http://10.0.0.1:1", api_name="/move_up")  # not an offered backend
+
+# ----------------------------------------------------------------------------- Agent tab
+def test_agent_run_streams_turn_by_turn(app):
+    c = new_client(app)
+    job = c.submit("synth", "", 0, 1, "expert", "oracle", "agentic", 2, api_name="/agent_run")
+    updates = list(job)
+    assert len(updates) >= 2                                    # streamed, not one final answer
+    chat, status, fig = updates[-1]
+    assert status.startswith("done:") and fig is not None
+    assert chat[0]["role"] == "user" and any("**Answer:" in str(m["content"]) for m in chat)
+    assert len(updates[0][0]) < len(chat)                       # the conversation grew as it streamed
+
+def test_agent_human_play(app):
+    from gradio_client.exceptions import AppError
+    c = new_client(app)
+    with pytest.raises(AppError, match="policy 'human'"): c.predict("looking", 1, "turn_left", 45, "oracle", api_name="/human_call")
+    chat, status, _ = c.predict("synth", "", 0, 0, "human", "oracle", "agentic", 2, api_name="/agent_run")
+    assert "Your turn" in status and len(chat) == 1
+    chat, status, _ = c.predict("I need the view to the left.", 1, "turn_left", 45, "oracle", api_name="/human_call")
+    assert "imagined from image 1 after turning 45 degrees to the left" in status
+    files = [p for m in chat for p in (m["content"] if isinstance(m["content"], list) else [m["content"]])
+             if isinstance(p, dict) and (p.get("file") or p.get("path"))]
+    assert files, chat                                          # the imagined image is in the chat
+    chat, status, _ = c.predict("Now I can see it.", "B", api_name="/human_answer")
+    assert status.startswith("answered B")
+    with pytest.raises(AppError, match="finished"): c.predict("more", "A", api_name="/human_answer")
+
+# ----------------------------------------------------------------------------- Runs tab
+def test_runs_open_filter_browse(app):
+    c = new_client(app)
+    choices = c.predict(api_name="/list_runs")
+    names = [x[0] if isinstance(x, (list, tuple)) else x for x in choices["choices"]]
+    assert names == ["run-a"]                                    # the symlinked run out of the root is not listed
+    metrics, acc, tools, pos, head, html = c.predict(["run-a"], "all", api_name="/open_runs")
+    assert metrics["run-a"]["n"] == 3 and acc is not None and tools is not None
+    assert head.startswith("run-a: 1 / 3") and "Question 0" in html and "<img" in html
+    pos, head, html = c.predict("wrong", 1, api_name="/show_trajectory")
+    assert head.startswith("run-a: 2 / 2 (wrong)") and "json_error" in html
+    pos, head, html = c.predict("used tool", 5, api_name="/show_trajectory")
+    assert pos == 0 and "1 / 1" in head and "world_simulator(reference_image=1, motion_type=move_forward" in html
+
+# ----------------------------------------------------------------------------- Annotate tab
+def test_annotation_round_trip(app):
+    from astra_wb.annotate import LabelStore
+    from gradio_client.exceptions import AppError
+    ann, bob = new_client(app), new_client(app)
+    with pytest.raises(AppError, match="log in first"): ann.predict(api_name="/next_trajectory")
+    assert "Logged in as **ann**" in ann.predict("ann", api_name="/login")
+    assert "Queued 3 trajectories" in ann.predict("run-a", api_name="/queue_run")
+    status, html = ann.predict(api_name="/next_trajectory")
+    tid = status.split("**")[1]
+    assert tid.startswith("run-a/") and "<img" in html
+    saved = ann.predict("missing_evidence", [], "imagination showed the lamp", 1, api_name="/save_label")
+    assert saved.startswith("✓ saved missing_evidence") and "version 1" in saved
+    with LabelStore(app["label_db"]) as s:                       # committed, in the store, as sent
+        ev = s.current("ann", tid)
+        assert (ev.label, ev.note, ev.turn, ev.version) == ("missing_evidence", "imagination showed the lamp", 1, 1)
+    saved = ann.predict("observation_misused", ["over_trust"], "on second look", None, api_name="/save_label")
+    assert "version 2" in saved                                  # an edit of the saved version
+    with pytest.raises(AppError): ann.predict("no_such_label", [], "", None, api_name="/save_label")
+    bad = ann.predict("other", [], "", None, api_name="/save_label")          # 'other' needs a note
+    assert bad.startswith("⚠ not saved") and "note" in bad
+    # a second annotator is not served the trajectory ann holds, and agreement reports
+    bob.predict("bob", api_name="/login")
+    status, _ = bob.predict(api_name="/next_trajectory")
+    assert status.split("**")[1] != tid
+    summary, fig = ann.predict(api_name="/agreement")
+    assert "alpha" in summary and fig is not None
+    with LabelStore(app["label_db"]) as s:
+        assert [e.version for e in s.events("ann", tid)] == [1, 2]
+
+# ----------------------------------------------------------------------------- security
+TRAVERSAL = ["../outside", "../outside/evil-run", "..", "../../", "%2e%2e%2foutside", "..%2Foutside", "/etc", str(Path("/etc/passwd")),
+             "run-a/../../outside", "linked-run", "run-a/trajectories/leak", "~", "run-a\\..\\..\\outside", "run-a\x00"]
+
+def test_runs_refuse_paths_out_of_the_root(app):
+    from gradio_client.exceptions import AppError
+    c = new_client(app)
+    for payload in TRAVERSAL:
+        try: out = c.predict([payload], "all", api_name="/open_runs")
+        except AppError as e: assert SECRET not in str(e); continue
+        raise AssertionError(f"{payload!r} was accepted: {str(out)[:200]}")
+    for payload in TRAVERSAL[:6] + ["linked-data"]:
+        with pytest.raises(AppError) as e: c.predict("benchmark sample", 0, "synth", payload, 0, None, api_name="/load_sample")
+        assert SECRET not in str(e.value)
+    with pytest.raises(AppError): c.predict("../outside/evil-run", api_name="/queue_run")
+    with pytest.raises(AppError): c.predict("linked-run", api_name="/queue_run")
+
+def test_file_routes_serve_nothing_outside(app):
+    ws, url = app, app["url"]
+    secret = ws["outside"] / "secret.txt"
+    paths = [str(secret), f"{ws['data']}/../outside/secret.txt", urllib.parse.quote(str(secret), safe=""),
+             f"{ws['data']}/linked-data/secret.txt", "../" * 12 + str(secret).lstrip("/"),
+             "..%2F" * 12 + urllib.parse.quote(str(secret).lstrip("/"), safe=""), str(ws["label_db"]), "/etc/passwd",
+             str(ws["runs"] / "run-a" / "results.jsonl")]
+    for p in paths:
+        for route in ("gradio_api/file=", "file=", "gradio_api/file/"):
+            try:
+                with urllib.request.urlopen(url + route + p, timeout=10) as r: body = r.read()
+            except urllib.error.HTTPError as e: body = e.read()
+            assert SECRET.encode() not in body and b"root:x:" not in body and b'"correct"' not in body, (route, p)
+
+def _listening(port: int) -> list[str]:
+    "Local addresses (hex, from /proc/net/tcp*) listening on `port`."
+    out = []
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(f).exists(): continue
+        for line in Path(f).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.split(":")[1], 16) == port: out.append(local.split(":")[0])
+    return out
+
+def test_binds_loopback_only(app):
+    port = urllib.parse.urlparse(app["url"]).port
+    addrs = _listening(port)
+    assert addrs and set(addrs) <= {"0100007F"}, addrs          # 127.0.0.1 only, never 0.0.0.0 / ::
+    info = json.loads(urllib.request.urlopen(app["url"] + "gradio_api/info", timeout=5).read())
+    assert {"/move_forward", "/agent_run", "/open_runs", "/save_label"} <= set(info["named_endpoints"])
