@@ -276,6 +276,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'astra_wb.hf.load_tiny': ('hf.html#load_tiny', 'astra_wb/hf.py'),
                              'astra_wb.hf.quiet_progress': ('hf.html#quiet_progress', 'astra_wb/hf.py'),
                              'astra_wb.hf.register_image_only_processors': ('hf.html#register_image_only_processors', 'astra_wb/hf.py'),
+                             'astra_wb.hf.torch_threads': ('hf.html#torch_threads', 'astra_wb/hf.py'),
                              'astra_wb.hf.train_qwen_tokenizer': ('hf.html#train_qwen_tokenizer', 'astra_wb/hf.py'),
                              'astra_wb.hf.trl_chat_template': ('hf.html#trl_chat_template', 'astra_wb/hf.py')},
             'astra_wb.motion': { 'astra_wb.motion.Motion': ('motion.html#motion', 'astra_wb/motion.py'),
