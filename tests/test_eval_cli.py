@@ -48,3 +48,19 @@ def test_eval_mindcube_overall_excludes_translation(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 8 and m["n_scored"] == 6 and list(m["per_group"]) == ["rotation", "around", "among", "translation"]
+
+
+def test_eval_mmsi_with_a_real_hf_policy(tmp_path):
+    "The real-benchmark path with a (tiny, random) transformers Qwen3-VL: every row is scored, none crashes the run."
+    pytest.importorskip("transformers")
+    from astra_wb.hf import cached_tiny_qwen3vl
+    model = cached_tiny_qwen3vl()
+    bench = write_mmsi_fixture(tmp_path / "mmsi", n=3)
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mmsi", "--path", bench, "--policy", f"hf:{model}", "--simulator", "oracle",
+             "--mode", "agentic", "--max-new-tokens", 12, "--max-turns", 2, "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == 3 and m["errors"] == 0 and m["n_scored"] == 3
+    rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert all((out / x["trajectory"] / "trajectory.json").exists() for x in rows)
