@@ -40,6 +40,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'astra_wb.annotate.LabelStore.__exit__': ('annotate.html#labelstore.__exit__', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate.LabelStore.__init__': ('annotate.html#labelstore.__init__', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate.LabelStore.__repr__': ('annotate.html#labelstore.__repr__', 'astra_wb/annotate.py'),
+                                   'astra_wb.annotate.LabelStore._all': ('annotate.html#labelstore._all', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate.LabelStore._begin_immediate': ( 'annotate.html#labelstore._begin_immediate',
                                                                                       'astra_wb/annotate.py'),
                                    'astra_wb.annotate.LabelStore._read': ('annotate.html#labelstore._read', 'astra_wb/annotate.py'),

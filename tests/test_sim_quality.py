@@ -1,0 +1,133 @@
+"""Simulator quality on synthetic test sets: the oracle scores near-perfectly, the perturbed oracle's
+scores fall as its pose noise grows, the reprojection simulator lands in between, and simulators
+that ignore the motion or the reference image fail."""
+import json
+
+import numpy as np
+import pytest
+
+from astra_wb.geometry import apply_motion, decompose, intrinsics, DOF_KINDS
+from astra_wb.motion import Motion
+from astra_wb.protocol import Observation
+from astra_wb.simulators import SimulatorError, get_simulator
+from astra_wb.wm_data import WMDataConfig
+from astra_wb.sim_quality import (ColorDetector, FeaturePnP, QualityConfig, build_test_set, cli_sim_quality, format_table,
+                                  pose_consistent, score_simulators)
+
+NOISE = (0.05, 0.15, 0.4)
+
+
+class CopySource:
+    "A 'simulator' that ignores the motion and returns the reference image unchanged."
+    name = "copy-source"
+    def imagine(self, sample, observations, reference_image, motion):
+        return Observation(sample.images[reference_image - 1], len(sample.images) + 1, reference_image, motion, self.name)
+
+
+class WrongReference:
+    "The oracle, but it moves the camera of another context image than the one asked for."
+    name = "wrong-reference"
+    def __init__(self): self.oracle = get_simulator("oracle")
+    def imagine(self, sample, observations, reference_image, motion):
+        other = reference_image % len(sample.images) + 1
+        return self.oracle.imagine(sample, observations, other, motion)
+
+
+class Broken:
+    name = "broken"
+    def imagine(self, sample, observations, reference_image, motion): raise SimulatorError("backend", "server down")
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory):
+    return build_test_set(tmp_path_factory.mktemp("simq") / "test", per_source=40, cfg=WMDataConfig(image_size=256, seed=11))
+
+
+@pytest.fixture(scope="module")
+def scores(test_set):
+    sims = {"oracle": get_simulator("oracle"), "reproject": get_simulator("reproject")}
+    sims |= {f"noise{n}": get_simulator(f"perturbed(oracle,pose_noise={n})") for n in NOISE}
+    sims |= {"copy": CopySource(), "wrong-ref": WrongReference(), "broken": Broken()}
+    summaries, rows = score_simulators(sims, test_set)
+    print("\n" + format_table(summaries))
+    return {s["simulator"]: s for s in summaries}, rows
+
+
+def test_test_set_is_built_once(test_set, tmp_path_factory):
+    assert len(test_set) == 40
+    assert {s.source for s in test_set} == {"synth"}
+    assert all(s.coverage >= 0.85 for s in test_set)
+
+
+def test_oracle_is_consistent(scores):
+    s = scores[0]["oracle"]
+    assert s["n_pose"] >= 12, "too few verifiable samples to measure anything"
+    assert s["pose_consistency"] >= 95.0
+    assert s["precision"] >= 0.95 and s["recall"] >= 0.95 and s["topology"] >= 0.95
+
+
+def test_perturbed_scores_fall_as_pose_noise_grows(scores):
+    s = scores[0]
+    chain = [s["oracle"]] + [s[f"noise{n}"] for n in NOISE]
+    for key in ("pose_consistency", "precision", "recall", "topology"):
+        values = [c[key] for c in chain]
+        assert all(a >= b for a, b in zip(values, values[1:])), (key, values)
+        assert values[0] - values[-1] > (50.0 if key == "pose_consistency" else 0.4), (key, values)
+
+
+def test_reproject_lands_in_between(scores):
+    s = scores[0]
+    worst = s[f"noise{NOISE[-1]}"]
+    for key in ("pose_consistency", "precision", "recall", "topology"):
+        assert worst[key] < s["reproject"][key] <= s["oracle"][key] + 1e-9, key
+    assert s["reproject"]["precision"] < s["oracle"]["precision"]       # holes and stretched edges cost something
+
+
+def test_motion_blind_and_misreferenced_simulators_fail(scores):
+    s = scores[0]
+    assert s["copy"]["pose_consistency"] <= 10.0
+    assert s["wrong-ref"]["pose_consistency"] <= 30.0
+    assert s["copy"]["recall"] < s["oracle"]["recall"]
+
+
+def test_simulator_errors_are_failures_with_a_reason(scores):
+    s, rows = scores
+    assert s["broken"]["pose_consistency"] == 0.0
+    assert set(s["broken"]["pose_failures"]) == {"simulator:backend"}
+    assert all(r["precision"] == 0.0 for r in rows["broken"] if r["n_target"])
+
+
+def test_unverified_scoring_counts_every_sample(test_set):
+    summaries, _ = score_simulators({"oracle": get_simulator("oracle")}, test_set[:10], cfg=QualityConfig(verify_pose=False))
+    assert summaries[0]["n_pose"] == 10
+
+
+def test_pnp_recovers_rendered_motions():
+    from astra_wb.scene import make_scene, render, sample_cameras
+    scene, K = make_scene(21), intrinsics(384, 384, 60)
+    est, errors, passed = FeaturePnP(), [], 0
+    motions = [Motion("yaw", 25), Motion("yaw", -40), Motion("pitch", 15), Motion("lateral", 0.6), Motion("vertical", 0.4), Motion("forward", 0.8)]
+    for seed in range(4):
+        src = render(scene, sample_cameras(scene, 1, seed)[0], K, 384, 384)
+        for m in motions:
+            tgt = render(scene, m.apply(src.pose), K, 384, 384)
+            r = est.estimate(src, tgt.rgb, key=f"src{seed}")
+            if r.pose is None: continue
+            R = np.linalg.inv(r.pose[:3, :3]) @ tgt.pose[:3, :3]
+            errors.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+            passed += pose_consistent(decompose(src.pose, r.pose), decompose(src.pose, tgt.pose), DOF_KINDS.index(m.kind))[0]
+    assert len(errors) >= 18 and np.median(errors) < 0.5 and passed >= 16, (len(errors), np.median(errors), passed)
+    assert len(est._cache) == 4
+
+
+def test_cli_sim_quality(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    argv = ["--test-set", str(tmp_path / "ts"), "--per-source", "6", "--image-size", "128", "--simulator", "oracle",
+            "--simulator", "perturbed(oracle,pose_noise=0.3)", "--json", str(out), "--no-progress"]
+    assert cli_sim_quality(argv) == 0
+    text = capsys.readouterr().out
+    assert "pose cons." in text and "perturbed(oracle,pose_noise=0.3)" in text
+    report = json.loads(out.read_text())
+    assert [s["n"] for s in report["summaries"]] == [6, 6]
+    assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--simulator", "no-such-sim", "--no-progress"]) == 2
+    assert "no-such-sim" in capsys.readouterr().out
