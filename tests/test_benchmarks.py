@@ -118,3 +118,28 @@ def test_official_extraction_examples():
     assert extract_mindcube("Looking again, C. a lamp") == "C"
     assert extract_mindcube("<Answer> my answer is B") == "B"
     assert split_options("Q?\nOptions: A. 1.5 m, B. 2 m, C. 3 m")[1] == {"A": "1.5 m", "B": "2 m", "C": "3 m"}
+
+
+def test_video_seeking_matches_sequential_decoding(tmp_path):
+    import av
+    from astra_wb.benchmarks import decode_video_frames
+    path = tmp_path / "long.mp4"
+    with av.open(str(path), "w") as c:                       # 60 frames at 4 fps, a keyframe every 4 frames
+        s = c.add_stream("libx264", rate=4); s.width, s.height, s.pix_fmt = 32, 16, "yuv420p"; s.options = {"g": "4"}
+        for i in range(60):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((16, 32, 3), 4 * i, np.uint8), format="rgb24")): c.mux(p)
+        for p in s.encode(): c.mux(p)
+    times = [0.0, 0.25, 3.1, 7.0, 7.4, 12.6, 14.75]
+    seq = decode_video_frames(path, times, seek_gap=1e9)
+    seek = decode_video_frames(path, times, seek_gap=0.5)
+    means = [np.asarray(im, float).mean() for im in seek]
+    assert [np.asarray(a).tobytes() for a in seq] == [np.asarray(b).tobytes() for b in seek]
+    assert all(abs(m - 16 * t) < 6 for m, t in zip(means, times)), means
+
+
+def test_import_stays_light():
+    import subprocess, sys
+    code = ("import sys, astra_wb.benchmarks, astra_wb.eval, astra_wb.report; "
+            "print([m for m in ('torch', 'transformers', 'gradio', 'av', 'plotly', 'pandas') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
