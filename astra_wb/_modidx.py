@@ -102,6 +102,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.benchmarks.BenchmarkError': ('benchmarks.html#benchmarkerror', 'astra_wb/benchmarks.py'),
                                      'astra_wb.benchmarks.MMSIBench': ('benchmarks.html#mmsibench', 'astra_wb/benchmarks.py'),
                                      'astra_wb.benchmarks.MMSIBench._build': ('benchmarks.html#mmsibench._build', 'astra_wb/benchmarks.py'),
+                                     'astra_wb.benchmarks.MMSIBench._images': ( 'benchmarks.html#mmsibench._images',
+                                                                                'astra_wb/benchmarks.py'),
                                      'astra_wb.benchmarks.MMSIBench._index': ('benchmarks.html#mmsibench._index', 'astra_wb/benchmarks.py'),
                                      'astra_wb.benchmarks.MMSIVideoBench': ('benchmarks.html#mmsivideobench', 'astra_wb/benchmarks.py'),
                                      'astra_wb.benchmarks.MMSIVideoBench.__init__': ( 'benchmarks.html#mmsivideobench.__init__',

@@ -7,7 +7,10 @@ Also shown: raw WAL+FULL inserts (the durability settings without the store's lo
 full cycle (`next_item` + `save_label`). One commit per label everywhere: each label is acknowledged
 only once it is on disk.
 
-    python benchmarks/bench_label_store.py [--n 2000] [--writers 4] [--dir DIR]
+    python benchmarks/bench_label_store.py [--n 1000] [--writers 4] [--repeat 3] [--dir DIR]
+
+Variants are interleaved and repeated; the row of each variant is its median-throughput repeat,
+so a burst of load on a shared machine moves all variants alike.
 """
 import argparse, json, multiprocessing as mp, os, shutil, sqlite3, statistics, sys, tempfile, time, uuid
 from pathlib import Path
@@ -79,8 +82,8 @@ def _worker(kind, db, a, n, q):
     except Exception as e: q.put((lat, n - len(lat), repr(e)))
 
 
-def run(kind, root, writers, n):
-    db = str(root / f"{kind}-{writers}.db")
+def run(kind, root, writers, n, rep=0):
+    db = str(root / f"{kind}-{writers}-{rep}.db")
     _prepare(kind, db, writers, n)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
@@ -98,20 +101,26 @@ def run(kind, root, writers, n):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=2000, help="labels per single writer (multi-writer: n / writers each)")
+    p.add_argument("--n", type=int, default=1000, help="labels per single writer (multi-writer: n / writers each)")
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--dir", default=None, help="where the databases go (a local disk: fsync is what is measured)")
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_labels_", dir=a.dir))
     try:
         rows = []
         for writers, n in ((1, a.n), (a.writers, a.n // a.writers)):
-            for kind in ("reference", "raw_wal", "store_save", "store_cycle"):
-                rows.append(run(kind, root, writers, n))
+            reps = {k: [] for k in ("reference", "raw_wal", "store_save", "store_cycle")}
+            for r in range(a.repeat):
+                for kind in reps: reps[kind].append(run(kind, root, writers, n, r))
+            for kind, rs in reps.items():
+                rows.append({**sorted(rs, key=lambda x: x["labels_per_s"])[len(rs) // 2],
+                             "failed": sum(x["failed"] for x in rs), "repeats": len(rs)})
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if a.json: print(json.dumps(rows, indent=1)); return
+    print(f"median of {a.repeat} repeats; 'lost' sums all repeats; machine load {os.getloadavg()[0]:.1f}")
     print(f"{'variant':<14}{'writers':>8}{'labels':>8}{'lost':>6}{'labels/s':>10}{'vs ref':>8}{'p50 ms':>9}{'p99 ms':>9}")
     for r in rows:
         ref = next(x for x in rows if x["kind"] == "reference" and x["writers"] == r["writers"])

@@ -212,5 +212,13 @@ def test_cli_dispatch_through_astra_wb(tmp_path):
 def test_default_db_comes_from_settings(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ASTRA_WB_LABEL_DB", str(tmp_path / "from-env.db"))
     monkeypatch.chdir(tmp_path)
-    assert cli_annotate(["stats"]) == 0
-    assert (tmp_path / "from-env.db").exists()
+    assert cli_annotate(["stats"]) == 2                     # reading commands never create a store
+    assert f"no label store at {tmp_path / 'from-env.db'}" in capsys.readouterr().err
+    assert cli_annotate(["configure", "--lease-s", "60"]) == 0
+    assert cli_annotate(["stats"]) == 0 and (tmp_path / "from-env.db").exists()
+
+
+def test_non_utf8_row_is_named(tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(json.dumps(GOOD_TRAJ).encode() + b"\n" + b'{"type": "event", "note": "\xff"}\n')
+    with pytest.raises(LabelError, match=r"in.jsonl:2: not UTF-8"): read_jsonl(f)
