@@ -143,3 +143,14 @@ def test_import_stays_light():
             "print([m for m in ('torch', 'transformers', 'gradio', 'av', 'plotly', 'pandas') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_mmsi_parquet_row_groups_read_lazily(tmp_path):
+    import pyarrow as pa, pyarrow.parquet as pq
+    rows = [{"id": i, "images": [encode_jpeg(Image.new("RGB", (8, 8), (20 * i, 0, 0)))], "question_type": "MSR",
+             "question": "Q?\nOptions: A: x, B: y", "answer": "A", "thought": ""} for i in range(10)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet", row_group_size=3)
+    b = MMSIBench(tmp_path / "m.parquet")
+    assert b.pf.num_row_groups == 4
+    for i in (9, 0, 4, 5, 3, 8):
+        assert abs(np.asarray(b[i].images[0])[..., 0].mean() - 20 * i) < 4
