@@ -5,7 +5,7 @@ Thin wiring: every handler validates its inputs and calls `astra_wb`; renderers 
 auth from settings, files only under the data / runs roots (names, never paths, come from the
 user), an upload size limit.
 """
-import argparse, json, math, os, sys, uuid
+import argparse, json, math, os, sys, tempfile, uuid
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -114,16 +114,28 @@ def upload_sample(files, max_mb: int) -> Sample:
     return Sample(id="upload", question="Uploaded images.", images=images, category="upload", meta={"source": "upload"})
 
 # ----------------------------------------------------------------------------- Simulator tab
+HISTORY_SHOWN = 16          # most recent views in the Simulator tab's history strip
+
+def _image_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "astra_wb_app"
+
 def _sim_view(st: dict, status: str):
-    "Outputs of every Simulator handler: state, latest image, history, reference choices, map, status."
+    "The fast outputs of a Simulator handler: state, latest image, reference choices, status."
     sample, obs = st["sample"], st["observations"]
+    files = st.setdefault("files", [])       # PNGs written once per image (Gradio serves copies from its cache)
     images = list(sample.images) + [o.image for o in obs]
-    captions = [f"Image {i} (given)" for i in range(1, len(sample.images) + 1)] + [o.provenance() for o in obs]
+    files += [viz.image_file(im, _image_dir()) for im in images[len(files):]]
     ref = st.get("reference", 1)
-    fig = (viz.topdown_figure(sample.meta.get("scene"), viz.sample_cameras(sample, obs, reference=ref), height=380)
-           if sample.poses else None)
-    return (st, images[-1], list(zip(images, captions)),
-            gr.update(choices=list(range(1, len(images) + 1)), value=ref), fig, status)
+    return st, files[-1], gr.update(choices=list(range(1, len(images) + 1)), value=ref), status
+
+def sim_views(st: dict | None):
+    "The slower outputs, chained after the image: history of views and the top-down map (when poses are known)."
+    if not st: return [], None
+    sample, obs = st["sample"], st["observations"]
+    captions = [f"Image {i} (given)" for i in range(1, len(sample.images) + 1)] + [o.provenance() for o in obs]
+    fig = (viz.topdown_figure(sample.meta.get("scene"), viz.sample_cameras(sample, obs, reference=st.get("reference", 1)),
+                              height=380) if sample.poses else None)
+    return list(zip(st.get("files", []), captions))[-HISTORY_SHOWN:], fig
 
 def sim_load(settings: Settings, source, seed, kind, folder, index, files):
     if source == "synthetic scene": sample = synthetic_scene_sample(int(seed or 0))
@@ -141,7 +153,7 @@ def sim_imagine(st: dict | None, reference, motion: Motion, spec: str, allowed):
     if not 1 <= ref <= n: raise gr.Error(f"reference image must be 1..{n}, got {ref}")
     try: obs = sim.imagine(st["sample"], st["observations"], ref, motion.check())
     except (SimulatorError, MotionError) as e: raise gr.Error(f"{type(e).__name__}: {e}") from None
-    st = {**st, "observations": st["observations"] + [obs], "reference": obs.index}
+    st = {**st, "observations": st["observations"] + [obs], "reference": obs.index, "files": list(st.get("files", []))}
     return _sim_view(st, obs.provenance() + f" · {obs.simulator}")
 
 def sim_motion(motion_type: str, allowed, st, reference, distance, angle, spec):
@@ -264,13 +276,13 @@ def _store(settings: Settings):
     from astra_wb.annotate import LabelStore
     return LabelStore(settings.label_db)
 
-def _annotator(name, request: gr.Request | None) -> str:
+def _annotator(name, request=None) -> str:
     user = getattr(request, "username", None) if request is not None else None
     name = (user or str(name or "")).strip()
     if not name: raise gr.Error("enter your annotator name")
     return name
 
-def ann_login(settings, name, request: gr.Request = None):
+def ann_login(settings, name, request=None):
     from astra_wb.annotate import LabelError
     try:
         with _store(settings) as s: p = s.login(_annotator(name, request))
@@ -357,13 +369,21 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
                 view = gr.Image(label="imagined view", type="pil", format="png", elem_id="awb-imagined", height=420)
                 topmap = gr.Plot(label="top-down map")
             history = gr.Gallery(label="views so far", columns=6, height=200)
-            outs = [s_state, view, history, ref, topmap, s_status]
-            load.click(partial(sim_load, settings), [source, seed, kind, folder, index, files], outs, api_name="load_sample")
+            outs = [s_state, view, ref, s_status]
+            # the image first; history and map follow in a chained event (fast feedback on every motion)
+            views = dict(fn=sim_views, inputs=[s_state], outputs=[history, topmap], queue=False)
+            load.click(partial(sim_load, settings), [source, seed, kind, folder, index, files], outs,
+                       api_name="load_sample").then(**views, api_visibility="private")
             for mt, b in motion_btns.items():
-                b.click(partial(sim_motion, mt, sims), [s_state, ref, dist, ang, spec], outs, api_name=mt)
-            ev_text = dict(fn=partial(sim_text, sims), inputs=[s_state, ref, instr, spec], outputs=outs)
-            go_text.click(**ev_text, api_name="imagine_text"); instr.submit(**ev_text, api_visibility="private")
-            ref.change(lambda st, r: {**st, "reference": int(r)} if st else st, [s_state, ref], [s_state], api_visibility="private")
+                # queue=False: a motion is milliseconds of work; the queue's round trip would dominate it
+                b.click(partial(sim_motion, mt, sims), [s_state, ref, dist, ang, spec], outs, api_name=mt,
+                        queue=False).then(**views, api_visibility="private")
+            ev_text = dict(fn=partial(sim_text, sims), inputs=[s_state, ref, instr, spec], outputs=outs, queue=False)
+            go_text.click(**ev_text, api_name="imagine_text").then(**views, api_visibility="private")
+            instr.submit(**ev_text, api_visibility="private").then(**views, api_visibility="private")
+            refresh_views = gr.Button("refresh views", visible=False)
+            refresh_views.click(**views, api_name="views")
+            ref.change(lambda st, r: {**st, "reference": int(r)} if st else st, [s_state, ref], [s_state], api_visibility="private", queue=False)
 
         with gr.Tab("Agent", id="agent"):
             a_state = gr.State(None)
@@ -410,7 +430,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             r_status = gr.Markdown(elem_classes="awb-status")
             traj_html = gr.HTML()
             show_outs = [r_state, pos, r_status, traj_html]
-            refresh.click(lambda: gr.update(choices=list_names(settings.runs_root, runs=True)), None, runs, api_name="list_runs")
+            refresh.click(lambda: gr.update(choices=list_names(settings.runs_root, runs=True)), None, runs, api_name="list_runs", queue=False)
             open_btn.click(partial(runs_open, settings), [runs, filt], [metrics, acc_plot, tool_plot] + show_outs, api_name="open_runs")
             filt.change(lambda st, f: runs_show(settings, st, f, 0), [r_state, filt], show_outs, api_visibility="private")
             pos.submit(partial(runs_show, settings), [r_state, filt, pos], show_outs, api_name="show_trajectory")
@@ -439,7 +459,9 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             with gr.Accordion("Agreement", open=False):
                 agr_btn = gr.Button("Compute agreement")
                 agr_txt, agr_plot = gr.Textbox(label="summary", lines=4), gr.Plot()
-            login.click(partial(ann_login, settings), [who], [n_state, n_status], api_name="login")
+            def _login(name, request: gr.Request):   # a real function: gradio injects the request by annotation
+                return ann_login(settings, name, request)
+            login.click(_login, [who], [n_state, n_status], api_name="login")
             q_btn.click(partial(ann_queue, settings), [q_run], [n_status], api_name="queue_run")
             blank = dict(fn=lambda: (None, [], "", 0, ""), inputs=None, outputs=[label, subtags, note, turn, saved], api_visibility="private")
             nxt.click(partial(ann_next, settings), [n_state], [n_state, n_status, n_html], api_name="next_trajectory").then(**blank)

@@ -87,8 +87,8 @@ def launch_app(ws: dict, log_path: Path, extra_env: dict | None = None, timeout:
     while time.time() < deadline:
         if proc.poll() is not None: raise RuntimeError(f"app exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as r:
-                if r.status == 200: return proc, url
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2): return proc, url
+        except urllib.error.HTTPError: return proc, url                 # answering (e.g. 401 behind auth): up
         except (urllib.error.URLError, ConnectionError, TimeoutError): time.sleep(0.3)
     stop_app(proc); raise RuntimeError(f"app did not start in {timeout}s:\n{log_path.read_text()[-3000:]}")
 
@@ -128,11 +128,15 @@ def test_simulator_motion_gives_the_oracle_view(app):
     from astra_wb.motion import Motion
     from astra_wb.scene import make_scene, render, sample_cameras
     c = new_client(app)
-    view0, history, ref, _, status = _load_scene(c)
-    assert "synth-000003" in status and val(ref) == 1 and len(history) == 2
-    view1, history, ref, fig, status = c.predict(1, 1.5, 30, "oracle", api_name="/move_forward")
-    assert "Image 3: imagined from image 1 after moving 1.5 meters forward" in status
-    assert val(ref) == 3 and len(history) == 3 and fig is not None
+    view0, ref, status = _load_scene(c)
+    history, fig = c.predict(api_name="/views")
+    assert "synth-000003" in status and val(ref) == 1 and len(history) == 2 and fig is not None
+    view1, ref, status = c.predict(1, 1.5, 30, "oracle", api_name="/move_forward")
+    assert "Image 3: imagined from image 1 after moving 1.5 meters forward" in status and val(ref) == 3
+    history, fig = c.predict(api_name="/views")
+    assert len(history) == 3 and "Image 3: imagined" in history[-1]["caption"]
+    names = [t.get("name") for t in json.loads(fig["plot"])["data"]]
+    assert "imagined" in names and "reference" in names                              # the map shows the cameras
     a0, a1 = img(view0), img(view1)
     assert a0.shape == a1.shape == (512, 512, 3) and np.abs(a0 - a1).mean() > 5      # the view changed
     scene, K = make_scene(3), intrinsics(512, 512, 60.0)                              # the app's scene 3, rebuilt here
@@ -140,10 +144,11 @@ def test_simulator_motion_gives_the_oracle_view(app):
     want = render(scene, pose, K, 512, 512).rgb
     assert np.abs(a1 - want.astype(np.int16)).mean() < 1.0                            # exactly the oracle's render
     # chained from the imagined view (reference 3 now), then a typed instruction from image 2
-    view2, *_ = c.predict(3, 1.0, 45, "oracle", api_name="/turn_left")
-    assert np.abs(img(view2) - a1).mean() > 5
-    view3, history, ref, _, status = c.predict(1, "Based on the viewpoint of image 2, pitch up 20 degrees.", "oracle", api_name="/imagine_text")
-    assert "imagined from image 2" in status and val(ref) == 5 and len(history) == 5
+    view2, ref, _ = c.predict(3, 1.0, 45, "oracle", api_name="/turn_left")
+    assert np.abs(img(view2) - a1).mean() > 5 and val(ref) == 4
+    view3, ref, status = c.predict(1, "Based on the viewpoint of image 2, pitch up 20 degrees.", "oracle", api_name="/imagine_text")
+    assert "imagined from image 2" in status and val(ref) == 5
+    assert len(c.predict(api_name="/views")[0]) == 5
 
 def test_simulator_rejects_bad_requests(app):
     from gradio_client.exceptions import AppError
