@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from astra_wb.benchmarks import (MMSIBench, MindCube, MMSIVideoBench, BenchmarkError, MMSI_CATEGORIES, MMSI_GROUPS,
+from astra_wb.video_bench import MMSIVideoBench, write_video_fixture, write_video, allocate_frames
+from astra_wb.benchmarks import (MMSIBench, MindCube, BenchmarkError, MMSI_CATEGORIES, MMSI_GROUPS,
                                  encode_jpeg, extract_mmsi, extract_mindcube, get_benchmark, split_options,
-                                 write_mindcube_fixture, write_mmsi_fixture, write_video_fixture, write_video,
-                                 allocate_frames)
+                                 write_mindcube_fixture, write_mmsi_fixture)
 
 
 def test_mmsi_parquet_and_tsv_agree(tmp_path):
@@ -122,7 +122,7 @@ def test_official_extraction_examples():
 
 def test_video_seeking_matches_sequential_decoding(tmp_path):
     import av
-    from astra_wb.benchmarks import decode_video_frames
+    from astra_wb.video_bench import decode_video_frames
     path = tmp_path / "long.mp4"
     with av.open(str(path), "w") as c:                       # 60 frames at 4 fps, a keyframe every 4 frames
         s = c.add_stream("libx264", rate=4); s.width, s.height, s.pix_fmt = 32, 16, "yuv420p"; s.options = {"g": "4"}
