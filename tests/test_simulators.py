@@ -1,0 +1,175 @@
+"""World simulators: conformance of every registered backend, oracle exactness, reprojection against the oracle,
+the monocular-depth path, the perturbed dial, the cache and the CLI."""
+import json, os, subprocess, sys, time
+import numpy as np
+import pytest
+from PIL import Image
+
+from astra_wb.geometry import decompose, intrinsics
+from astra_wb.motion import Motion
+from astra_wb.protocol import Sample, save_sample
+from astra_wb.scene import make_scene, render, sample_cameras
+from astra_wb.simulators import (SIMULATORS, WRAPPERS, CachedSimulator, OracleSimulator, PerturbedSimulator, ReprojectSimulator,
+                                 SimulatorError, check_simulator, cli_imagine, get_simulator, parse_spec, register_simulator, scene_sample)
+
+
+def start_stub(*args):
+    "Start the stub vLLM-Omni server as a separate process on 127.0.0.1 and a free port; returns (process, url)."
+    proc = subprocess.Popen([sys.executable, "-m", "astra_wb.vllm_omni", "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening on http://127.0.0.1:"), line
+    return proc, line.split()[-1]
+
+
+def stop(proc):
+    os.kill(proc.pid, 15)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stub_url():
+    proc, url = start_stub()
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return scene_sample(make_scene(5), width=96, height=72, n_views=3, seed=2)
+
+
+def _spec(name, stub_url):
+    if name == "vllm-omni": return f"vllm-omni:{stub_url}"
+    return f"{name}(oracle)" if name in WRAPPERS else name
+
+
+@pytest.mark.parametrize("name", sorted(SIMULATORS))
+def test_every_registered_backend_conforms(name, stub_url, sample):
+    sim = get_simulator(_spec(name, stub_url))
+    obs = check_simulator(sim, sample)
+    assert obs.image.size == (96, 72)
+
+
+def test_wrappers_around_every_backend(stub_url, sample):
+    for inner in ("oracle", "reproject", f"vllm-omni:{stub_url}"):
+        check_simulator(get_simulator(f"cached(perturbed({inner},pose_noise=0.1,color_jitter=0.05))"), sample)
+
+
+@pytest.mark.parametrize("motion", [Motion("lateral", -0.7), Motion("forward", 1.2), Motion("vertical", 0.4),
+                                    Motion("yaw", -120), Motion("pitch", 35)])
+def test_oracle_is_the_scene_seen_from_the_moved_camera(motion, sample):
+    obs = OracleSimulator().imagine(sample, [], 2, motion)
+    expect = dict(zip(("lateral", "forward", "vertical", "yaw", "pitch"), range(5)))[motion.kind]
+    d = decompose(sample.poses[1], obs.pose)
+    np.testing.assert_allclose(d[expect], motion.value, atol=1e-6)
+    assert np.abs(np.delete(d, expect)).max() < 1e-6
+    truth = render(make_scene(5), obs.pose, sample.intrinsics[1], 96, 72)
+    np.testing.assert_array_equal(np.asarray(obs.image), truth.rgb)
+    np.testing.assert_allclose(obs.depth, truth.depth)
+
+
+def test_reprojection_agrees_with_the_oracle_where_it_sees(sample):
+    "On seen pixels reprojection matches the oracle; the unseen share grows with the turn."
+    oracle, rep = OracleSimulator(), ReprojectSimulator(use_context=False)
+    holes = []
+    for deg in (10, 30, 50):
+        o, r = oracle.imagine(sample, [], 1, Motion("yaw", deg)), rep.imagine(sample, [], 1, Motion("yaw", deg))
+        seen = ~r.mask
+        diff = np.abs(np.asarray(o.image).astype(int) - np.asarray(r.image)).max(-1)
+        assert (diff[seen] < 40).mean() > 0.95              # all but edges resampled at 96x72
+        assert (np.asarray(r.image)[r.mask] == (255, 0, 255)).all()
+        holes.append(r.mask.mean())
+    assert holes[0] < holes[1] < holes[2]
+    r = rep.imagine(sample, [], 1, Motion("forward", 0.5))
+    assert r.mask.mean() < 0.1                                     # moving in: little is unseen, no cracks
+
+
+def test_reproject_with_a_monocular_depth_model_from_a_spec(tmp_path, sample):
+    "The depth path through transformers, with a tiny random Depth Anything model built from a config."
+    from transformers import AutoModelForDepthEstimation, DepthAnythingConfig, Dinov2Config
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+    bb = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14,
+                      image_size=28, out_features=["stage1", "stage2"], reshape_hidden_states=False)
+    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32], fusion_hidden_size=16,
+                              head_hidden_size=8, reassemble_factors=[2, 1], depth_estimation_type="metric", max_depth=8)
+    AutoModelForDepthEstimation.from_config(cfg).save_pretrained(tmp_path)
+    DPTImageProcessorPil(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(tmp_path)
+    sim = get_simulator(f"reproject(depth_model={tmp_path})")
+    bare = Sample("bare", "q", [sample.images[0]])                  # no pose, no intrinsics, no depth
+    obs = sim.imagine(bare, [], 1, Motion("yaw", -25))
+    assert obs.depth is not None and (obs.depth[~obs.mask] > 0).all()
+    assert obs.mask[:, :3].all() and not obs.mask[:, -30:].any()   # turned left: the new strip is on the left
+    np.testing.assert_allclose(obs.intrinsics, intrinsics(96, 72, 60))
+    with pytest.raises(SimulatorError) as e: get_simulator(f"reproject(depth_model={tmp_path / 'missing'})").imagine(bare, [], 1, Motion("yaw", 5))
+    assert e.value.reason == "backend"
+
+
+def test_perturbed_dial_is_seeded_and_monotone(sample):
+    def err(level, seed):
+        o = PerturbedSimulator(OracleSimulator(), pose_noise=level, seed=seed).imagine(sample, [], 1, Motion("forward", 1.0))
+        return np.abs(decompose(o.pose, np.array(o.meta["true_pose"])))
+    e1 = np.mean([err(0.1, s) for s in range(12)], 0); e5 = np.mean([err(0.5, s) for s in range(12)], 0)
+    assert (e5[:2] > 2 * e1[:2]).all() and e5[3] > 2 * e1[3]
+    a = PerturbedSimulator(OracleSimulator(), 0.3, dropout=0.3, color_jitter=0.2, seed=4).imagine(sample, [], 1, Motion("yaw", 30))
+    b = PerturbedSimulator(OracleSimulator(), 0.3, dropout=0.3, color_jitter=0.2, seed=4).imagine(sample, [], 1, Motion("yaw", 30))
+    c = PerturbedSimulator(OracleSimulator(), 0.3, dropout=0.3, color_jitter=0.2, seed=5).imagine(sample, [], 1, Motion("yaw", 30))
+    np.testing.assert_array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert a.meta == b.meta and a.meta != c.meta
+    with pytest.raises(ValueError): PerturbedSimulator(OracleSimulator(), dropout=1.5)
+
+
+def test_perturbed_around_a_pose_free_backend_scales_the_motion(stub_url, sample):
+    sim = get_simulator(f"perturbed(vllm-omni:{stub_url},pose_noise=0.5,seed=3)")
+    obs = sim.imagine(sample, [], 1, Motion("forward", 1.0))
+    assert obs.motion == Motion("forward", 1.0)                      # what was asked
+    assert obs.meta["true_motion"][0] == "forward" and obs.meta["true_motion"][1] != 1.0   # what was done
+
+
+def test_cache_survives_processes_and_ignores_broken_entries(tmp_path, sample, capsys):
+    calls = []
+    class Counting(OracleSimulator):
+        def render_at(self, *a, **k): calls.append(1); return super().render_at(*a, **k)
+    c = CachedSimulator(Counting(), cache_dir=tmp_path)
+    first = c.imagine(sample, [], 1, Motion("yaw", 15))
+    c.imagine(sample, [], 1, Motion("yaw", 15))
+    assert len(calls) == 1
+    key = first.meta["cache_key"]
+    fresh = CachedSimulator(Counting(), cache_dir=tmp_path)
+    again = fresh.imagine(sample, [], 1, Motion("yaw", 15))
+    assert len(calls) == 1 and (fresh.hits, fresh.misses) == (1, 0)
+    np.testing.assert_array_equal(np.asarray(again.image), np.asarray(first.image))
+    np.testing.assert_allclose(again.pose, first.pose)
+    (tmp_path / f"{key}.json").write_text("{not json")
+    CachedSimulator(Counting(), cache_dir=tmp_path).imagine(sample, [], 1, Motion("yaw", 15))
+    assert len(calls) == 2 and "unreadable cache entry" in capsys.readouterr().err
+    with pytest.raises(SimulatorError): c.imagine(sample, [], 9, Motion("yaw", 15))        # errors are not cached
+    assert c.misses == 1
+
+
+def test_spec_strings():
+    assert parse_spec("cached(perturbed(reproject(fov_deg=70),pose_noise=0.2,seed=1),cache_dir=/tmp/x y)") == \
+        ("cached", ["perturbed(reproject(fov_deg=70),pose_noise=0.2,seed=1)"], {"cache_dir": "/tmp/x y"})
+    sim = get_simulator("cached(perturbed(reproject(fov_deg=70),pose_noise=0.2,seed=1),maxsize=3)")
+    assert sim.inner.inner.fov_deg == 70 and sim.inner.seed == 1 and sim.maxsize == 3
+    for bad in ("", "oracle)", "cached(oracle", "perturbed(pose_noise=1)", "nope:1", "oracle(1)"):
+        with pytest.raises(ValueError): get_simulator(bad)
+    register_simulator("oracle-alias", "astra_wb.simulators:OracleSimulator")
+    try: assert isinstance(get_simulator("oracle-alias"), OracleSimulator)
+    finally: SIMULATORS.pop("oracle-alias")
+    register_simulator("ghost", "astra_wb.nowhere:Ghost")
+    try:
+        with pytest.raises(ValueError, match="cannot be imported"): get_simulator("ghost")
+    finally: SIMULATORS.pop("ghost")
+
+
+def test_cli_imagine_on_a_synthetic_scene_and_a_saved_sample(tmp_path, sample):
+    out = tmp_path / "img.png"
+    r = subprocess.run([sys.executable, "-m", "astra_wb.cli", "imagine", "move 1 meter forward", "--scene-seed", "3", "--size", "64", "48",
+                        "--simulator", "reproject", "--out", str(out), "--side-by-side"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (128, 48) and "imagined from image 1 after moving 1 meter forward" in r.stdout
+    save_sample(sample, tmp_path / "s")
+    assert cli_imagine(["dyaw=-40", "--sample", str(tmp_path / "s"), "--reference", "3", "--out", str(tmp_path / "b.png"), "--simulator", "oracle"]) == 0
+    truth = OracleSimulator().imagine(sample, [], 3, Motion("yaw", -40))
+    assert np.abs(np.asarray(Image.open(tmp_path / "b.png")).astype(int) - np.asarray(truth.image)).max() <= 1
+    assert cli_imagine(["turn_left 30", "--sample", str(tmp_path / "s"), "--reference", "7", "--simulator", "oracle", "--out", str(tmp_path / "c.png")]) == 2
