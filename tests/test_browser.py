@@ -60,6 +60,9 @@ def test_browser_tabs_motion_agent_runs_annotate(server, tmp_path):
             page.wait_for_function("s => { const i = document.querySelector('#awb-imagined img'); return i && i.src !== s }", arg=src0)
             after = page.request.get(img.get_attribute("src")).body()
             assert len(before) > 1000 and len(after) > 1000 and before != after     # a different picture, not just a new URL
+            # the chained update: camera 3 on the top-down map
+            page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot .textpoint'))"
+                                   ".some(t => t.textContent === '3')")
             _shot(page, shots / "1_simulator.png")
 
             # Agent: the expert policy with the oracle streams a trajectory into the chat
