@@ -28,8 +28,8 @@ MAX_UPLOAD_IMAGES = 8
 CSS = ".awb-status{min-height:1.5em} #awb-imagined img{object-fit:contain}"
 
 # ----------------------------------------------------------------------------- files and roots
-class PathError(ValueError):
-    "A user-supplied name that does not lead to an existing entry inside an allowed root."
+class PathError(gr.Error):
+    "A user-supplied name that does not lead to an existing entry inside an allowed root (shown to the user)."
 
 def safe_path(root, name, what: str = "entry") -> Path:
     "`name` (relative) resolved inside `root`; refuses absolute paths, '..', NUL, and symlinks out of the root."
@@ -42,16 +42,21 @@ def safe_path(root, name, what: str = "entry") -> Path:
     if not p.is_relative_to(root) or not p.exists(): raise PathError(f"{what} {name!r} not found")
     return p
 
-def list_names(root, runs: bool = False) -> list[str]:
-    "Entries directly under `root` that stay inside it (runs: folders with trajectories or results)."
+def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> list[str]:
+    "Relative names under `root` (down to `depth` levels) that stay inside it; runs: folders with trajectories or results."
     root = Path(root)
     if not root.is_dir(): return []
-    out = []
-    for p in sorted(root.iterdir()):
-        if p.name.startswith(".") or not p.resolve().is_relative_to(root.resolve()): continue
-        if runs and not (p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())): continue
-        out.append(p.name)
-    return out
+    real, out, level = root.resolve(), [], [root]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            for p in sorted(d.iterdir()):
+                if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
+                if runs and not (p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())): continue
+                out.append(p.relative_to(root).as_posix())
+                if p.is_dir(): nxt.append(p)
+        level = nxt
+    return out[:limit]
 
 def _choice(value, allowed, what: str):
     if value not in allowed: raise gr.Error(f"unknown {what} {value!r}; expected one of {list(allowed)}")
@@ -96,8 +101,10 @@ def pick_sample(settings: Settings, kind: str, folder: str, seed, index) -> Samp
     if not folder:
         bench = _synth_bench(int(seed or 0))
         return bench[index % len(bench)]
+    from astra_wb.benchmarks import BenchmarkError
     path = safe_path(settings.data_root, folder, "benchmark folder")
-    bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+    try: bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+    except BenchmarkError as e: raise gr.Error(str(e).replace(str(Path(settings.data_root).resolve()), "<data>")) from None
     if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
     return bench[index % len(bench)]
 
@@ -336,7 +343,8 @@ def _sample_picker(settings: Settings, simulator_tab: bool):
         source = gr.Radio(sources, value=sources[0], label="source") if sources else None
         seed = gr.Number(0, precision=0, label="seed", minimum=0)
         kind = gr.Dropdown(list(BENCHMARK_KINDS), value="synth", label="benchmark")
-        folder = gr.Dropdown([""] + list_names(settings.data_root), value="", label="folder under the data root (empty: generated synthetic bench)")
+        folder = gr.Dropdown([""] + list_names(settings.data_root, depth=2), value="", allow_custom_value=True,
+                             label="folder under the data root (empty: generated synthetic bench)")
         index = gr.Number(0, precision=0, label="sample #", minimum=0)
     return source, seed, kind, folder, index
 
@@ -417,7 +425,8 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
         with gr.Tab("Runs", id="runs"):
             r_state = gr.State(None)
             with gr.Row():
-                runs = gr.Dropdown(list_names(settings.runs_root, runs=True), multiselect=True, label="runs (first one is browsed)")
+                runs = gr.Dropdown(list_names(settings.runs_root, runs=True), multiselect=True, allow_custom_value=True,
+                                   label="runs (first one is browsed)")
                 refresh = gr.Button("Refresh", size="sm")
                 open_btn = gr.Button("Open", variant="primary")
             metrics = gr.JSON(label="metrics")
@@ -443,7 +452,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             with gr.Row():
                 who = gr.Textbox(label="annotator", max_lines=1)
                 login = gr.Button("Log in")
-                q_run = gr.Dropdown(list_names(settings.runs_root, runs=True), label="queue a run for labelling")
+                q_run = gr.Dropdown(list_names(settings.runs_root, runs=True), allow_custom_value=True, label="queue a run for labelling")
                 q_btn = gr.Button("Queue run")
             n_status = gr.Markdown(elem_classes="awb-status")
             with gr.Row():

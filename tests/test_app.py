@@ -67,6 +67,10 @@ def build_workspace(root: Path) -> dict:
     os.symlink(outside / "evil-run", runs / "linked-run")            # symlinked run folder out of the root
     os.symlink(outside, data / "linked-data")                        # symlinked data folder out of the root
     (runs / "run-a" / "trajectories" / "leak").symlink_to(outside)   # symlink inside a run folder
+    from astra_wb.benchmarks import write_mindcube_fixture
+    from astra_wb.synthqa import export_bench, generate_bench
+    export_bench(generate_bench(1, seed=5), data / "synth-bench")    # a benchmark folder under the data root
+    write_mindcube_fixture(data / "mindcube", n=2)                    # real-benchmark format, no poses
     return dict(root=root, data=data, runs=runs, outside=outside, label_db=root / "labels.db")
 
 # ----------------------------------------------------------------------------- server
@@ -149,6 +153,20 @@ def test_simulator_motion_gives_the_oracle_view(app):
     view3, ref, status = c.predict(1, "Based on the viewpoint of image 2, pitch up 20 degrees.", "oracle", api_name="/imagine_text")
     assert "imagined from image 2" in status and val(ref) == 5
     assert len(c.predict(api_name="/views")[0]) == 5
+
+def test_simulator_on_benchmark_samples(app):
+    from gradio_client.exceptions import AppError
+    c = new_client(app)
+    view, ref, status = c.predict("benchmark sample", 0, "synth", "synth-bench", 0, None, api_name="/load_sample")
+    assert "poses known" in status
+    view1, ref, status = c.predict(1, 0.5, 30, "oracle", api_name="/move_right")
+    assert "after moving 0.5 meters to the right" in status and np.abs(img(view1) - img(view)).mean() > 2
+    view, ref, status = c.predict("benchmark sample", 0, "mindcube", "mindcube/raw", 1, None, api_name="/load_sample")
+    assert "Loaded" in status and "poses known" not in status
+    with pytest.raises(AppError, match="SimulatorError") as e:     # the oracle needs a synthetic scene: a clear error
+        c.predict(1, 1.0, 30, "oracle", api_name="/turn_left")
+    assert "Traceback" not in str(e.value)
+    with pytest.raises(AppError, match="no benchmark file"): c.predict("benchmark sample", 0, "mmsi", "mindcube", 0, None, api_name="/load_sample")
 
 def test_simulator_rejects_bad_requests(app):
     from gradio_client.exceptions import AppError
