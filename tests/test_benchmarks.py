@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from astra_wb.video_bench import MMSIVideoBench, write_video_fixture, write_video, allocate_frames
+from astra_wb.video_bench import MMSIVideoBench, write_video_fixture, write_video, sample_frame_indices, extract_mmsi_video
 from astra_wb.benchmarks import (MMSIBench, MindCube, BenchmarkError, MMSI_CATEGORIES, MMSI_GROUPS,
                                  encode_jpeg, extract_mmsi, extract_mindcube, get_benchmark, split_options,
                                  write_mindcube_fixture, write_mmsi_fixture)
@@ -82,33 +82,42 @@ def test_mindcube_settings_images_and_errors(tmp_path):
 
 
 def test_video_frames_sampling_settings(tmp_path):
-    path = write_video_fixture(tmp_path / "v", n=2)
+    path = write_video_fixture(tmp_path / "v", n=4)
     sc = MMSIVideoBench(path, setting="Sufficient-Coverage")[0]
     u50 = MMSIVideoBench(path, setting="Uniform-50")[0]
-    assert sc.meta["n_frames"] == [5, 13] and u50.meta["n_frames"] == [5, 13]   # 18 base-rate frames < both budgets
-    assert len(sc.images) == 5 + 13 + 1 and sc.answer == "A" and sc.category.startswith("Spatial Construction")
-    assert sc.meta["group"] == "Spatial Construction"
+    assert sc.meta["n_frames"] == [5, 13] and u50.meta["n_frames"] == [5, 13]   # 18 base-rate frames fit both budgets
+    assert len(sc.images) == 5 + 13 + 1 and sc.answer == "A" and sc.meta["group"] == "Spatial Construction"
+    assert MMSIVideoBench(path)[3].meta["group"] == "Planning"
+    assert MMSIVideoBench(path)[1].meta["sub_benchmarks"] == ["(Easy2hard)Avg", "(Easy2hard)level_2", "(Robot)Avg", "(Robot)Navigation"]
+
+
+def test_video_more_frames_than_the_budget(tmp_path):
+    path = write_video_fixture(tmp_path / "v", n=1)
+    rec = json.loads(path.read_text())
+    rec[0]["frames_list"] = [rec[0]["frames_list"][0] * 10, rec[0]["frames_list"][1] * 10]   # 50 + 130 frame paths
+    path.write_text(json.dumps(rec))
+    assert MMSIVideoBench(path, setting="Uniform-50")[0].meta["n_frames"] == [14, 36]
+    assert MMSIVideoBench(path, setting="Sufficient-Coverage")[0].meta["n_frames"] == [50, 130]
 
 
 def test_video_decoded_when_only_videos(tmp_path):
     path = write_video_fixture(tmp_path / "v", n=1, with_frames=False)
     s = MMSIVideoBench(path, setting="Uniform-50")[0]
-    assert s.meta["n_frames"] == [13, 37] and all(im.size == (32, 24) for im in s.images[:50]) and s.images[50].size == (16, 16)
-    s = MMSIVideoBench(path, setting="Sufficient-Coverage")[0]
-    assert s.meta["n_frames"] == [5, 13]
+    assert s.meta["n_frames"] == [5, 13] and all(im.size == (32, 24) for im in s.images[:18]) and s.images[18].size == (16, 16)
     (tmp_path / "v/videos/0_1.mp4").unlink()
     with pytest.raises(BenchmarkError, match=r"row 0: field 'video_list\[1\].path': missing video file"):
         MMSIVideoBench(path)[0]
 
 
-def test_allocate_frames_properties():
+def test_frame_sampling_properties():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        n = int(rng.integers(1, 6)); lengths = rng.uniform(0.1, 60, n); caps = rng.integers(1, 200, n)
-        total = int(rng.integers(1, 400))
-        a = allocate_frames(lengths, total, caps)
-        assert sum(a) == min(total, caps.sum()) and all(0 <= x <= c for x, c in zip(a, caps))
-        if total >= n: assert min(a) >= 1
+    for _ in range(300):
+        counts = rng.integers(1, 400, int(rng.integers(1, 6))).tolist(); k = int(rng.choice([50, 300]))
+        picks = sample_frame_indices(counts, k)
+        assert all(0 <= i < n for idx, n in zip(picks, counts) for i in idx) and all(picks)
+        assert all(idx == sorted(set(idx)) for idx in picks)
+        if sum(counts) <= k: assert [len(p) for p in picks] == counts
+        else: assert k <= sum(map(len, picks)) <= k + len(counts)
 
 
 def test_official_extraction_examples():
@@ -118,6 +127,7 @@ def test_official_extraction_examples():
     assert extract_mindcube("Looking again, C. a lamp") == "C"
     assert extract_mindcube("<Answer> my answer is B") == "B"
     assert split_options("Q?\nOptions: A. 1.5 m, B. 2 m, C. 3 m")[1] == {"A": "1.5 m", "B": "2 m", "C": "3 m"}
+    assert [extract_mmsi_video(t) for t in ("The answer is B.", "\\boxed{C}", "D", "maybe (A)")] == ["B", "C", "D", None]
 
 
 def test_video_seeking_matches_sequential_decoding(tmp_path):
