@@ -64,3 +64,20 @@ def test_eval_mmsi_with_a_real_hf_policy(tmp_path):
     assert m["n"] == 3 and m["errors"] == 0 and m["n_scored"] == 3
     rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
     assert all((out / x["trajectory"] / "trajectory.json").exists() for x in rows)
+
+
+def test_eval_video_bench_sub_benchmarks_and_report(tmp_path):
+    from astra_wb.video_bench import write_video_fixture
+    path = write_video_fixture(tmp_path / "v", n=4)
+    script = tmp_path / "turns.json"; script.write_text(json.dumps(["<think>t</think><answer>The answer is A.</answer>"]))
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mmsi-video", "--path", path, "--setting", "Sufficient-Coverage", "--policy", f"scripted:{script}",
+             "--simulator", "none", "--mode", "direct", "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert [x["correct"] for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())] == [True, False, False, False]
+    assert m["sub_benchmarks"]["(Robot)Avg"] == {"n": 2, "accuracy": 0.0}
+    assert m["sub_benchmarks"]["(Indoor_Scene_Perception)Dynamic Scene"] == {"n": 2, "accuracy": 0.5}
+    assert list(m["per_group"]) == ["Spatial Construction", "Motion Understanding", "Cross-Video", "Planning"]
+    rep = _cli("report", out, "--out", tmp_path / "r.html")
+    assert rep.returncode == 0 and "(Robot)Navigation" in (tmp_path / "r.html").read_text()
