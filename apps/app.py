@@ -499,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", help="settings.ini to read (default: ./settings.ini)")
     p.add_argument("--host", help="interface to bind (default from settings: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default from settings)")
-    p.add_argument("--data-root"); p.add_argument("--runs-root"); p.add_argument("--label-db")
+    p.add_argument("--data-root", help="benchmarks and synthetic benches; the app reads files only under it and --runs-root")
+    p.add_argument("--runs-root", help="run folders (Runs and Annotate tabs)")
+    p.add_argument("--label-db", help="the annotators' SQLite label store")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     s = load_settings(a.settings)
     for field, val in [("app_host", a.host), ("app_port", a.port), ("data_root", a.data_root),
