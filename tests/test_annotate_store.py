@@ -130,6 +130,8 @@ GOOD_EV = {"type": "event", "event_id": "e1", "annotator": "ann", "trajectory": 
     (json.dumps({k: v for k, v in GOOD_EV.items() if k != "annotator"}), "field 'annotator': missing"),
     (json.dumps({**GOOD_EV, "extra": 1}), "field 'extra': unknown field"),
     (json.dumps({**GOOD_EV, "turn": "2"}), "field 'turn'"),
+    (json.dumps({**GOOD_EV, "turn": 10**30}), "field 'turn'"),
+    (json.dumps({**GOOD_EV, "version": 2**70}), "field 'version'"),
     (json.dumps({**GOOD_EV, "time": "yesterday"}), "field 'time'"),
     (json.dumps({**GOOD_EV, "version": True}), "field 'version'"),
     (json.dumps({**GOOD_TRAJ, "n_turns": -1}), "field 'n_turns'"),
