@@ -20,7 +20,7 @@ from .motion import Motion, render_instruction
 __all__ = ['ROLE_COLORS', 'FILTERS', 'CameraView', 'sample_cameras', 'trajectory_cameras', 'category_color', 'topdown_figure',
            'result_rows', 'accuracy_table', 'accuracy_figure', 'tool_use_table', 'tool_use_figure', 'agreement_figure',
            'image_data_uri', 'all_images', 'trajectory_html', 'image_file', 'trajectory_to_messages',
-           'filter_trajectories', 'TrajectoryViewer']
+           'filter_trajectories', 'TrajectoryViewer', 'run_trajectories']
 
 # %% ../nbs/14_viz.ipynb #b9bd0964
 @dataclass
@@ -392,3 +392,18 @@ class TrajectoryViewer:
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
+
+# %% ../nbs/14_viz.ipynb #0dc02cfa
+def run_trajectories(folder, limit: int | None = None) -> list:
+    "The saved trajectories of an eval run folder, in result-row order (rows without one are skipped)."
+    from astra_wb.eval import load_run
+    from astra_wb.protocol import load_trajectory
+    run = load_run(folder)
+    rels = [r["trajectory"] for r in run.rows if r.get("trajectory")][:limit]
+    return [load_trajectory(Path(folder) / rel) for rel in rels]
+
+@classmethod
+def _from_run(cls, folder, limit: int | None = None, **kw) -> "TrajectoryViewer":
+    "A viewer over the trajectories of an eval run folder."
+    return cls(run_trajectories(folder, limit), **kw)
+TrajectoryViewer.from_run = _from_run
