@@ -129,5 +129,10 @@ def test_cli_sim_quality(tmp_path, capsys):
     assert "pose cons." in text and "perturbed(oracle,pose_noise=0.3)" in text
     report = json.loads(out.read_text())
     assert [s["n"] for s in report["summaries"]] == [6, 6]
+    # the same test set again (not rebuilt), exact instance boxes for the targets (ids rendered from the stored scene)
+    assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--detector", "instances", "--json", str(out), "--no-progress"]) == 0
+    rows = json.loads(out.read_text())["rows"]["oracle"]
+    assert len(rows) == 6 and all(r["recall"] >= 0.5 for r in rows)
+    capsys.readouterr()
     assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--simulator", "no-such-sim", "--no-progress"]) == 2
     assert "no-such-sim" in capsys.readouterr().out
