@@ -25,6 +25,7 @@ POLICIES = ("expert", "human")
 BENCHMARK_KINDS = ("synth", "mmsi", "mindcube", "mmsi-video")
 SYNTH_BENCH_N = 12          # samples generated per seed for the "synthetic bench" source
 MAX_UPLOAD_IMAGES = 8
+MAX_UPLOAD_PIXELS = 40_000_000   # a small compressed file can still decode to gigabytes
 CSS = ".awb-status{min-height:1.5em} #awb-imagined img{object-fit:contain}"
 
 # ----------------------------------------------------------------------------- files and roots
@@ -116,7 +117,10 @@ def upload_sample(files, max_mb: int) -> Sample:
     for f in files:
         p = Path(getattr(f, "name", f))
         if p.stat().st_size > max_mb * 2**20: raise gr.Error(f"{p.name}: larger than {max_mb} MB")
-        try: images.append(Image.open(p).convert("RGB"))
+        try:
+            im = Image.open(p)
+            if im.width * im.height > MAX_UPLOAD_PIXELS: raise ValueError(f"{im.width}x{im.height} is over {MAX_UPLOAD_PIXELS:,} pixels")
+            images.append(im.convert("RGB"))
         except Exception as e: raise gr.Error(f"{p.name}: not a readable image ({e})") from None
     return Sample(id="upload", question="Uploaded images.", images=images, category="upload", meta={"source": "upload"})
 

@@ -268,6 +268,21 @@ def test_runs_refuse_paths_out_of_the_root(app):
     with pytest.raises(AppError): c.predict("../outside/evil-run", api_name="/queue_run")
     with pytest.raises(AppError): c.predict("linked-run", api_name="/queue_run")
 
+def _raw_call(url: str, api_name: str, data: list) -> str:
+    "Call an endpoint over plain HTTP (no client-side upload): the SSE text of its result."
+    req = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r: event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event}", timeout=60) as r: return r.read().decode()
+
+def test_uploads_cannot_name_server_files(app):
+    secret = str(app["outside"] / "secret.txt")
+    for path in [secret, str(app["runs"] / "run-a" / "results.jsonl"), "/etc/passwd"]:
+        files = [{"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}]
+        out = _raw_call(app["url"], "load_sample", ["upload", 0, "synth", "", 0, files])
+        assert "event: error" in out and "not uploaded by a user" in out, out[:300]
+        assert SECRET not in out and "root:x:" not in out
+
 def test_file_routes_serve_nothing_outside(app):
     ws, url = app, app["url"]
     secret = ws["outside"] / "secret.txt"
