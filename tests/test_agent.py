@@ -278,3 +278,19 @@ def test_expert_with_oracle_is_deterministic_per_seed():
     a = once(0)
     assert a == once(0)
     assert sum(len(turns) for turns, _ in a) >= len(a)   # every trajectory has at least one turn
+
+
+def test_apply_turn_matches_the_loop():
+    from astra_wb.agent import apply_turn
+    from astra_wb.protocol import Trajectory
+    turns = [ANSWER_B, call(1, "move_forward", 4), call(1, "turn_left", 90), "no action", call(3, "turn_left", 90), ANSWER_B]
+    cfg = AgentConfig(mode="forced", forced_k=2)
+    looped = run_one(sample(), ScriptedPolicy(turns), FakeSimulator(), cfg)
+    manual = Trajectory(sample(), mode="forced", forced_k=2)
+    for text in turns:
+        if manual.meta.get("stop_reason"): break
+        apply_turn(manual, text, FakeSimulator(), cfg)
+    assert [(x.text, type(x.action).__name__, x.feedback) for x in manual.turns] == \
+           [(x.text, type(x.action).__name__, x.feedback) for x in looped.turns]
+    assert (manual.final_answer, manual.valid, manual.meta["stop_reason"], manual.invalid_reasons) == \
+           (looped.final_answer, looped.valid, looped.meta["stop_reason"], looped.invalid_reasons)
