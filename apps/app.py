@@ -301,7 +301,11 @@ def ann_login(settings, name, request=None):
     return {"annotator": p.annotator}, f"Logged in as **{p.annotator}**: {p.labelled} labelled, {p.available} available."
 
 def ann_queue(settings, run):
-    with _store(settings) as s: ids = s.register_run(safe_path(settings.runs_root, run, "run"))
+    from astra_wb.annotate import LabelError
+    folder = safe_path(settings.runs_root, run, "run")
+    try:
+        with _store(settings) as s: ids = s.register_run(folder)
+    except LabelError as e: raise gr.Error(str(e).replace(str(folder), str(run))) from None
     return f"Queued {len(ids)} trajectories from {run}."
 
 def ann_next(settings, st):
