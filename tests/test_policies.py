@@ -106,3 +106,11 @@ def test_tiny_builder_reuses_and_survives_concurrent_builds(tmp_path, tiny_path)
     assert not errors and results == [str(target)] * 2
     model, proc = load_tiny(target)
     assert [p.name for p in tmp_path.iterdir()] == ["shared"]   # no temporary build folders left behind
+
+
+def test_cached_tiny_lives_in_the_workbench_cache(tmp_path, monkeypatch):
+    from astra_wb.hf import TINY_BUILDER_VERSION, cached_tiny_qwen3vl
+    monkeypatch.setenv("ASTRA_WB_CACHE", str(tmp_path))
+    path = cached_tiny_qwen3vl()
+    assert path == str(tmp_path / f"tiny-qwen3vl-v{TINY_BUILDER_VERSION}") and cached_tiny_qwen3vl() == path
+    assert json.loads((tmp_path / path / "astra_tiny.json").read_text())["family"] == "qwen3_vl"
