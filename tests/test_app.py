@@ -161,6 +161,9 @@ def test_simulator_on_benchmark_samples(app):
     assert "poses known" in status
     view1, ref, status = c.predict(1, 0.5, 30, "oracle", api_name="/move_right")
     assert "after moving 0.5 meters to the right" in status and np.abs(img(view1) - img(view)).mean() > 2
+    for spec in ("reproject", "perturbed(oracle,pose_noise=0.2)"):                  # the other offered backends
+        v, ref, status = c.predict(1, 0.5, 30, spec, api_name="/turn_right")
+        assert status.endswith(f"· {spec}") and img(v).shape == img(view).shape
     view, ref, status = c.predict("benchmark sample", 0, "mindcube", "mindcube/raw", 1, None, api_name="/load_sample")
     assert "Loaded" in status and "poses known" not in status
     with pytest.raises(AppError, match="SimulatorError") as e:     # the oracle needs a synthetic scene: a clear error
