@@ -129,10 +129,15 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
                          mode="markers+text", text=[""] * len(cams) + [str(c.index) for c in cams], textposition="middle center",
                          marker=dict(color=col, size=[9] * len(cams) + [0] * len(cams)), hovertext=hover * 2, hoverinfo="text",
                          textfont=dict(size=14, color="#111"), legendgroup=role, showlegend=False))
+    pts = [(x, y) for d in data for x, y in zip(d["x"], d["y"]) if x is not None]
+    if room is not None: pts += [(0.0, 0.0), (float(room[0]), float(room[1]))]
+    span = np.array(pts).reshape(-1, 2) if pts else np.zeros((1, 2))   # explicit ranges: shapes do not autorange
+    lo, hi = span.min(0) - 0.3, span.max(0) + 0.3
     axis = dict(gridcolor="#eee", zeroline=False, constrain="domain", showline=True, linecolor="#999")
     layout = dict(title=dict(text=title) if title else None, height=height, plot_bgcolor="white", paper_bgcolor="white", template="none",
                   margin=dict(l=40, r=10, t=40 if title else 10, b=40), legend=dict(font=dict(size=11), tracegroupgap=2),
-                  xaxis=dict(title=dict(text="x (m)"), **axis), yaxis=dict(title=dict(text="y (m)"), scaleanchor="x", scaleratio=1, **axis),
+                  xaxis=dict(title=dict(text="x (m)"), range=[lo[0], hi[0]], **axis),
+                  yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
                   shapes=[dict(type="rect", x0=0, y0=0, x1=float(room[0]), y1=float(room[1]), line=dict(color="#444", width=2))]
                   if room is not None else [])
     return go.Figure(data=data, layout=layout)
