@@ -6,6 +6,8 @@ Compares, in the same run and on the same frames:
   numpy unique   -- `wm_data.coverage_reference`: np.unique of target voxel keys + np.isin against the context keys (baseline)
 Run: python benchmarks/bench_coverage.py [--size 512] [--repeats 20]
 """
+import os
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # the (N,3)@(3,3) products gain nothing from BLAS threads, which only contend
 import argparse, statistics, time
 import numpy as np
 from astra_wb.geometry import intrinsics

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from astra_wb.geometry import apply_motion, decompose, intrinsics, DOF_KINDS
 from astra_wb.motion import Motion
@@ -33,6 +34,16 @@ class WrongReference:
         return self.oracle.imagine(sample, observations, other, motion)
 
 
+class Upscaled:
+    "The oracle answering at twice the resolution (a generator with its own output size)."
+    name = "upscaled"
+    def __init__(self): self.oracle = get_simulator("oracle")
+    def imagine(self, sample, observations, reference_image, motion):
+        o = self.oracle.imagine(sample, observations, reference_image, motion)
+        o.image = o.image.resize((o.image.width * 2, o.image.height * 2), Image.NEAREST)
+        return o
+
+
 class Broken:
     name = "broken"
     def imagine(self, sample, observations, reference_image, motion): raise SimulatorError("backend", "server down")
@@ -47,7 +58,7 @@ def test_set(tmp_path_factory):
 def scores(test_set):
     sims = {"oracle": get_simulator("oracle"), "reproject": get_simulator("reproject")}
     sims |= {f"noise{n}": get_simulator(f"perturbed(oracle,pose_noise={n})") for n in NOISE}
-    sims |= {"copy": CopySource(), "wrong-ref": WrongReference(), "broken": Broken()}
+    sims |= {"copy": CopySource(), "wrong-ref": WrongReference(), "broken": Broken(), "upscaled": Upscaled()}
     summaries, rows = score_simulators(sims, test_set)
     print("\n" + format_table(summaries))
     return {s["simulator"]: s for s in summaries}, rows
@@ -64,6 +75,11 @@ def test_oracle_is_consistent(scores):
     assert s["n_pose"] >= 12, "too few verifiable samples to measure anything"
     assert s["pose_consistency"] >= 95.0
     assert s["precision"] >= 0.95 and s["recall"] >= 0.95 and s["topology"] >= 0.95
+
+
+def test_output_resolution_does_not_matter(scores):
+    s = scores[0]["upscaled"]
+    assert s["pose_consistency"] >= 90.0 and s["precision"] >= 0.95 and s["recall"] >= 0.95
 
 
 def test_perturbed_scores_fall_as_pose_noise_grows(scores):
