@@ -36,7 +36,7 @@ def main(argv=None):
     def report(label, ms, note=""):
         print(f"{label:22s} {a.size}x{a.size}: p50 {np.percentile(ms, 50):6.2f} ms  p95 {np.percentile(ms, 95):6.2f} ms  "
               f"max {ms.max():6.2f} ms  over {len(ms)} calls{note}")
-    for spec in ("oracle", "reproject", "cached(oracle)"):
+    for spec in ("oracle", "reproject", f"cached(oracle,maxsize={2 * a.calls})"):
         sim = get_simulator(spec)
         latencies(get_simulator(spec), sample, motions[:3])           # warm up (numba cache, first render)
         report(spec + (" misses" if spec.startswith("cached") else ""), latencies(sim, sample, motions),
