@@ -16,8 +16,7 @@ from PIL import Image
 from astra_wb import viz
 from astra_wb.cli import Settings, load_settings
 from astra_wb.motion import TOOL_MOTION_TYPES, Motion, MotionError, parse_instruction
-from astra_wb.protocol import (Answer, Invalid, Invoke, Sample, Trajectory, Turn, load_trajectory, render_answer,
-                               render_tool_call)
+from astra_wb.protocol import Invoke, Sample, Trajectory, load_trajectory, render_answer, render_tool_call
 
 MODES = ("agentic", "forced", "direct")
 SIMULATORS = ("oracle", "reproject", "perturbed(oracle,pose_noise=0.2)")
@@ -202,44 +201,29 @@ def agent_run(settings, policies, simulators, kind, folder, seed, index, policy,
         yield _agent_outputs(traj, f"done: {word} (answer {traj.final_answer}, truth {sample.answer}) · "
                                    f"{traj.n_tool_calls} tool call(s)")
 
-def _human_turn(st, text: str, spec: str) -> Trajectory:
-    "Append the human's turn, judged by the agent's own rules (mode, limits), and the simulator's reply."
-    from astra_wb.agent import AgentConfig, feedback_text, final_answer, judge_turn
+def _human_turn(st, text: str) -> Trajectory:
+    "Advance the human's trajectory by their turn under the agent loop's own rules (`agent.apply_turn`)."
+    from astra_wb.agent import apply_turn
     traj: Trajectory = st["traj"]
-    cfg = AgentConfig(mode=traj.mode, forced_k=traj.forced_k or 2)
-    rounds = traj.meta.setdefault("tool_rounds", 0)
-    turn = Turn(text, judge_turn(text, traj, cfg, rounds))
-    if isinstance(turn.action, Invoke):
-        traj.meta["tool_rounds"] += 1
-        try: turn.observation = _simulator(spec).imagine(traj.sample, traj.observations, turn.action.reference_image, turn.action.motion)
-        except Exception as e:  # the simulator's failure is an observation of the trajectory, as in the agent loop
-            turn.action = Invalid("simulator_error", f"{getattr(e, 'reason', None) or type(e).__name__}: {e}")
-    if isinstance(turn.action, Invalid):
-        traj.valid, turn.feedback = False, feedback_text(turn.action, cfg, traj.meta["tool_rounds"])
-    traj.turns.append(turn)
-    if isinstance(turn.action, Answer):
-        traj.final_answer = final_answer(turn.action, text, traj.sample)
-        traj.meta["done"] = True
-    elif len(traj.turns) >= cfg.max_turns: traj.valid, traj.meta["done"] = False, True
-    return traj
+    return apply_turn(traj, text, _simulator(traj.simulator))
 
 def _require_human(st):
     if not st or not st.get("traj") or st["traj"].policy != "human": raise gr.Error("start a run with policy 'human' first")
-    if st["traj"].meta.get("done"): raise gr.Error("this trajectory is finished; start a new run")
+    if st["traj"].meta.get("stop_reason"): raise gr.Error("this trajectory is finished; start a new run")
     return st
 
-def human_call(simulators, st, reasoning, reference, motion_type, value, spec):
-    st = _require_human(st); _choice(spec, simulators, "simulator")
+def human_call(st, reasoning, reference, motion_type, value):
+    st = _require_human(st)
     try: motion = Motion.from_tool(_choice(motion_type, TOOL_MOTION_TYPES, "motion"), float(value))
     except MotionError as e: raise gr.Error(str(e)) from None
     text = render_tool_call(Invoke(int(reference or 1), motion, str(reasoning or "")), str(reasoning or ""))
-    traj = _human_turn(st, text, spec)
+    traj = _human_turn(st, text)
     last = traj.turns[-1]
     return _agent_outputs(traj, last.feedback or (last.observation.provenance() if last.observation else ""))
 
 def human_answer(st, reasoning, answer):
     st = _require_human(st)
-    traj = _human_turn(st, render_answer(str(answer or "").strip(), str(reasoning or "")), "")
+    traj = _human_turn(st, render_answer(str(answer or "").strip(), str(reasoning or "")))
     last = traj.turns[-1]
     if last.feedback: return _agent_outputs(traj, last.feedback)
     _, word = viz._verdict(traj)
@@ -427,7 +411,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             a_outs = [chat, a_status, a_map, a_state]
             run.click(partial(agent_run, settings, pols, sims), [a_kind, a_folder, a_seed, a_index, policy, a_spec, mode, k],
                       a_outs, api_name="agent_run")
-            h_call.click(partial(human_call, sims), [a_state, reasoning, h_ref, h_mt, h_val, a_spec], a_outs, api_name="human_call")
+            h_call.click(human_call, [a_state, reasoning, h_ref, h_mt, h_val], a_outs, api_name="human_call")
             h_answer.click(human_answer, [a_state, reasoning, h_ans], a_outs, api_name="human_answer")
 
         with gr.Tab("Runs", id="runs"):

@@ -198,10 +198,12 @@ def test_agent_run_streams_turn_by_turn(app):
 def test_agent_human_play(app):
     from gradio_client.exceptions import AppError
     c = new_client(app)
-    with pytest.raises(AppError, match="policy 'human'"): c.predict("looking", 1, "turn_left", 45, "oracle", api_name="/human_call")
+    with pytest.raises(AppError, match="policy 'human'"): c.predict("looking", 1, "turn_left", 45, api_name="/human_call")
     chat, status, _ = c.predict("synth", "", 0, 0, "human", "oracle", "agentic", 2, api_name="/agent_run")
     assert "Your turn" in status and len(chat) == 1
-    chat, status, _ = c.predict("I need the view to the left.", 1, "turn_left", 45, "oracle", api_name="/human_call")
+    chat, status, _ = c.predict("From an image that does not exist.", 9, "turn_left", 45, api_name="/human_call")
+    assert status.startswith("Invalid turn (out_of_range)")        # judged by the agent loop's rules, shown as feedback
+    chat, status, _ = c.predict("I need the view to the left.", 1, "turn_left", 45, api_name="/human_call")
     assert "imagined from image 1 after turning 45 degrees to the left" in status
     files = [p for m in chat for p in (m["content"] if isinstance(m["content"], list) else [m["content"]])
              if isinstance(p, dict) and (p.get("file") or p.get("path"))]
