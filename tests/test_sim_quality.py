@@ -66,6 +66,7 @@ def scores(test_set):
 
 def test_test_set_is_built_once(test_set, tmp_path_factory):
     assert len(test_set) == 40
+    assert len({s.sample_id for s in test_set}) == 40
     assert {s.source for s in test_set} == {"synth"}
     assert all(s.coverage >= 0.85 for s in test_set)
 
@@ -152,3 +153,12 @@ def test_cli_sim_quality(tmp_path, capsys):
     capsys.readouterr()
     assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--simulator", "no-such-sim", "--no-progress"]) == 2
     assert "no-such-sim" in capsys.readouterr().out
+
+
+def test_colour_detector_ignores_reported_holes():
+    from astra_wb.simulators import HOLE_COLOR
+    img = np.full((64, 64, 3), 200, np.uint8)
+    img[10:40, 10:40] = HOLE_COLOR                     # magenta is within the hue tolerance of a category colour
+    hole = np.zeros((64, 64), bool); hole[10:40, 10:40] = True
+    assert ColorDetector().detect(Image.fromarray(img))                     # unmasked, the hole looks like an object
+    assert ColorDetector().detect(Image.fromarray(img), mask=hole) == []   # masked, it is not scored
