@@ -162,3 +162,23 @@ def test_colour_detector_ignores_reported_holes():
     hole = np.zeros((64, 64), bool); hole[10:40, 10:40] = True
     assert ColorDetector().detect(Image.fromarray(img))                     # unmasked, the hole looks like an object
     assert ColorDetector().detect(Image.fromarray(img), mask=hole) == []   # masked, it is not scored
+
+
+from hypothesis import given, settings, strategies as st
+from astra_wb.sim_quality import Detection, content_scores, match_detections
+
+_box = st.tuples(st.floats(0, 200), st.floats(0, 200), st.floats(5, 60), st.floats(5, 60)).map(lambda b: (b[0], b[1], b[0] + b[2], b[1] + b[3]))
+_dets = st.lists(st.builds(Detection, st.sampled_from(["chair", "table", "lamp"]), _box), max_size=6)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(_dets, _dets, st.randoms(use_true_random=False))
+def test_content_score_properties(gen, tgt, rnd):
+    s = content_scores(gen, tgt)
+    assert 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1 and (s["topology"] is None or 0 <= s["topology"] <= 1)
+    m = match_detections(gen, tgt)
+    assert len(set(m.values())) == len(m) and all(gen[g].category == tgt[t].category for t, g in m.items())   # one-to-one, same category
+    shuffled = gen[:]; rnd.shuffle(shuffled)
+    assert content_scores(shuffled, tgt)["n_matched"] == s["n_matched"]        # order of generated boxes does not matter
+    same = content_scores(tgt, tgt)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
