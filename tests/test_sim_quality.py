@@ -153,6 +153,10 @@ def test_cli_sim_quality(tmp_path, capsys):
     capsys.readouterr()
     assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--simulator", "no-such-sim", "--no-progress"]) == 2
     assert "no-such-sim" in capsys.readouterr().out
+    for bad in (["--pose-method", "magic"], ["--detector", "magic"]):
+        with pytest.raises(SystemExit):
+            cli_sim_quality(["--test-set", str(tmp_path / "never"), "--no-progress"] + bad)
+        assert not (tmp_path / "never").exists()                   # refused before building anything
 
 
 def test_colour_detector_ignores_reported_holes():

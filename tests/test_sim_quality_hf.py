@@ -145,3 +145,14 @@ def test_depth_alignment_recovers_the_pose_with_true_depth():
         assert r.reason == "ok", kind
         err = np.abs(decompose(src.pose, r.pose) - decompose(src.pose, gen.pose))
         assert np.all(err <= [0.1, 0.1, 0.1, 1.5, 1.5]), (kind, err)
+
+
+def test_cli_with_depth_pose_method_and_hf_detector(models, tmp_path, capsys):
+    from astra_wb.sim_quality import cli_sim_quality
+    out = tmp_path / "r.json"
+    argv = ["--test-set", str(tmp_path / "ts"), "--per-source", "3", "--image-size", "128", "--no-progress", "--json", str(out),
+            "--pose-method", f"depth:{models['depth']}:relative", "--detector", f"hf:{models['grounding-dino']}",
+            "--categories", "chair,table", "--no-verify"]
+    assert cli_sim_quality(argv) == 0
+    rows = json.loads(out.read_text())["rows"]["oracle"]
+    assert len(rows) == 3 and all(r["pose_reason"] for r in rows)
