@@ -49,6 +49,11 @@ class Broken:
     def imagine(self, sample, observations, reference_image, motion): raise SimulatorError("backend", "server down")
 
 
+class Buggy:
+    name = "buggy"
+    def imagine(self, sample, observations, reference_image, motion): raise ZeroDivisionError("bug in a backend")
+
+
 @pytest.fixture(scope="module")
 def test_set(tmp_path_factory):
     return build_test_set(tmp_path_factory.mktemp("simq") / "test", per_source=40, cfg=WMDataConfig(image_size=256, seed=11))
@@ -112,6 +117,13 @@ def test_simulator_errors_are_failures_with_a_reason(scores):
     assert s["broken"]["pose_consistency"] == 0.0
     assert set(s["broken"]["pose_failures"]) == {"simulator:backend"}
     assert all(r["precision"] == 0.0 for r in rows["broken"] if r["n_target"])
+
+
+def test_a_crashing_simulator_does_not_stop_the_run(test_set):
+    summaries, rows = score_simulators({"buggy": Buggy(), "oracle": get_simulator("oracle")}, test_set[:4])
+    assert {r["pose_reason"] for r in rows["buggy"]} == {"simulator:crash"}
+    assert "ZeroDivisionError" in rows["buggy"][0]["error"]
+    assert len(rows["oracle"]) == 4
 
 
 def test_unverified_scoring_counts_every_sample(test_set):
