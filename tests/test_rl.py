@@ -125,19 +125,19 @@ def _rollout_order(out: Path) -> dict:
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    "Killed during step 4 with a checkpoint at step 3 (mid-epoch: 2 steps per epoch), resumed to step 5."
+    "Killed at the end of step 4 with a checkpoint at step 3 (mid-epoch: 2 steps per epoch), resumed to step 4."
     killed = tmp_path / "killed"
-    p = subprocess.run([sys.executable, str(ROOT / "tests" / "rl_worker.py"), str(killed), "5", "--kill-at", "4", "--save-steps", "3"],
+    p = subprocess.run([sys.executable, str(ROOT / "tests" / "rl_worker.py"), str(killed), "4", "--kill-at", "4", "--save-steps", "3"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert p.returncode == -9, p.stderr[-3000:]                        # SIGKILL at the end of step 4
     assert (killed / "checkpoint-3").is_dir() and not (killed / "checkpoint-4").exists()
-    resumed, _ = rl_worker.make(killed, 5, resume=True, save_steps=3)
+    resumed, _ = rl_worker.make(killed, 4, resume=True, save_steps=3)
     from transformers.trainer_utils import get_last_checkpoint
     resumed.train(resume_from_checkpoint=get_last_checkpoint(str(killed)))
-    straight, _ = rl_worker.make(tmp_path / "straight", 5, save_steps=3)
+    straight, _ = rl_worker.make(tmp_path / "straight", 4, save_steps=3)
     straight.train()
     a, b = step_logs(resumed), step_logs(straight)
-    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]
     assert _rollout_order(killed) == _rollout_order(tmp_path / "straight")   # same prompts, same order, every step
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
     assert [r["reward"] for r in a] == [r["reward"] for r in b]
