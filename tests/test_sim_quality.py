@@ -172,12 +172,12 @@ def test_cli_sim_quality(tmp_path, capsys):
 
 
 def test_colour_detector_ignores_reported_holes():
-    from astra_wb.simulators import HOLE_COLOR
+    from astra_wb.scene import CATEGORIES
     img = np.full((64, 64, 3), 200, np.uint8)
-    img[10:40, 10:40] = HOLE_COLOR                     # magenta is within the hue tolerance of a category colour
+    img[10:40, 10:40] = CATEGORIES["sofa"]["color"]    # a hole a simulator filled with an object's colour
     hole = np.zeros((64, 64), bool); hole[10:40, 10:40] = True
-    assert ColorDetector().detect(Image.fromarray(img))                     # unmasked, the hole looks like an object
-    assert ColorDetector().detect(Image.fromarray(img), mask=hole) == []   # masked, it is not scored
+    assert [d.category for d in ColorDetector().detect(Image.fromarray(img))] == ["sofa"]
+    assert ColorDetector().detect(Image.fromarray(img), mask=hole) == []   # pixels reported as holes are not scored
 
 
 from hypothesis import given, settings, strategies as st
