@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from .motion import Motion, MotionError, parse_instruction
 from .protocol import Invoke, render_tool_call, render_answer
-from .scene import CATEGORIES, CATEGORY_NAMES
+from .scene import CATEGORIES, CATEGORY_NAMES, HOLE_COLOR
 
 # %% auto #0
 __all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_ACCEPT', 'MATCH_RATIO', 'MATCH_PLAUSIBLE', 'Blob',
@@ -19,7 +19,7 @@ __all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_AC
            'decide_cam_reg', 'turn_evidence', 'decide_pair', 'decide', 'ExpertPolicy']
 
 # %% ../nbs/06b_expert.ipynb #7ce84d4f
-HOLE_RGB = (255, 0, 255)   # simulators' hole colour
+HOLE_RGB = HOLE_COLOR      # simulators' hole colour, reserved by the scene palette
 MIN_PIXELS = 40            # fewer pixels of a colour than this is noise, not an object
 MAX_HUE_ERR = 12.0         # degrees; category hues are ~25.7 degrees apart
 _CAT_HUES = np.array([colorsys.rgb_to_hsv(*(np.array(CATEGORIES[c]["color"]) / 255))[0] * 360 for c in CATEGORY_NAMES])

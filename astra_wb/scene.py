@@ -13,8 +13,8 @@ from numba import njit, prange
 from .geometry import intrinsics, look_at, level_pose
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'CATEGORY_NAMES', 'SceneObject', 'Scene', 'make_scene', 'Frame', 'render', 'classify_pixels',
-           'sample_cameras', 'visible_objects', 'load_scan', 'write_scan']
+__all__ = ['CATEGORIES', 'CATEGORY_NAMES', 'HOLE_COLOR', 'SceneObject', 'Scene', 'make_scene', 'Frame', 'render',
+           'classify_pixels', 'sample_cameras', 'visible_objects', 'load_scan', 'write_scan']
 
 # %% ../nbs/03_scene.ipynb #65a13f34
 _CATS = [  # name, (w, d, h) metres, placed against a wall
@@ -393,6 +393,8 @@ def render(scene: Scene, pose: np.ndarray, K: np.ndarray, width: int, height: in
 
 # %% ../nbs/03_scene.ipynb #94379fb9
 _HUES = np.array([c["hue"] for c in CATEGORIES.values()])
+HOLE_COLOR = (255, 0, 255)  # reserved for pixels a simulator could not fill; its hue is 9 degrees from the fridge's,
+                            # so classify_pixels excludes it explicitly rather than by hue
 
 def classify_pixels(rgb: np.ndarray, min_saturation: float = 0.5, max_hue_err: float = 9.0) -> np.ndarray:
     "(H, W) int array of category indices into `CATEGORY_NAMES` by hue; -1 where no category colour matches."
@@ -406,7 +408,8 @@ def classify_pixels(rgb: np.ndarray, min_saturation: float = 0.5, max_hue_err: f
     err = np.abs((h[..., None] - _HUES + 180.0) % 360.0 - 180.0)
     idx = err.argmin(-1)
     ok = (sat >= min_saturation) & (mx > 0.2) & (np.take_along_axis(err, idx[..., None], -1)[..., 0] <= max_hue_err)
-    return np.where(ok, idx, -1)
+    hole = np.abs(np.asarray(rgb, dtype=np.int16) - np.array(HOLE_COLOR, np.int16)).max(-1) <= 12  # PNG-exact; JPEG drifts a little
+    return np.where(ok & ~hole, idx, -1)
 
 # %% ../nbs/03_scene.ipynb #361b003d
 def _free(scene: Scene, xy: np.ndarray, clearance: float) -> bool:

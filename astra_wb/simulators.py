@@ -18,9 +18,9 @@ from .protocol import Sample, Observation
 from .scene import Scene, make_scene, render, sample_cameras
 
 # %% auto #0
-__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'HOLE_COLOR', 'SIMULATORS', 'WRAPPERS', 'SimulatorError',
-           'WorldSimulator', 'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering',
-           'PosedSimulator', 'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth',
+__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
+           'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
+           'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth',
            'ReprojectSimulator', 'jitter_colors', 'noisy_pose', 'PerturbedSimulator', 'call_key', 'CachedSimulator',
            'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator', 'parse_motion_arg', 'cli_imagine']
 
@@ -164,7 +164,7 @@ def frames_to_sample(frames: list, id: str = "scan", question: str = "", meta: d
                   depths=[np.asarray(f.depth, np.float32) for f in frames])
 
 # %% ../nbs/05_simulators.ipynb #4a5d251f
-HOLE_COLOR = (255, 0, 255)
+from .scene import HOLE_COLOR   # reserved in the palette: classify_pixels never reads it as an object
 
 @njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
 def _project(M, x, y, z, gx, gy, ex, ey):
