@@ -58,7 +58,7 @@ COMMANDS = {
     "imagine": ("astra_wb.simulators:cli_imagine", "Imagine one view: a simulator applied to an image and a camera motion."),
     "rollout": ("astra_wb.agent:cli_rollout", "Roll out a policy with a simulator on a few samples and print the trajectories."),
     "app": ("apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
-    "annotate": ("astra_wb.annotate:cli_annotate", "Label-store tools: export, import, agreement."),
+    "annotate": ("astra_wb.annotate:cli_annotate", "Label-store tools: register, stats, export, import, agreement, configure."),
     "train": ("astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop."),
     "filter-rl-data": ("astra_wb.rl:cli_filter_rl_data", "Keep questions the policy answers correctly at most once in k tries."),
     "make-wm-data": ("astra_wb.wm_data:cli_make_wm_data", "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes."),
@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     try: func = _resolve(COMMANDS[name][0])
     except (ImportError, AttributeError) as e:
         print(f"astra-wb {name}: not available ({e})", file=sys.stderr); return 3
-    return int(func(rest) or 0)
+    try: return int(func(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: a short note, not a traceback (resumable commands pick up on rerun)
+        print(f"\nastra-wb {name}: interrupted", file=sys.stderr); return 130
 
 # %% ../nbs/16_cli.ipynb #62207435
 if __name__ == "__main__": sys.exit(main())
