@@ -227,7 +227,7 @@ class MMSIBench(Benchmark):
             require_fields(row, [f for f in need if f != "images"], self.file, r)
             raw_cat = row["category" if self.tsv else "question_type"]
             try: cat = mmsi_category(raw_cat)
-            except KeyError as e: raise bench_error(self.file, r, "category" if self.tsv else "question_type", str(e)) from None
+            except KeyError as e: raise bench_error(self.file, r, "category" if self.tsv else "question_type", e.args[0]) from None
             entries.append({"id": str(row["index" if self.tsv else "id"]), "row": r, "category": cat, "group": mmsi_group(cat)})
         return entries
 

@@ -164,3 +164,12 @@ def test_mmsi_parquet_row_groups_read_lazily(tmp_path):
     assert b.pf.num_row_groups == 4
     for i in (9, 0, 4, 5, 3, 8):
         assert abs(np.asarray(b[i].images[0])[..., 0].mean() - 20 * i) < 4
+
+
+def test_mmsi_unknown_question_type_message_is_plain(tmp_path):
+    path = write_mmsi_fixture(tmp_path, n=3)
+    df = pd.read_parquet(path); df.loc[2, "question_type"] = "Bogus"; df.to_parquet(path)
+    with pytest.raises(BenchmarkError) as e: MMSIBench(path)[2]
+    msg = str(e.value)
+    assert "row 2: field 'question_type': unknown MMSI-Bench question type 'Bogus'" in msg
+    assert not msg.split(": ", 3)[-1].startswith('"'), msg   # not the repr of a KeyError
