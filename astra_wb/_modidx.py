@@ -173,6 +173,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'astra_wb.eval._parser_from_config': ('eval.html#_parser_from_config', 'astra_wb/eval.py'),
                                'astra_wb.eval._pts': ('eval.html#_pts', 'astra_wb/eval.py'),
                                'astra_wb.eval._resolve_simulator': ('eval.html#_resolve_simulator', 'astra_wb/eval.py'),
+                               'astra_wb.eval._rmdir_if_empty': ('eval.html#_rmdir_if_empty', 'astra_wb/eval.py'),
                                'astra_wb.eval._rollout_batch': ('eval.html#_rollout_batch', 'astra_wb/eval.py'),
                                'astra_wb.eval._same': ('eval.html#_same', 'astra_wb/eval.py'),
                                'astra_wb.eval._write_json': ('eval.html#_write_json', 'astra_wb/eval.py'),

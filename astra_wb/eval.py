@@ -306,25 +306,35 @@ def _rollout_batch(rollout_fn, samples, policy, simulator, acfg) -> list:
         except Exception as e: out.append(e)
     return out
 
+def _rmdir_if_empty(folder: Path):
+    try: folder.rmdir()
+    except OSError: pass
+
 def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None, policy=None, simulator=None,
              rollout_fn=None, env=None, merge_timeout_s: float = 3600.0) -> RunResult:
     "Run (or resume) an evaluation into `out`; returns the run's rows and metrics."
     folder = Path(out or Path("runs") / f"{config.benchmark}-{config.label}")
     rank, world = shard_info(env)
-    folder.mkdir(parents=True, exist_ok=True)
     _check_same_run(folder, config)
+    bench = benchmark if benchmark is not None else open_benchmark(config)   # a bad benchmark leaves no folder behind
+    fresh = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", config.to_dict())
     (folder / f"done.rank{rank}").unlink(missing_ok=True)
-    bench = benchmark if benchmark is not None else open_benchmark(config)
     results = folder / ("results.jsonl" if world == 1 else f"results.rank{rank}.jsonl")
     read_rows(results, repair=True)
     done = {r["id"]: r for r in all_rows(folder, include_other=True) if not r.get("error")}
     todo = [i for i, e in enumerate(bench.entries) if i % world == rank and e["id"] not in done]
     if todo:
-        if policy is None:
-            from astra_wb.policies import get_policy
-            policy = get_policy(config.policy)
-        if simulator is None: simulator = _resolve_simulator(config)
+        try:
+            if policy is None:
+                from astra_wb.policies import get_policy
+                policy = get_policy(config.policy)
+            if simulator is None: simulator = _resolve_simulator(config)
+        except Exception:   # a policy/simulator spec that cannot be built: no half-made run folder left behind
+            if fresh and world == 1: (folder / "config.json").unlink(missing_ok=True); _rmdir_if_empty(folder)
+            raise
+        if done and config.progress: print(f"[{config.label}] resuming: {len(done)} rows done, {len(todo)} to go", file=sys.stderr)
         if rollout_fn is None:
             from astra_wb.agent import rollout as rollout_fn
         acfg, t0, bs = _agent_config(config), time.time(), max(1, config.batch_size)
@@ -367,14 +377,29 @@ def load_run(folder) -> RunResult:
     return RunResult(folder, config, rows, metrics)
 
 # %% ../nbs/09_eval.ipynb #812f5aa4
+_FLAG_HELP = {   # where the field comment alone is not enough on the command line
+    "benchmark": "synth | mmsi | mindcube | mmsi-video",
+    "path": "benchmark file or folder (synth: an exported bench folder; generated from --synth-n/--synth-seed when omitted)",
+    "policy": "policy spec: expert | hf:MODEL_DIR | openai:http://HOST:PORT/v1#MODEL | scripted:TURNS.json",
+    "simulator": "simulator spec: oracle | reproject | perturbed(oracle,pose_noise=0.2) | cached(oracle) | vllm-omni:http://HOST:PORT (unused in direct mode)",
+    "mode": "direct | forced | agentic",
+    "max_tool_rounds": "at most this many simulator calls per trajectory (paper: 3)",
+    "max_turns": "at most this many assistant turns per trajectory (paper: 10)",
+    "limit": "evaluate only the first N samples (after filters)",
+}
+
 def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
+    "An argparse parser with one flag per `EvalConfig` field; the help is the field's comment."
+    from fastcore.docments import docments
     ap = argparse.ArgumentParser(prog=prog, description=description)
+    helps = {**docments(EvalConfig), **_FLAG_HELP}
     for f in dataclasses.fields(EvalConfig):
-        flag, default = "--" + f.name.replace("_", "-"), f.default
-        if f.name in ("categories", "ids"): ap.add_argument(flag, nargs="+", default=None, help=f"keep these {f.name}")
-        elif isinstance(default, bool): ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif f.name == "limit": ap.add_argument(flag, type=int, default=None)
-        else: ap.add_argument(flag, type=type(default), default=default)
+        flag, default, h = "--" + f.name.replace("_", "-"), f.default, helps.get(f.name) or ""
+        if f.name in ("categories", "ids"): ap.add_argument(flag, nargs="+", default=None, help=h)
+        elif isinstance(default, bool): ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=h)
+        elif f.name == "limit": ap.add_argument(flag, type=int, default=None, help=h)
+        else: ap.add_argument(flag, type=type(default), default=default,
+                              help=f"{h} (default: {default!r})" if h else f"default: {default!r}")
     return ap
 
 def format_metrics(m: dict, label: str = "") -> str:
@@ -401,6 +426,9 @@ def cli_eval(argv: list[str]) -> int:
         if merge_only: print(format_metrics(compute_metrics(merge_run(out)), config.label)); return 0
         res = run_eval(config, out)
     except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2
+    except Exception as e:   # a policy or simulator spec that cannot be built is a user error, not a traceback
+        if type(e).__name__ not in ("PolicyError", "SimulatorError"): raise
         print(f"astra-wb eval: {e}", file=sys.stderr); return 2
     if res.metrics: print(format_metrics(res.metrics, config.label)); print(f"run folder: {res.folder}")
     return 0

@@ -81,3 +81,24 @@ def test_eval_video_bench_sub_benchmarks_and_report(tmp_path):
     assert list(m["per_group"]) == ["Spatial Construction", "Motion Understanding", "Cross-Video", "Planning"]
     rep = _cli("report", out, "--out", tmp_path / "r.html")
     assert rep.returncode == 0 and "(Robot)Navigation" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--benchmark", "nosuch"], "astra-wb eval: unknown benchmark 'nosuch'"),
+    (["--policy", "nosuch"], "unknown policy 'nosuch'"),
+    (["--simulator", "nosuch"], "unknown simulator 'nosuch'"),
+])
+def test_eval_user_errors_are_one_line_and_leave_no_run_folder(tmp_path, args, expect):
+    bench = write_mmsi_fixture(tmp_path / "mmsi", n=2)
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mmsi", "--path", bench, "--mode", "agentic", "--out", out, *args)
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_eval_help_explains_the_specs():
+    r = _cli("eval", "--help")
+    assert r.returncode == 0, r.stderr
+    for text in ("hf:MODEL_DIR", "perturbed(oracle", "direct | forced | agentic", "(default: 'agentic')"):
+        assert text in " ".join(r.stdout.split()), text
