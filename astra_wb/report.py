@@ -261,7 +261,7 @@ def demo_configs(cfg: DemoConfig) -> list[tuple[str, EvalConfig]]:
 NEXT_STEPS = """\
 Next:
   open the report      {report}   (any browser; it works offline)
-  browse the runs      astra-wb app          (Runs tab; run folders under {out})
+  browse the runs      astra-wb app --runs-root {out}   (Runs and Annotate tabs)
   notebooks            jupyter lab nbs/      (start with 09_eval.ipynb and 09b_report.ipynb)
   compare runs         astra-wb report {out}/direct {out}/agentic --out compare.html
   a real benchmark     astra-wb eval --benchmark mmsi --path MMSI_bench.parquet --policy hf:/path/to/model \\

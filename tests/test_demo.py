@@ -66,3 +66,15 @@ def test_outputs_and_printout(demo):
     assert "Quality dial" in html and "data:image" in html and "<script src=" not in html
     assert "Exact match (%) per category" in text and "Quality dial" in text and "astra-wb app" in text
     assert "needs imagination" in text and "(+" in text
+
+
+def test_next_steps_point_the_app_at_the_demo_runs(demo):
+    import re, sys
+    out, text = demo
+    m = re.search(r"astra-wb app --runs-root (\S+)", text)
+    assert m, text
+    root = Path(__file__).resolve().parent.parent
+    if str(root) not in sys.path: sys.path.insert(0, str(root))
+    pytest.importorskip("gradio")
+    from apps.app import list_names
+    assert {"direct", "agentic"} <= set(list_names(m.group(1), runs=True))
