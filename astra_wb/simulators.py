@@ -524,7 +524,7 @@ def get_simulator(spec: str):
         args = [get_simulator(args[0])] + [_value(a) for a in args[1:]]
     else: args = [_value(a) if not isinstance(a, str) or "://" not in a else a for a in args]
     try: sim = klass(*args, **kwargs)
-    except TypeError as e: raise ValueError(f"simulator spec {spec!r}: {e}") from None
+    except (TypeError, ValueError) as e: raise ValueError(f"simulator spec {spec!r}: {e}") from None
     if not getattr(sim, "name", None): sim.name = spec
     return sim
 
@@ -563,7 +563,8 @@ def parse_motion_arg(text: str) -> Motion:
     if m:
         try: return Motion.from_tool(m.group(1), float(m.group(2)))
         except MotionError: pass
-    return parse_instruction(text)[1]
+    try: return parse_instruction(text)[1]
+    except MotionError as e: raise MotionError(f"motion {text!r}: {e} (write e.g. 'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward')") from None
 
 def cli_imagine(argv: list[str]) -> int:
     "astra-wb imagine: one imagined view written as a PNG."

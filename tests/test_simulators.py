@@ -192,3 +192,13 @@ def test_reproject_on_a_scannet_style_scan(tmp_path):
     # dropout needs a backend that can leave objects out; around reproject nothing is claimed dropped
     p = PerturbedSimulator(ReprojectSimulator(), dropout=1.0).imagine(scan, [], 1, Motion("yaw", 10))
     assert p.meta["dropped"] == []
+
+
+def test_user_errors_name_the_spec_or_motion():
+    from astra_wb.simulators import get_simulator, parse_motion_arg
+    from astra_wb.motion import MotionError
+    with pytest.raises(ValueError, match=r"simulator spec 'perturbed\(oracle,pose_noise=abc\)': .*'abc'"):
+        get_simulator("perturbed(oracle,pose_noise=abc)")
+    with pytest.raises(MotionError, match=r"motion 'fly 3': .*turn_right 30"):
+        parse_motion_arg("fly 3")
+    assert parse_motion_arg("turn_right 30") == Motion("yaw", 30)
