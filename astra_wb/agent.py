@@ -305,10 +305,13 @@ def cli_rollout(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="benchmark file/folder (synth: generated when omitted)")
     ap.add_argument("--n", type=int, default=4, help="synthetic questions to generate when --data is omitted")
     ap.add_argument("--limit", type=int, default=None, help="first N samples only")
-    d = AgentConfig()
+    from fastcore.docments import docments
+    d, helps = AgentConfig(), docments(AgentConfig)   # each flag's help is the field's comment
     for f in fields(AgentConfig):
         if f.name in ("progress",): continue
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(d, f.name)), default=getattr(d, f.name))
+        v = getattr(d, f.name)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=type(v), default=v,
+                        help=f"{helps.get(f.name) or f.name} (default: {v!r})")
     ap.add_argument("--progress", action="store_true", help="show a progress bar")
     ap.add_argument("--json", action="store_true", help="print one JSON summary per trajectory instead of text")
     ap.add_argument("--out", default=None, help="save the trajectories here (trajectories.jsonl + images)")
