@@ -333,13 +333,17 @@ def cli_demo(argv: list[str]) -> int:
     from astra_wb.cli import load_settings
     d = DemoConfig(out=str(Path(load_settings().runs_root) / "demo"))
     ap = argparse.ArgumentParser(prog="astra-wb demo", description="Synthetic bench x expert policy x oracle / perturbed simulators: Table 1, quality dial, HTML report.")
-    ap.add_argument("--out", default=d.out); ap.add_argument("--n", type=int, default=d.n); ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--policy", default=d.policy); ap.add_argument("--simulator", default=d.simulator)
-    ap.add_argument("--forced-k", type=int, default=d.forced_k)
-    ap.add_argument("--noise-levels", type=float, nargs="+", default=list(d.noise_levels))
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
+    from fastcore.docments import docments
+    h = lambda name: f"{docments(DemoConfig)[name]} (default: {getattr(d, name)!r})"   # the field's comment
+    ap.add_argument("--out", default=d.out, help=h("out")); ap.add_argument("--n", type=int, default=d.n, help=h("n"))
+    ap.add_argument("--seed", type=int, default=d.seed, help=h("seed"))
+    ap.add_argument("--policy", default=d.policy, help="policy spec: expert | hf:MODEL_DIR | openai:URL#MODEL (default: 'expert')")
+    ap.add_argument("--simulator", default=d.simulator, help=h("simulator"))
+    ap.add_argument("--forced-k", type=int, default=d.forced_k, help=h("forced_k"))
+    ap.add_argument("--noise-levels", type=float, nargs="+", default=list(d.noise_levels), help=h("noise_levels"))
+    ap.add_argument("--batch-size", type=int, default=d.batch_size, help=h("batch_size"))
     ap.add_argument("--no-trajectories", action="store_true", help="do not save trajectories (faster; the report shows none)")
-    ap.add_argument("--workers", type=int, default=d.workers, help="runs in parallel")
+    ap.add_argument("--workers", type=int, default=d.workers, help=h("workers"))
     ap.add_argument("--fresh", action="store_true", help="delete this demo's earlier run folders in --out first")
     a = ap.parse_args(argv)
     cfg = DemoConfig(out=a.out, n=a.n, seed=a.seed, policy=a.policy, simulator=a.simulator, forced_k=a.forced_k,

@@ -29,3 +29,20 @@ def test_ctrl_c_prints_a_note_not_a_traceback():
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130, err
     assert "astra-wb wait: interrupted" in err and "Traceback" not in err
+
+
+def test_every_command_prints_its_help():
+    import contextlib, io
+    from astra_wb.cli import COMMANDS, main
+    for name in COMMANDS:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            try: rc = main([name, "--help"])
+            except SystemExit as e: rc = e.code
+        assert rc == 0, name
+        assert f"usage: astra-wb {name}" in buf.getvalue(), (name, buf.getvalue()[:200])
+        if name in ("demo", "eval", "rollout"):   # every option of the commands researchers start with is explained
+            lines = buf.getvalue().splitlines() + [""]
+            bare = [l for l, nxt in zip(lines, lines[1:]) if l.startswith("  --") and len(l.split()) <= 2
+                    and not nxt.startswith(" " * 8)]   # no help on the line, none wrapped onto the next
+            assert not bare, (name, bare)
