@@ -326,7 +326,7 @@ def cam_cam_question(world: World, want: bool, rng):
             if not world.free(Q): continue
             shared, crisp = _overlap(world.view(P), world.view(Q))
             if not crisp or (not shared) != want or not _has_object(world.view(Q)): continue
-            text = (f"Image 2 was taken after the camera of image 1 moved {dist:g} meters in one direction without "
+            text = (f"Image 2 was taken after the camera of image 1 moved {dist:g} meter{'s' if dist != 1 else ''} in one direction without "
                     f"turning. In which direction did the camera move?")
             return [P, Q], text, list(MOVES), int(k), shared, not shared
     return None

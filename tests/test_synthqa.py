@@ -101,3 +101,8 @@ def test_cli_make_synth(tmp_path, capsys):
     assert "wrote 5 questions" in capsys.readouterr().out
     assert len(load_bench(tmp_path / "s")) == 5
     with pytest.raises(SystemExit): main(["make-synth", "--n", "0", "--out", str(tmp_path / "t")])
+
+
+def test_camera_move_questions_agree_in_number():
+    qs = [s.question for s in generate_bench(120, seed=3) if "moved 1 meter" in s.question]
+    assert qs and all("moved 1 meter in one direction" in q for q in qs), qs[:3]
