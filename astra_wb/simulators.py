@@ -574,7 +574,9 @@ def cli_imagine(argv: list[str]) -> int:
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scene-seed", type=int, default=0, help="render a synthetic scene from this seed (default 0)")
-    src.add_argument("--sample", help="a sample folder written by protocol.save_sample")
+    src.add_argument("--sample", help="a sample folder written by protocol.save_sample, or a bench folder from "
+                     "`astra-wb make-synth` (pick the question with --index)")
+    p.add_argument("--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder")
     p.add_argument("--reference", type=int, default=1, help="1-based reference image")
     p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed")
     p.add_argument("--out", default="imagined.png"); p.add_argument("--side-by-side", action="store_true")
@@ -584,7 +586,12 @@ def cli_imagine(argv: list[str]) -> int:
         sim = get_simulator(a.simulator or load_settings().default_simulator)
         if a.sample:
             from astra_wb.protocol import load_sample
-            sample = load_sample(a.sample)
+            if (Path(a.sample) / "bench.jsonl").exists():   # an exported synthetic bench: one of its questions
+                from astra_wb.synthqa import load_bench
+                bench = load_bench(a.sample)
+                if not 0 <= a.index < len(bench): raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
+                sample = bench[a.index]
+            else: sample = load_sample(a.sample)
         else: sample = scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
         obs = sim.imagine(sample, [], a.reference, motion)
     except (MotionError, ValueError, OSError, SimulatorError) as e:
