@@ -289,7 +289,8 @@ def ann_queue(settings, run):
     folder = safe_path(settings.runs_root, run, "run")
     try:
         with _store(settings) as s: ids = s.register_run(folder)
-    except LabelError as e: raise gr.Error(str(e).replace(str(folder), str(run))) from None
+    except LabelError as e:
+        raise gr.Error(str(e).replace(str(folder), str(run)).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
     return f"Queued {len(ids)} trajectories from {run}."
 
 def ann_next(settings, st):

@@ -302,7 +302,16 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
     found = sorted(p.parent for p in (run_folder / "trajectories").glob("*/trajectory.json"))
     if not found: raise LabelError(f"{run_folder}: no trajectories/<id>/trajectory.json in this run folder")
     ids = [f"{run_folder.name}/{p.name}" for p in found]
-    self.register(list(zip(ids, (p.resolve() for p in found))), run=run_folder.name)
+    paths = [p.resolve() for p in found]
+    # ids carry only the folder's name: a *different* run folder with the same name (demo1/agentic vs
+    # demo2/agentic) must not silently take over labelled ids. A folder that moved (old path gone) may.
+    known = dict(self._all("SELECT id, path FROM trajectories WHERE run = ?", (run_folder.name,)))
+    for tid, new in zip(ids, paths):
+        old = known.get(tid)
+        if old and Path(old) != new and (Path(old) / "trajectory.json").exists():
+            raise LabelError(f"{run_folder}: a run named {run_folder.name!r} is already registered from "
+                             f"{Path(old).parent.parent}; trajectory ids are '<run folder name>/<id>', so give one of them another name")
+    self.register(list(zip(ids, paths)), run=run_folder.name)
     return ids
 
 @patch

@@ -224,3 +224,20 @@ def test_non_utf8_row_is_named(tmp_path):
     f = tmp_path / "in.jsonl"
     f.write_bytes(json.dumps(GOOD_TRAJ).encode() + b"\n" + b'{"type": "event", "note": "\xff"}\n')
     with pytest.raises(LabelError, match=r"in.jsonl:2: not UTF-8"): read_jsonl(f)
+
+
+def _fake_run(folder, n=2):
+    for i in range(n):
+        (folder / "trajectories" / f"q{i}").mkdir(parents=True)
+        (folder / "trajectories" / f"q{i}" / "trajectory.json").write_text(json.dumps({"turns": [{}]}))
+    return folder
+
+
+def test_same_named_run_folders_do_not_take_over_labelled_ids(tmp_path, capsys):
+    db = tmp_path / "labels.db"
+    a, b = _fake_run(tmp_path / "demo1" / "agentic"), _fake_run(tmp_path / "demo2" / "agentic")
+    assert cli_annotate(["register", "--db", str(db), str(a)]) == 0
+    assert cli_annotate(["register", "--db", str(db), str(b)]) == 2
+    assert "already registered from" in capsys.readouterr().err
+    s = LabelStore(db)
+    assert Path(s.trajectory_path("agentic/q0")) == (a / "trajectories" / "q0").resolve()
