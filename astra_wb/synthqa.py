@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_synthqa.ipynb #67903109
 from __future__ import annotations
-import argparse, json, math, time
+import argparse, json, math, sys, time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -546,9 +546,12 @@ def cli_make_synth(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=WIDTH); ap.add_argument("--height", type=int, default=HEIGHT)
     a = ap.parse_args(argv)
     if a.n < 1: ap.error("--n must be >= 1")
+    if a.width < 8 or a.height < 8: ap.error("--width and --height must be >= 8 pixels")
+    if Path(a.out).exists() and not Path(a.out).is_dir(): ap.error(f"--out {a.out}: exists and is not a folder")
     t = time.perf_counter()
     samples = generate_bench(a.n, a.seed, a.width, a.height)
-    path = export_bench(samples, a.out)
+    try: path = export_bench(samples, a.out)
+    except OSError as e: print(f"astra-wb make-synth: cannot write {a.out}: {e}", file=sys.stderr); return 2
     k = sum(s.meta["needs_imagination"] for s in samples)
     print(f"wrote {len(samples)} questions ({k} need imagination) to {path} in {time.perf_counter() - t:.1f} s")
     return 0

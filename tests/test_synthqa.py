@@ -106,3 +106,10 @@ def test_cli_make_synth(tmp_path, capsys):
 def test_camera_move_questions_agree_in_number():
     qs = [s.question for s in generate_bench(120, seed=3) if "moved 1 meter" in s.question]
     assert qs and all("moved 1 meter in one direction" in q for q in qs), qs[:3]
+
+
+def test_cli_make_synth_out_is_a_file(tmp_path, capsys):
+    from astra_wb.cli import main
+    (tmp_path / "f.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as e: main(["make-synth", "--n", "2", "--out", str(tmp_path / "f.png")])
+    assert e.value.code == 2 and "exists and is not a folder" in capsys.readouterr().err
