@@ -423,7 +423,9 @@ def cli_eval(argv: list[str]) -> int:
         from astra_wb.cli import load_settings
         out = Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
     try:
-        if merge_only: print(format_metrics(compute_metrics(merge_run(out)), config.label)); return 0
+        if merge_only:
+            if not (Path(out) / "config.json").exists(): raise RunError(f"{out}: not a run folder (no config.json)")
+            print(format_metrics(compute_metrics(merge_run(out)), config.label)); return 0
         res = run_eval(config, out)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2

@@ -102,3 +102,9 @@ def test_eval_help_explains_the_specs():
     assert r.returncode == 0, r.stderr
     for text in ("hf:MODEL_DIR", "perturbed(oracle", "direct | forced | agentic", "(default: 'agentic')"):
         assert text in " ".join(r.stdout.split()), text
+
+
+def test_merge_only_on_a_missing_run_names_it(tmp_path):
+    r = _cli("eval", "--merge-only", "--out", tmp_path / "nope")
+    assert r.returncode == 2 and "nope: not a run folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "nope").exists()
