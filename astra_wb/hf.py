@@ -56,8 +56,13 @@ def load_processor(path: str, trust_remote_code: bool = False, image_only: bool 
     "The processor of a model folder or hub id, without a video processor where torchvision is missing."
     from transformers import AutoConfig, AutoProcessor
     register_image_only_processors()
+    p = Path(str(path)).expanduser()
+    if not p.exists() and (str(path).startswith((".", "/", "~")) or str(path).count("/") > 1):   # a local path, not a hub id
+        raise PolicyError(f"{path}: no such model folder")
     try: model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
-    except (OSError, ValueError) as e: raise PolicyError(f"{path}: cannot read the model config: {e}") from e
+    except (OSError, ValueError) as e:
+        where = "" if p.exists() else "not a local folder, and "
+        raise PolicyError(f"{path}: {where}cannot read the model config: {e}") from e
     if image_only is None: image_only = model_type in IMAGE_ONLY_FAMILIES and not has_torchvision()
     if image_only and model_type not in IMAGE_ONLY_FAMILIES:
         raise PolicyError(f"{path}: no image-only processor for model_type {model_type!r}; known: {sorted(IMAGE_ONLY_FAMILIES)}")

@@ -114,3 +114,11 @@ def test_cached_tiny_lives_in_the_workbench_cache(tmp_path, monkeypatch):
     path = cached_tiny_qwen3vl()
     assert path == str(tmp_path / f"tiny-qwen3vl-v{TINY_BUILDER_VERSION}") and cached_tiny_qwen3vl() == path
     assert json.loads((tmp_path / path / "astra_tiny.json").read_text())["family"] == "qwen3_vl"
+
+
+def test_hf_missing_local_folder_fails_fast_with_its_name(tmp_path):
+    pytest.importorskip("transformers")
+    from astra_wb.hf import load_processor
+    from astra_wb.policies import PolicyError
+    with pytest.raises(PolicyError, match="nope: no such model folder"):
+        load_processor(str(tmp_path / "nope"))
