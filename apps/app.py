@@ -500,9 +500,22 @@ def main(argv: list[str] | None = None) -> int:
     for field, val in [("app_host", a.host), ("app_port", a.port), ("data_root", a.data_root),
                        ("runs_root", a.runs_root), ("label_db", a.label_db)]:
         if val is not None: setattr(s, field, val)
-    auth = parse_auth(s.app_auth)
+    try: auth = parse_auth(s.app_auth)
+    except ValueError as e: print(f"astra-wb app: {e}", file=sys.stderr); return 2
     if s.app_host not in ("127.0.0.1", "localhost", "::1") and not auth:
         print(f"astra-wb app: warning: binding {s.app_host} without auth exposes the workbench to the network", file=sys.stderr)
+    for name in ("data_root", "runs_root"):
+        if not Path(getattr(s, name)).is_dir():
+            print(f"astra-wb app: warning: {name} {getattr(s, name)} is not a folder (nothing to list there yet)", file=sys.stderr)
+    import socket
+    if int(s.app_port) == 0:   # any free port (gradio itself cannot bind port 0)
+        with socket.socket() as sock: sock.bind((s.app_host, 0)); s.app_port = sock.getsockname()[1]
+    else:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server will: TIME_WAIT is no conflict
+            try: sock.bind((s.app_host, int(s.app_port)))
+            except OSError as e:
+                print(f"astra-wb app: cannot listen on {s.app_host}:{s.app_port} ({e.strerror}); pick another --port", file=sys.stderr); return 2
     create_app(s).queue(default_concurrency_limit=2).launch(
         server_name=s.app_host, server_port=int(s.app_port), auth=auth, max_file_size=f"{int(s.max_upload_mb)}mb",
         css=CSS, share=False, inbrowser=False, show_error=True, ssr_mode=False)

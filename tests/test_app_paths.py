@@ -49,3 +49,17 @@ def test_parse_auth():
     assert parse_auth("ann:pw1, bob:p:w2") == [("ann", "pw1"), ("bob", "p:w2")]
     for bad in ("ann", "ann:", ":pw"):
         with pytest.raises(ValueError, match="app_auth"): parse_auth(bad)
+
+
+def test_app_refuses_a_busy_port_and_bad_auth_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import socket
+    from apps.app import main
+    monkeypatch.setenv("ASTRA_WB_APP_AUTH", "")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0)); busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--port", str(port), "--data-root", str(tmp_path), "--runs-root", str(tmp_path)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    monkeypatch.setenv("ASTRA_WB_APP_AUTH", "alice")   # no password
+    assert main(["--port", "1", "--data-root", str(tmp_path), "--runs-root", str(tmp_path)]) == 2
+    assert "app_auth" in capsys.readouterr().err
