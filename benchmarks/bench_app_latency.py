@@ -5,8 +5,9 @@ Three measurements of the same motion, so the app's overhead is read against the
   handler    the Simulator tab's motion handler in-process (imagine + PNG written for the browser)
   views      the chained handler that follows it (history strip + top-down map figure)
   browser    what a user sees: headless chromium (Playwright) clicks a motion button on the Simulator tab, timed
-             until the displayed imagined <img> has a new src, has finished loading (complete, naturalWidth > 0)
-             and the next frame is painted; timed by the page's own clock (performance.now, the goal's figure),
+             until the displayed imagined <img> has a new src and has finished loading (complete, naturalWidth > 0),
+             seen by a requestAnimationFrame poll (the frame that paints it; the frame after is printed as an upper
+             bound); timed by the page's own clock (performance.now, the goal's figure),
              split by Resource Timing into "motion reply in" and "image bytes in", and by Playwright's clock
              (adds the CDP round trips). Before each click it waits, untimed, until the previous motion's chained
              history + map update has finished (no fetch in flight), as a user would see it before clicking again.
@@ -108,16 +109,21 @@ class Protocol:
 
 # counts the page's fetches in flight (Gradio's client uses fetch), so a motion starts after the last one's chained update
 _COUNT_FETCHES = """window.__awbInflight = 0; const _f = window.fetch;
-window.fetch = function (...a) { window.__awbInflight++; return _f.apply(this, a).finally(() => window.__awbInflight--); };"""
-# click the button and time, with the page's own clock, until the imagined <img> has a new src, has loaded and a frame painted
+window.fetch = function (...a) { window.__awbInflight++; return _f.apply(this, a).finally(() => window.__awbInflight--); };
+window.__awbLong = []; try { new PerformanceObserver(l => window.__awbLong.push(...l.getEntries()))
+  .observe({type: 'long-animation-frame', buffered: true}); } catch (e) {}"""
+# click the button and time, with the page's own clock, until the imagined <img> has a new src and has loaded, as seen by a
+# requestAnimationFrame poll (so: the frame that paints it; 'next' is the frame after, an upper bound for the paint)
 _IN_PAGE = """([sel, old]) => { performance.clearResourceTimings(); const h = {done: false, ms: null}; const t0 = performance.now();
 document.querySelector(sel).click();
 const poll = () => { const i = document.querySelector('#awb-imagined img');
   if (i && i.src !== old && i.complete && i.naturalWidth > 0)
-    requestAnimationFrame(() => { h.ms = performance.now() - t0;
+    { h.ms = performance.now() - t0;
       const r = performance.getEntriesByType('resource').filter(e => e.startTime >= t0);
       const p = r.find(e => e.name.includes('/run/predict')), m = r.find(e => e.name === i.src);
-      h.reply = p ? p.responseEnd - t0 : null; h.image = m ? m.responseEnd - t0 : null; h.done = true; });
+      h.reply = p ? p.responseEnd - t0 : null; h.image = m ? m.responseEnd - t0 : null;
+      h.busy = window.__awbLong.filter(e => e.startTime >= t0).reduce((a, e) => a + e.duration, 0);
+      requestAnimationFrame(() => { h.next = performance.now() - t0; h.done = true; }); }
   else requestAnimationFrame(poll); };
 requestAnimationFrame(poll); return h; }"""
 
@@ -136,7 +142,7 @@ class Browser:
         self.img = page.locator("#awb-imagined img")
         expect(self.img).to_have_count(1, timeout=60_000)
         self.src = self.img.get_attribute("src")
-        self.srcs, self.outside, self.reply, self.image = [], [], [], []
+        self.srcs, self.outside, self.reply, self.image, self.busy, self.next = [], [], [], [], [], []
 
     def motion(self, name: str) -> float:
         """One motion, timed two ways: Playwright's click -> wait_for_function (returned by the caller's clock) and
@@ -149,8 +155,8 @@ class Browser:
         handle = self.page.evaluate_handle(_IN_PAGE, [f"#btn-{name}", old])
         self.page.wait_for_function("h => h.done", arg=handle, polling="raf")
         self.outside.append((time.perf_counter() - t) * 1000)
-        ms, reply, image = self.page.evaluate("h => [h.ms, h.reply, h.image]", handle)
-        self.reply.append(reply); self.image.append(image)
+        ms, reply, image, busy, nxt = self.page.evaluate("h => [h.ms, h.reply, h.image, h.busy, h.next]", handle)
+        self.reply.append(reply); self.image.append(image); self.busy.append(busy); self.next.append(nxt)
         self.src = self.img.get_attribute("src"); self.srcs.append(self.src)
         return ms
 
@@ -224,7 +230,7 @@ def main(argv=None):
                 motion_to_image(); floor_call(); proto.chained_views(protocol_motion())
                 if browser: browser_motion()
             client_imgs.clear(); proto_imgs.clear()
-            if browser: browser.srcs.clear(); browser.outside.clear(); browser.reply.clear(); browser.image.clear()
+            if browser: browser.srcs.clear(); browser.outside.clear(); browser.reply.clear(); browser.image.clear(); browser.busy.clear(); browser.next.clear()
             e2e, floor, proto_ms, browser_ms = [], [], [], []
             for _ in range(a.n):   # interleaved, so all see the same machine load
                 if browser:
@@ -250,10 +256,12 @@ def main(argv=None):
     print(f"  handler    (sim_motion: imagine + PNG) {stats(handler)}   {vs_ref(handler)}")
     print(f"  views      (sim_views: history + map)  {stats(views)}   (chained after the image)")
     if browser_ms:
-        print(f"  browser    (click -> new <img> painted) {stats(browser_ms)}   {vs_ref(browser_ms)}   (page clock)")
+        print(f"  browser    (click -> new <img> loaded)  {stats(browser_ms)}   {vs_ref(browser_ms)}   (page clock, in the frame that paints it)")
+        print(f"    upper bound: the frame after         {stats(browser.next)}")
         for what, xs in (("motion reply in", browser.reply), ("image bytes in ", browser.image)):
             xs = [x for x in xs if x is not None]
             if xs: print(f"    of which {what}  (page clock)  {stats(xs)}   ({len(xs)}/{len(browser_ms)} timed by Resource Timing)")
+        print(f"    frames >50 ms to render, summed:     {stats(browser.busy)}   (Long Animation Frames API: JS + layout + paint)")
         print(f"  browser    (same, Playwright's clock)  {stats(browser.outside)}   {vs_ref(browser.outside)}   (+ CDP round trips)")
     else: print(f"  browser    skipped: {skip_browser}")
     print(f"  protocol   (run/predict + GET image)   {stats(proto_ms)}   {vs_ref(proto_ms)}")
@@ -264,7 +272,9 @@ def main(argv=None):
     print(f"  every motion showed a new picture: {'browser, ' if browser_ms else ''}protocol, gradio_client")
     def verdict(ms): return "met" if np.percentile(ms, 95) < 100 else "NOT met"
     if browser_ms:
-        print(f"  goal: p95 < 100 ms as the user sees it (browser) -> {verdict(browser_ms)} (p95 {np.percentile(browser_ms, 95):.1f} ms)")
+        print(f"  goal: p95 < 100 ms as the user sees it (browser) -> {verdict(browser_ms)} (p95 {np.percentile(browser_ms, 95):.1f} ms,"
+              f" image loaded in the frame that paints it); with the frame after as the paint bound -> {verdict(browser.next)}"
+              f" (p95 {np.percentile(browser.next, 95):.1f} ms)")
     else: print("  goal: not judged (no browser); protocol p95 below stands in for it")
     print(f"        protocol p95 {np.percentile(proto_ms, 95):.1f} ms -> {verdict(proto_ms)};"
           f" gradio_client p95 {np.percentile(e2e, 95):.1f} ms -> {verdict(e2e)} (includes the client's own ~floor overhead)")
