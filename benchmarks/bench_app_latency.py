@@ -1,10 +1,11 @@
 """App latency of one camera motion at 512x512 with the oracle simulator.
 
-Three measurements of the same motion, so the app's overhead is read against the library:
+Measurements of the same motion, so the app's overhead is read against the library:
   reference  `OracleSimulator.imagine` called in-process (the simulator alone)
   handler    the Simulator tab's motion handler in-process (imagine + PNG written for the browser)
   views      the chained handler that follows it (history strip + top-down map figure)
-  browser    what a user sees: headless chromium (Playwright) clicks a motion button on the Simulator tab, timed
+  browser    what a user sees: headless chromium (Playwright) clicks a motion button on the Simulator tab (a DOM
+             click() inside the page, so the page's clock starts at the click event), timed
              until the displayed imagined <img> has a new src and has finished loading (complete, naturalWidth > 0),
              seen by a requestAnimationFrame poll (the frame that paints it; the frame after is printed as an upper
              bound); timed by the page's own clock (performance.now, the goal's figure),
@@ -145,9 +146,8 @@ class Browser:
         self.srcs, self.outside, self.reply, self.image, self.busy, self.next = [], [], [], [], [], []
 
     def motion(self, name: str) -> float:
-        """One motion, timed two ways: Playwright's click -> wait_for_function (returned by the caller's clock) and
-        in the page itself (performance.now() from the click event to the new image loaded, then painted: the next
-        animation frame). Returns the in-page figure. Before it, waits untimed until the previous motion's chained
+        """One motion, timed two ways: in the page (performance.now() from the click event to the rAF frame that sees
+        the new image loaded; returned) and by Python's clock around the CDP calls (in `outside`, up to the frame after). Before it, waits untimed until the previous motion's chained
         update (history + map) has finished, as a user would see it before the next click."""
         old = self.src
         self.settle()
