@@ -167,7 +167,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'astra_wb.eval.RunResult.label': ('eval.html#runresult.label', 'astra_wb/eval.py'),
                                'astra_wb.eval.RunResult.trajectory': ('eval.html#runresult.trajectory', 'astra_wb/eval.py'),
                                'astra_wb.eval._acc': ('eval.html#_acc', 'astra_wb/eval.py'),
-                               'astra_wb.eval._agent_config': ('eval.html#_agent_config', 'astra_wb/eval.py'),
                                'astra_wb.eval._check_same_run': ('eval.html#_check_same_run', 'astra_wb/eval.py'),
                                'astra_wb.eval._ordered': ('eval.html#_ordered', 'astra_wb/eval.py'),
                                'astra_wb.eval._parser_from_config': ('eval.html#_parser_from_config', 'astra_wb/eval.py'),

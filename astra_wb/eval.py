@@ -286,14 +286,6 @@ def _resolve_simulator(config: EvalConfig):
         if config.mode == "direct": return None     # direct answering never calls the simulator
         raise
 
-def _agent_config(config: EvalConfig):
-    try: return agent_config(config)
-    except ImportError:   # the agent loop is not installed: a plain namespace carries the same fields
-        from types import SimpleNamespace
-        return SimpleNamespace(mode=config.mode, forced_k=config.forced_k, max_tool_rounds=config.max_tool_rounds,
-                               max_turns=config.max_turns, temperature=config.temperature, top_p=config.top_p,
-                               max_new_tokens=config.max_new_tokens, seed=config.seed, group_size=1, progress=False)
-
 def _rollout_batch(rollout_fn, samples, policy, simulator, acfg) -> list:
     "Trajectories for a batch; on failure, sample by sample (an exception object stands for a failed one)."
     try:
@@ -337,7 +329,7 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
         if done and config.progress: print(f"[{config.label}] resuming: {len(done)} rows done, {len(todo)} to go", file=sys.stderr)
         if rollout_fn is None:
             from astra_wb.agent import rollout as rollout_fn
-        acfg, t0, bs = _agent_config(config), time.time(), max(1, config.batch_size)
+        acfg, t0, bs = agent_config(config), time.time(), max(1, config.batch_size)
         for b in range(0, len(todo), bs):
             idx = todo[b:b + bs]
             samples = [bench[i] for i in idx]
