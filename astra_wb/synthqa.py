@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from numba import njit
-from .geometry import intrinsics, level_pose, look_at, heading_pitch, level_axes, decompose, dominant_dof
+from .geometry import intrinsics, fov_from_K, level_pose, look_at, heading_pitch, level_axes, decompose, dominant_dof
 from .motion import Motion
 from .protocol import Sample, ProtocolError
 from .scene import Scene, make_scene, render, sample_cameras, CATEGORIES
@@ -116,7 +116,7 @@ class World:
         if not self.scene.objects: return np.zeros(0, int)
         c = np.array([o.center for o in self.scene.objects]) - pose[:3, 3]
         x, z = c @ pose[:3, 0], c @ pose[:3, 2]
-        half = math.degrees(math.atan(self.W / 2 / self.K[0, 0])) + margin_deg
+        half = fov_from_K(self.K, self.W) / 2 + margin_deg
         return np.nonzero((z > 0.2) & (np.degrees(np.arctan2(np.abs(x), z)) < half))[0]
 
     def unique(self) -> list[int]:
