@@ -6,6 +6,7 @@ auth from settings, files only under the data / runs roots (names, never paths, 
 user), an upload size limit.
 """
 import argparse, json, math, os, sys, tempfile, uuid
+from dataclasses import replace
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -85,15 +86,12 @@ def _benchmark(kind: str, path: str):
 
 def synthetic_scene_sample(seed: int, n_views: int = 2, size: int = 512) -> Sample:
     "A free-exploration sample: a procedural room seen by `n_views` rendered cameras (poses and depth known)."
-    from astra_wb.geometry import intrinsics
-    from astra_wb.scene import make_scene, render, sample_cameras
-    scene, K = make_scene(int(seed)), intrinsics(size, size, 60.0)
-    poses = sample_cameras(scene, n_views, rng=int(seed))
-    frames = [render(scene, T, K, size, size) for T in poses]
-    return Sample(id=scene.id, question="Free exploration: issue camera motions from any image.",
-                  images=[f.image for f in frames], category="explore",
-                  meta={"source": "synth", "scene": scene.to_dict(), "needs_imagination": False},
-                  poses=list(poses), intrinsics=[K] * n_views, depths=[f.depth for f in frames])
+    from astra_wb.scene import make_scene
+    from astra_wb.simulators import scene_sample
+    scene = make_scene(int(seed))
+    s = scene_sample(scene, width=size, height=size, fov_deg=60.0, n_views=n_views, seed=int(seed),
+                     question="Free exploration: issue camera motions from any image.")
+    return replace(s, id=scene.id, category="explore", meta={**s.meta, "needs_imagination": False})
 
 def pick_sample(settings: Settings, kind: str, folder: str, seed, index) -> Sample:
     "A sample from the generated synthetic bench (`folder` empty) or a benchmark folder under the data root."
