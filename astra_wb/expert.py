@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 from .motion import Motion, MotionError, parse_instruction
+from .policies import to_pil
 from .protocol import Invoke, render_tool_call, render_answer
 from .scene import CATEGORIES, CATEGORY_NAMES, HOLE_COLOR
 
@@ -150,10 +151,10 @@ class State:
     text: str = ""
 
 def _data_url_image(url: str):
-    import base64, io
-    head, _, data = url.partition(",")
+    "The image of a base64 `data:image/...` URL; None if `url` is not one or does not decode."
+    head = url.partition(",")[0]
     if not head.startswith("data:image") or ";base64" not in head: return None
-    try: return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+    try: return to_pil(url)
     except Exception: return None
 
 def _parts(content) -> list[dict]:
