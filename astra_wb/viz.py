@@ -226,8 +226,8 @@ def image_data_uri(img: Image.Image, max_px: int = 320, fmt: str = "JPEG") -> st
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
 def all_images(traj) -> list:
-    "Given then imagined images, in conversation order (image n is element n-1)."
-    return list(traj.sample.images) + [o.image for o in traj.observations]
+    "Given then imagined images, in conversation order (image n is element n-1): `Trajectory.all_images`."
+    return traj.all_images
 
 def _figure(img, caption: str, max_px: int, cls: str = "") -> str:
     if img is None: return f"<figure class='missing'><figcaption>{html.escape(caption)} (not available)</figcaption></figure>"
