@@ -791,6 +791,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                        'astra_wb/vllm_omni.py'),
                                     'astra_wb.vllm_omni.VllmOmniSimulator.payload': ( 'vllm_omni.html#vllmomnisimulator.payload',
                                                                                       'astra_wb/vllm_omni.py'),
+                                    'astra_wb.vllm_omni._b64_image': ('vllm_omni.html#_b64_image', 'astra_wb/vllm_omni.py'),
                                     'astra_wb.vllm_omni._omni_imagine': ('vllm_omni.html#_omni_imagine', 'astra_wb/vllm_omni.py'),
                                     'astra_wb.vllm_omni._post_json': ('vllm_omni.html#_post_json', 'astra_wb/vllm_omni.py'),
                                     'astra_wb.vllm_omni._stub_imagine': ('vllm_omni.html#_stub_imagine', 'astra_wb/vllm_omni.py'),

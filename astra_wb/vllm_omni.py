@@ -22,6 +22,10 @@ def image_data_url(image: Image.Image, fmt: str = "PNG") -> str:
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=\s]+)")
 
+def _b64_image(data: str) -> Image.Image:
+    "An RGB PIL image from base64 `data` (the payload of a `_DATA_URL` match)."
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
+
 def image_from_response(data: dict) -> Image.Image:
     "The first image in a chat-completions response (content parts, a data URL in text, or `message.images`)."
     try: msg = data["choices"][0]["message"]
@@ -34,7 +38,7 @@ def image_from_response(data: dict) -> Image.Image:
     for u in urls:
         m = _DATA_URL.search(u or "")
         if m:
-            try: return Image.open(io.BytesIO(base64.b64decode(m.group(1)))).convert("RGB")
+            try: return _b64_image(m.group(1))
             except Exception as e: raise SimulatorError("backend", f"response image does not decode: {e}") from None
     raise SimulatorError("backend", f"response message has no image data URL (content: {str(content)[:200]!r})")
 
@@ -117,7 +121,7 @@ def _stub_response(body: dict) -> dict:
     if not urls or not texts: raise ValueError("expected at least one image_url part and one text part")
     m = _DATA_URL.search(urls[0])
     if not m: raise ValueError("image_url must be a base64 data URL")
-    image = Image.open(io.BytesIO(base64.b64decode(m.group(1)))).convert("RGB")
+    image = _b64_image(m.group(1))
     size = tuple(map(int, str(body.get("size", f"{image.size[0]}x{image.size[1]}")).split("x")))
     out = _stub_imagine(image, texts[-1], size)
     return {"id": "stub", "object": "chat.completion", "model": body.get("model", "stub"),
