@@ -407,13 +407,11 @@ def read_wm_data(folder, limit: int | None = None) -> list[WMSample]:
 # %% ../nbs/12_wm_data.ipynb #e6a9b829
 def to_protocol_sample(s: WMSample, sample_id: str = "wm") -> "Sample":
     "The `protocol.Sample` a world simulator imagines from: the context images, their poses, intrinsics and depths."
-    from astra_wb.protocol import Sample
+    from dataclasses import replace
+    from astra_wb.simulators import frames_to_sample
     meta = {"source": s.source, "scene_id": s.scene_id, "prompt": s.prompt, "source_index": s.source_index}
     if s.scene: meta["scene"] = s.scene
-    return Sample(id=sample_id, question=s.prompt, images=[Image.fromarray(np.asarray(f.rgb, np.uint8)) for f in s.contexts],
-                  options={}, answer=None, category="world-simulator", meta=meta,
-                  poses=[np.asarray(f.pose) for f in s.contexts], intrinsics=[np.asarray(f.K) for f in s.contexts],
-                  depths=[np.asarray(f.depth, np.float32) for f in s.contexts])
+    return replace(frames_to_sample(s.contexts, sample_id, s.prompt, meta), category="world-simulator")
 
 # %% ../nbs/12_wm_data.ipynb #6639324e
 def _scan_folders(scans) -> list[Path]:
