@@ -662,6 +662,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.simulators._splat': ('simulators.html#_splat', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._split_args': ('simulators.html#_split_args', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._value': ('simulators.html#_value', 'astra_wb/simulators.py'),
+                                     'astra_wb.simulators.build_tiny_depth_model': ( 'simulators.html#build_tiny_depth_model',
+                                                                                     'astra_wb/simulators.py'),
                                      'astra_wb.simulators.call_key': ('simulators.html#call_key', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators.check_simulator': ('simulators.html#check_simulator', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators.checked_motion': ('simulators.html#checked_motion', 'astra_wb/simulators.py'),

@@ -21,8 +21,9 @@ from .scene import Scene, make_scene, render, sample_cameras
 __all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
            'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
            'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth',
-           'ReprojectSimulator', 'jitter_colors', 'noisy_pose', 'PerturbedSimulator', 'call_key', 'CachedSimulator',
-           'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator', 'parse_motion_arg', 'cli_imagine']
+           'ReprojectSimulator', 'build_tiny_depth_model', 'jitter_colors', 'noisy_pose', 'PerturbedSimulator',
+           'call_key', 'CachedSimulator', 'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator',
+           'parse_motion_arg', 'cli_imagine']
 
 # %% ../nbs/05_simulators.ipynb #f757f064
 SIMULATOR_ERROR_REASONS = ("out_of_range", "out_of_bounds", "missing_context", "backend", "timeout")
@@ -333,6 +334,21 @@ class ReprojectSimulator(PosedSimulator):
         W, H = ref.size
         rgb, depth, mask = reproject_views(views, pose, K, W, H, self.max_footprint)
         return Rendering(Image.fromarray(rgb), depth, mask, {"holes": round(float(mask.mean()), 4), "views_used": [v.index for v in views]})
+
+# %% ../nbs/05_simulators.ipynb #39b83a73
+def build_tiny_depth_model(folder, depth_estimation_type: str = "metric", image_size: int = 56,
+                           max_depth: int | None = 10) -> str:
+    "Save a tiny random-weight Depth Anything model + processor to `folder`: the monocular-depth path, tested without weights."
+    from transformers import DepthAnythingConfig, Dinov2Config, AutoModelForDepthEstimation
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+    bb = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14,
+                      image_size=image_size, out_features=["stage1", "stage2"], reshape_hidden_states=False)
+    extra = {} if max_depth is None else {"max_depth": max_depth}   # None: the config's own default scale
+    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32], fusion_hidden_size=16,
+                              head_hidden_size=8, reassemble_factors=[2, 1], depth_estimation_type=depth_estimation_type, **extra)
+    AutoModelForDepthEstimation.from_config(cfg).save_pretrained(folder)
+    DPTImageProcessorPil(size={"height": image_size, "width": image_size}, keep_aspect_ratio=False).save_pretrained(folder)
+    return str(folder)
 
 # %% ../nbs/05_simulators.ipynb #cbb78182
 def _call_rng(seed: int, sample, observations, reference_image, motion) -> np.random.Generator:

@@ -11,6 +11,7 @@ from astra_wb.geometry import apply_motion, decompose, intrinsics
 from astra_wb.sim_quality import (POSE_FAILURES, DepthAlignPose, Detection, Detector, HFDetector, QualityConfig,
                                   score_simulators)
 from astra_wb.wm_data import WMDataConfig, synthetic_sets
+from astra_wb.simulators import build_tiny_depth_model
 
 pytest.importorskip("transformers")
 CATEGORIES = ["chair", "table", "sofa"]
@@ -70,24 +71,11 @@ def build_tiny_grounding_dino(folder: Path) -> str:
     return str(folder)
 
 
-def build_tiny_depth_anything(folder: Path) -> str:
-    "A random Depth Anything (tiny DINOv2 backbone) with its image processor."
-    from transformers import AutoModelForDepthEstimation, DepthAnythingConfig, Dinov2Config
-    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
-    bb = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14,
-                      image_size=56, out_features=["stage1", "stage2"], reshape_hidden_states=False)
-    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32], fusion_hidden_size=16,
-                              head_hidden_size=8, reassemble_factors=[2, 1], depth_estimation_type="relative")
-    AutoModelForDepthEstimation.from_config(cfg).save_pretrained(folder)
-    DPTImageProcessorPil(size={"height": 56, "width": 56}, keep_aspect_ratio=False).save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     return {"owlvit": build_tiny_owlvit(root / "owlvit"), "grounding-dino": build_tiny_grounding_dino(root / "gdino"),
-            "depth": build_tiny_depth_anything(root / "depth")}
+            "depth": build_tiny_depth_model(root / "depth", "relative", max_depth=None)}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from astra_wb.geometry import decompose, intrinsics
 from astra_wb.motion import Motion
 from astra_wb.protocol import Sample, save_sample
 from astra_wb.scene import make_scene, render, sample_cameras
-from astra_wb.simulators import (SIMULATORS, WRAPPERS, CachedSimulator, OracleSimulator, PerturbedSimulator, ReprojectSimulator,
+from astra_wb.simulators import (build_tiny_depth_model, SIMULATORS, WRAPPERS, CachedSimulator, OracleSimulator, PerturbedSimulator, ReprojectSimulator,
                                  SimulatorError, check_simulator, cli_imagine, get_simulator, parse_spec, register_simulator, scene_sample)
 
 
@@ -86,14 +86,7 @@ def test_reprojection_agrees_with_the_oracle_where_it_sees(sample):
 
 def test_reproject_with_a_monocular_depth_model_from_a_spec(tmp_path, sample):
     "The depth path through transformers, with a tiny random Depth Anything model built from a config."
-    from transformers import AutoModelForDepthEstimation, DepthAnythingConfig, Dinov2Config
-    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
-    bb = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14,
-                      image_size=28, out_features=["stage1", "stage2"], reshape_hidden_states=False)
-    cfg = DepthAnythingConfig(backbone_config=bb, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32], fusion_hidden_size=16,
-                              head_hidden_size=8, reassemble_factors=[2, 1], depth_estimation_type="metric", max_depth=8)
-    AutoModelForDepthEstimation.from_config(cfg).save_pretrained(tmp_path)
-    DPTImageProcessorPil(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(tmp_path)
+    build_tiny_depth_model(tmp_path, "metric", image_size=28, max_depth=8)
     sim = get_simulator(f"reproject(depth_model={tmp_path})")
     bare = Sample("bare", "q", [sample.images[0]])                  # no pose, no intrinsics, no depth
     obs = sim.imagine(bare, [], 1, Motion("yaw", -25))
