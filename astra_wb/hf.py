@@ -123,7 +123,7 @@ def train_qwen_tokenizer(corpus: list[str], vocab_size: int = 800, chat_template
     return tok
 
 # %% ../nbs/06a_hf.ipynb #c20e62b1
-TINY_BUILDER_VERSION = 1
+TINY_BUILDER_VERSION = 2   # 2: untied lm_head, so every weight is in the checkpoint and loading never depends on tying
 
 def _tiny_config(family: str, tok):
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
@@ -131,7 +131,7 @@ def _tiny_config(family: str, tok):
                 num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=None,
                 eos_token_id=tok.eos_token_id)
     common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
     if family == "qwen3_vl":
         from transformers import Qwen3VLConfig
         text.update(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e5, "mrope_section": [2, 3, 3], "mrope_interleaved": True})
