@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_hf.ipynb #630267fd
 from __future__ import annotations
-import json, os, shutil, tempfile, time
+import json, os, shutil, tempfile, threading, time
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -186,9 +186,14 @@ def quiet_progress():
     finally:
         if was: hf_logging.enable_progress_bar()
 
+_BUILD_LOCK = threading.Lock()  # transformers' init contexts patch process-wide state: threads build one at a time
+
 def build_tiny_vlm(folder, family: str = "qwen3_vl", seed: int = 0, vocab_size: int = 800, overwrite: bool = False) -> str:
     "Build, save and reload (offline) a tiny random Qwen-VL in `folder`; reuse it when already built. Returns the path."
-    folder = Path(folder)
+    with _BUILD_LOCK: return _build_tiny_vlm(Path(folder), family, seed, vocab_size, overwrite)
+
+def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overwrite: bool) -> str:
+    "Processes race safely: each builds in its own temporary folder and renames it into place."
     want = {"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed, "vocab_size": vocab_size}
     marker = folder / "astra_tiny.json"
     if not overwrite and marker.exists() and json.loads(marker.read_text()) == want: return str(folder)

@@ -1,5 +1,5 @@
 """Policy backends: registry, conformance (`check_policy`) of every backend, the tiny Qwen3-VL builder."""
-import json
+import json, subprocess, sys
 import threading
 
 import pytest
@@ -100,12 +100,19 @@ def test_tiny_builder_reuses_and_survives_concurrent_builds(tmp_path, tiny_path)
     def build():
         try: results.append(build_tiny_qwen3vl(target))
         except Exception as e: errors.append(e)
-    threads = [threading.Thread(target=build) for _ in range(2)]
+    threads = [threading.Thread(target=build) for _ in range(2)]   # threads in one process take turns
     for t in threads: t.start()
     for t in threads: t.join()
     assert not errors and results == [str(target)] * 2
+    # processes really race: each builds in its own temporary folder and renames it into place
+    code = "import sys; from astra_wb.hf import build_tiny_qwen3vl; print(build_tiny_qwen3vl(sys.argv[1]))"
+    racing = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "raced")], stdout=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].strip() for p in racing]
+    assert [p.returncode for p in racing] == [0, 0] and outs == [str(tmp_path / "raced")] * 2
+    load_tiny(tmp_path / "raced")
     model, proc = load_tiny(target)
-    assert [p.name for p in tmp_path.iterdir()] == ["shared"]   # no temporary build folders left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raced", "shared"]   # no temporary build folders left behind
 
 
 def test_cached_tiny_lives_in_the_workbench_cache(tmp_path, monkeypatch):
