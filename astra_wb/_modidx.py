@@ -258,6 +258,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'astra_wb.hf.HFPolicy.__init__': ('hf.html#hfpolicy.__init__', 'astra_wb/hf.py'),
                              'astra_wb.hf.HFPolicy.from_model': ('hf.html#hfpolicy.from_model', 'astra_wb/hf.py'),
                              'astra_wb.hf._as_list': ('hf.html#_as_list', 'astra_wb/hf.py'),
+                             'astra_wb.hf._build_tiny_vlm': ('hf.html#_build_tiny_vlm', 'astra_wb/hf.py'),
                              'astra_wb.hf._corpus': ('hf.html#_corpus', 'astra_wb/hf.py'),
                              'astra_wb.hf._default_device': ('hf.html#_default_device', 'astra_wb/hf.py'),
                              'astra_wb.hf._generate': ('hf.html#_generate', 'astra_wb/hf.py'),
