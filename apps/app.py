@@ -212,7 +212,7 @@ def sim_controls(st, n: int):
 def outside_room(sample: Sample, obs) -> str:
     "A warning when an imagined camera stands outside the synthetic room (it would look down an endless corridor)."
     scene, pose = sample.meta.get("scene"), getattr(obs, "pose", None)
-    room = getattr(scene, "room_size", None)
+    room = scene.get("room_size") if isinstance(scene, dict) else getattr(scene, "room_size", None)
     if room is None or pose is None: return ""
     xy = [float(v) for v in pose[:2, 3]]
     out = max(max(-x, x - float(r)) for x, r in zip(xy, room[:2]))
@@ -265,6 +265,8 @@ def _agent_outputs(traj: Trajectory, status: str):
     msgs = viz.trajectory_to_messages(traj, show_truth=finished)
     if traj.policy == "human":   # the loop's feedback is written for a model; a person reads the plain version
         plain = {t.feedback: plain_feedback(t, traj) for t in traj.turns if t.feedback}
+        raw = {t.text for t in traj.turns if t.feedback}      # the markup the app wrote for the person's move
+        msgs = [m for m in msgs if not (m["role"] == "assistant" and isinstance(m.get("content"), str) and m["content"] in raw)]
         msgs = [{**m, "content": plain[m["content"]]} if m["role"] == "user" and isinstance(m["content"], str)
                 and m["content"] in plain else m for m in msgs]
     return msgs, status, fig, {"traj": traj}
@@ -512,6 +514,12 @@ def label_help() -> str:
     from astra_wb.annotate import TAXONOMY
     return "\n".join(f"{i}. **{c.title}**: {c.description}" for i, c in enumerate(TAXONOMY, 1))
 
+def label_description(label) -> str:
+    "The chosen label's one-line guidance, shown beside the choices."
+    from astra_wb.annotate import LABELS
+    c = LABELS.get(label)
+    return f"**{c.title}**: {c.description}" if c else "Pick the label that fits; its description shows here."
+
 def subtag_update(label):
     "Sub-tags appear only for a label that has them."
     from astra_wb.annotate import subtag_choices
@@ -570,7 +578,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
                         spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
                         ref = gr.Dropdown([1], value=1, label="reference image", min_width=80, allow_custom_value=True)
                     with gr.Row():
-                        dist = gr.Slider(0.1, 5.0, 1.0, step=0.1, label="distance (m)", min_width=120)
+                        dist = gr.Slider(0.1, 5.0, 1.0, step=0.1, label="distance (m)", min_width=120, elem_id="awb-dist")
                         ang = gr.Slider(5, 180, 30, step=5, label="angle (deg)", min_width=120)
                     motion_btns = {}
                     with gr.Row(elem_id="awb-motions"):
@@ -611,25 +619,32 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             a_state = gr.State(None)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=300):
-                    _, a_seed, a_kind, a_folder, a_index = _sample_picker(settings, False)
+                    with gr.Row():
+                        a_seed = gr.Number(0, precision=0, label="seed", min_width=70)
+                        a_index = gr.Number(0, precision=0, label="sample #", min_width=70)
+                        a_kind = gr.Dropdown(list(BENCHMARK_KINDS), value="synth", label="benchmark", min_width=100,
+                                             allow_custom_value=True)
                     with gr.Row():
                         a_spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
                         mode = gr.Dropdown(list(MODES), value="agentic", label="mode", min_width=100, allow_custom_value=True)
                         k = gr.Number(2, precision=0, label="forced k", min_width=70)
                     play = gr.Button("▶ Play it yourself", variant="primary", elem_id="awb-play")
-                    with gr.Row():
-                        policy = gr.Dropdown(list(pols), value=pols[0], label="or let a policy play", min_width=120, allow_custom_value=True)
-                        run = gr.Button("Run", variant="secondary", min_width=70)
                     with gr.Group(visible=False, elem_id="awb-human") as panel:
-                        gr.Markdown("**Your move**: imagine a view, or press your answer.")
+                        gr.Markdown("**Your move**: press your answer, or imagine a view first.")
+                        with gr.Row(elem_id="awb-options"):
+                            ans_btns = [gr.Button(visible=False, elem_id=f"awb-ans-{i}", min_width=80, variant="primary")
+                                        for i in range(MAX_OPTIONS)]
                         with gr.Row():
                             h_ref = gr.Number(1, precision=0, label="from image", min_width=70)
                             h_mt = gr.Dropdown(list(TOOL_MOTION_TYPES), value="turn_left", label="motion", min_width=110, allow_custom_value=True)
                             h_val = gr.Number(45, label="m or deg", min_width=70)
                         h_call = gr.Button("Imagine this view", elem_id="awb-h-call")
-                        with gr.Row(elem_id="awb-options"):
-                            ans_btns = [gr.Button(visible=False, elem_id=f"awb-ans-{i}", min_width=80) for i in range(MAX_OPTIONS)]
                         reasoning = gr.Textbox(label="your reasoning (optional)", lines=1)
+                    with gr.Row():
+                        policy = gr.Dropdown(list(pols), value=pols[0], label="or let a policy play", min_width=120, allow_custom_value=True)
+                        run = gr.Button("Run", variant="secondary", min_width=70)
+                    a_folder = gr.Dropdown([""] + list_names(settings.data_root, depth=2), value="", allow_custom_value=True,
+                                           label="benchmark folder under the data root (empty: generated synthetic bench)")
                 with gr.Column(scale=3, min_width=420):
                     a_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-agent-status")
                     chat = gr.Chatbot(label="trajectory", height=470, elem_id="awb-chat", autoscroll=True)
@@ -687,7 +702,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
                 login = gr.Button("Log in", min_width=80)
                 q_run = gr.Dropdown(list_names(settings.runs_root, runs=True, depth=2), allow_custom_value=True,
                                     label="queue a run for labelling", min_width=160)
-                overlap = gr.Slider(0, 1, overlap0, step=0.05, label="share labelled twice (for agreement)", min_width=160)
+                overlap = gr.Slider(0, 1, overlap0, step=0.05, label="share labelled twice (for agreement)", min_width=160, elem_id="awb-overlap")
                 ov_k = gr.Number(k0, precision=0, label="annotators each", min_width=80)
                 q_btn = gr.Button("Queue run", min_width=90)
             n_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-ann-status")
@@ -695,6 +710,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
                 with gr.Column(scale=3): n_html = gr.HTML()
                 with gr.Column(scale=2, min_width=320):
                     label = gr.Radio(label_choices(), label="label (keys 1-8; Enter = save & next)", elem_id="awb-label")
+                    label_desc = gr.Markdown("Pick the label that fits; its description shows here.", elem_id="awb-label-desc")
                     subtags = gr.CheckboxGroup([(t, c) for c, t in SUBTAG_TITLES.items()], label="sub-tags", visible=False)
                     with gr.Row():
                         save_next = gr.Button("Save & next ⏎", variant="primary", elem_id="awb-save-next")
@@ -720,6 +736,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
                       api_name="next_trajectory").then(**blank)
             skip.click(guarded(partial(ann_skip, settings), next_outs, n_status), [n_state], next_outs, api_name="skip").then(**blank)
             label.change(subtag_update, [label], [subtags], api_visibility="private", queue=False)
+            label.change(label_description, [label], [label_desc], api_visibility="private", queue=False)
             save_outs = [n_state, saved]
             save.click(lambda: "saving…", None, saved, api_visibility="private").then(
                 guarded(partial(ann_save, settings), save_outs, saved), [n_state, label, subtags, note, turn], save_outs, api_name="save_label")

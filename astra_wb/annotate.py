@@ -80,6 +80,7 @@ def check_name(value, field_: str = "annotator", where: str = "", max_len: int =
 # %% ../nbs/15_annotate.ipynb #d3ec0684
 def check_label(label, subtags=(), note="", turn=None, where: str = "") -> tuple[str, tuple, str, int | None]:
     "Validate and normalise a label; returns (label, subtags in canonical order, note, turn)."
+    if label in (None, ""): raise _err(where, "label", f"no label chosen; choose one of: {', '.join(LABELS)}")
     if label not in LABELS: raise _err(where, "label", f"unknown label {label!r}; known: {', '.join(LABELS)}")
     if not isinstance(subtags, (list, tuple)) or not all(isinstance(s, str) for s in subtags):
         raise _err(where, "subtags", f"expected a list of strings, got {subtags!r}")
@@ -486,6 +487,8 @@ class Agreement:
     observed: float           # pairwise observed agreement
     pairs: list = field(default_factory=list)
     label_counts: dict = field(default_factory=dict)   # current labels on these items
+    alpha_subtags: float = math.nan     # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
+    observed_subtags: float = math.nan  # pairwise observed agreement on the label and its sub-tags together
     def to_dict(self) -> dict:
         clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x   # JSON has no NaN
         d = asdict(self)
@@ -493,6 +496,7 @@ class Agreement:
     def __str__(self):
         f = lambda x: "n/a" if math.isnan(x) else f"{x:.3f}"
         lines = [f"items with >= 2 annotators: {self.n_items}   alpha: {f(self.alpha)}   kappa: {f(self.kappa)}   observed: {f(self.observed)}"]
+        lines += [f"with sub-tags: alpha: {f(self.alpha_subtags)}   observed: {f(self.observed_subtags)}"]
         lines += [f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs]
         return "\n".join(lines)
 
@@ -501,10 +505,15 @@ class Agreement:
 def agreement(self: LabelStore) -> Agreement:
     "Agreement of current labels on trajectories labelled by at least two annotators."
     by_item: dict[str, dict[str, str]] = {}
-    for ev in self.labels(): by_item.setdefault(ev.trajectory, {})[ev.annotator] = ev.label
+    full: dict[str, dict[str, str]] = {}   # label and sub-tags as one nominal value
+    for ev in self.labels():
+        by_item.setdefault(ev.trajectory, {})[ev.annotator] = ev.label
+        full.setdefault(ev.trajectory, {})[ev.annotator] = "+".join((ev.label, *ev.subtags))
     items = {t: v for t, v in by_item.items() if len(v) >= 2}
     coders = sorted({a for v in items.values() for a in v})
     alpha = krippendorff_alpha([[items[t].get(a) for t in items] for a in coders]) if items else math.nan
+    alpha_sub = krippendorff_alpha([[full[t].get(a) for t in items] for a in coders]) if items else math.nan
+    pair_sub = [(full[t][a], full[t][b]) for t in items for a, b in combinations(sorted(full[t]), 2)]
     pairs, agree, total = [], 0, 0
     for a, b in combinations(coders, 2):
         shared = [(v[a], v[b]) for v in items.values() if a in v and b in v]
@@ -514,7 +523,8 @@ def agreement(self: LabelStore) -> Agreement:
     kappas = [p.kappa for p in pairs if not math.isnan(p.kappa)]
     return Agreement(len(items), coders, alpha, sum(kappas) / len(kappas) if kappas else math.nan,
                      agree / total if total else math.nan, pairs,
-                     dict(Counter(l for v in items.values() for l in v.values()).most_common()))
+                     dict(Counter(l for v in items.values() for l in v.values()).most_common()), alpha_sub,
+                     sum(x == y for x, y in pair_sub) / len(pair_sub) if pair_sub else math.nan)
 
 # %% ../nbs/15_annotate.ipynb #17dc1e9e
 _TRAJ_FIELDS = ("id", "path", "run", "n_turns", "added")
