@@ -622,7 +622,8 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("--db", help="label store file (default: the label_db setting)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("register", parents=[db], help="queue the trajectories of run folders").add_argument("runs", nargs="+")
-    sub.add_parser("export", parents=[db], help="write all events to JSONL").add_argument("out")
+    ex = sub.add_parser("export", parents=[db], help="write all events to JSONL (--out FILE, as in the other commands)")
+    ex.add_argument("out", nargs="?", help=argparse.SUPPRESS); ex.add_argument("--out", dest="out_flag", metavar="FILE")
     sub.add_parser("import", parents=[db], help="merge a JSONL export").add_argument("file")
     sub.add_parser("agreement", parents=[db], help="kappa / alpha on overlapping items").add_argument("--json", action="store_true")
     sub.add_parser("stats", parents=[db], help="counts of items, events and labels")
@@ -633,6 +634,9 @@ def _parser() -> argparse.ArgumentParser:
 def cli_annotate(argv: list[str]) -> int:
     "Entry point of `astra-wb annotate`."
     a = _parser().parse_args(argv)
+    if a.cmd == "export":
+        a.out = a.out_flag or a.out
+        if not a.out: print("astra-wb annotate export: give the output file with --out FILE", file=sys.stderr); return 2
     if a.db is None:
         from astra_wb.cli import load_settings
         a.db = load_settings().label_db

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #0d927075
 from __future__ import annotations
-import configparser, dataclasses, importlib, os, sys
+import configparser, dataclasses, difflib, importlib, os, sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import __version__; print(__version__); return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"astra-wb: unknown command {name!r}\n\n{usage()}", file=sys.stderr); return 2
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"astra-wb: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr); return 2
     try: func = _resolve(COMMANDS[name][0])
     except (ImportError, AttributeError) as e:
         print(f"astra-wb {name}: not available ({e})", file=sys.stderr); return 3

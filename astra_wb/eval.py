@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_eval.ipynb #6af2b58d
 from __future__ import annotations
-import argparse, dataclasses, json, os, re, sys, time, hashlib
+import argparse, dataclasses, difflib, json, os, re, sys, time, hashlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -15,8 +15,8 @@ from .benchmarks import (Benchmark, SynthBench, get_benchmark, extract_for, MMSI
 # %% auto #0
 __all__ = ['EvalConfig', 'traj_dirname', 'predicted_text', 'result_row', 'lean_trajectory', 'error_row', 'compute_metrics',
            'paired_delta', 'RunError', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run',
-           'write_metrics', 'RunResult', 'open_benchmark', 'agent_config', 'run_eval', 'load_run', 'format_metrics',
-           'cli_eval', 'cli_report', 'cli_demo']
+           'write_metrics', 'RunResult', 'open_benchmark', 'agent_config', 'check_config', 'run_eval', 'find_runs',
+           'load_run', 'format_metrics', 'cli_eval', 'cli_report', 'cli_demo']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
 @dataclass
@@ -45,7 +45,7 @@ class EvalConfig:
     save_depths: bool = False         # also write depth maps into trajectories (about 200 KB each at 256x192)
     baseline: str = ""                # a Direct run folder: metrics add the paired per-category change
     name: str = ""                    # label in tables and reports (default: mode)
-    progress: bool = False            # print a line per batch
+    progress: bool = False            # a progress bar on stderr (`astra-wb eval` turns it on)
 
     IDENTITY = ("benchmark", "path", "policy", "simulator", "mode", "forced_k", "max_tool_rounds", "max_turns",
                 "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed")
@@ -276,6 +276,37 @@ def _check_same_run(folder: Path, config: EvalConfig):
     diff = [(k, old.get(k), getattr(config, k)) for k in EvalConfig.IDENTITY if old.get(k) != getattr(config, k)]
     if diff: raise RunError(f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder")
 
+# %% ../nbs/09_eval.ipynb #d94d59d3
+_BUILTIN_SIMULATORS = ("oracle", "reproject", "vllm-omni", "perturbed", "cached")   # known without importing them
+
+def _did_you_mean(value, known) -> str:
+    close = difflib.get_close_matches(str(value), list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+def check_config(config: EvalConfig, policy: bool = True, simulator: bool = True):
+    "Refuse a config that cannot run, in one line, before a run folder is written or a backend imported."
+    from astra_wb.agent import MODES
+    from astra_wb.benchmarks import BENCHMARKS
+    from astra_wb.policies import policy_names
+    if config.mode not in MODES: raise RunError(f"mode {config.mode!r} is not one of {', '.join(MODES)}{_did_you_mean(config.mode, MODES)}")
+    if config.benchmark not in BENCHMARKS:
+        raise RunError(f"benchmark {config.benchmark!r} is not one of {', '.join(BENCHMARKS)}{_did_you_mean(config.benchmark, BENCHMARKS)}")
+    agent_config(config)   # forced_k, turn and round limits
+    name = str(config.policy).partition(":")[0]
+    if policy and name not in policy_names():
+        raise RunError(f"policy spec {config.policy!r}: unknown policy {name!r}; known: {', '.join(policy_names())}"
+                       f"{_did_you_mean(name, policy_names())}")
+    m = re.match(r"\s*([A-Za-z][\w.-]*)", str(config.simulator))
+    sim = m.group(1) if m else str(config.simulator)
+    if simulator and config.mode != "direct" and config.simulator not in ("", "none") and sim not in _BUILTIN_SIMULATORS:
+        known, hint = _BUILTIN_SIMULATORS, _did_you_mean(sim, _BUILTIN_SIMULATORS)   # a near-miss is a typo: no import
+        if not hint:
+            from astra_wb.simulators import SIMULATORS   # else it may be a backend registered elsewhere
+            known = sorted(SIMULATORS)
+        if hint or sim not in known:
+            raise RunError(f"simulator spec {config.simulator!r}: unknown simulator {sim!r}; known: {', '.join(known)}{hint}")
+
+
 # %% ../nbs/09_eval.ipynb #08cec84b
 def _resolve_simulator(config: EvalConfig):
     if config.simulator in ("", "none"): return None
@@ -307,6 +338,7 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
     "Run (or resume) an evaluation into `out`; returns the run's rows and metrics."
     folder = Path(out or Path("runs") / f"{config.benchmark}-{config.label}")
     rank, world = shard_info(env)
+    check_config(config, policy=policy is None, simulator=simulator is None)   # before anything is written
     _check_same_run(folder, config)
     bench = benchmark if benchmark is not None else open_benchmark(config)   # a bad benchmark leaves no folder behind
     fresh = not folder.exists()
@@ -326,10 +358,13 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
         except Exception:   # a policy/simulator spec that cannot be built: no half-made run folder left behind
             if fresh and world == 1: (folder / "config.json").unlink(missing_ok=True); _rmdir_if_empty(folder)
             raise
-        if done and config.progress: print(f"[{config.label}] resuming: {len(done)} rows done, {len(todo)} to go", file=sys.stderr)
+        if done and config.progress: print(f"resuming {folder}: {len(done)} rows already done, {len(todo)} to go", file=sys.stderr)
         if rollout_fn is None:
             from astra_wb.agent import rollout as rollout_fn
-        acfg, t0, bs = agent_config(config), time.time(), max(1, config.batch_size)
+        acfg, bs = agent_config(config), max(1, config.batch_size)
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo), desc=f"{config.label}" + (f" rank {rank}" if world > 1 else ""), unit="sample",
+                   file=sys.stderr, disable=not config.progress)
         for b in range(0, len(todo), bs):
             idx = todo[b:b + bs]
             samples = [bench[i] for i in idx]
@@ -344,8 +379,9 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
                     new.append(result_row(t, i, rel))
                 except Exception as e: new.append(error_row(s, i, config.mode, e))
             append_rows(results, new)
-            if config.progress:
-                print(f"[{config.label} rank {rank}] {min(b + bs, len(todo))}/{len(todo)} samples, {time.time() - t0:.1f}s", file=sys.stderr)
+            bar.update(len(idx))
+        bar.close()
+    elif done and config.progress: print(f"{folder}: all {len(done)} rows already done", file=sys.stderr)
     keep = [e["id"] for e in bench.entries]
     if world == 1: rows = merge_run(folder, keep)
     else:
@@ -357,6 +393,14 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
             time.sleep(0.2)
         rows = merge_run(folder, keep)
     return RunResult(folder, config, rows, json.loads((folder / "metrics.json").read_text()))
+
+def find_runs(path) -> list[Path]:
+    "`path` itself when it is a run folder, else the run folders inside it (a folder of runs, like `runs/demo`)."
+    p = Path(path)
+    if (p / "config.json").exists(): return [p]
+    found = sorted(d for d in p.iterdir() if (d / "config.json").exists()) if p.is_dir() else []
+    if not found: raise RunError(f"{p}: not a run folder (no config.json) and no run folders inside it")
+    return found
 
 def load_run(folder) -> RunResult:
     "A run folder's config, rows and metrics (computed if metrics.json is missing)."
@@ -409,8 +453,11 @@ def cli_eval(argv: list[str]) -> int:
     ap = _parser_from_config("astra-wb eval", "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).")
     ap.add_argument("--out", default=None, help="run folder (default: <runs_root>/<benchmark>-<label>)")
     ap.add_argument("--merge-only", action="store_true", help="merge shard files of a run folder and write its metrics")
+    ap.set_defaults(progress=True)   # a long command shows its progress unless told not to (--no-progress)
     a = vars(ap.parse_args(argv)); out, merge_only = a.pop("out"), a.pop("merge_only")
     config = EvalConfig(**a)
+    try: check_config(config)   # a typo is one line, before any folder is written or a backend imported
+    except (RunError, ValueError) as e: print(f"astra-wb eval: {e}", file=sys.stderr); return 2
     if out is None:
         from astra_wb.cli import load_settings
         out = Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"

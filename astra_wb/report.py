@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, html, json, re, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from .eval import EvalConfig, RunResult, run_eval, load_run, paired_delta, compute_metrics, traj_dirname
+from .eval import EvalConfig, RunResult, run_eval, find_runs, load_run, paired_delta, compute_metrics, traj_dirname
 
 # %% auto #0
 __all__ = ['NEXT_STEPS', 'short_name', 'table1_rows', 'sub_benchmark_rows', 'format_table', 'table_html', 'category_figure',
@@ -207,16 +207,18 @@ def write_report(results: list[RunResult], path, title: str = "astra-wb report",
 def cli_report(argv: list[str]) -> int:
     "astra-wb report RUN [RUN ...] --out report.html: one HTML report comparing run folders."
     ap = argparse.ArgumentParser(prog="astra-wb report", description="Write the HTML report of one or more run folders.")
-    ap.add_argument("runs", nargs="+", help="run folders (the Direct one, if any, is the baseline)")
-    ap.add_argument("--out", default=None, help="HTML file (default: <first run>/report.html)")
+    ap.add_argument("runs", nargs="+", help="run folders or folders of runs (the Direct one, if any, is the baseline)")
+    ap.add_argument("--out", default=None, help="HTML file (default: report.html inside the one folder given; "
+                                                "./report.html for several)")
     ap.add_argument("--title", default="astra-wb report")
     ap.add_argument("--trajectories", type=int, default=4, help="how many trajectories to render")
     a = ap.parse_args(argv)
-    try: results = [load_run(f) for f in a.runs]
+    try: results = [load_run(f) for p in a.runs for f in find_runs(p)]
     except (ValueError, FileNotFoundError) as e: print(f"astra-wb report: {e}", file=sys.stderr); return 2
     base = next((r for r in results if r.config.mode == "direct"), None)
     print(format_table(table1_rows(results, base)))
-    out = write_report(results, a.out or Path(a.runs[0]) / "report.html", a.title, base, n_trajectories=a.trajectories)
+    default = Path(a.runs[0]) / "report.html" if len(a.runs) == 1 else Path("report.html")   # never inside one of several
+    out = write_report(results, a.out or default, a.title, base, n_trajectories=a.trajectories)
     print(f"report: {out}")
     return 0
 

@@ -1,5 +1,7 @@
 """The console entry point and the package's import weight."""
 import subprocess, sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def test_help_lists_commands():
@@ -46,3 +48,58 @@ def test_every_command_prints_its_help():
             bare = [l for l, nxt in zip(lines, lines[1:]) if l.startswith("  --") and len(l.split()) <= 2
                     and not nxt.startswith(" " * 8)]   # no help on the line, none wrapped onto the next
             assert not bare, (name, bare)
+
+
+def _cli(*args, cwd=None):
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "astra_wb.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_mistyped_command_gets_a_suggestion():
+    out = _cli("deom")
+    assert out.returncode == 2 and "unknown command 'deom'; did you mean 'demo'?" in out.stderr
+
+
+def test_eval_typo_writes_nothing_and_imports_nothing_heavy(tmp_path):
+    "Fails on the old code: config.json was written before the mode was checked, so the corrected rerun was refused."
+    run = tmp_path / "run"
+    out = _cli("eval", "--mode", "agentc", "--limit", "2", "--synth-n", "4", "--out", run)
+    assert out.returncode == 2 and "did you mean 'agentic'?" in out.stderr and "Traceback" not in out.stderr
+    assert not run.exists()
+    code = ("import sys, astra_wb.cli as c; rc = c.main(['eval', '--simulator', 'oracel', '--out', sys.argv[1]]); "
+            "print(rc, [m for m in ('numba', 'cv2', 'torch', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True)
+    assert out.stdout.split() == ["2", "[]"], out        # refused before the simulators (numba) or policies load
+    assert "did you mean 'oracle'?" in out.stderr and not run.exists()
+    out = _cli("eval", "--mode", "agentic", "--limit", "1", "--synth-n", "4", "--out", run)   # the corrected run
+    assert out.returncode == 0, out.stderr
+    assert "1/1" in out.stderr                           # a progress bar by default
+    out = _cli("eval", "--mode", "agentic", "--limit", "2", "--synth-n", "4", "--out", run)
+    assert out.returncode == 0 and f"resuming {run}: 1 rows already done, 1 to go" in out.stderr, out.stderr
+    out = _cli("eval", "--mode", "agentic", "--limit", "2", "--synth-n", "4", "--out", run, "--no-progress")
+    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
+
+
+def test_report_takes_a_folder_of_runs_and_never_writes_into_one_of_several(tmp_path):
+    from test_app import _trajectories, write_run
+    demo = tmp_path / "runs" / "demo"
+    a = write_run(demo / "agentic", _trajectories(), mode="agentic")
+    d = write_run(demo / "direct", _trajectories(), mode="direct")
+    out = _cli("report", demo)
+    assert out.returncode == 0, out.stderr
+    assert (demo / "report.html").exists() and "agentic" in out.stdout and "direct" in out.stdout
+    out = _cli("report", a, d, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "report.html").exists() and not (a / "report.html").exists()
+    out = _cli("report", tmp_path / "runs" / "nothing-here")
+    assert out.returncode == 2 and "not a run folder" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_annotate_export_takes_out_like_the_other_commands(tmp_path):
+    from astra_wb.annotate import LabelStore
+    db = tmp_path / "labels.db"
+    with LabelStore(db) as s: s.register(["t1"]); s.save_label("ann", "t1", "missing_evidence")
+    out = _cli("annotate", "export", "--db", db, "--out", tmp_path / "labels.jsonl")
+    assert out.returncode == 0 and (tmp_path / "labels.jsonl").read_text().count("\n") == 2, out.stderr
+    out = _cli("annotate", "export", "--db", db)
+    assert out.returncode == 2 and "--out FILE" in out.stderr
