@@ -69,12 +69,16 @@ def _shot(page, path: Path):
     time.sleep(0.5)   # plotly draws after the data arrives
     page.screenshot(path=str(path))
 
-def _in_view(page, selector: str):
-    "The element's box lies inside the viewport (nothing below the fold or off to the side)."
-    box, vp = page.locator(selector).first.bounding_box(), page.viewport_size
-    assert box is not None, f"{selector} is not rendered"
-    assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= vp["width"] + 1 and \
-        box["y"] + box["height"] <= vp["height"] + 1, (selector, box, vp)
+def _in_view(page, selector: str, settle_s: float = 15.0):
+    "The element's box lies inside the viewport (nothing below the fold or off to the side), once layout settles."
+    vp, deadline = page.viewport_size, time.time() + settle_s
+    while True:
+        box = page.locator(selector).first.bounding_box()
+        inside = box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= vp["width"] + 1 \
+            and box["y"] + box["height"] <= vp["height"] + 1
+        if inside or time.time() > deadline: break
+        page.wait_for_timeout(250)
+    assert inside, (selector, box, vp, page.evaluate("window.scrollY"))
 
 def _status(page, elem_id: str):
     return page.locator(f"#{elem_id}")

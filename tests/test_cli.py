@@ -103,3 +103,11 @@ def test_annotate_export_takes_out_like_the_other_commands(tmp_path):
     assert out.returncode == 0 and (tmp_path / "labels.jsonl").read_text().count("\n") == 2, out.stderr
     out = _cli("annotate", "export", "--db", db)
     assert out.returncode == 2 and "--out FILE" in out.stderr
+
+
+def test_top_level_api_resolves_lazily():
+    code = ("import sys, astra_wb as aw; light = not any(m in sys.modules for m in ('torch', 'transformers', 'gradio', 'numba')); "
+            "names = [n for n in aw.__all__ if getattr(aw, n) is None]; "
+            "print(light, aw.load_run.__module__, aw.rollout.__module__, names)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "astra_wb.eval", "astra_wb.agent", "[]"], out
