@@ -264,7 +264,7 @@ def _agent_outputs(traj: Trajectory, status: str):
     finished = bool(traj.meta.get("stop_reason")) or traj.policy != "human"
     msgs = viz.trajectory_to_messages(traj, show_truth=finished)
     if traj.policy == "human":   # the loop's feedback is written for a model; a person reads the plain version
-        plain = {t.feedback: plain_feedback(t, traj) for t in traj.turns if t.feedback}
+        plain = {viz._tags_visible(t.feedback): plain_feedback(t, traj) for t in traj.turns if t.feedback}
         raw = {t.text for t in traj.turns if t.feedback}      # the markup the app wrote for the person's move
         msgs = [m for m in msgs if not (m["role"] == "assistant" and isinstance(m.get("content"), str) and m["content"] in raw)]
         msgs = [{**m, "content": plain[m["content"]]} if m["role"] == "user" and isinstance(m["content"], str)

@@ -773,6 +773,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'astra_wb.viz._header_html': ('viz.html#_header_html', 'astra_wb/viz.py'),
                               'astra_wb.viz._row': ('viz.html#_row', 'astra_wb/viz.py'),
                               'astra_wb.viz._scene_parts': ('viz.html#_scene_parts', 'astra_wb/viz.py'),
+                              'astra_wb.viz._tags_visible': ('viz.html#_tags_visible', 'astra_wb/viz.py'),
                               'astra_wb.viz._turn_html': ('viz.html#_turn_html', 'astra_wb/viz.py'),
                               'astra_wb.viz._verdict': ('viz.html#_verdict', 'astra_wb/viz.py'),
                               'astra_wb.viz.accuracy_figure': ('viz.html#accuracy_figure', 'astra_wb/viz.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_viz.ipynb #b6a0c17d
 from __future__ import annotations
-import base64, hashlib, html, io, json, math, tempfile, uuid
+import base64, hashlib, html, io, json, math, re, tempfile, uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +135,7 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
     lo, hi = span.min(0) - 0.3, span.max(0) + 0.3
     axis = dict(gridcolor="#eee", zeroline=False, constrain="domain", showline=True, linecolor="#999")
     layout = dict(title=dict(text=title) if title else None, height=height, plot_bgcolor="white", paper_bgcolor="white", template="none",
-                  margin=dict(l=40, r=10, t=40 if title else 10, b=40), legend=dict(font=dict(size=11), tracegroupgap=2),
+                  margin=dict(l=40, r=10, t=40 if title else 10, b=10), legend=dict(font=dict(size=11), tracegroupgap=2, orientation="h", yanchor="top", y=-0.18),
                   xaxis=dict(title=dict(text="x (m)"), range=[lo[0], hi[0]], **axis),
                   yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
                   shapes=[dict(type="rect", x0=0, y0=0, x1=float(room[0]), y1=float(room[1]), line=dict(color="#444", width=2))]
@@ -170,10 +170,11 @@ def accuracy_table(groups: dict, overall: bool = True) -> pd.DataFrame:
 def accuracy_figure(groups: dict, title: str = "Accuracy by category", height: int = 420) -> go.Figure:
     "Grouped bars: accuracy (%) per category, one bar per group (mode / run)."
     tab = accuracy_table(groups)
-    fig = go.Figure([go.Bar(name=g, x=list(tab.index), y=tab[g].round(1).tolist(), text=tab[g].round(1).tolist(),
-                            textposition="outside", cliponaxis=False) for g in tab.columns])
-    fig.update_layout(barmode="group", title=title, height=height, template="plotly_white",
-                      yaxis=dict(title="exact match (%)", range=[0, 105]), legend_title="")
+    fig = go.Figure([go.Bar(name=g, x=list(tab.index), y=tab[g].round(1).tolist(), texttemplate="%{y:.0f}",
+                            textposition="outside", cliponaxis=False, textfont_size=10) for g in tab.columns])
+    # value labels that would overlap (many groups x categories) are hidden rather than drawn over each other
+    fig.update_layout(barmode="group", title=title, height=height, template="plotly_white", uniformtext=dict(minsize=9, mode="hide"),
+                      yaxis=dict(title="exact match (%)", range=[0, 110]), legend_title="")
     return fig
 
 # %% ../nbs/14_viz.ipynb #0c1e8c1a
@@ -317,6 +318,10 @@ def _chat_image_dir(image_dir) -> Path:
     return d
 
 # %% ../nbs/14_viz.ipynb #b1b50eb9
+def _tags_visible(text: str) -> str:
+    "Markup such as <think> in code spans, so the chat shows it instead of swallowing it as HTML."
+    return re.sub(r"(</?[A-Za-z_]+>)", r"`\1`", str(text))
+
 def trajectory_to_messages(traj, image_dir=None, show_truth: bool = True) -> list[dict]:
     "Chat messages (Gradio Chatbot format) of a trajectory: question + images, then each turn."
     d, s = _chat_image_dir(image_dir), traj.sample
@@ -336,7 +341,7 @@ def trajectory_to_messages(traj, image_dir=None, show_truth: bool = True) -> lis
                 msgs.append({"role": "assistant", "content": [o.provenance(), {"path": image_file(o.image, d)}]})
         elif kind == "Answer": msgs.append({"role": "assistant", "content": f"**Answer: {a.answer}**"})
         elif kind == "Invalid": msgs.append({"role": "assistant", "metadata": {"title": f"invalid turn: {a.reason}"}, "content": a.detail or a.reason})
-        if t.feedback: msgs.append({"role": "user", "content": t.feedback})
+        if t.feedback: msgs.append({"role": "user", "content": _tags_visible(t.feedback)})
     if show_truth and traj.turns and (traj.final_answer is not None or not traj.valid or type(traj.turns[-1].action).__name__ == "Answer"):
         _, word = _verdict(traj)
         msgs.append({"role": "assistant", "metadata": {"title": f"Result: {word}"},
