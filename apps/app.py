@@ -54,9 +54,9 @@ def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> li
         for d in level:
             for p in sorted(d.iterdir()):
                 if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
-                if runs and not (p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())): continue
-                out.append(p.relative_to(root).as_posix())
-                if p.is_dir(): nxt.append(p)
+                is_run = p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())
+                if not runs or is_run: out.append(p.relative_to(root).as_posix())
+                if p.is_dir() and not (runs and is_run): nxt.append(p)   # a folder of runs (runs/demo): look inside
         level = nxt
     return out[:limit]
 

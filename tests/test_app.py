@@ -335,3 +335,12 @@ def test_binds_loopback_only(app):
     assert addrs and set(addrs) <= {"0100007F"}, addrs          # 127.0.0.1 only, never 0.0.0.0 / ::
     info = json.loads(urllib.request.urlopen(app["url"] + "gradio_api/info", timeout=5).read())
     assert {"/move_forward", "/agent_run", "/open_runs", "/save_label"} <= set(info["named_endpoints"])
+
+
+def test_runs_list_looks_inside_folders_of_runs(tmp_path):
+    "After `astra-wb demo` the runs are in runs/demo/<name>: the Runs and Annotate lists show them (they were empty)."
+    sys.path.insert(0, str(REPO))
+    from apps.app import list_names
+    for name in ("agentic", "direct"): write_run(tmp_path / "demo" / name, _trajectories()[:1], mode=name)
+    write_run(tmp_path / "solo", _trajectories()[:1], mode="agentic")
+    assert sorted(list_names(tmp_path, runs=True, depth=2)) == ["demo/agentic", "demo/direct", "solo"]
