@@ -288,9 +288,9 @@ def check_config(config: EvalConfig, policy: bool = True, simulator: bool = True
     from astra_wb.agent import MODES
     from astra_wb.benchmarks import BENCHMARKS
     from astra_wb.policies import policy_names
-    if config.mode not in MODES: raise RunError(f"mode {config.mode!r} is not one of {', '.join(MODES)}{_did_you_mean(config.mode, MODES)}")
+    if config.mode not in MODES: raise RunError(f"unknown mode {config.mode!r}; known: {', '.join(MODES)}{_did_you_mean(config.mode, MODES)}")
     if config.benchmark not in BENCHMARKS:
-        raise RunError(f"benchmark {config.benchmark!r} is not one of {', '.join(BENCHMARKS)}{_did_you_mean(config.benchmark, BENCHMARKS)}")
+        raise RunError(f"unknown benchmark {config.benchmark!r}; known: {', '.join(BENCHMARKS)}{_did_you_mean(config.benchmark, BENCHMARKS)}")
     agent_config(config)   # forced_k, turn and round limits
     name = str(config.policy).partition(":")[0]
     if policy and name not in policy_names():

@@ -63,7 +63,8 @@ def _pick(page, label: str, option: str):
     page.get_by_role("option", name=option, exact=True).click()
 
 def _shot(page, path: Path):
-    "Screenshot once every visible image has loaded (a chat image still loading would be a blank box)."
+    "Screenshot of the top of the page once every visible image has loaded (a chat image still loading would be blank)."
+    page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_function("() => Array.from(document.querySelectorAll('img')).filter(i => i.offsetParent)"
                            ".every(i => i.complete && i.naturalWidth > 0)")
     time.sleep(0.5)   # plotly draws after the data arrives
@@ -192,7 +193,7 @@ def test_human_game_from_one_click_to_the_answer(server, browser, shots):
     page.close()
 
 # ----------------------------------------------------------------------------- 5, 6: two annotators, keyboard only
-def _label_all(page, name: str, keys: list[str], overlap: bool = False):
+def _label_all(page, name: str, keys: list[str], overlap: bool = False, shot: Path | None = None):
     from playwright.sync_api import expect
     page.get_by_role("tab", name="Annotate").click()
     page.get_by_label("annotator", exact=True).fill(name)
@@ -217,6 +218,7 @@ def _label_all(page, name: str, keys: list[str], overlap: bool = False):
         if key == "4":                                                    # sub-tags appear only for a label with them
             expect(page.get_by_label("Over-trust of the generated view over reliable context")).to_be_visible()
             page.get_by_label("Over-trust of the generated view over reliable context").check()
+            if shot: _shot(page, shot)
         page.locator("body").press("Enter")
         expect(st).to_contain_text(f"{i + 1} of 10 done")
     expect(st).to_contain_text("Nothing left to label for you")
@@ -230,7 +232,7 @@ def test_two_annotators_label_ten_with_the_keyboard(server, browser, shots):
     a.get_by_label("Correct tool access but uninformative action").check()
     expect(a.locator("#awb-label-desc")).to_contain_text("could not resolve the question")   # the description beside it
     ann = ["1", "2", "1", "4", "1", "2", "3", "1", "2", "1"]
-    _label_all(a, "ann", ann, overlap=True)
+    _label_all(a, "ann", ann, overlap=True, shot=shots / "annotate-1024x768.png")
     b = _page(browser, server["url"])
     bob = ann[:7] + ["3", "2", "1"]                                       # bob differs on one trajectory
     _label_all(b, "bob", bob)
@@ -241,7 +243,6 @@ def test_two_annotators_label_ten_with_the_keyboard(server, browser, shots):
     assert "ann vs bob: n=10 observed=0.900" in text and "with sub-tags" in text, text
     b.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0")
     assert "missing_evidence" not in b.locator(".js-plotly-plot").last.inner_text()          # titles, not codes
-    _shot(b, shots / "annotate-1024x768.png")
     from astra_wb.annotate import LabelStore
     with LabelStore(server["label_db"]) as s:
         got = {(e.annotator, e.trajectory.split("/")[1]): e.label for e in s.labels() if e.trajectory.startswith("ten/")}
