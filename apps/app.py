@@ -448,7 +448,11 @@ def ann_queue(settings, run, overlap=None, k=None):
 
 def ann_config(settings):
     "The store's overlap settings for the sliders (a store never configured gets the default overlap)."
-    with _store(settings) as s: cfg, n = s.config, s.stats()["events"]
+    if not Path(settings.label_db).exists(): return DEFAULT_OVERLAP, 2   # nothing is created before someone labels
+    try:
+        with _store(settings) as s: cfg, n = s.config, s.stats()["events"]
+    except Exception as e:   # an unreadable store is reported when it is used, not at start-up
+        _log_error("ann_config", e); return DEFAULT_OVERLAP, 2
     frac = cfg.overlap_fraction if (cfg.overlap_fraction or n) else DEFAULT_OVERLAP
     return frac, cfg.overlap_k
 

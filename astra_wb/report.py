@@ -87,6 +87,8 @@ def behaviour_figure(results: list[RunResult], title: str = "Tool use"):
     labels = [r.label for r in results]
     for col, (k, scale) in enumerate((("tool_call_rate", 100), ("calls_per_row", 1), ("invalid_turn_rate", 100)), 1):
         fig.add_trace(go.Bar(x=labels, y=[scale * r.metrics[k] for r in results], showlegend=False), row=1, col=col)
+    if not any(r.metrics["invalid_turn_rate"] for r in results):   # an empty panel would read as missing data
+        fig.add_annotation(text="none", xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False, font=dict(size=16))
     fig.update_layout(title=title, template="plotly_white", height=360)
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -194,10 +196,15 @@ def write_report(results: list[RunResult], path, title: str = "astra-wb report",
     if subs: body += ["<h3>Sub-benchmarks</h3>", table_html(subs)]
     if dial: body += ["<h2>Quality dial</h2>", f"<pre>{html.escape(dial_text(dial_points(dial)))}</pre>"]
     body += ["<h2>Figures</h2>", fig_html, "<h2>Trajectories</h2>"]
-    for r, sid, why in pick_examples(results, base, n_trajectories):
+    examples = pick_examples(results, base, n_trajectories)
+    for r, sid, why in examples:
         try: block = trajectory_block(r.trajectory(sid))
         except Exception as e: block = f"<p>trajectory {html.escape(sid)} unavailable: {html.escape(str(e))}</p>"
         body.append(f"<h3>{html.escape(r.label)}: {html.escape(sid)} ({why})</h3>{block}")
+    total = sum(len(r.rows) for r in results)
+    body.append(f"<p class='more'>{len(examples)} of {total} trajectories shown. The rest: the Runs tab of <code>astra-wb app</code> "
+                "(filters: wrong, used tool, invalid), <code>astra_wb.run_trajectories(folder)</code> in Jupyter, or "
+                "<code>astra-wb report ... --trajectories N</code> for more here.</p>")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{_CSS}</head>"
                     f"<body>{''.join(body)}</body></html>", encoding="utf-8")
