@@ -644,7 +644,9 @@ def cli_annotate(argv: list[str]) -> int:
         print(f"astra-wb annotate {a.cmd}: no label store at {a.db}", file=sys.stderr); return 2
     try:
         store = LabelStore(a.db)
-        if a.cmd == "register": print(sum(len(store.register_run(r)) for r in a.runs), "trajectories registered")
+        if a.cmd == "register":   # a run folder, or a folder of runs such as runs/demo
+            from astra_wb.eval import find_runs
+            print(sum(len(store.register_run(f)) for r in a.runs for f in find_runs(r)), "trajectories registered")
         elif a.cmd == "export": print(store.export_jsonl(a.out), "rows written to", a.out)
         elif a.cmd == "import": print(json.dumps(store.import_jsonl(a.file)))
         elif a.cmd == "agreement": ag = store.agreement(); print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
@@ -652,6 +654,6 @@ def cli_annotate(argv: list[str]) -> int:
         elif a.cmd == "configure":
             ch = {k: v for k, v in dict(overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s).items() if v is not None}
             print(json.dumps(asdict(store.configure(**ch))))
-    except (LabelError, OSError, sqlite3.Error) as e:
+    except (ValueError, OSError, sqlite3.Error) as e:   # LabelError, and RunError for a folder with no runs
         print(f"astra-wb annotate {a.cmd}: {e}", file=sys.stderr); return 2
     return 0

@@ -93,6 +93,10 @@ def test_report_takes_a_folder_of_runs_and_never_writes_into_one_of_several(tmp_
     assert (tmp_path / "report.html").exists() and not (a / "report.html").exists()
     out = _cli("report", tmp_path / "runs" / "nothing-here")
     assert out.returncode == 2 and "not a run folder" in out.stderr and "Traceback" not in out.stderr
+    out = _cli("annotate", "register", "--db", tmp_path / "labels.db", demo)    # a folder of runs here too
+    assert out.returncode == 0 and "6 trajectories registered" in out.stdout, out.stderr
+    out = _cli("annotate", "register", "--db", tmp_path / "labels.db", tmp_path)
+    assert out.returncode == 2 and "no run folders inside it" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_annotate_export_takes_out_like_the_other_commands(tmp_path):
