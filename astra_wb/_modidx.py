@@ -729,7 +729,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'astra_wb.synthqa._object_attempt': ('synthqa.html#_object_attempt', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa._overlap': ('synthqa.html#_overlap', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa._place': ('synthqa.html#_place', 'astra_wb/synthqa.py'),
-                                  'astra_wb.synthqa._rel': ('synthqa.html#_rel', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa._side_ok': ('synthqa.html#_side_ok', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa._stats_kernel': ('synthqa.html#_stats_kernel', 'astra_wb/synthqa.py'),
                                   'astra_wb.synthqa.cam_cam_question': ('synthqa.html#cam_cam_question', 'astra_wb/synthqa.py'),
