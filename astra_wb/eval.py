@@ -8,15 +8,16 @@ import argparse, dataclasses, json, os, re, sys, time, hashlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
+from .safeio import SafeIOError, check_name, check_value, loads, read_bytes, read_json
 from .protocol import Answer, Invalid, Invoke, Trajectory, save_trajectory, load_trajectory
 from .benchmarks import (Benchmark, SynthBench, get_benchmark, extract_for, MMSI_GROUPS, MMSI_CATEGORIES,
                                  MINDCUBE_SETTINGS, MINDCUBE_EXCLUDED_FROM_OVERALL)
 
 # %% auto #0
-__all__ = ['EvalConfig', 'traj_dirname', 'predicted_text', 'result_row', 'lean_trajectory', 'error_row', 'compute_metrics',
-           'paired_delta', 'RunError', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run',
-           'write_metrics', 'RunResult', 'open_benchmark', 'agent_config', 'run_eval', 'load_run', 'format_metrics',
-           'cli_eval', 'cli_report', 'cli_demo']
+__all__ = ['ROW_FIELDS', 'EvalConfig', 'traj_dirname', 'predicted_text', 'result_row', 'lean_trajectory', 'error_row',
+           'compute_metrics', 'paired_delta', 'RunError', 'check_row', 'read_rows', 'append_rows', 'shard_info',
+           'all_rows', 'merge_run', 'write_metrics', 'RunResult', 'open_benchmark', 'agent_config', 'config_from_dict',
+           'run_eval', 'load_run', 'format_metrics', 'cli_eval', 'cli_report', 'cli_demo']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
 @dataclass
@@ -159,19 +160,45 @@ def paired_delta(rows: list[dict], base_rows: list[dict]) -> dict:
 class RunError(ValueError):
     "A run folder that cannot be used: a different run's config, or a corrupt results file."
 
+ROW_FIELDS = {   # field: (types, required) of a results row; rows are checked when read back
+    "id": (str, True), "index": (int, True), "category": (str, True), "correct": ((bool, None), True), "valid": (bool, True),
+    "n_tool_calls": (int, True), "timings": (dict, True), "source": ((str, None), False), "n_turns": (int, False),
+    "invalid_reasons": (list, False), "trajectory": ((str, None), False), "error": ((str, None), False),
+    "group": ((str, None), False), "setting": ((str, None), False), "sub_benchmarks": (list, False),
+    "needs_imagination": ((bool, None), False)}
+
+def check_row(row, where: str) -> dict:
+    "A results row whose fields have their types (`ROW_FIELDS`); its trajectory is a name inside the run folder."
+    if not isinstance(row, dict): raise RunError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    try:
+        for k, (types, required) in ROW_FIELDS.items():
+            if k in row: check_value(row[k], types, where, k)
+            elif required: raise SafeIOError(f"{where}: field {k!r}: missing")
+        if row.get("trajectory") is not None: check_name(row["trajectory"], f"{where}: field 'trajectory'")
+    except SafeIOError as e: raise RunError(str(e)) from None
+    return row
+
+def _read_json(folder: Path, name: str, want=dict):
+    "A JSON file of the run folder through `safeio` (a regular file inside it, bounded), of type `want`."
+    try: return check_value(read_json(folder, name), want, str(folder / name), "(top level)")
+    except SafeIOError as e: raise RunError(str(e)) from None
+
 def read_rows(path, repair: bool = False) -> list[dict]:
     "Rows of a results JSONL file; a truncated last line is dropped (and cut off the file when `repair`)."
     path = Path(path)
-    if not path.exists(): return []
-    data = path.read_bytes(); rows, good_end, pos = [], 0, 0
+    if not path.exists() and not path.is_symlink(): return []
+    try: data = read_bytes(path.parent, path.name, str(path))   # a regular file inside the run folder, or an error
+    except SafeIOError as e: raise RunError(str(e)) from None
+    rows, good_end, pos = [], 0, 0
     lines = data.split(b"\n")
     for n, line in enumerate(lines, 1):
         end = pos + len(line) + 1
         if line.strip():
-            try: rows.append(json.loads(line)); good_end = min(end, len(data))
-            except json.JSONDecodeError as e:
-                if n < len(lines): raise RunError(f"{path}:{n}: not valid JSON: {e}") from None
+            try: row = loads(line, f"{path}:{n}")
+            except SafeIOError as e:
+                if n < len(lines): raise RunError(str(e)) from None
                 break   # an unterminated last line: the process was killed while writing it
+            rows.append(check_row(row, f"{path}:{n}")); good_end = min(end, len(data))
         else: good_end = min(end, len(data))
         pos = end
     if repair and good_end < len(data):
@@ -232,8 +259,8 @@ def merge_run(folder, keep: list[str] | None = None) -> list[dict]:
 def write_metrics(folder, rows) -> dict:
     "Compute and write metrics.json (with the paired change when the config names a Direct baseline run)."
     folder = Path(folder); m = compute_metrics(rows)
-    cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    if cfg.get("baseline"):
+    cfg = _read_json(folder, "config.json") if (folder / "config.json").exists() else {}
+    if isinstance(cfg.get("baseline"), str) and cfg["baseline"]:
         base = Path(cfg["baseline"])
         if (base / "results.jsonl").exists(): m["delta"] = paired_delta(rows, all_rows(base)); m["delta"]["baseline"] = str(base)
     _write_json(folder / "metrics.json", m)
@@ -272,9 +299,20 @@ def agent_config(config: EvalConfig):
 def _check_same_run(folder: Path, config: EvalConfig):
     path = folder / "config.json"
     if not path.exists(): return
-    old = json.loads(path.read_text())
+    old = _read_json(folder, "config.json")
     diff = [(k, old.get(k), getattr(config, k)) for k in EvalConfig.IDENTITY if old.get(k) != getattr(config, k)]
     if diff: raise RunError(f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder")
+
+# %% ../nbs/09_eval.ipynb #1ede14b6
+def config_from_dict(d: dict, where: str) -> EvalConfig:
+    "An `EvalConfig` from a stored config.json, every known field checked against its default's type."
+    try:
+        for f in dataclasses.fields(EvalConfig):
+            if f.name not in d: continue
+            t = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}.get(f.name, type(f.default))
+            check_value(d[f.name], float if t is float else t, where, f.name)
+    except SafeIOError as e: raise RunError(str(e)) from None
+    return EvalConfig.from_dict(d)
 
 # %% ../nbs/09_eval.ipynb #08cec84b
 def _resolve_simulator(config: EvalConfig):
@@ -356,16 +394,15 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
             if time.time() > deadline: raise RunError(f"{folder}: ranks did not all finish within {merge_timeout_s}s; rerun to resume")
             time.sleep(0.2)
         rows = merge_run(folder, keep)
-    return RunResult(folder, config, rows, json.loads((folder / "metrics.json").read_text()))
+    return RunResult(folder, config, rows, _read_json(folder, "metrics.json"))
 
 def load_run(folder) -> RunResult:
     "A run folder's config, rows and metrics (computed if metrics.json is missing)."
     folder = Path(folder)
     if not (folder / "config.json").exists(): raise RunError(f"{folder}: not a run folder (no config.json)")
-    config = EvalConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    config = config_from_dict(_read_json(folder, "config.json"), str(folder / "config.json"))
     rows = all_rows(folder)
-    mp = folder / "metrics.json"
-    metrics = json.loads(mp.read_text()) if mp.exists() else compute_metrics(rows)
+    metrics = _read_json(folder, "metrics.json") if (folder / "metrics.json").exists() else compute_metrics(rows)
     return RunResult(folder, config, rows, metrics)
 
 # %% ../nbs/09_eval.ipynb #812f5aa4
