@@ -81,6 +81,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'astra_wb.annotate._event': ('annotate.html#_event', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate._n_turns': ('annotate.html#_n_turns', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate._parser': ('annotate.html#_parser', 'astra_wb/annotate.py'),
+                                   'astra_wb.annotate._retry_locked': ('annotate.html#_retry_locked', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate._row': ('annotate.html#_row', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate._traj_row': ('annotate.html#_traj_row', 'astra_wb/annotate.py'),
                                    'astra_wb.annotate.check_label': ('annotate.html#check_label', 'astra_wb/annotate.py'),
