@@ -259,7 +259,10 @@ def runs_show(settings: Settings, st, filt, pos):
     head = f"{st['run']}: {pos + 1} / {len(shown)} ({filt}) · {row.get('id')}"
     if not row.get("trajectory"): return st, pos, head, f"<pre>{viz.html.escape(str(row.get('error') or 'no trajectory saved'))}</pre>"
     folder = safe_path(settings.runs_root, f"{st['run']}/{row['trajectory']}", "trajectory")
-    return st, pos, head, viz.trajectory_html(load_trajectory(folder))
+    from astra_wb.protocol import ProtocolError
+    try: traj = load_trajectory(folder)
+    except ProtocolError as e: raise gr.Error(str(e).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
+    return st, pos, head, viz.trajectory_html(traj)
 
 def runs_step(settings: Settings, st, filt, pos, delta: int):
     return runs_show(settings, st, filt, int(pos or 0) + delta)
@@ -514,9 +517,11 @@ def main(argv: list[str] | None = None) -> int:
             try: sock.bind((s.app_host, int(s.app_port)))
             except OSError as e:
                 print(f"astra-wb app: cannot listen on {s.app_host}:{s.app_port} ({e.strerror}); pick another --port", file=sys.stderr); return 2
-    create_app(s).queue(default_concurrency_limit=2).launch(
+    from astra_wb.serve import app_kwargs, limit_handlers
+    # handlers get a time limit; with auth, AuthGate answers every unauthenticated request before Gradio does
+    limit_handlers(create_app(s), s.app_timeout_s).queue(default_concurrency_limit=2).launch(
         server_name=s.app_host, server_port=int(s.app_port), auth=auth, max_file_size=f"{int(s.max_upload_mb)}mb",
-        css=CSS, share=False, inbrowser=False, show_error=True, ssr_mode=False)
+        css=CSS, share=False, inbrowser=False, show_error=True, ssr_mode=False, app_kwargs=app_kwargs())
     return 0
 
 if __name__ == "__main__": sys.exit(main())
