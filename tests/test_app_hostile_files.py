@@ -1,0 +1,45 @@
+"""Hostile files planted under the app's roots, over HTTP: FIFOs where files are expected answer at once
+with an error (and never use up the workers), a trajectory.json that is a symlink out of its folder is
+refused (its question never reaches the client), benchmark images named by absolute or '..' paths are
+refused. Every wait has a timeout, so code that blocks fails here instead of hanging the suite."""
+import concurrent.futures as cf, json, os, shutil
+
+import pytest
+
+from test_app import SECRET, build_workspace, launch_app, stop_app
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    ws = build_workspace(tmp_path_factory.mktemp("hostile"))
+    runs, outside = ws["runs"], ws["outside"]
+    for name in ("fifo-results", "fifo-traj", "link-traj"): shutil.copytree(runs / "run-a", runs / name)
+    (runs / "fifo-results" / "results.jsonl").unlink(); os.mkfifo(runs / "fifo-results" / "results.jsonl")
+    t = runs / "fifo-traj" / "trajectories" / "q0" / "trajectory.json"; t.unlink(); os.mkfifo(t)
+    t = runs / "link-traj" / "trajectories" / "q0" / "trajectory.json"
+    d = json.loads(t.read_text()); d["sample"]["question"] = f"{SECRET} question"
+    (outside / "planted.json").write_text(json.dumps(d)); t.unlink(); t.symlink_to(outside / "planted.json")
+    proc, url = launch_app(ws, ws["root"] / "app.log")
+    try: yield dict(ws, url=url)
+    finally: stop_app(proc)
+
+def _client(app):
+    from gradio_client import Client
+    return Client(app["url"], verbose=False)
+
+def _open(app, run, timeout=30):
+    "open_runs of `run`: ('ok', outputs) or ('error', message); a TimeoutError when the app does not answer."
+    job = _client(app).submit([run], "all", api_name="/open_runs")
+    try: return "ok", job.result(timeout=timeout)
+    except cf.TimeoutError: raise
+    except Exception as e: return "error", str(e)
+
+def test_fifos_answer_at_once_and_free_the_workers(app):
+    with cf.ThreadPoolExecutor(4) as ex:       # more FIFO requests than the app has workers (2)
+        got = list(ex.map(lambda r: _open(app, r), ["fifo-results", "fifo-traj", "fifo-results", "fifo-traj"]))
+    assert [k for k, _ in got] == ["error"] * 4, got
+    kind, out = _open(app, "run-a")            # and the app still answers everyone
+    assert kind == "ok" and "run-a: 1 / 3" in json.dumps(out)
+
+def test_symlinked_trajectory_json_is_refused(app):
+    kind, out = _open(app, "link-traj")
+    assert kind == "error" and SECRET not in json.dumps(out), out
