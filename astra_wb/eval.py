@@ -448,7 +448,7 @@ def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
 def format_metrics(m: dict, label: str = "") -> str:
     "A few lines: overall, per group, and tool-use behaviour."
     pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"
-    lines = [f"{label or 'run'}: {m['n']} rows, official score {pct(m['accuracy'])} %"]
+    lines = [f"{label or 'run'}: {m['n']} rows, accuracy {pct(m['accuracy'])} % (official score)"]
     lines += [f"  {g:<32} {pct(v['accuracy'])} % (n={v['n']})" for g, v in m["per_group"].items()]
     p = m.get("protocol")
     if p: lines.append(f"  protocol score (<answer> tag) {pct(p['accuracy'])} %, valid {pct(p['valid_rate'])} %")
