@@ -386,7 +386,7 @@ def _build(self: MindCube, e):
     if not options: raise bench_error(self.file, r, "question", "no inline options (expected 'A. ... B. ...')")
     gold = row.get("gt_answer")
     gt = str(gold).strip() if gold else None
-    if gt is not None and gt not in options: gt = extract_mindcube(gt) or gt
+    if gt is not None and gt not in options: gt = gt.upper() if gt.upper() in options else (extract_mindcube(gt) or gt)
     if gt is not None and gt not in options:
         raise bench_error(self.file, r, "gt_answer", f"{gold!r} is not one of the options {list(options)}")
     try: prompt = mindcube_prompt(row, self.prompt_setting)
