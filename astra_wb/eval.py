@@ -39,7 +39,7 @@ class EvalConfig:
     categories: list | None = None    # keep these categories / groups / settings
     ids: list | None = None           # keep these sample ids
     setting: str = "Uniform-50"       # MMSI-Video-Bench frame sampling: Uniform-50 | Sufficient-Coverage
-    video_layout: str = "native"      # MMSI-Video-Bench prompt and sampling layout: native | vlmevalkit
+    video_layout: str = ""            # MMSI-Video-Bench layout: native | vlmevalkit ("" = the file's own: json native, TSV vlmevalkit)
     mindcube_prompt: str = "raw_qa"   # MindCube's official prompt setting by name (raw_qa, ff_rsn, aug_cgmap_in, ...)
     prompt_style: str = "both"        # what the policy is shown: official | agent | both (see benchmarks)
     llm_extract: str = ""             # MMSI-Bench fallback judge when the rules find no letter: http://HOST:PORT/v1#MODEL
@@ -304,7 +304,7 @@ def open_benchmark(config: EvalConfig) -> Benchmark:
     kw = dict(limit=config.limit, categories=config.categories, ids=config.ids, prompt_style=config.prompt_style)
     if config.benchmark == "synth" and not config.path:
         return SynthBench.generate(config.synth_n, seed=config.synth_seed, **kw)
-    if config.benchmark == "mmsi-video": kw.update(setting=config.setting, layout=config.video_layout)
+    if config.benchmark == "mmsi-video": kw.update(setting=config.setting, layout=config.video_layout or None)
     if config.benchmark == "mindcube": kw["prompt_setting"] = config.mindcube_prompt
     return get_benchmark(config.benchmark, config.path, **kw)
 

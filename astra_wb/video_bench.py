@@ -16,7 +16,8 @@ from .benchmarks import (Benchmark, BenchmarkError, DEFAULT_PROMPT_STYLE, bench_
 # %% auto #0
 __all__ = ['VIDEO_SETTINGS', 'VIDEO_LAYOUTS', 'VIDEO_MAIN_CATEGORIES', 'VIDEO_SUB_BENCHMARKS', 'VIDEO_SUB_BENCHMARK_FILES',
            'sample_frame_indices', 'decode_video_frames', 'write_video', 'record_paths', 'load_sub_benchmarks',
-           'video_group', 'video_sub_benchmarks', 'MMSIVideoBench', 'extract_mmsi_video', 'write_video_fixture']
+           'video_group', 'video_sub_benchmarks', 'tsv_records', 'MMSIVideoBench', 'extract_mmsi_video',
+           'write_video_fixture', 'write_video_tsv']
 
 # %% ../nbs/08b_video_bench.ipynb #4f301f06
 VIDEO_SETTINGS = {"Uniform-50": 50, "Sufficient-Coverage": 300}
@@ -88,12 +89,14 @@ def write_video(path, frames, fps: int = 4):
     return path
 
 # %% ../nbs/08b_video_bench.ipynb #97e9c443
-def record_paths(record: dict, root) -> dict:
-    "Where a record's files lie in the published layout: frames, reference images and videos under their folders."
+def record_paths(record: dict, root, folders: bool = True) -> dict:
+    """Where a record's files lie: frames, reference images and videos under their folders of the data root
+    (`folders=False`: the paths already start with their folder, as in VLMEvalKit's TSV)."""
     root = Path(root)
-    return {"frames": [[root / "frames" / str(p) for p in clip] for clip in record.get("frames_list") or []],
-            "ref_images": [root / "ref_images" / str(p) for p in record.get("ref_images") or []],
-            "videos": [root / "videos" / str(c["path"]) for c in record["video_list"]]}
+    sub = (lambda name: root / name) if folders else (lambda name: root)
+    return {"frames": [[sub("frames") / str(p) for p in clip] for clip in record.get("frames_list") or []],
+            "ref_images": [sub("ref_images") / str(p) for p in record.get("ref_images") or []],
+            "videos": [sub("videos") / str(c["path"]) for c in record.get("video_list") or []]}
 
 def load_sub_benchmarks(root) -> dict[str, list[str]] | None:
     "id -> sub-benchmark keys from `<root>/meta_data/*.json` (None when the folder is absent)."
@@ -130,26 +133,58 @@ def video_sub_benchmarks(record: dict) -> list[str]:
         if not _missing(v): out += [f"({bench})Avg", f"({bench}){v}"]
     return out
 
+# %% ../nbs/08b_video_bench.ipynb #bec33167
+def tsv_records(file) -> list[dict]:
+    """VLMEvalKit's `MMSIVideoBench.tsv` as native records: `image_path` (a Python-literal list of per-clip frame lists)
+    becomes `frames_list`, `task_type` + `sub_task_type` the published `type`, `answer` the `ground_truth`."""
+    import ast, pandas as pd
+    file = Path(file)
+    try: df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False)
+    except Exception as e: raise BenchmarkError(f"{file}: cannot read ({type(e).__name__}: {e})") from None
+    need = ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type")
+    missing = [c for c in need if c not in df.columns]
+    if missing: raise bench_error(file, None, missing[0], f"missing column (have {list(df.columns)})")
+    recs = []
+    for r, row in enumerate(df.to_dict("records")):
+        lists = {}
+        for col in ("image_path", "ref_images"):
+            try: v = ast.literal_eval(str(row.get(col) or "[]").strip() or "[]")   # a literal, never code
+            except (ValueError, SyntaxError, MemoryError, RecursionError): v = None
+            if col == "image_path" and isinstance(v, list) and v and not isinstance(v[0], list): v = [v]
+            flat = [x for x in v for x in (x if col == "image_path" and isinstance(x, list) else [x])] if isinstance(v, list) else None
+            if flat is None or not all(isinstance(x, str) for x in flat): raise bench_error(file, r, col, "not a Python list of paths")
+            lists[col] = v
+        t, st = row["task_type"].strip(), row["sub_task_type"].strip()
+        recs.append({**{k: row.get(k, "") for k in ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)},
+                     "id": row.get("id") or row["index"], "type": st if st == t else f"({t}) {st}", "frames_list": lists["image_path"],
+                     "ref_images": lists["ref_images"], "video_list": [], "ground_truth": row["answer"]})
+    return recs
+
 # %% ../nbs/08b_video_bench.ipynb #5a0cbeab
 class MMSIVideoBench(Benchmark):
-    "MMSI-Video-Bench from its data root (`mmsivideo.json`, `frames/`, `ref_images/`, `videos/`, `meta_data/`)."
+    "MMSI-Video-Bench from its data root (`mmsivideo.json`, `frames/`, `ref_images/`, `videos/`, `meta_data/`) or VLMEvalKit's TSV."
     name = "mmsi-video"
     FIELDS = ("id", "type", "video_list", "user_prompt", "ground_truth")
 
     def __init__(self, path, limit=None, categories=None, ids=None, setting: str = "Uniform-50", data_root=None,
-                 layout: str = "native", prompt_style: str = DEFAULT_PROMPT_STYLE):
+                 layout: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
+        "`layout`: native | vlmevalkit (default: the file's own, native for the json, vlmevalkit for the TSV)."
         if setting not in VIDEO_SETTINGS: raise ValueError(f"setting must be one of {list(VIDEO_SETTINGS)}, got {setting!r}")
-        if layout not in VIDEO_LAYOUTS: raise ValueError(f"layout must be one of {list(VIDEO_LAYOUTS)}, got {layout!r}")
+        if layout and layout not in VIDEO_LAYOUTS: raise ValueError(f"layout must be one of {list(VIDEO_LAYOUTS)}, got {layout!r}")
         self.setting, self.data_root, self.layout = setting, data_root, layout
         super().__init__(path, limit, categories, ids, prompt_style=prompt_style)
 
     def _index(self):
-        self.file = find_benchmark_file(self.path, ("mmsivideo.json", "*.json"))
+        self.file = find_benchmark_file(self.path, ("mmsivideo.json", "*.json", "*.tsv"))
         self.root = Path(self.data_root) if self.data_root else self.file.parent
-        try: data = json.loads(self.file.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as e: raise BenchmarkError(f"{self.file}: not valid JSON ({e})") from None
-        if isinstance(data, dict): data = data.get("data", list(data.values()))
-        membership, entries = load_sub_benchmarks(self.root), []
+        self.tsv = self.file.suffix == ".tsv"
+        self.layout = self.layout or ("vlmevalkit" if self.tsv else "native")
+        if self.tsv: data = tsv_records(self.file)
+        else:
+            try: data = json.loads(self.file.read_text(encoding="utf-8-sig"))
+            except json.JSONDecodeError as e: raise BenchmarkError(f"{self.file}: not valid JSON ({e})") from None
+            if isinstance(data, dict): data = data.get("data", list(data.values()))
+        membership, entries = (None if self.tsv else load_sub_benchmarks(self.root)), []
         for r, row in enumerate(data):
             if not isinstance(row, dict): raise bench_error(self.file, r, None, "a record must be a JSON object")
             require_fields(row, self.FIELDS, self.file, r)
@@ -166,9 +201,9 @@ class MMSIVideoBench(Benchmark):
 
     def clip_frames(self, row: dict, r: int) -> list[list[Image.Image]]:
         "The sampled frames of each clip under this benchmark's setting (from `frames_list`, else decoded from the videos)."
-        paths, clips = record_paths(row, self.root), row["video_list"]
+        paths, clips = record_paths(row, self.root, folders=not self.tsv), row["video_list"]
         max_frames = VIDEO_SETTINGS[self.setting]
-        if paths["frames"] and len(paths["frames"]) == len(clips) and all(paths["frames"]):
+        if paths["frames"] and len(paths["frames"]) == (len(clips) or len(paths["frames"])) and all(paths["frames"]):
             picks = sample_frame_indices([len(f) for f in paths["frames"]], max_frames, self.layout)
             return [[open_image(fl[i], self.file, r, f"frames_list[{k}][{i}]") for i in idx]
                     for k, (fl, idx) in enumerate(zip(paths["frames"], picks))]
@@ -203,7 +238,7 @@ def _layout(self: MMSIVideoBench, text: str, clips: list, refs: list, file, r) -
 def _build(self: MMSIVideoBench, e):
     row, r = e["record"], e["row"]
     clips = self.clip_frames(row, r)
-    refs = [open_image(p, self.file, r, f"ref_images[{k}]") for k, p in enumerate(record_paths(row, self.root)["ref_images"])]
+    refs = [open_image(p, self.file, r, f"ref_images[{k}]") for k, p in enumerate(record_paths(row, self.root, not self.tsv)["ref_images"])]
     part = lambda k: "" if _missing(row.get(k)) else str(row[k])
     # \x00 / \x01 mark where the user prompt starts and ends, so the question can be cut out after placement
     marked = part("system_prompt") + "\n" + part("task_prompt") + "\x00" + part("user_prompt") + "\x01" + part("format_prompt")
@@ -268,3 +303,19 @@ def write_video_fixture(folder, n: int = 3, with_frames: bool = True, seed: int 
         (root / "meta_data").mkdir(exist_ok=True)
         for stem, data in subs.items(): (root / "meta_data" / f"{stem}.json").write_text(json.dumps(data, indent=1))
     return root / "mmsivideo.json"
+
+# %% ../nbs/08b_video_bench.ipynb #a996d1eb
+def write_video_tsv(json_path, tsv_path=None) -> Path:
+    "Write a native data root's questions as VLMEvalKit's `MMSIVideoBench.tsv` (beside the json by default)."
+    import pandas as pd
+    json_path = Path(json_path); root = json_path.parent
+    rows = []
+    for i, rec in enumerate(json.loads(json_path.read_text())):
+        group, sub = video_group(rec["type"]), re.sub(r"^\(.+?\)\s*", "", rec["type"])
+        rows.append({"index": i, "id": rec["id"], "image_path": repr([[f"frames/{p}" for p in c] for c in rec["frames_list"]]),
+                     "ref_images": repr([f"ref_images/{p}" for p in rec.get("ref_images") or []]),
+                     "video_fps": rec["video_list"][0]["base_fps"], "task_type": group, "sub_task_type": sub, "answer": rec["ground_truth"],
+                     **{k: rec.get(k) or "" for k in ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)}})
+    path = Path(tsv_path) if tsv_path else root / "MMSIVideoBench.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path

@@ -211,6 +211,30 @@ def test_bad_meta_data_names_the_file(tmp_path):
         MMSIVideoBench(path)
 
 
+def test_video_vlmevalkit_tsv_loads_and_scores_like_the_native_layout(tmp_path):
+    from astra_wb.video_bench import write_video_tsv
+    path, _ = _video_root(tmp_path, 12)
+    recs = json.loads(path.read_text())
+    for i, r in enumerate(recs): r["Robot"] = "Navigation" if i % 3 == 0 else "Manipulation"
+    path.write_text(json.dumps(recs))
+    tsv = write_video_tsv(path)
+    df = pd.read_csv(tsv, sep="\t", dtype=str)
+    assert df["image_path"][0].startswith("[['frames/") and df["task_type"][1] == "Motion Understanding"
+    replies = {f"question_{i:04d}": GOLDEN[i][0] for i in range(12)}
+    res = run_eval(EvalConfig(benchmark="mmsi-video", mode="direct", save_trajectories=False), tmp_path / "run",
+                   benchmark=MMSIVideoBench(tsv), policy=object(), rollout_fn=replay(replies))
+    native = run_eval(EvalConfig(benchmark="mmsi-video", mode="direct", save_trajectories=False), tmp_path / "run2",
+                      benchmark=MMSIVideoBench(path), policy=object(),
+                      rollout_fn=replay(replies))
+    assert not any(r["error"] for r in res.rows) and [r["correct"] for r in res.rows] == [r["correct"] for r in native.rows]
+    assert res.metrics["per_category"] == native.metrics["per_category"]
+    assert res.metrics["sub_benchmarks"]["(Robot)Avg"] == native.metrics["sub_benchmarks"]["(Robot)Avg"]
+    df.loc[3, "image_path"] = "[[open('x')]]"
+    df.to_csv(tsv, sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"MMSIVideoBench.tsv: row 3: field 'image_path': not a Python list of paths"):
+        MMSIVideoBench(tsv)
+
+
 # ---- the LLM extraction fallback against a real server on 127.0.0.1 ----
 
 def serve(port: int, log: str):
