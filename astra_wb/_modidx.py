@@ -765,6 +765,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                            'astra_wb/video_bench.py'),
                                       'astra_wb.video_bench._clear_words': ('video_bench.html#_clear_words', 'astra_wb/video_bench.py'),
                                       'astra_wb.video_bench._missing': ('video_bench.html#_missing', 'astra_wb/video_bench.py'),
+                                      'astra_wb.video_bench._path_lists': ('video_bench.html#_path_lists', 'astra_wb/video_bench.py'),
                                       'astra_wb.video_bench._per_clip': ('video_bench.html#_per_clip', 'astra_wb/video_bench.py'),
                                       'astra_wb.video_bench.decode_video_frames': ( 'video_bench.html#decode_video_frames',
                                                                                     'astra_wb/video_bench.py'),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_video_bench.ipynb #82fec13c
 from __future__ import annotations
-import json, math, re
+import ast, json, math, re
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
@@ -15,9 +15,9 @@ from .benchmarks import (Benchmark, BenchmarkError, DEFAULT_PROMPT_STYLE, bench_
 
 # %% auto #0
 __all__ = ['VIDEO_SETTINGS', 'VIDEO_LAYOUTS', 'VIDEO_MAIN_CATEGORIES', 'VIDEO_SUB_BENCHMARKS', 'VIDEO_SUB_BENCHMARK_FILES',
-           'sample_frame_indices', 'decode_video_frames', 'write_video', 'record_paths', 'load_sub_benchmarks',
-           'video_group', 'video_sub_benchmarks', 'tsv_records', 'MMSIVideoBench', 'extract_mmsi_video',
-           'write_video_fixture', 'write_video_tsv']
+           'VIDEO_TSV_TEXT', 'sample_frame_indices', 'decode_video_frames', 'write_video', 'record_paths',
+           'load_sub_benchmarks', 'video_group', 'video_sub_benchmarks', 'tsv_records', 'MMSIVideoBench',
+           'extract_mmsi_video', 'write_video_fixture', 'write_video_tsv']
 
 # %% ../nbs/08b_video_bench.ipynb #4f301f06
 VIDEO_SETTINGS = {"Uniform-50": 50, "Sufficient-Coverage": 300}
@@ -134,30 +134,34 @@ def video_sub_benchmarks(record: dict) -> list[str]:
     return out
 
 # %% ../nbs/08b_video_bench.ipynb #bec33167
+def _path_lists(cell, file, r, col: str, nested: bool) -> list:
+    "A TSV cell holding a Python-literal list of paths (per clip when `nested`), read as a literal, never as code."
+    try: v = ast.literal_eval(str(cell or "").strip() or "[]")
+    except (ValueError, SyntaxError, MemoryError, RecursionError): v = None
+    if nested and isinstance(v, list) and v and not isinstance(v[0], list): v = [v]   # one clip written flat
+    groups = v if nested and isinstance(v, list) else [v]
+    if not all(isinstance(g, list) and all(isinstance(x, str) for x in g) for g in groups):
+        raise bench_error(file, r, col, "not a Python list of paths")
+    return v
+
+VIDEO_TSV_TEXT = ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)
+
 def tsv_records(file) -> list[dict]:
-    """VLMEvalKit's `MMSIVideoBench.tsv` as native records: `image_path` (a Python-literal list of per-clip frame lists)
-    becomes `frames_list`, `task_type` + `sub_task_type` the published `type`, `answer` the `ground_truth`."""
-    import ast, pandas as pd
+    """VLMEvalKit's `MMSIVideoBench.tsv` as native records: `image_path` (per-clip frame lists) becomes `frames_list`,
+    `task_type` + `sub_task_type` the published `type`, `answer` the `ground_truth`."""
+    import pandas as pd
     file = Path(file)
     try: df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False)
     except Exception as e: raise BenchmarkError(f"{file}: cannot read ({type(e).__name__}: {e})") from None
-    need = ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type")
-    missing = [c for c in need if c not in df.columns]
+    missing = [c for c in ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type") if c not in df.columns]
     if missing: raise bench_error(file, None, missing[0], f"missing column (have {list(df.columns)})")
     recs = []
     for r, row in enumerate(df.to_dict("records")):
-        lists = {}
-        for col in ("image_path", "ref_images"):
-            try: v = ast.literal_eval(str(row.get(col) or "[]").strip() or "[]")   # a literal, never code
-            except (ValueError, SyntaxError, MemoryError, RecursionError): v = None
-            if col == "image_path" and isinstance(v, list) and v and not isinstance(v[0], list): v = [v]
-            flat = [x for x in v for x in (x if col == "image_path" and isinstance(x, list) else [x])] if isinstance(v, list) else None
-            if flat is None or not all(isinstance(x, str) for x in flat): raise bench_error(file, r, col, "not a Python list of paths")
-            lists[col] = v
         t, st = row["task_type"].strip(), row["sub_task_type"].strip()
-        recs.append({**{k: row.get(k, "") for k in ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)},
-                     "id": row.get("id") or row["index"], "type": st if st == t else f"({t}) {st}", "frames_list": lists["image_path"],
-                     "ref_images": lists["ref_images"], "video_list": [], "ground_truth": row["answer"]})
+        recs.append({**{k: row.get(k, "") for k in VIDEO_TSV_TEXT}, "id": row.get("id") or row["index"],
+                     "type": st if st == t else f"({t}) {st}", "video_list": [], "ground_truth": row["answer"],
+                     "frames_list": _path_lists(row["image_path"], file, r, "image_path", nested=True),
+                     "ref_images": _path_lists(row.get("ref_images"), file, r, "ref_images", nested=False)})
     return recs
 
 # %% ../nbs/08b_video_bench.ipynb #5a0cbeab
