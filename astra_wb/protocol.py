@@ -15,7 +15,7 @@ from .motion import Motion, MotionError, TOOL_MOTION_TYPES, AXIS_ALIASES, render
 # %% auto #0
 __all__ = ['INVALID_REASONS', 'TOOL_NAME', 'TOOL_SCHEMA', 'TOOLS', 'GOLDEN_TURNS', 'TRAJECTORY_VERSION', 'Sample', 'Observation',
            'Invoke', 'Answer', 'Invalid', 'system_prompt', 'render_tool_call', 'render_answer', 'parse_turn',
-           'extract_answer', 'Turn', 'Trajectory', 'build_messages', 'ProtocolError', 'sample_to_dict',
+           'extract_answer', 'Turn', 'Trajectory', 'user_content', 'build_messages', 'ProtocolError', 'sample_to_dict',
            'sample_from_dict', 'trajectory_to_dict', 'trajectory_from_dict', 'save_trajectory', 'load_trajectory',
            'save_trajectories_jsonl', 'load_trajectories_jsonl', 'save_sample', 'load_sample']
 
@@ -353,14 +353,27 @@ class Trajectory:
         return self.final_answer is not None and self.final_answer.strip().upper() == str(self.sample.answer).strip().upper()
 
 # %% ../nbs/02_protocol.ipynb #903f896a
+def user_content(sample: Sample, style: str | None = None) -> list[dict]:
+    "The user message of a sample under a prompt style (`official` | `agent` | `both`, default the sample's own)."
+    style = style or sample.meta.get("prompt_style") or "both"
+    prompt = sample.meta.get("prompt")
+    if style == "agent" or not prompt:
+        layout = [{"image": i} for i in range(len(sample.images))] + [{"text": sample.prompt_text()}]
+    else: layout = sample.meta.get("content") or [{"image": i} for i in range(len(sample.images))] + [{"text": prompt}]
+    out = []
+    for item in layout:
+        if "text" in item:
+            out.append({"type": "text", "text": item["text"]}); continue
+        for i in item["video"] if "video" in item else [item["image"]]:   # a clip is shown as its frames, in place
+            if style != "official": out.append({"type": "text", "text": f"Image {i + 1}:"})
+            out.append({"type": "image", "image": sample.images[i]})
+    return out
+
 def build_messages(traj: Trajectory, max_tool_rounds: int = 3) -> list[dict]:
-    "The conversation of a trajectory so far: system, user (images + question), then assistant / tool turns."
-    user = []
-    for i, im in enumerate(traj.sample.images, 1):
-        user += [{"type": "text", "text": f"Image {i}:"}, {"type": "image", "image": im}]
-    user.append({"type": "text", "text": traj.sample.meta.get("prompt") or traj.sample.prompt_text()})
-    msgs = [{"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)},
-            {"role": "user", "content": user}]
+    "The conversation of a trajectory so far: [system,] user (images + question), then assistant / tool turns."
+    msgs = [{"role": "user", "content": user_content(traj.sample)}]
+    if traj.sample.meta.get("prompt_style") != "official":
+        msgs.insert(0, {"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)})
     for turn in traj.turns:
         msgs.append({"role": "assistant", "content": turn.text})
         if turn.observation is not None:
