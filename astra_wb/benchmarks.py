@@ -10,6 +10,7 @@ import numpy as np
 from fastcore.basics import patch
 from PIL import Image
 from .protocol import Sample
+from .safeio import SafeIOError, check_list, iter_jsonl, open_under, read_bytes, read_image, split_path
 from .official import MINDCUBE_PROMPT_SETTINGS, mindcube_prompt
 
 # %% auto #0
@@ -136,10 +137,13 @@ def split_options(text: str, letters: str = "ABCDEFGH") -> tuple[str, dict[str, 
     return text.strip(), {}
 
 # %% ../nbs/08_benchmarks.ipynb #3a2cdbba
-def decode_image(data, file=None, row=None, field=None) -> Image.Image:
-    "Decode image bytes / a base64 string / an HF `{'bytes','path'}` dict to an RGB PIL image."
+def decode_image(data, file=None, row=None, field=None, root=None) -> Image.Image:
+    "Decode image bytes / a base64 string / an HF `{'bytes','path'}` dict (its path a name under `root`) to an RGB image."
     try:
-        if isinstance(data, dict): data = data.get("bytes") or Path(data["path"]).read_bytes()
+        if isinstance(data, dict) and not data.get("bytes"):
+            if root is None: raise SafeIOError(f"an image given by path ({data.get('path')!r}) with no folder to read it in")
+            data = read_bytes(root, _under(root, data.get("path")))
+        elif isinstance(data, dict): data = data["bytes"]
         if isinstance(data, str): data = base64.b64decode(data, validate=True)
         img = Image.open(io.BytesIO(bytes(data)))
         img.load()
@@ -147,14 +151,20 @@ def decode_image(data, file=None, row=None, field=None) -> Image.Image:
         raise bench_error(file, row, field, f"not a decodable image ({type(e).__name__}: {e})") from None
     return img.convert("RGB")
 
-def open_image(path: Path, file=None, row=None, field=None) -> Image.Image:
-    "Open an image file; a missing file is reported with its path."
-    path = Path(path)
-    if not path.exists(): raise bench_error(file, row, field, f"missing image file {path}")
-    try:
-        with Image.open(path) as im: return im.convert("RGB")
-    except Exception as e:
-        raise bench_error(file, row, field, f"cannot read image {path} ({type(e).__name__}: {e})") from None
+def _under(root, path) -> str:
+    "`path` as a name relative to `root` (a path already joined to `root` loses that prefix; anything else is kept as is)."
+    s, r = str(path), str(root).rstrip("/") + "/"
+    return s[len(r):] if s.startswith(r) else s
+
+def open_image(path: Path, file=None, row=None, field=None, root=None) -> Image.Image:
+    """Open an image file through `safeio`: a regular file named under `root` (no absolute path, '..' or link out of
+    it); without `root`, under the file's own folder. A missing file is reported with its path."""
+    root, rel = (root, _under(root, path)) if root is not None else split_path(path)
+    where = str(Path(root) / rel) if isinstance(rel, str) and "\x00" not in rel else repr(rel)
+    try: return read_image(root, rel, where)
+    except SafeIOError as e:
+        msg = str(e).removeprefix(f"{where}: ")
+        raise bench_error(file, row, field, f"missing image file {where}" if msg == "missing file" else f"image {rel!r}: {msg}") from None
 
 def encode_jpeg(img: Image.Image, quality: int = 90) -> bytes:
     "JPEG bytes of an image (used to write fixtures and caches)."
@@ -250,13 +260,16 @@ class MMSIBench(Benchmark):
         self.file = find_benchmark_file(self.path, ("*.parquet", "*.tsv"))
         self.tsv = self.file.suffix != ".parquet"
         try:
-            if self.tsv: df, have = (d := pd.read_csv(self.file, sep="\t", dtype=str, keep_default_na=False)), list(d.columns)
+            f = open_under(*split_path(self.file), str(self.file), max_bytes=None)   # a regular file: never a FIFO
+            if self.tsv:
+                with f: df, have = (d := pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)), list(d.columns)
             else:   # index without the image bytes; images are read per row group when a sample is built
                 import pyarrow.parquet as pq
-                self.pf = pq.ParquetFile(self.file); have = self.pf.schema_arrow.names
+                self.pf = pq.ParquetFile(f); have = self.pf.schema_arrow.names
                 df = self.pf.read(columns=[c for c in have if c != "images"]).to_pandas()
                 self.rg_starts = np.cumsum([0] + [self.pf.metadata.row_group(g).num_rows for g in range(self.pf.num_row_groups)]).tolist()
                 self._rg = None
+        except SafeIOError as e: raise BenchmarkError(str(e)) from None
         except Exception as e:
             raise BenchmarkError(f"{self.file}: cannot read ({type(e).__name__}: {e})") from None
         self.form = "parquet" if not self.tsv else "vlmevalkit" if {"A", "B"} <= set(have) else "mmsi-tsv"
@@ -300,7 +313,7 @@ def _build(self: MMSIBench, e):
     raw = image_list_cell(row[field], self.file, r, field) if self.tsv else self._images(r)
     raw = list(raw) if raw is not None else []
     if not raw: raise bench_error(self.file, r, field, "no images")
-    images = [decode_image(b, self.file, r, f"{field}[{k}]") for k, b in enumerate(raw)]
+    images = [decode_image(b, self.file, r, f"{field}[{k}]", root=self.file.parent) for k, b in enumerate(raw)]
     stem, options, prompt = self._question(row, r)
     if len(options) < 2:
         where = "A" if self.form == "vlmevalkit" else "question"
@@ -351,18 +364,21 @@ class MindCube(Benchmark):
     def _index(self):
         self.file = find_benchmark_file(self.path, ("*.jsonl",))
         entries = []
-        with open(self.file, encoding="utf-8-sig") as f:
-            for r, line in enumerate(f):
-                if not line.strip(): continue
-                try: row = json.loads(line)
-                except json.JSONDecodeError as e: raise bench_error(self.file, r, None, f"not valid JSON ({e})") from None
-                if not isinstance(row, dict): raise bench_error(self.file, r, None, "a line must be a JSON object")
-                require_fields(row, self.FIELDS, self.file, r)
-                if not isinstance(row["images"], list) or not row["images"]:
-                    raise bench_error(self.file, r, "images", "expected a non-empty list of image paths")
-                setting = mindcube_setting(str(row["id"]))
-                entries.append({"id": str(row["id"]), "row": r, "category": setting, "setting": setting,
-                                "group": setting, "record": row})
+        try: lines = list(iter_jsonl(*split_path(self.file), str(self.file)))   # bounded, UTF-8, split at \n only
+        except SafeIOError as e:   # "file:N: ..." in this loader's own terms, "file: row N-1: ..."
+            at = re.match(rf"{re.escape(str(self.file))}:(\d+): ", str(e))
+            raise BenchmarkError(f"{self.file}: row {int(at.group(1)) - 1}: {str(e)[at.end():]}" if at else str(e)) from None
+        for n, row in lines:
+            r = n - 1   # rows are numbered from 0, as before
+            if not isinstance(row, dict): raise bench_error(self.file, r, None, "a line must be a JSON object")
+            require_fields(row, self.FIELDS, self.file, r)
+            try: check_list(row["images"], str, f"{self.file}: row {r}", "images")
+            except SafeIOError as e: raise BenchmarkError(str(e)) from None
+            if not row["images"]: raise bench_error(self.file, r, "images", "expected a non-empty list of image paths")
+            if not isinstance(row["question"], str): raise bench_error(self.file, r, "question", "expected a string")
+            setting = mindcube_setting(str(row["id"]))
+            entries.append({"id": str(row["id"]), "row": r, "category": setting, "setting": setting,
+                            "group": setting, "record": row})
         if self.image_root is None: self.image_root = self._guess_root(entries)
         return entries
 
@@ -371,7 +387,9 @@ class MindCube(Benchmark):
         if entries:
             first = entries[0]["record"]["images"][0]
             for root in roots:
-                if (root / first).exists(): return root
+                try:
+                    if (root / first).exists(): return root
+                except (OSError, ValueError): break   # a hostile name (NUL, too long): open_image refuses it later
         return roots[0]
 
     source_file = property(lambda self: self.file)
@@ -381,7 +399,7 @@ class MindCube(Benchmark):
 def _build(self: MindCube, e):
     "A sample; a row whose `gt_answer` is empty loads with `answer=None` (the official evaluator skips it)."
     row, r = e["record"], e["row"]
-    images = [open_image(self.image_root / p, self.file, r, f"images[{k}]") for k, p in enumerate(row["images"])]
+    images = [open_image(p, self.file, r, f"images[{k}]", root=self.image_root) for k, p in enumerate(row["images"])]
     stem, options = split_options(str(row["question"]), letters="ABCDE")
     if not options: raise bench_error(self.file, r, "question", "no inline options (expected 'A. ... B. ...')")
     gold = row.get("gt_answer")

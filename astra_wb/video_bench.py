@@ -10,14 +10,15 @@ import numpy as np
 from fastcore.basics import patch
 from PIL import Image
 from .protocol import Sample
+from .safeio import SafeIOError, check_list, check_value, get_field, open_under, read_json, split_path
 from .benchmarks import (Benchmark, BenchmarkError, DEFAULT_PROMPT_STYLE, bench_error, find_benchmark_file,
-                                 open_image, require_fields, split_options)
+                                 open_image, require_fields, split_options, _under)
 
 # %% auto #0
 __all__ = ['VIDEO_SETTINGS', 'VIDEO_LAYOUTS', 'VIDEO_MAIN_CATEGORIES', 'VIDEO_SUB_BENCHMARKS', 'VIDEO_SUB_BENCHMARK_FILES',
            'VIDEO_TSV_TEXT', 'sample_frame_indices', 'decode_video_frames', 'write_video', 'record_paths',
-           'load_sub_benchmarks', 'video_group', 'video_sub_benchmarks', 'tsv_records', 'MMSIVideoBench',
-           'extract_mmsi_video', 'write_video_fixture', 'write_video_tsv']
+           'load_sub_benchmarks', 'video_group', 'video_sub_benchmarks', 'tsv_records', 'check_record',
+           'MMSIVideoBench', 'extract_mmsi_video', 'write_video_fixture', 'write_video_tsv']
 
 # %% ../nbs/08b_video_bench.ipynb #4f301f06
 VIDEO_SETTINGS = {"Uniform-50": 50, "Sufficient-Coverage": 300}
@@ -53,10 +54,11 @@ def decode_video_frames(path, times, seek_gap: float = 3.0) -> list[Image.Image]
     """Decode the frames nearest to `times` (seconds from the clip start) from a video file with PyAV.
     Decoding runs forward; a target more than `seek_gap` seconds ahead seeks to the keyframe before it."""
     import av
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"missing video file {path}")
+    if not hasattr(path, "read"):   # a path, or an open file (the loader passes what safeio opened)
+        path = Path(path)
+        if not path.exists(): raise FileNotFoundError(f"missing video file {path}")
     times = [float(t) for t in times]; out = [None] * len(times)
-    with av.open(str(path)) as container:
+    with av.open(path if hasattr(path, "read") else str(path)) as container:
         s = container.streams.video[0]; s.thread_type = "AUTO"
         t0 = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
         tof = lambda fr: (float(fr.time) if fr.time is not None else float(fr.pts * s.time_base)) - t0
@@ -106,8 +108,8 @@ def load_sub_benchmarks(root) -> dict[str, list[str]] | None:
     for stem, bench in VIDEO_SUB_BENCHMARK_FILES.items():
         path = folder / f"{stem}.json"
         if not path.exists(): continue
-        try: data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as e: raise BenchmarkError(f"{path}: not valid JSON ({e})") from None
+        try: data = read_json(folder, path.name)   # a regular file inside meta_data/, bounded
+        except SafeIOError as e: raise BenchmarkError(str(e)) from None
         if not isinstance(data, dict): raise BenchmarkError(f"{path}: expected an object mapping sub-categories to id lists")
         tag = {}
         for sub, ids in data.items():
@@ -164,6 +166,30 @@ def tsv_records(file) -> list[dict]:
                      "ref_images": _path_lists(row.get("ref_images"), file, r, "ref_images", nested=False)})
     return recs
 
+# %% ../nbs/08b_video_bench.ipynb #14254a86
+def _number(clip: dict, key: str, where: str, prefix: str) -> float:
+    "A finite number (a numeric string too, as `float()` read it before) from a clip's field."
+    v = get_field(clip, key, (int, float, str), where, prefix=prefix)
+    try: x = float(v)
+    except ValueError: x = float("nan")
+    if isinstance(v, bool) or not math.isfinite(x): raise SafeIOError(f"{where}: field {prefix + key!r}: expected a finite number, got {v!r:.40}")
+    return x
+
+def check_record(row: dict, file, r: int) -> dict:
+    "The types of the fields a record's clips, frames and reference images are read from; errors name row and field."
+    where = f"{file}: row {r}"
+    try:
+        for k, clip in enumerate(check_list(row["video_list"], dict, where, "video_list")):
+            get_field(clip, "path", str, where, prefix=f"video_list[{k}].")
+            if _number(clip, "base_fps", where, f"video_list[{k}].") <= 0:
+                raise SafeIOError(f"{where}: field 'video_list[{k}].base_fps': must be > 0")
+            _number(clip, "start", where, f"video_list[{k}]."); _number(clip, "end", where, f"video_list[{k}].")
+        for k, frames in enumerate(check_value(row.get("frames_list") or [], list, where, "frames_list")):
+            check_list(frames, str, where, f"frames_list[{k}]")
+        check_list(check_value(row.get("ref_images") or [], list, where, "ref_images"), str, where, "ref_images")
+    except SafeIOError as e: raise BenchmarkError(str(e)) from None
+    return row
+
 # %% ../nbs/08b_video_bench.ipynb #5a0cbeab
 class MMSIVideoBench(Benchmark):
     "MMSI-Video-Bench from its data root (`mmsivideo.json`, `frames/`, `ref_images/`, `videos/`, `meta_data/`) or VLMEvalKit's TSV."
@@ -185,17 +211,15 @@ class MMSIVideoBench(Benchmark):
         self.layout = self.layout or ("vlmevalkit" if self.tsv else "native")
         if self.tsv: data = tsv_records(self.file)
         else:
-            try: data = json.loads(self.file.read_text(encoding="utf-8-sig"))
-            except json.JSONDecodeError as e: raise BenchmarkError(f"{self.file}: not valid JSON ({e})") from None
+            try: data = read_json(*split_path(self.file), str(self.file))   # a regular file, bounded JSON
+            except SafeIOError as e: raise BenchmarkError(str(e)) from None
             if isinstance(data, dict): data = data.get("data", list(data.values()))
+            if not isinstance(data, list): raise BenchmarkError(f"{self.file}: expected a list of records, got {type(data).__name__}")
         membership, entries = (None if self.tsv else load_sub_benchmarks(self.root)), []
         for r, row in enumerate(data):
             if not isinstance(row, dict): raise bench_error(self.file, r, None, "a record must be a JSON object")
             require_fields(row, self.FIELDS, self.file, r)
-            if not isinstance(row["video_list"], list): raise bench_error(self.file, r, "video_list", "expected a list of clips")
-            for k, v in enumerate(row["video_list"]):
-                for f in ("path", "start", "end", "base_fps"):
-                    if not isinstance(v, dict) or f not in v: raise bench_error(self.file, r, f"video_list[{k}].{f}", "missing")
+            check_record(row, self.file, r)
             subs = membership.get(str(row["id"]), []) if membership is not None else video_sub_benchmarks(row)
             entries.append({"id": str(row["id"]), "row": r, "category": str(row["type"]), "group": video_group(str(row["type"])),
                             "sub_benchmarks": subs, "record": row})
@@ -209,13 +233,18 @@ class MMSIVideoBench(Benchmark):
         max_frames = VIDEO_SETTINGS[self.setting]
         if paths["frames"] and len(paths["frames"]) == (len(clips) or len(paths["frames"])) and all(paths["frames"]):
             picks = sample_frame_indices([len(f) for f in paths["frames"]], max_frames, self.layout)
-            return [[open_image(fl[i], self.file, r, f"frames_list[{k}][{i}]") for i in idx]
+            return [[open_image(fl[i], self.file, r, f"frames_list[{k}][{i}]", root=self.root) for i in idx]
                     for k, (fl, idx) in enumerate(zip(paths["frames"], picks))]
         fps = [float(c["base_fps"]) for c in clips]
         counts = [int(math.floor(max(float(c["end"]) - float(c["start"]), 0.0) * f + 1e-6)) + 1 for c, f in zip(clips, fps)]
         out = []
         for k, (video, f, idx) in enumerate(zip(paths["videos"], fps, sample_frame_indices(counts, max_frames, self.layout))):
-            try: out.append(decode_video_frames(video, [i / f for i in idx]))
+            try:   # the video through safeio: a regular file under the data root
+                with open_under(self.root, _under(self.root, video), str(video), max_bytes=None) as fh:
+                    out.append(decode_video_frames(fh, [i / f for i in idx]))
+            except SafeIOError as e:
+                msg = str(e).removeprefix(f"{video}: ")
+                raise bench_error(self.file, r, f"video_list[{k}].path", f"missing video file {video}" if msg == "missing file" else msg) from None
             except Exception as e: raise bench_error(self.file, r, f"video_list[{k}].path", str(e)) from None
         return out
 
@@ -242,7 +271,7 @@ def _layout(self: MMSIVideoBench, text: str, clips: list, refs: list, file, r) -
 def _build(self: MMSIVideoBench, e):
     row, r = e["record"], e["row"]
     clips = self.clip_frames(row, r)
-    refs = [open_image(p, self.file, r, f"ref_images[{k}]") for k, p in enumerate(record_paths(row, self.root, not self.tsv)["ref_images"])]
+    refs = [open_image(p, self.file, r, f"ref_images[{k}]", root=self.root) for k, p in enumerate(record_paths(row, self.root, not self.tsv)["ref_images"])]
     part = lambda k: "" if _missing(row.get(k)) else str(row[k])
     # \x00 / \x01 mark where the user prompt starts and ends, so the question can be cut out after placement
     marked = part("system_prompt") + "\n" + part("task_prompt") + "\x00" + part("user_prompt") + "\x01" + part("format_prompt")
