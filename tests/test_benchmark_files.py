@@ -103,16 +103,22 @@ def _one_line(capsys, argv, *needles):
     assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, (rc, err)
     for n in needles: assert n in err, (n, err)
 
-def test_cli_user_errors_are_one_line(tmp_path, capsys):
+def test_cli_eval_latin1_mindcube_names_the_file(tmp_path, capsys):
     jl = write_mindcube_fixture(tmp_path / "mc", n=2)
     jl.write_bytes(jl.read_text().replace("sofa", "caf\u00e9").encode("latin-1"))
     _one_line(capsys, ["eval", "--benchmark", "mindcube", "--path", str(jl), "--mode", "direct", "--out", str(tmp_path / "r1")],
               "MindCube_tinybench.jsonl", "UTF-8")
+
+def test_cli_eval_video_json_holding_42(tmp_path, capsys):
     v = write_video_fixture(tmp_path / "v", n=1); v.write_text("42")
     _one_line(capsys, ["eval", "--benchmark", "mmsi-video", "--path", str(v), "--mode", "direct", "--out", str(tmp_path / "r2")],
               "mmsivideo.json")
+
+def test_cli_annotate_import_of_deep_json(tmp_path, capsys):
     deep = tmp_path / "deep.jsonl"; deep.write_text("[" * 100_000 + "\n")
     _one_line(capsys, ["annotate", "import", str(deep), "--db", str(tmp_path / "l.db")], "deep.jsonl")
+
+def test_cli_report_on_a_row_without_id(tmp_path, capsys):
     run = tmp_path / "run"; run.mkdir(); (run / "config.json").write_text("{}")
     (run / "results.jsonl").write_text('{"index": 0, "category": "c", "correct": true, "valid": true, "n_tool_calls": 0, "timings": {}}\n')
     _one_line(capsys, ["report", str(run), "--out", str(tmp_path / "r.html")], "results.jsonl:1", "'id'")
