@@ -101,10 +101,11 @@ def pick_sample(settings: Settings, kind: str, folder: str, seed, index) -> Samp
         return bench[index % len(bench)]
     from astra_wb.benchmarks import BenchmarkError
     path = safe_path(settings.data_root, folder, "benchmark folder")
-    try: bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+    try:   # building a sample reads its images: refused paths and bad files are errors too
+        bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+        if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
+        return bench[index % len(bench)]
     except BenchmarkError as e: raise gr.Error(str(e).replace(str(Path(settings.data_root).resolve()), "<data>")) from None
-    if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
-    return bench[index % len(bench)]
 
 def upload_sample(files, max_mb: int) -> Sample:
     "A sample of uploaded images (no poses: only image-based simulators apply)."

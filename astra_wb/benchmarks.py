@@ -164,7 +164,7 @@ def open_image(path: Path, file=None, row=None, field=None, root=None) -> Image.
     try: return read_image(root, rel, where)
     except SafeIOError as e:
         msg = str(e).removeprefix(f"{where}: ")
-        raise bench_error(file, row, field, f"missing image file {where}" if msg == "missing file" else f"image {rel!r}: {msg}") from None
+        raise bench_error(file, row, field, f"missing image file {where}" if msg == "missing file" else msg) from None
 
 def encode_jpeg(img: Image.Image, quality: int = 90) -> bytes:
     "JPEG bytes of an image (used to write fixtures and caches)."

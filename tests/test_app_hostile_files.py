@@ -6,6 +6,7 @@ import concurrent.futures as cf, json, os, shutil
 
 import pytest
 
+from astra_wb.benchmarks import write_mindcube_fixture
 from test_app import SECRET, build_workspace, launch_app, stop_app
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,11 @@ def app(tmp_path_factory):
     t = runs / "link-traj" / "trajectories" / "q0" / "trajectory.json"
     d = json.loads(t.read_text()); d["sample"]["question"] = f"{SECRET} question"
     (outside / "planted.json").write_text(json.dumps(d)); t.unlink(); t.symlink_to(outside / "planted.json")
+    from PIL import Image
+    Image.new("RGB", (9, 7), (250, 0, 0)).save(outside / "secret.png")
+    for name, rel in (("mc-abs", str(outside / "secret.png")), ("mc-up", "../../outside/secret.png")):
+        jl = write_mindcube_fixture(ws["data"] / name, n=1)
+        row = json.loads(jl.read_text()); row["images"] = [rel]; jl.write_text(json.dumps(row) + "\n")
     proc, url = launch_app(ws, ws["root"] / "app.log")
     try: yield dict(ws, url=url)
     finally: stop_app(proc)
@@ -43,3 +49,11 @@ def test_fifos_answer_at_once_and_free_the_workers(app):
 def test_symlinked_trajectory_json_is_refused(app):
     kind, out = _open(app, "link-traj")
     assert kind == "error" and SECRET not in json.dumps(out), out
+
+def test_benchmark_images_outside_the_data_root_are_not_served(app):
+    "Simulator tab: a MindCube row naming an image by an absolute or '..' path gets an error, not the image."
+    from gradio_client.exceptions import AppError
+    for folder in ("mc-abs/raw", "mc-up/raw"):
+        job = _client(app).submit("benchmark sample", 0, "mindcube", folder, 0, None, api_name="/load_sample")
+        with pytest.raises(AppError, match="images") as e: job.result(timeout=30)
+        assert str(app["data"].resolve()) not in str(e.value)     # the data root's own path is not shown
