@@ -39,9 +39,13 @@ def safe_path(root, name, what: str = "entry") -> Path:
     if (not name or "\x00" in name or os.path.isabs(name) or name.startswith(("~", "\\")) or ":" in name
             or any(p in ("..", ".") for p in parts) or "\\" in name):
         raise PathError(f"{what} {name!r} is not a name inside the configured root")
-    p = (root / name).resolve()
-    if not p.is_relative_to(root) or not p.exists(): raise PathError(f"{what} {name!r} not found")
-    return p
+    from astra_wb.safeio import SafeIOError, resolve_under
+    try: p = resolve_under(root, name)   # also refuses what pathlib would raise on (too long, a symlink loop)
+    except SafeIOError: raise PathError(f"{what} {name!r} not found") from None
+    try:
+        if p.exists(): return p
+    except (OSError, ValueError): pass
+    raise PathError(f"{what} {name!r} not found")
 
 def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> list[str]:
     "Relative names under `root` (down to `depth` levels) that stay inside it; runs: folders with trajectories or results."
@@ -52,7 +56,9 @@ def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> li
         nxt = []
         for d in level:
             for p in sorted(d.iterdir()):
-                if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
+                try:
+                    if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
+                except (OSError, RuntimeError, ValueError): continue   # a symlink loop, a name too long: not listed
                 if runs and not (p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())): continue
                 out.append(p.relative_to(root).as_posix())
                 if p.is_dir(): nxt.append(p)
