@@ -153,3 +153,14 @@ def test_parse_turn_handles_huge_numbers_on_purpose(value):
         text = '<think>x</think><tool_call>{"name": "world_simulator", "arguments": %s}</tool_call>' % args
         got = _parse_turn(text, 2)                  # the inner parser: no exception for the catch-all to hide
         assert got.reason == "schema_error", got
+
+def test_scan_folder_with_a_corrupt_depth_png_and_a_fifo_pose(tmp_path):
+    from astra_wb.scene import load_scan, make_scene, render, sample_cameras, write_scan
+    from astra_wb.geometry import intrinsics
+    scene, K = make_scene(2), intrinsics(32, 24, 60)
+    write_scan([render(scene, P, K, 32, 24) for P in sample_cameras(scene, 2, rng=1)], tmp_path / "scan")
+    d = tmp_path / "scan" / "depth" / "1.png"; d.write_bytes(d.read_bytes()[:40])
+    with pytest.raises(ValueError, match="1.png"): load_scan(tmp_path / "scan")
+    p = tmp_path / "scan" / "pose" / "0.txt"; p.unlink(); os.mkfifo(p)
+    err = _within(lambda: load_scan(tmp_path / "scan"), p)
+    assert isinstance(err, ValueError) and "0.txt" in str(err)
