@@ -109,6 +109,9 @@ def pick_sample(settings: Settings, kind: str, folder: str, seed, index) -> Samp
     path = safe_path(settings.data_root, folder, "benchmark folder")
     try:   # building a sample reads its images: refused paths and bad files are errors too
         bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+        files_root = getattr(bench, "image_root", None) or getattr(bench, "root", None)   # MindCube may look up two folders
+        if files_root is not None and not Path(files_root).resolve().is_relative_to(Path(settings.data_root).resolve()):
+            raise gr.Error(f"benchmark folder {folder!r}: its images would be read from outside the data root")
         if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
         return bench[index % len(bench)]
     except BenchmarkError as e: raise gr.Error(str(e).replace(str(Path(settings.data_root).resolve()), "<data>")) from None
@@ -312,7 +315,10 @@ def ann_next(settings, st):
             raise gr.Error(f"{item.trajectory}: its folder is outside the runs root; skipped")
         cur = s.current(st["annotator"], item.trajectory)
     st = {**st, "item": item.trajectory, "base": cur.version if cur else 0, "event": uuid.uuid4().hex}
-    return st, f"Labelling **{item.trajectory}** ({item.n_labelled}/{item.required} annotators so far).", viz.trajectory_html(item.load())
+    from astra_wb.protocol import ProtocolError
+    try: traj = item.load()
+    except ProtocolError as e: raise gr.Error(str(e).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
+    return st, f"Labelling **{item.trajectory}** ({item.n_labelled}/{item.required} annotators so far).", viz.trajectory_html(traj)
 
 def ann_save(settings, st, label, subtags, note, turn):
     from astra_wb.annotate import LabelConflict, LabelError

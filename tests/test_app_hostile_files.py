@@ -24,6 +24,9 @@ def app(tmp_path_factory):
     for name, rel in (("mc-abs", str(outside / "secret.png")), ("mc-up", "../../outside/secret.png")):
         jl = write_mindcube_fixture(ws["data"] / name, n=1)
         row = json.loads(jl.read_text()); row["images"] = [rel]; jl.write_text(json.dumps(row) + "\n")
+    jl = write_mindcube_fixture(ws["data"] / "mc-top", n=1)      # its jsonl moved to data/raw/: MindCube's image root
+    row = json.loads(jl.read_text()); row["images"] = ["outside/secret.png"]   # guess looks two folders up, out of data/
+    (ws["data"] / "raw").mkdir(); (ws["data"] / "raw" / jl.name).write_text(json.dumps(row) + "\n")
     proc, url = launch_app(ws, ws["root"] / "app.log")
     try: yield dict(ws, url=url)
     finally: stop_app(proc)
@@ -53,7 +56,7 @@ def test_symlinked_trajectory_json_is_refused(app):
 def test_benchmark_images_outside_the_data_root_are_not_served(app):
     "Simulator tab: a MindCube row naming an image by an absolute or '..' path gets an error, not the image."
     from gradio_client.exceptions import AppError
-    for folder in ("mc-abs/raw", "mc-up/raw"):
+    for folder in ("mc-abs/raw", "mc-up/raw", "raw"):
         job = _client(app).submit("benchmark sample", 0, "mindcube", folder, 0, None, api_name="/load_sample")
-        with pytest.raises(AppError, match="images") as e: job.result(timeout=30)
+        with pytest.raises(AppError, match="image") as e: job.result(timeout=30)
         assert str(app["data"].resolve()) not in str(e.value)     # the data root's own path is not shown
