@@ -194,7 +194,10 @@ def test_mmsi_vlmevalkit_prompt_and_errors(tmp_path):
 def test_mindcube_prompt_settings_by_name(tmp_path):
     jl = write_mindcube_fixture(tmp_path / "mc", n=2)
     rec = json.loads(jl.read_text().splitlines()[0])
-    raw = MindCube(jl)[0].meta["prompt"]
+    sample = MindCube(jl, prompt_style="official")[0]
+    raw = sample.meta["prompt"]
+    parts = build_messages(Trajectory(sample=sample, mode="direct"))[0]["content"]   # the official engines' order:
+    assert [p.get("image") for p in parts[:2]] == [sample.images[1], sample.images[0]] and parts[2]["text"] == raw   # last image first
     assert raw.startswith("[Task]\nYour task is to analyze the spatial arrangement") and raw.endswith("\n\n[Question]\n" + rec["question"])
     lines = [dict(json.loads(l), plain_cogmap_gen_instruction="Objects: sofa, lamp.") for l in jl.read_text().splitlines()]
     jl.write_text("".join(json.dumps(l) + "\n" for l in lines))
