@@ -657,7 +657,8 @@ def cli_annotate(argv: list[str]) -> int:
         store = LabelStore(a.db)
         if a.cmd == "register":   # a run folder, or a folder of runs such as runs/demo
             from astra_wb.eval import find_runs
-            print(sum(len(store.register_run(f)) for r in a.runs for f in find_runs(r)), "trajectories registered")
+            folders = [f for r in a.runs for f in ([Path(r)] if (Path(r) / "trajectories").is_dir() else find_runs(r))]
+            print(sum(len(store.register_run(f)) for f in folders), "trajectories registered")
         elif a.cmd == "export": print(store.export_jsonl(a.out), "rows written to", a.out)
         elif a.cmd == "import": print(json.dumps(store.import_jsonl(a.file)))
         elif a.cmd == "agreement": ag = store.agreement(); print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
