@@ -135,8 +135,8 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
     lo, hi = span.min(0) - 0.3, span.max(0) + 0.3
     axis = dict(gridcolor="#eee", zeroline=False, constrain="domain", showline=True, linecolor="#999")
     layout = dict(title=dict(text=title) if title else None, height=height, plot_bgcolor="white", paper_bgcolor="white", template="none",
-                  margin=dict(l=40, r=10, t=40 if title else 10, b=10), legend=dict(font=dict(size=11), tracegroupgap=2, orientation="h", yanchor="top", y=-0.3),   # below the x-axis title
-                  xaxis=dict(title=dict(text="x (m)"), range=[lo[0], hi[0]], **axis),
+                  margin=dict(l=40, r=10, t=40 if title else 10, b=10), legend=dict(font=dict(size=11), tracegroupgap=2, orientation="h", yanchor="top", y=-0.1),   # below the x ticks
+                  xaxis=dict(ticksuffix=" m", range=[lo[0], hi[0]], **axis),   # units on the ticks: no title for the legend to collide with
                   yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
                   shapes=[dict(type="rect", x0=0, y0=0, x1=float(room[0]), y1=float(room[1]), line=dict(color="#444", width=2))]
                   if room is not None else [])
