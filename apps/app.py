@@ -626,8 +626,10 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             for mt, b in motion_btns.items():
                 # queue=False: a motion is milliseconds of work; the queue's round trip would dominate it
                 b.click(guarded(partial(sim_motion, mt, sims), outs, s_status, mt), [s_state, ref, dist, ang, spec], outs,
-                        api_name=mt, queue=False).then(**views, api_visibility="private")
-            ev_text = dict(fn=guarded(partial(sim_text, sims), outs, s_status), inputs=[s_state, ref, instr, spec], outputs=outs, queue=False)
+                        api_name=mt, queue=False, trigger_mode="always_last").then(**views, api_visibility="private")
+            # always_last: a second Enter while the first is still drawing runs after it instead of being dropped
+            ev_text = dict(fn=guarded(partial(sim_text, sims), outs, s_status), inputs=[s_state, ref, instr, spec], outputs=outs,
+                           queue=False, trigger_mode="always_last")
             go_text.click(**ev_text, api_name="imagine_text").then(**views, api_visibility="private")
             instr.submit(**ev_text, api_visibility="private").then(**views, api_visibility="private")
             refresh_views = gr.Button("refresh views", visible=False)

@@ -101,7 +101,8 @@ def test_simulator_mistakes_are_sentences_and_the_view_stays(server, browser):
     expect(status).to_contain_text("Image 3: imagined from image 1 after turning 30 degrees to the left")
     src = _img_src(page)
     box = page.get_by_placeholder("or type: turn 60 degrees left")
-    for text, words in [("turn around", "cannot read the instruction"), ("go left a bit", "cannot read the instruction"),
+    for text, words in [("turn around", "cannot read the instruction: expected one magnitude in 'turn around'"),
+                        ("go left a bit", "cannot read the instruction: expected one magnitude in 'go left a bit'"),
                         ("Based on the viewpoint of image 9, move 1 meter up.", "reference image must be 1..3, got 9"),
                         ("Based on the viewpoint of image 1, move 9 meters forward.", "exceeds the bound of 5 meters")]:
         box.fill(text); box.press("Enter")
