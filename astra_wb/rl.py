@@ -237,9 +237,10 @@ class VllmEngine:
         if (llm is None) == (client is None): raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
-    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids) -> list[list[int]]:
-        "One continuation (token ids) per (ids, images) context."
+    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
+        "One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision placeholders)."
         kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
+        if bad_words: kw["bad_words"] = list(bad_words)
         return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
 
     def _colocate(self, contexts, kw, seeds):
@@ -261,14 +262,15 @@ def _server(self: VllmEngine, contexts, kw, seeds):
         placed = None if f is None else VLLMGeneration._place_features(holder, f, list(ids))
         res = self.client.generate(prompts=[list(ids)], features=None if placed is None else [placed], n=1, logprobs=None,
                                    temperature=kw["temperature"], top_p=kw["top_p"], max_tokens=kw["max_tokens"],
-                                   generation_kwargs={"seed": s, "stop_token_ids": kw["stop_token_ids"]})
+                                   generation_kwargs={"seed": s, **{k: kw[k] for k in ("stop_token_ids", "bad_words") if k in kw}})
         out.append(list(res["completion_ids"][0]))
     return out
 
 def _engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256):
     "TokenPolicy sampling through a VllmEngine: the same cut after a stop token and the same seeding as `generate`."
     seeds = [int(_ctx_key((self.seed, self.calls, i))[:8], 16) for i in range(len(contexts))]; self.calls += 1
-    rows = self.engine.sample(contexts, temperature, top_p, max_new_tokens, seeds, sorted(self.stop_ids))
+    bad = self.tokenizer.convert_ids_to_tokens(self.vision_ids)   # as `generate` suppresses them: no image behind them
+    rows = self.engine.sample(contexts, temperature, top_p, max_new_tokens, seeds, sorted(self.stop_ids), bad)
     res = [row[:next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))] for row in rows]
     self.n_generated += sum(map(len, res))
     return res

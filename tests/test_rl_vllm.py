@@ -151,6 +151,7 @@ def test_server_rollout_uses_trls_client_against_vllm_serve_routes(tiny, sample,
         assert [len(g["features"]["mm_placeholders"]["image"]) for g in gens] == [2, 3]   # placed on the trainer's own ids
         seeds = [g["sampling_params"]["seed"] for g in gens]
         assert len(set(seeds)) == 2 and all(g["sampling_params"]["max_tokens"] == 128 for g in gens)
+        assert all("<|image_pad|>" in g["sampling_params"]["bad_words"] for g in gens)
     finally:
         os.kill(proc.pid, signal.SIGTERM); proc.wait(timeout=10)
 
