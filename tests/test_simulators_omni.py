@@ -164,19 +164,20 @@ def test_astra_template_puts_the_reference_last(sample, stub):
 
 # --- the whole path: a benchmark photo with three context images, recorded in a saved trajectory ---
 
-def test_benchmark_call_with_context_is_recorded_in_the_trajectory(photo, stub, tmp_path):
+@pytest.mark.parametrize("route", ["chat", "images"])
+def test_benchmark_call_with_context_is_recorded_in_the_trajectory(photo, stub, tmp_path, route):
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.policies import ScriptedPolicy
     from astra_wb.protocol import load_trajectory, render_answer, render_tool_call, Invoke, save_trajectory
     url = stub("--deployment", "single-stage")
-    sim = get_simulator(f"vllm-omni:{url}?deployment=single-stage&max_context=4&template=astra&seed=3&route=images")
+    sim = get_simulator(f"vllm-omni:{url}?deployment=single-stage&max_context=4&template=astra&seed=3&route={route}")
     pol = ScriptedPolicy([render_tool_call(Invoke(1, Motion("yaw", -30)), "Look left."), render_answer("A", "Done.")])
     traj = rollout([photo], pol, sim, AgentConfig(max_new_tokens=64))[0]
     folder = save_trajectory(traj, tmp_path / "t")
     meta = load_trajectory(folder).observations[0].meta
     assert (meta["reference_size"], meta["requested_size"], meta["returned_size"]) == ([1296, 968], None, [1024, 768])
     assert meta["images_used"] == meta["image_order"] == [2, 3, 4, 1]
-    assert (meta["seed"], meta["seed_honoured"], meta["template"], meta["deployment"]) == (3, True, "astra", "single-stage")
+    assert (meta["seed"], meta["seed_honoured"], meta["template"], meta["deployment"], meta["route"]) == (3, True, "astra", "single-stage", route)
     assert _stats(url)["last"]["images_used"] == 4 and _stats(url)["last"]["seed"] == 3
 
 
