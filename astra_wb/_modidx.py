@@ -322,6 +322,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'astra_wb.policies._probe_conversations': ('policies.html#_probe_conversations', 'astra_wb/policies.py'),
                                    'astra_wb.policies._request': ('policies.html#_request', 'astra_wb/policies.py'),
                                    'astra_wb.policies._respond': ('policies.html#_respond', 'astra_wb/policies.py'),
+                                   'astra_wb.policies._spec_settings': ('policies.html#_spec_settings', 'astra_wb/policies.py'),
                                    'astra_wb.policies._text_of': ('policies.html#_text_of', 'astra_wb/policies.py'),
                                    'astra_wb.policies._tool_turn': ('policies.html#_tool_turn', 'astra_wb/policies.py'),
                                    'astra_wb.policies.build_tiny_qwen3vl': ('policies.html#build_tiny_qwen3vl', 'astra_wb/policies.py'),

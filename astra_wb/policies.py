@@ -275,6 +275,20 @@ def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
     return text.strip()
 
 # %% ../nbs/06_policies.ipynb #c70b068e
+_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool, "image_format": str,
+              "timeout": float, "max_retries": int}
+
+def _spec_settings(query: str, spec: str) -> dict:
+    "Client settings from a spec's query string, typed; an unknown key is an error naming the spec."
+    import urllib.parse
+    out = {}
+    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if k not in _SPEC_KEYS: raise ValueError(f"openai policy spec {spec!r}: unknown setting {k!r}; known: {sorted(_SPEC_KEYS)}")
+        t = _SPEC_KEYS[k]
+        try: out[k] = v.lower() in ("1", "true", "yes") if t is bool else t(v)
+        except ValueError: raise ValueError(f"openai policy spec {spec!r}: {k}={v!r} is not a {t.__name__}") from None
+    return out
+
 class OpenAIPolicy:
     "A policy served by an OpenAI-compatible chat-completions endpoint."
     def __init__(self, spec: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
@@ -284,7 +298,12 @@ class OpenAIPolicy:
                  chat_template_kwargs: dict | None = None):
         import os
         url, _, frag = spec.partition("#")
+        url, _, query = url.partition("?")
         url = url.rstrip("/")
+        q = _spec_settings(query, spec)    # settings in the spec, e.g. http://h:8000/v1?tool_images=split#model
+        tools_mode, tool_images = q.get("tools_mode", tools_mode), q.get("tool_images", tool_images)
+        use_n, forced_required = q.get("use_n", use_n), q.get("forced_required", forced_required)
+        image_format, timeout, max_retries = q.get("image_format", image_format), q.get("timeout", timeout), q.get("max_retries", max_retries)
         self.base_url = url[: -len("/chat/completions")] if url.endswith("/chat/completions") else url
         if not self.base_url.startswith(("http://", "https://")): raise ValueError(f"openai policy needs an http(s) URL, got {spec!r}")
         if tools_mode not in ("auto", "native", "text"): raise ValueError(f"tools_mode must be auto, native or text, got {tools_mode!r}")
