@@ -343,19 +343,24 @@ def processor_pixel_limits(processor) -> dict:
 class _HTTPError(Exception):
     def __init__(self, status, body): super().__init__(f"HTTP {status}: {body[:500]}"); self.status, self.body = status, body
 
+_RETRY_STATUS = (429, 502, 503, 504)   # busy or restarting; a 500 is an error the same request would hit again
+
 def _request(self: OpenAIPolicy, method: str, path: str, payload: dict | None = None) -> dict:
-    "One HTTP call with retries on connection errors, timeouts, 429 and 5xx."
+    "One HTTP call with retries on connection errors, timeouts, 429 and 502-504 (after `Retry-After` when given)."
     url, data = self.base_url + path, None if payload is None else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
     for attempt in range(self.max_retries + 1):
+        wait = self.backoff * 2 ** attempt * (1 + 0.25 * random.random())
         try:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read().decode())
         except urllib.error.HTTPError as e:
             err = _HTTPError(e.code, e.read().decode(errors="replace"))
-            if e.code != 429 and e.code < 500: raise err
+            if e.code not in _RETRY_STATUS: raise err
+            try: wait = max(wait, float(e.headers.get("Retry-After")))
+            except (TypeError, ValueError): pass
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e: err = e
-        if attempt < self.max_retries: time.sleep(self.backoff * 2 ** attempt * (1 + 0.25 * random.random()))
+        if attempt < self.max_retries: time.sleep(wait)
     raise PolicyError(f"{self.name}: {method} {url} failed after {self.max_retries + 1} tries: {err}")
 
 OpenAIPolicy._request = _request

@@ -49,7 +49,8 @@ def _served(raw, cut, max_tokens):
     return msg, finish, {"completion_tokens": max_tokens if cut else 5}
 
 
-def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float, no_required: bool = False, raw: str | None = None):
+def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float, no_required: bool = False, raw: str | None = None,
+          fail_status: int = 503):
     import http.server
     state = {"n": 0}
     scripted = json.loads(Path(raw).read_text()) if raw else None
@@ -71,7 +72,7 @@ def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float
             if self.path != "/v1/chat/completions": return self._send(404, {"error": {"message": f"no route {self.path}"}})
             with open(log, "a") as f: f.write(json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "body": req}) + "\n")
             state["n"] += 1
-            if state["n"] <= fail_first: return self._send(503, {"error": {"message": "warming up"}})
+            if state["n"] <= fail_first: return self._send(fail_status, {"error": {"message": "warming up" if fail_status != 500 else "EngineCore encountered an issue"}})
             if delay: time.sleep(delay)
             if "tools" in req and reject_tools:
                 return self._send(400, {"error": {"message": '"auto" tool choice requires --enable-auto-tool-choice'}})
@@ -171,6 +172,10 @@ def test_retries_then_success_and_timeouts(server):
     slow = OpenAIPolicy(url2 + "#stub-vl", backoff=0.01, max_retries=1, timeout=0.3)
     with pytest.raises(PolicyError, match="failed after 2 tries"):
         slow.respond(_probe_conversations()[:1])
+    url3, log3 = server("--fail-first", "5", "--fail-status", "500")
+    with pytest.raises(PolicyError, match="HTTP 500: .*EngineCore"):          # a server error is not resubmitted
+        OpenAIPolicy(url3 + "#stub-vl", backoff=0.01, max_retries=3).respond(_probe_conversations()[:1])
+    assert len(_requests(log3)) == 1
     wrong = OpenAIPolicy(url.replace("/v1", "/v2") + "#stub-vl", backoff=0.01)
     with pytest.raises(PolicyError, match="HTTP 404: .*no route /v2/chat/completions"):   # not retried: a client error
         wrong.respond(_probe_conversations()[:1])
@@ -263,6 +268,6 @@ if __name__ == "__main__":
     ap.add_argument("--port", type=int, required=True); ap.add_argument("--log", required=True)
     ap.add_argument("--reject-tools", action="store_true"); ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--delay", type=float, default=0.0); ap.add_argument("--no-required", action="store_true")
-    ap.add_argument("--raw", default=None)
+    ap.add_argument("--raw", default=None); ap.add_argument("--fail-status", type=int, default=503)
     a = ap.parse_args()
-    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay, a.no_required, a.raw)
+    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay, a.no_required, a.raw, a.fail_status)
