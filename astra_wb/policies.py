@@ -407,7 +407,10 @@ def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dic
                 self.native_tools = False; continue   # this server has no tool calling: describe tools in text
             raise PolicyError(f"{self.name}: POST {self.base_url}/chat/completions: {e}") from e
         except (KeyError, IndexError, TypeError) as e: raise PolicyError(f"{self.name}: malformed reply ({e})") from e
-        if len(choices) != n: raise PolicyError(f"{self.name}: asked for {n} choices, got {len(choices)}")
+        if n > 1 and len(choices) != n:   # a server without `n`: one request per conversation from now on
+            self.use_n = False
+            return [self._complete(conversation, tools, sampling, 1)[0] for _ in range(n)]
+        if len(choices) != n: raise PolicyError(f"{self.name}: asked for {n} choice, got {len(choices)}")
         out = []
         for ch in sorted(choices, key=lambda c: c.get("index", 0)):
             fin = _finish(ch, reply.get("usage"), payload.get("max_tokens"), n)

@@ -50,7 +50,7 @@ def _served(raw, cut, max_tokens):
 
 
 def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float, no_required: bool = False, raw: str | None = None,
-          fail_status: int = 503):
+          fail_status: int = 503, ignore_n: bool = False):
     import http.server
     state = {"n": 0}
     scripted = json.loads(Path(raw).read_text()) if raw else None
@@ -94,7 +94,7 @@ def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float
             else:
                 msg = {"role": "assistant", "content": f"<think>I see {n_img} images.</think><answer>B</answer>"}
             self._send(200, {"id": "x", "object": "chat.completion", "model": req["model"],
-                             "choices": [{"index": i, "finish_reason": "stop", "message": msg} for i in range(req.get("n", 1))]})
+                             "choices": [{"index": i, "finish_reason": "stop", "message": msg} for i in range(1 if ignore_n else req.get("n", 1))]})
 
     http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 
@@ -237,6 +237,10 @@ def test_a_group_is_one_request_with_n_choices(server):
                     AgentConfig(group_size=4, max_new_tokens=64, temperature=1.0, seed=5))
     assert len(trajs) == 4 and all(t.final_answer == "B" for t in trajs)
     assert [r["body"].get("n") for r in _requests(log)] == [4, 4]      # two turns, one prefill each
+    url2, log2 = server("--ignore-n")                                  # a server without n: one request per conversation
+    pol = get_policy(f"openai:{url2}#stub-vl", backoff=0.01)
+    assert len(rollout([sample(0)], pol, FakeSimulator(), AgentConfig(group_size=4, max_new_tokens=64))) == 4 and not pol.use_n
+    assert [r["body"].get("n") for r in _requests(log2)] == [4] + [None] * 8
 
 
 def test_forced_mode_requires_a_tool_call_where_the_server_can(server):
@@ -269,5 +273,6 @@ if __name__ == "__main__":
     ap.add_argument("--reject-tools", action="store_true"); ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--delay", type=float, default=0.0); ap.add_argument("--no-required", action="store_true")
     ap.add_argument("--raw", default=None); ap.add_argument("--fail-status", type=int, default=503)
+    ap.add_argument("--ignore-n", action="store_true")
     a = ap.parse_args()
-    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay, a.no_required, a.raw, a.fail_status)
+    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay, a.no_required, a.raw, a.fail_status, a.ignore_n)
