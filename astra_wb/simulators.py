@@ -479,6 +479,7 @@ CachedSimulator._save, CachedSimulator._load = _save, _load
 # %% ../nbs/05_simulators.ipynb #b2ee604d
 SIMULATORS: dict[str, str | type] = {   # built-ins are classes of this module; others 'module:Class', imported on use
     "oracle": OracleSimulator, "reproject": ReprojectSimulator, "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
+    "learned": "astra_wb.learned_sim:LearnedSimulator",
     "perturbed": PerturbedSimulator, "cached": CachedSimulator}
 WRAPPERS = {"perturbed", "cached"}
 
