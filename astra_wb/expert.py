@@ -14,9 +14,9 @@ from .protocol import Invoke, render_tool_call, render_answer
 from .scene import CATEGORIES, CATEGORY_NAMES, HOLE_COLOR
 
 # %% auto #0
-__all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_ACCEPT', 'MATCH_RATIO', 'MATCH_PLAUSIBLE', 'Blob',
-           'to_rgb', 'classify', 'detect', 'Question', 'parse_question', 'State', 'read_conversation', 'where',
-           'describe', 'image_distance', 'turn_from_shift', 'turn_from_points', 'Decision', 'decide_view',
+__all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_RATIO', 'MATCH_PLAUSIBLE', 'Blob', 'to_rgb',
+           'classify', 'detect', 'Question', 'parse_question', 'State', 'read_conversation', 'where', 'describe',
+           'image_distance', 'turn_from_shift', 'turn_from_points', 'Decision', 'rotated', 'hole_share', 'decide_view',
            'decide_cam_reg', 'turn_evidence', 'decide_pair', 'decide', 'ExpertPolicy']
 
 # %% ../nbs/06b_expert.ipynb #7ce84d4f
@@ -95,6 +95,7 @@ _PATTERNS = [
     ("side", _QP + rf", which of these objects (?:appears|would appear) to the (?P<side>left|right) of the (?P<a>{_NAME})\?"),
     ("between", _QP + rf", which of these objects (?:appears|would appear) between the (?P<a>{_NAME}) and the (?P<b>{_NAME})\?"),
     ("relation", _QP + rf", where (?:is|would) the area around the (?P<a>{_NAME})(?: be)? relative to the area around the (?P<b>{_NAME})\?"),
+    ("unstated", r"Standing at the viewpoint of image (?P<r>\d+), which of these objects is directly (?P<where>behind you|to your left|to your right)\?"),
     ("cam_reg", r"Standing at the viewpoint of image (?P<r>\d+), in which direction is the area shown in image (?P<k>\d+)\?"),
     ("cam_cam", r"Image (?P<k>\d+) was taken after the camera of image (?P<r>\d+) moved (?P<d>[\d.]+) meters? in one direction without turning"),
     ("motion", r"Image (?P<k>\d+) was taken from the same position as image (?P<r>\d+) after the camera turned"),
@@ -113,6 +114,7 @@ class Question:
     side: str | None = None
     distance: float | None = None
     rotation_layout: bool = False
+    planned: bool = False   # the question names no motion: the expert planned it ("behind you" -> turn around)
     text: str = ""
 
 def parse_question(text: str) -> Question:
@@ -124,6 +126,10 @@ def parse_question(text: str) -> Question:
         if not m: continue
         g = m.groupdict()
         q = Question(fam, opts, rotation_layout=rot, text=text)
+        if fam == "unstated":   # plan the query: what lies behind / left / right of a camera is a turn away
+            q.family, q.r, q.planned = "nearest", int(g["r"]), True
+            q.motion = {"behind you": Motion("yaw", 180), "to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}[g["where"]]
+            return q
         if "r1" in g:
             q.r = int(g["r1"] or g["r2"])
             if g["instr"]:
@@ -208,7 +214,6 @@ def read_conversation(messages: list[dict], tools=None) -> State:
 
 # %% ../nbs/06b_expert.ipynb #7096d7c6
 ASSUMED_FOV_DEG = 60.0   # camera prior for turning pixel shifts into angles
-MATCH_ACCEPT = 0.01      # image distance below which an imagined view is taken as identical to a given one
 MATCH_RATIO = 0.5        # with options left untested, the best tested view wins only if this much closer than the next
 MATCH_PLAUSIBLE = 0.08   # ...and this close (a wrong motion on the oracle scores >= ~0.1)
 
@@ -303,11 +308,12 @@ class _Ctx:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
 
 # %% ../nbs/06b_expert.ipynb #ca343375
-def _read_view(c: _Ctx, i: int) -> Decision | None:
-    "Answer a one-viewpoint question from image i, or None if the evidence there is incomplete."
-    q, W, blobs = c.q, c.W, c.det(i)
+def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
+    "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence there is incomplete."
+    q, W = c.q, c.W
+    blobs = c.det(i) if blobs is None else blobs
     opts = {k: v for k, v in q.options.items() if v in blobs}
-    seen = f"In {c.origin(i)} I see {describe(blobs, W)}."
+    seen = f"In {origin or c.origin(i)} I see {describe(blobs, W)}."
     if q.family == "nearest":
         if not opts: return None
         k = min(opts, key=lambda k: abs(blobs[opts[k]].cu - W / 2))
@@ -338,11 +344,55 @@ def _read_view(c: _Ctx, i: int) -> Decision | None:
         return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
     return None
 
+def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> dict:
+    """Where the objects of a view appear after turning in place by `yaw` degrees (+ right): a turn moves every
+    direction by the same angle whatever its depth, so no depth is needed. Objects turned out of view are dropped."""
+    f = W / 2 / math.tan(math.radians(fov_deg) / 2)
+    col = lambda u: W / 2 + f * math.tan(math.radians(math.degrees(math.atan((u - W / 2) / f)) - yaw))
+    out = {}
+    for k, b in blobs.items():
+        az = math.degrees(math.atan((b.cu - W / 2) / f)) - yaw
+        if abs(az) < fov_deg / 2 - 2: out[k] = Blob(b.count, col(b.cu), b.vmax, b.cv, col(b.umin), col(b.umax), b.edge, b.left_cut, b.right_cut)
+    return out
+
+def _predicted(c: _Ctx) -> Decision | None:
+    "Direct reasoning for a turn from a given image: read the question off the predicted view."
+    q = c.q
+    if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90: return None
+    pred = rotated(c.det(q.r), q.motion.value, c.W)
+    d = _read_view(c, None, pred, f"image {q.r} turned {q.motion.value:+g} degrees (predicted: a turn in place shifts every direction equally)")
+    return d
+
+def hole_share(image) -> float:
+    "Share of an image's pixels in the simulators' hole colour (what the simulator did not see)."
+    return float((np.abs(to_rgb(image).astype(np.int16) - np.array(HOLE_RGB)).max(-1) <= 40).mean())
+
+def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
+    """A careful reading of an imagined view with holes: an option that no given image shows can only be in the
+    hole, so when there are such options the answer is more likely one of them than what the view shows."""
+    share = hole_share(c.st.images[i - 1])
+    if share < 0.05 or c.q.family == "relation": return None
+    shown = set(c.det(i)) | c.seen_anywhere()
+    unseen = [k for k, v in c.q.options.items() if v not in shown]
+    if not unseen: return None
+    return c.guess(unseen, f"{c.origin(i).capitalize()} leaves {100 * share:.0f} % unseen (holes), and "
+                           f"{', '.join(c.q.options[k] for k in unseen)} appear in no given image: the answer is probably hidden there.")
+
+def _closer_look(c: _Ctx, i: int) -> int | None:
+    "The latest imagined closer look (a move forward) from image i, if the conversation has one."
+    got = [j for (r, kind, v), j in c.st.imagined.items() if r == i and kind == "forward" and v > 0]
+    return max(got) if got else None
+
 def decide_view(c: _Ctx) -> Decision:
     q = c.q
     what = f"image {q.r}" if q.motion is None else f"image {q.r} after I {q.motion.instruction()}"
+    if q.planned: what += f" (the question asks what is {dict(zip((-90.0, 90.0, 180.0), ('to my left', 'to my right', 'behind me')))[q.motion.value]}: that view)"
     i = c.image_for(q.r, q.motion)
     if i is not None and (d := _read_view(c, i)) is not None:
+        if c.st.mode != "forced" and i > c.st.n_given and (g := _hole_doubt(c, i)) is not None: return g
+        if c.st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
+            e.reasoning = f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects larger, so I trust it. " + e.reasoning
+            return e
         if q.motion is not None and i <= c.st.n_given and i != q.r:
             d.reasoning = f"The images turn 90 degrees to the right one after another, so the view from {what} is image {i}. " + d.reasoning
         return d
@@ -351,9 +401,11 @@ def decide_view(c: _Ctx) -> Decision:
         why = f"The question is about the view from {what}, which none of the given images shows ({given})."
         if c.can_call and not c.called(q.r, q.motion): return c.call(q.r, q.motion, why)
     else: why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
-    unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere()]
+    if (d := _predicted(c)) is not None: return Decision(why + " " + d.reasoning, letter=d.letter)
+    out = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given else set()
+    unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere() or v in out]
     if q.family in ("relation",) or not unseen: return c.guess(list(q.options), why + " Without that view I cannot tell.")
-    return c.guess(unseen, why + f" The answer is probably something the given images do not show: {', '.join(q.options[k] for k in unseen)}.")
+    return c.guess(unseen, why + f" The answer is probably something the given images do not show there: {', '.join(q.options[k] for k in unseen)}.")
 
 # %% ../nbs/06b_expert.ipynb #d410b385
 _TURNS = {"to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}
@@ -465,9 +517,6 @@ def decide_pair(c: _Ctx) -> Decision:
                 return c.call(q.r, m, head + (f" Tested so far: {done}." if done else "") + f" I test option {k} ({q.options[k]}).")
             continue
         tested[k] = image_distance(c.st.images[i - 1], c.st.images[q.k - 1])
-        if tested[k] < MATCH_ACCEPT:
-            return Decision(head + f" The view imagined after I {m.instruction()} (image {i}) is practically identical to "
-                            f"image {q.k} (difference {tested[k]:.3f}), so the answer is {q.options[k]}.", letter=k)
     done = "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
     untested = [k for k in q.options if k not in tested]
     ranked = sorted(tested, key=tested.get)
@@ -488,11 +537,20 @@ _FAMILY_DECIDERS = {"nearest": decide_view, "side": decide_view, "between": deci
                     "cam_reg": decide_cam_reg, "cam_cam": decide_pair, "motion": decide_pair}
 _PROBES = [Motion("yaw", -45), Motion("yaw", 45), Motion("yaw", 90), Motion("yaw", -90), Motion("forward", 1.0)]
 
+_CLOSER = [Motion("forward", 0.5), Motion("forward", 1.0)]
+
 def _top_up(c: _Ctx, d: Decision) -> Decision:
-    "In Forced(k) mode, replace an early answer by a look-around call until k calls are made."
+    """In Forced(k) mode, replace an early answer by a call until k calls are made: a closer look at the asked
+    view for one-viewpoint questions, a look around the reference image otherwise."""
     st = c.st
     if d.letter is None or st.mode != "forced" or len(st.calls) >= st.forced_k: return d
     r = min(max(c.q.r, 1), max(st.n_given, 1))
+    if c.q.family in ("nearest", "side", "between", "relation"):
+        a = c.image_for(c.q.r, c.q.motion) or r
+        for m in _CLOSER:
+            if not c.called(a, m):
+                return Decision(f"I must call the simulator {st.forced_k} times before answering ({len(st.calls)} so far). "
+                                f"I already think the answer is {d.letter}; I take a closer look at image {a}.", ref=a, motion=m)
     for m in ([c.q.motion] if c.q.motion else []) + _PROBES:
         if not c.called(r, m):
             return Decision(f"I must call the simulator {st.forced_k} times before answering ({len(st.calls)} so far). "
