@@ -284,6 +284,7 @@ class _Ctx:
         if m is None: return r if 1 <= r <= len(self.st.images) else None
         if self.q.rotation_layout and m.kind == "yaw" and m.value % 90 == 0 and r <= self.st.n_given:
             j = r + int(m.value // 90)
+            if self.st.n_given == 4: j = (j - 1) % 4 + 1        # four quarter turns close the circle
             if 1 <= j <= self.st.n_given: return j
         return self.st.imagined.get((r, m.kind, m.value))
 
@@ -402,10 +403,14 @@ def decide_view(c: _Ctx) -> Decision:
         if c.can_call and not c.called(q.r, q.motion): return c.call(q.r, q.motion, why)
     else: why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
     if (d := _predicted(c)) is not None: return Decision(why + " " + d.reasoning, letter=d.letter)
-    out = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given else set()
-    unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere() or v in out]
-    if q.family in ("relation",) or not unseen: return c.guess(list(q.options), why + " Without that view I cannot tell.")
-    return c.guess(unseen, why + f" The answer is probably something the given images do not show there: {', '.join(q.options[k] for k in unseen)}.")
+    unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere()]
+    if q.family == "relation": return c.guess(list(q.options), why + " Without that view I cannot tell.")
+    if unseen: return c.guess(unseen, why + f" The answer is probably something the given images do not show: {', '.join(q.options[k] for k in unseen)}.")
+    turned = q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given
+    gone = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if turned else set()
+    rest = [k for k, v in q.options.items() if v not in gone]      # what the turn moves out of view cannot be the answer
+    if gone and rest: return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
+    return c.guess(list(q.options), why + " Without that view I cannot tell.")
 
 # %% ../nbs/06b_expert.ipynb #d410b385
 _TURNS = {"to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}

@@ -264,7 +264,9 @@ def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tup
            ("agentic", EvalConfig(mode="agentic", simulator=cfg.simulator, **common))]
     extra = [*cfg.ladder, *([cfg.fill] if cfg.fill else []), *cfg.controls, *([cfg.ceiling] if cfg.ceiling else [])]
     for spec in dict.fromkeys(extra):
-        out.append((_folder(spec), EvalConfig(mode="agentic", simulator=spec, name=f"agentic {spec}", ids=viewpoint_ids, **common)))
+        c = EvalConfig(mode="agentic", simulator=spec, name=f"agentic {spec}", ids=viewpoint_ids, **common)
+        c.save_trajectories = False          # the report's examples come from the three headline runs
+        out.append((_folder(spec), c))
     return out
 
 # %% ../nbs/09b_report.ipynb #e14dm002
@@ -302,12 +304,13 @@ def paired_bootstrap(rows: list[dict], base_rows: list[dict], family: str | None
             "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
 
 def ladder_rows(runs: list[RunResult]) -> list[list[str]]:
-    "Rows: simulator, privileged?, perspective and hidden accuracy, calls per row (Agentic runs)."
-    out = [["simulator (agentic)", "reads the scene", "perspective", "hidden (control)", "calls/row"]]
+    "Rows: simulator, privileged?, perspective and hidden accuracy, calls per question on those two families (Agentic runs)."
+    out = [["simulator (agentic)", "reads the scene", "perspective", "hidden (control)", "calls/question"]]
     for r in runs:
         priv = "YES: privileged ceiling" if r.config.simulator.split("(")[0] in ("oracle", "perturbed") else "no"
-        out.append([r.config.simulator, priv, _fmt(_fam_acc(r.rows, ("perspective",))[0]), _fmt(_fam_acc(r.rows, ("hidden",))[0]),
-                    f"{r.metrics['calls_per_row']:.2f}"])
+        vp = [x for x in r.rows if x.get("family") in ("perspective", "hidden")]
+        calls = sum(x["n_tool_calls"] for x in vp) / len(vp) if vp else 0.0
+        out.append([r.config.simulator, priv, _fmt(_fam_acc(r.rows, ("perspective",))[0]), _fmt(_fam_acc(r.rows, ("hidden",))[0]), f"{calls:.2f}"])
     return out
 
 # %% ../nbs/09b_report.ipynb #55db8135
@@ -384,7 +387,7 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     say(f"synthetic bench: {len(_BENCH)} questions (seed {cfg.seed}; " + ", ".join(f"{fam.count(f)} {f}" for f in ("direct", "perspective", "hidden"))
         + f") in {secs['bench']:.1f}s")
     jobs = []
-    for name, ec in demo_configs(cfg, _VIEWPOINT.ids()):
+    for name, ec in demo_configs(cfg, _VIEWPOINT.ids):
         if cfg.fresh and (out / name / "config.json").exists(): shutil.rmtree(out / name)
         if ec.mode != "direct": ec.baseline = str((out / "direct").resolve())   # metrics.json gets the paired change
         jobs.append((name, ec, out / name))
