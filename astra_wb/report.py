@@ -253,7 +253,7 @@ class DemoResult:
     report: Path
     seconds: dict = field(default_factory=dict)
 
-def _folder(spec: str) -> str: return "agentic-" + re.sub(r"[^A-Za-z0-9.=-]+", "-", spec).strip("-")
+def _folder(spec: str) -> str: return "agentic-" + re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-")
 
 def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tuple[str, EvalConfig]]:
     "(folder name, EvalConfig) of every demo run: the three modes first, then Agentic on `viewpoint_ids` per simulator."
