@@ -81,7 +81,7 @@ def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None)
     extracted = extract_for(source, pred) if (pred is not None and s.options) else (pred.strip() if pred else None)
     return {"id": str(s.id), "index": index, "source": source, "category": s.category, "group": s.meta.get("group"),
             "setting": s.meta.get("setting"), "sub_benchmarks": s.meta.get("sub_benchmarks") or [],
-            "needs_imagination": s.meta.get("needs_imagination"), "answer": s.answer, "prediction": pred,
+            "needs_imagination": s.meta.get("needs_imagination"), "family": s.meta.get("family"), "answer": s.answer, "prediction": pred,
             "answer_source": where, "extracted": extracted, "agent_answer": traj.final_answer,
             "correct": _same(extracted, s.answer), "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
             "n_tool_calls": traj.n_tool_calls, "invalid_reasons": traj.invalid_reasons,
@@ -99,6 +99,7 @@ def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
     return {"id": str(sample.id), "index": index, "source": sample.meta.get("source", "synth"), "category": sample.category,
             "group": sample.meta.get("group"), "setting": sample.meta.get("setting"),
             "sub_benchmarks": sample.meta.get("sub_benchmarks") or [], "needs_imagination": sample.meta.get("needs_imagination"),
+            "family": sample.meta.get("family"),
             "answer": sample.answer, "prediction": None, "answer_source": None, "extracted": None, "agent_answer": None, "correct": False,
             "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0, "invalid_reasons": [], "timings": {},
             "trajectory": None, "error": f"{type(err).__name__}: {err}"}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 import numpy as np
+from fastcore.basics import patch
 from numba import njit
 from PIL import Image
 from .geometry import intrinsics as make_K, apply_motion, decompose, level_pose
@@ -20,10 +21,10 @@ from .scene import Scene, make_scene, render, sample_cameras
 # %% auto #0
 __all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
            'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
-           'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth',
-           'ReprojectSimulator', 'build_tiny_depth_model', 'jitter_colors', 'noisy_pose', 'PerturbedSimulator',
-           'call_key', 'CachedSimulator', 'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator',
-           'parse_motion_arg', 'cli_imagine']
+           'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth', 'noisy_depth',
+           'fill_rows', 'ReprojectSimulator', 'build_tiny_depth_model', 'jitter_colors', 'noisy_pose',
+           'PerturbedSimulator', 'call_key', 'CachedSimulator', 'BlankSimulator', 'CopySimulator', 'register_simulator',
+           'parse_spec', 'get_simulator', 'check_simulator', 'parse_motion_arg', 'cli_imagine']
 
 # %% ../nbs/05_simulators.ipynb #f757f064
 SIMULATOR_ERROR_REASONS = ("out_of_range", "out_of_bounds", "missing_context", "backend", "timeout")
@@ -124,8 +125,9 @@ class PosedSimulator:
 
 # %% ../nbs/05_simulators.ipynb #40bac42b
 class OracleSimulator(PosedSimulator):
-    "Renders the sample's synthetic scene (`sample.meta['scene']`) from the moved camera."
+    "Renders the sample's synthetic scene (`sample.meta['scene']`) from the moved camera: **privileged**, a ceiling only."
     name = "oracle"
+    privileged = True        # reads the whole scene, including what no given image shows
     supports_hidden = True   # can leave objects out (the perturbed wrapper's dropout)
     def __init__(self): self._scenes = {}
 
@@ -144,7 +146,7 @@ class OracleSimulator(PosedSimulator):
         W, H = ref.size
         f = render(scene, pose, K, W, H, hidden=hidden)
         inside = bool(((pose[:3, 3] > 0) & (pose[:3, 3] < scene.room_size)).all())
-        return Rendering(f.image, f.depth, None, {"outside_room": not inside} if not inside else {})
+        return Rendering(f.image, f.depth, None, {"privileged": True} | ({"outside_room": True} if not inside else {}))
 
 # %% ../nbs/05_simulators.ipynb #65b3a755
 def scene_sample(scene: Scene, poses=None, width: int = 256, height: int = 256, fov_deg: float = DEFAULT_FOV_DEG,
@@ -301,18 +303,60 @@ class MonocularDepth:
         if self.kind == "relative": d = (self.median_depth * np.median(d) / d).astype(np.float32)
         return np.clip(d, 0.05, 100.0)
 
+# %% ../nbs/05_simulators.ipynb #e14ld001
+def _view_rng(seed: int, sample, index: int, what: str) -> np.random.Generator:
+    "A generator fixed by (seed, sample, image, purpose): the same image is corrupted the same way on every call."
+    key = f"{seed}|{sample.id}|{index}|{what}"
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+
+def noisy_depth(depth: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    "Depth with a relative error of spread `amount`: a global scale error times a smooth 4x6 random field."
+    if amount <= 0: return depth
+    H, W = depth.shape
+    coarse = rng.normal(0, amount, (4, 6)).astype(np.float32)
+    field = np.asarray(Image.fromarray(coarse).resize((W, H), Image.BILINEAR))
+    return (depth * np.clip((1 + rng.normal(0, amount)) * (1 + field), 0.2, 5.0)).astype(np.float32)
+
+@njit(cache=True)
+def fill_rows(rgb, depth, mask):
+    "Fill holes in place from the nearest seen pixel of the same row (the farther surface on a tie); rows with none stay holes."
+    H, W = mask.shape
+    for v in range(H):
+        for u in range(W):
+            if not mask[v, u]: continue
+            best, bu = 1 << 30, -1
+            for k in range(1, W):
+                l, r = u - k, u + k
+                if l < 0 and r >= W: break
+                cands = 0
+                if l >= 0 and not mask[v, l]: bu, cands = l, 1
+                if r < W and not mask[v, r] and (cands == 0 or depth[v, r] > depth[v, l]): bu, cands = r, 1
+                if cands: break
+            if bu >= 0:
+                for c in range(3): rgb[v, u, c] = rgb[v, bu, c]
+                depth[v, u] = depth[v, bu]
+    return rgb
+
 # %% ../nbs/05_simulators.ipynb #5fb49f2c
 class ReprojectSimulator(PosedSimulator):
-    "Depth-based warping of the reference view (plus other posed RGB-D views); unseen pixels are holes."
+    "Depth-based warping of the reference view (plus other posed RGB-D views); unseen pixels are holes (or filled)."
     name = "reproject"
     needs_pose = False       # an unposed reference is its own world frame
 
     def __init__(self, depth_model: str | None = None, depth_kind: str = "metric", fov_deg: float = DEFAULT_FOV_DEG,
-                 use_context: bool = True, max_footprint: float = 4.0):
+                 use_context: bool = True, max_footprint: float = 4.0, depth_noise: float = 0.0, pose_noise: float = 0.0,
+                 max_views: int = 0, fill: bool = False, wrong_reference: float = 0.0, seed: int = 0):
         self.depth = MonocularDepth(depth_model, depth_kind) if depth_model else None
         self.fov_deg, self.use_context, self.max_footprint = fov_deg, use_context, max_footprint
-        given = dict(depth_model=depth_model, depth_kind=depth_kind, fov_deg=float(fov_deg), use_context=use_context, max_footprint=float(max_footprint))
-        defaults = dict(depth_model=None, depth_kind="metric", fov_deg=DEFAULT_FOV_DEG, use_context=True, max_footprint=4.0)
+        self.depth_noise, self.pose_noise, self.max_views = float(depth_noise), float(pose_noise), int(max_views)
+        self.fill, self.wrong_reference, self.seed = bool(fill), float(wrong_reference), int(seed)
+        if min(self.depth_noise, self.pose_noise, self.max_views) < 0 or not 0 <= self.wrong_reference <= 1:
+            raise ValueError("reproject: noise levels and max_views must be >= 0 and wrong_reference in [0, 1]")
+        given = dict(depth_model=depth_model, depth_kind=depth_kind, fov_deg=float(fov_deg), use_context=use_context,
+                     max_footprint=float(max_footprint), depth_noise=self.depth_noise, pose_noise=self.pose_noise,
+                     max_views=self.max_views, fill=self.fill, wrong_reference=self.wrong_reference, seed=self.seed)
+        defaults = dict(depth_model=None, depth_kind="metric", fov_deg=DEFAULT_FOV_DEG, use_context=True, max_footprint=4.0,
+                        depth_noise=0.0, pose_noise=0.0, max_views=0, fill=False, wrong_reference=0.0, seed=0)
         self.name = spec_name("reproject", **{k: v for k, v in given.items() if v != defaults[k]})
 
     def _with_depth(self, v: View) -> View:
@@ -324,16 +368,49 @@ class ReprojectSimulator(PosedSimulator):
         ref, motion, pose, K = super().target(sample, observations, reference_image, motion)
         return ref, motion, pose, ref.K_or_default(self.fov_deg)
 
-    def render_at(self, sample, observations, ref, pose, K, hidden=()) -> Rendering:
-        posed = ref.pose is not None
-        ref = self._with_depth(View(ref.index, ref.image, ref.pose if posed else UNPOSED, ref.K_or_default(self.fov_deg), ref.depth))
-        views = [ref]
-        if self.use_context and posed:
-            views += [View(v.index, v.image, v.pose, v.K_or_default(self.fov_deg), v.depth) for v in conversation_views(sample, observations)
-                      if v.index != ref.index and v.pose is not None and v.depth is not None]
-        W, H = ref.size
-        rgb, depth, mask = reproject_views(views, pose, K, W, H, self.max_footprint)
-        return Rendering(Image.fromarray(rgb), depth, mask, {"holes": round(float(mask.mean()), 4), "views_used": [v.index for v in views]})
+# %% ../nbs/05_simulators.ipynb #e14ld002
+@patch
+def _context(self: ReprojectSimulator, sample, observations, ref: View, pose) -> list[View]:
+    "The views to warp: the reference, then the other posed RGB-D views nearest the target (at most `max_views` in all)."
+    others = [v for v in conversation_views(sample, observations) if v.index != ref.index and v.pose is not None and v.depth is not None]
+    others.sort(key=lambda v: float(np.linalg.norm(v.pose[:3, 3] - pose[:3, 3])))
+    views = [ref] + (others if self.use_context and ref.pose is not None else [])
+    return views[:self.max_views] if self.max_views else views
+
+@patch
+def _corrupt(self: ReprojectSimulator, sample, v: View, is_ref: bool) -> View:
+    "The view as an imperfect pipeline knows it: noisy depth; for views other than the reference, a noisy pose."
+    depth = noisy_depth(np.asarray(v.depth, np.float32), _view_rng(self.seed, sample, v.index, "depth"), self.depth_noise)
+    pose = v.pose
+    if self.pose_noise and not is_ref:
+        pose = noisy_pose(v.pose, _view_rng(self.seed, sample, v.index, "pose"), self.pose_noise, 10 * self.pose_noise)
+    return View(v.index, v.image, pose, v.K_or_default(self.fov_deg), depth)
+
+@patch
+def render_at(self: ReprojectSimulator, sample, observations, ref, pose, K, hidden=()) -> Rendering:
+    posed = ref.pose is not None
+    ref = self._with_depth(View(ref.index, ref.image, ref.pose if posed else UNPOSED, ref.K_or_default(self.fov_deg), ref.depth))
+    views = [self._corrupt(sample, v, v.index == ref.index) for v in self._context(sample, observations, ref, pose)]
+    W, H = ref.size
+    rgb, depth, mask = reproject_views(views, pose, K, W, H, self.max_footprint)
+    meta = {"privileged": False, "holes": round(float(mask.mean()), 4), "views_used": [v.index for v in views]}
+    if self.fill and mask.any():
+        fill_rows(rgb, depth, mask)
+        meta["filled"] = meta["holes"]
+        mask = np.zeros_like(mask)
+    return Rendering(Image.fromarray(rgb), depth, mask, meta)
+
+@patch
+def imagine(self: ReprojectSimulator, sample, observations, reference_image, motion) -> Observation:
+    ref, motion, pose, K = self.target(sample, observations, reference_image, motion)
+    applied = ref
+    others = [v for v in conversation_views(sample, observations)[:len(sample.images)] if v.index != ref.index and v.pose is not None]
+    if self.wrong_reference and others and ref.pose is not None:
+        rng = _call_rng(self.seed, sample, observations, reference_image, motion)
+        if rng.random() < self.wrong_reference: applied = others[int(rng.integers(len(others)))]
+    r = self.render_at(sample, observations, ref, motion.apply(applied.pose) if applied is not ref else pose, K)
+    if applied is not ref: r.meta["applied_to"] = applied.index      # the claimed pose stays the asked one
+    return self.observation(sample, observations, ref, motion, r, pose, K)
 
 # %% ../nbs/05_simulators.ipynb #39b83a73
 def build_tiny_depth_model(folder, depth_estimation_type: str = "metric", image_size: int = 56,
@@ -373,6 +450,7 @@ class PerturbedSimulator:
     def __init__(self, inner, pose_noise: float = 0.0, rot_noise: float | None = None, dropout: float = 0.0,
                  color_jitter: float = 0.0, seed: int = 0):
         self.inner = inner
+        self.privileged = bool(getattr(inner, "privileged", False))   # privileged iff what it wraps is
         self.pose_noise, self.dropout, self.color_jitter, self.seed = float(pose_noise), float(dropout), float(color_jitter), int(seed)
         self.rot_noise = 25.0 * self.pose_noise if rot_noise is None else float(rot_noise)
         if min(self.pose_noise, self.rot_noise, self.dropout, self.color_jitter) < 0 or self.dropout > 1:
@@ -385,7 +463,7 @@ class PerturbedSimulator:
         if isinstance(self.inner, PosedSimulator):
             ref, motion, pose, K = self.inner.target(sample, observations, reference_image, motion)
             true_pose = noisy_pose(pose, rng, self.pose_noise, self.rot_noise)
-            n_obj = len(((sample.meta or {}).get("scene") or {}).get("objects", [])) if getattr(self.inner, "supports_hidden", False) else 0
+            n_obj = len(((sample.meta or {}).get("scene") or {}).get("objects", [])) if self.privileged and getattr(self.inner, "supports_hidden", False) else 0
             hidden = [i for i in range(n_obj) if rng.random() < self.dropout]
             obs = self.inner.observation(sample, observations, ref, motion, self.inner.render_at(sample, observations, ref, true_pose, K, hidden), pose, K)
             obs.meta |= {"true_pose": np.round(true_pose, 6).tolist(), "dropped": hidden}
@@ -418,12 +496,12 @@ def _digest(obj) -> bytes:
         except TypeError: pass                                              # not weak-referenceable: not memoised
     return d
 
-def call_key(inner_name: str, sample, observations, reference_image: int, motion: Motion) -> str:
-    "Content hash of a simulator call: the simulator, every context image and its geometry, the scene, the reference and the motion."
+def call_key(inner_name: str, sample, observations, reference_image: int, motion: Motion, privileged: bool = False) -> str:
+    "Content hash of a simulator call: the simulator, every context image and its geometry, the reference, the motion (and the scene, for a privileged one)."
     h = hashlib.blake2b(f"{inner_name}|{reference_image}|{motion.kind}|{motion.value}|{len(sample.images)}".encode(), digest_size=16)
     for v in conversation_views(sample, observations):
         for a in (v.image, v.pose, v.K, v.depth): h.update(_digest(a))
-    h.update(json.dumps((sample.meta or {}).get("scene"), sort_keys=True).encode())
+    if privileged: h.update(json.dumps((sample.meta or {}).get("scene"), sort_keys=True).encode())   # only the oracle may look
     return h.hexdigest()
 
 # %% ../nbs/05_simulators.ipynb #6169ca6f
@@ -434,10 +512,11 @@ class CachedSimulator:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._mem, self.hits, self.misses = OrderedDict(), 0, 0
         self.name = spec_name("cached", inner.name)
+        self.privileged = bool(getattr(inner, "privileged", False))
 
     def imagine(self, sample, observations, reference_image, motion) -> Observation:
         reference_view(sample, observations, reference_image); checked_motion(motion)     # errors are never cached
-        key = call_key(self.inner.name, sample, observations, reference_image, motion)
+        key = call_key(self.inner.name, sample, observations, reference_image, motion, self.privileged)
         obs = self._mem.get(key) or (self._load(key) if self.cache_dir else None)
         if obs is None:
             self.misses += 1
@@ -476,11 +555,26 @@ def _load(self, key: str) -> Observation | None:
 
 CachedSimulator._save, CachedSimulator._load = _save, _load
 
+# %% ../nbs/05_simulators.ipynb #e14ct002
+class BlankSimulator(PosedSimulator):
+    "Control: a uniform grey image for every call (no information)."
+    name = "blank"
+    needs_pose = False
+    def render_at(self, sample, observations, ref, pose, K, hidden=()) -> Rendering:
+        return Rendering(Image.new("RGB", ref.size, (128, 128, 128)), None, None, {"privileged": False, "control": "blank"})
+
+class CopySimulator(PosedSimulator):
+    "Control: the reference image unchanged (a simulator that ignores the motion)."
+    name = "copy"
+    needs_pose = False
+    def render_at(self, sample, observations, ref, pose, K, hidden=()) -> Rendering:
+        return Rendering(ref.image.convert("RGB").copy(), None, None, {"privileged": False, "control": "copy"})
+
 # %% ../nbs/05_simulators.ipynb #b2ee604d
 SIMULATORS: dict[str, str | type] = {   # built-ins are classes of this module; others 'module:Class', imported on use
     "oracle": OracleSimulator, "reproject": ReprojectSimulator, "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
     "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": PerturbedSimulator, "cached": CachedSimulator}
+    "perturbed": PerturbedSimulator, "cached": CachedSimulator, "blank": BlankSimulator, "copy": CopySimulator}
 WRAPPERS = {"perturbed", "cached"}
 
 def register_simulator(name: str, target: str | type, wrapper: bool = False):
