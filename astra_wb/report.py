@@ -240,6 +240,7 @@ class DemoConfig:
     fill: str = "reproject(fill=true)"       # the headline simulator with hole filling on ("" to skip)
     controls: tuple = ("blank", "copy")      # uninformative tool replies, run beside the gain
     ceiling: str = "oracle"                  # the privileged ceiling (reads the whole scene; "" to skip)
+    misleading: str = "reproject(wrong_reference=0.5)"   # a simulator that is confidently wrong at times: Forced vs Agentic ("" to skip)
     batch_size: int = 50                     # samples per rollout call
     save_trajectories: bool = True           # write trajectories (needed for the report's examples and the app)
     workers: int = 2                         # runs in parallel (forked processes sharing the generated bench)
@@ -265,6 +266,11 @@ def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tup
            (f"forced{cfg.forced_k}", EvalConfig(mode="forced", simulator=cfg.simulator, **common)),
            ("agentic", EvalConfig(mode="agentic", simulator=cfg.simulator, **common))]
     extra = [*cfg.ladder, *([cfg.fill] if cfg.fill else []), *cfg.controls, *([cfg.ceiling] if cfg.ceiling else [])]
+    if cfg.misleading:
+        for mode in ("forced", "agentic"):
+            c = EvalConfig(mode=mode, simulator=cfg.misleading, name=f"{mode} {cfg.misleading}", **common)
+            c.save_trajectories = False
+            out.append((f"{mode}-" + _folder(cfg.misleading)[len("agentic-"):], c))
     for spec in dict.fromkeys(extra):
         c = EvalConfig(mode="agentic", simulator=spec, name=f"agentic {spec}", ids=viewpoint_ids, **common)
         c.save_trajectories = False          # the report's examples come from the three headline runs
@@ -367,9 +373,17 @@ def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str]:
     for f in ("direct", "perspective", "hidden"):
         iv[f"forced({cfg.forced_k}) - direct, {f}"] = paired_bootstrap(forced.rows, direct.rows, f, seed=cfg.seed)
     mono = all(b <= a for a, b in zip(ladder_persp, ladder_persp[1:]))
+    mis = []
+    if cfg.misleading:
+        mf, ma = runs[f"forced {cfg.misleading}"], runs[f"agentic {cfg.misleading}"]
+        mis = ["", f"With a simulator that is confidently wrong at times ({cfg.misleading}: the motion applied to another given image)",
+               format_table(family_rows([direct, mf, ma]))]
+        for f in ("direct", "perspective"):
+            iv[f"forced({cfg.forced_k}) - direct, {f}, misleading"] = paired_bootstrap(mf.rows, direct.rows, f, seed=cfg.seed)
+            iv[f"agentic - direct, {f}, misleading"] = paired_bootstrap(ma.rows, direct.rows, f, seed=cfg.seed)
     d_p, d_h = _fam_acc(direct.rows, ("perspective",))[0], _fam_acc(direct.rows, ("hidden",))[0]
     text = "\n".join([f"Exact match (%) by evidence family; expert policy, simulator {cfg.simulator} (non-privileged); change against Direct in brackets",
-                      format_table(fams), "", *[_interval_text(k, v) for k, v in iv.items()], "",
+                      format_table(fams), *mis, "", *[_interval_text(k, v) for k, v in iv.items()], "",
                       "Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators (best first)",
                       format_table(ladder + [["---"] * 5] + others + [["direct (no simulator)", "no", _fmt(d_p), _fmt(d_h), "0.00"]]),
                       f"perspective accuracy along the ladder: {' -> '.join(_fmt(a) for a in ladder_persp)} "
@@ -435,14 +449,16 @@ def cli_demo(argv: list[str]) -> int:
     ap.add_argument("--fill", default=d.fill, help=h("fill"))
     ap.add_argument("--controls", nargs="*", default=list(d.controls), help=h("controls"))
     ap.add_argument("--ceiling", default=d.ceiling, help=h("ceiling"))
+    ap.add_argument("--misleading", default=d.misleading, help=h("misleading"))
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=h("batch_size"))
     ap.add_argument("--no-trajectories", action="store_true", help="do not save trajectories (faster; the report shows none)")
     ap.add_argument("--workers", type=int, default=d.workers, help=h("workers"))
     ap.add_argument("--fresh", action="store_true", help="delete this demo's earlier run folders in --out first")
     a = ap.parse_args(argv)
     cfg = DemoConfig(out=a.out, n=a.n, seed=a.seed, policy=a.policy, simulator=a.simulator, forced_k=a.forced_k,
-                     ladder=tuple(a.ladder), fill=a.fill, controls=tuple(a.controls), ceiling=a.ceiling, batch_size=a.batch_size,
-                     save_trajectories=not a.no_trajectories, workers=a.workers, fresh=a.fresh)
+                     ladder=tuple(a.ladder), fill=a.fill, controls=tuple(a.controls), ceiling=a.ceiling,
+                     misleading=a.misleading, batch_size=a.batch_size, save_trajectories=not a.no_trajectories,
+                     workers=a.workers, fresh=a.fresh)
     try: run_demo(cfg)
     except (ValueError, KeyError) as e:
         hint = " (rerun with --fresh to replace the earlier demo, or pick another --out)" if "different run" in str(e) else ""

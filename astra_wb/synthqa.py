@@ -463,8 +463,8 @@ VIEW_FAMILIES = {"cam_reg": cam_reg_question, "cam_cam": cam_cam_question, "moti
 # %% ../nbs/04_synthqa.ipynb #035395ee
 SCHEDULE = ("cam_obj", "obj_obj", "cam_cam", "cam_reg", "obj_reg", "reg_reg", "motion", "rotation", "around", "among")
 _LAYOUT_FAMILIES = {"rotation": ("cam_obj",), "around": ("obj_obj", "cam_obj"), "among": ("cam_obj", "obj_obj")}
-FAMILY_CYCLE = {"cam_reg": ("direct", "perspective"), "cam_cam": ("direct",), "motion": ("direct",)}   # see below
-OBJECT_CYCLE = ("direct", "perspective", "hidden", "perspective", "direct")   # 2:2:1; hidden is the control
+FAMILY_CYCLE = {"cam_reg": ("perspective", "direct"), "cam_cam": ("direct",), "motion": ("direct",)}   # see below
+OBJECT_CYCLE = ("perspective", "direct", "hidden", "direct", "perspective")   # 2:2:1; hidden is the control
 
 def _queries(poses, r: int, layout: str, want: str, rng) -> list:
     "(reference, motion, stated) candidates for a wanted family."
