@@ -143,3 +143,28 @@ def test_bagel_export_reads_like_bagels_edit_reader(wm, tmp_path):
 def test_bagel_export_of_an_empty_folder_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no wm_data shards"):
         export_bagel(tmp_path, tmp_path / "out")
+
+
+class _GuardedMeta(dict):
+    "A meta whose 'scene' entry raises when read (keys may be listed, the value may not be read)."
+    def __getitem__(self, k):
+        if k == "scene": raise AssertionError("meta['scene'] was read")
+        return super().__getitem__(k)
+    def get(self, k, default=None):
+        if k == "scene": raise AssertionError("meta.get('scene') was read")
+        return super().get(k, default)
+    def __iter__(self): return iter(list(super().keys()))
+    def items(self): return [(k, self[k]) for k in self]
+    def values(self): return [self[k] for k in self]
+    def copy(self): return {k: self[k] for k in self}
+
+
+def test_learned_simulator_never_reads_the_scene_and_is_not_privileged(run):
+    s = scene_sample(make_scene(3), width=64, height=48, n_views=3)
+    s.meta = _GuardedMeta(s.meta)
+    sim = get_simulator(f"learned:{run / 'tuned'}")
+    assert not getattr(sim, "privileged", False)
+    obs = sim.imagine(s, [], 1, Motion("yaw", -40))
+    sim.imagine(s, [obs], 4, Motion("forward", 0.5))                 # chaining too
+    with pytest.raises(AssertionError, match="scene"):                 # the guard itself works
+        get_simulator("oracle").imagine(s, [], 1, Motion("yaw", -40))

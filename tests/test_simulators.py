@@ -38,14 +38,22 @@ def sample():
     return scene_sample(make_scene(5), width=96, height=72, n_views=3, seed=2)
 
 
-def _spec(name, stub_url):
+@pytest.fixture(scope="module")
+def learned_checkpoint(tmp_path_factory):
+    "A tiny untrained learned-simulator checkpoint: conformance is about the interface, not the weights."
+    from astra_wb.learned_sim import LearnedSim, LearnedSimConfig
+    return str(LearnedSim(LearnedSimConfig(base=4, levels=2)).save_pretrained(tmp_path_factory.mktemp("learned") / "m"))
+
+
+def _spec(name, stub_url, checkpoint=None):
     if name == "vllm-omni": return f"vllm-omni:{stub_url}"
+    if name == "learned": return f"learned:{checkpoint}"
     return f"{name}(oracle)" if name in WRAPPERS else name
 
 
 @pytest.mark.parametrize("name", sorted(SIMULATORS))
-def test_every_registered_backend_conforms(name, stub_url, sample):
-    sim = get_simulator(_spec(name, stub_url))
+def test_every_registered_backend_conforms(name, stub_url, sample, learned_checkpoint):
+    sim = get_simulator(_spec(name, stub_url, learned_checkpoint))
     obs = check_simulator(sim, sample)
     assert obs.image.size == (96, 72)
 
