@@ -883,6 +883,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'astra_wb.tune_wm.load_state': ('tune_wm.html#load_state', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm.pair_examples': ('tune_wm.html#pair_examples', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm.pick_cases': ('tune_wm.html#pick_cases', 'astra_wb/tune_wm.py'),
+                                  'astra_wb.tune_wm.reference_only': ('tune_wm.html#reference_only', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm.resize_frame': ('tune_wm.html#resize_frame', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm.save_state': ('tune_wm.html#save_state', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm.side_by_side': ('tune_wm.html#side_by_side', 'astra_wb/tune_wm.py'),
