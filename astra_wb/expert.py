@@ -95,7 +95,8 @@ _PATTERNS = [
     ("side", _QP + rf", which of these objects (?:appears|would appear) to the (?P<side>left|right) of the (?P<a>{_NAME})\?"),
     ("between", _QP + rf", which of these objects (?:appears|would appear) between the (?P<a>{_NAME}) and the (?P<b>{_NAME})\?"),
     ("relation", _QP + rf", where (?:is|would) the area around the (?P<a>{_NAME})(?: be)? relative to the area around the (?P<b>{_NAME})\?"),
-    ("unstated", r"Standing at the viewpoint of image (?P<r>\d+), which of these objects is directly (?P<where>behind you|to your left|to your right)\?"),
+    ("unstated", r"Standing at the viewpoint of image (?P<r>\d+), which of these objects is directly "
+                 r"(?P<where>behind you|to your left|to your right)\?"),
     ("cam_reg", r"Standing at the viewpoint of image (?P<r>\d+), in which direction is the area shown in image (?P<k>\d+)\?"),
     ("cam_cam", r"Image (?P<k>\d+) was taken after the camera of image (?P<r>\d+) moved (?P<d>[\d.]+) meters? in one direction without turning"),
     ("motion", r"Image (?P<k>\d+) was taken from the same position as image (?P<r>\d+) after the camera turned"),
@@ -128,7 +129,8 @@ def parse_question(text: str) -> Question:
         q = Question(fam, opts, rotation_layout=rot, text=text)
         if fam == "unstated":   # plan the query: what lies behind / left / right of a camera is a turn away
             q.family, q.r, q.planned = "nearest", int(g["r"]), True
-            q.motion = {"behind you": Motion("yaw", 180), "to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}[g["where"]]
+            turns = {"behind you": 180, "to your left": -90, "to your right": 90}
+            q.motion = Motion("yaw", turns[g["where"]])
             return q
         if "r1" in g:
             q.r = int(g["r1"] or g["r2"])
@@ -353,7 +355,8 @@ def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -
     out = {}
     for k, b in blobs.items():
         az = math.degrees(math.atan((b.cu - W / 2) / f)) - yaw
-        if abs(az) < fov_deg / 2 - 2: out[k] = Blob(b.count, col(b.cu), b.vmax, b.cv, col(b.umin), col(b.umax), b.edge, b.left_cut, b.right_cut)
+        if abs(az) < fov_deg / 2 - 2:
+            out[k] = Blob(b.count, col(b.cu), b.vmax, b.cv, col(b.umin), col(b.umax), b.edge, b.left_cut, b.right_cut)
     return out
 
 def _predicted(c: _Ctx) -> Decision | None:
@@ -361,7 +364,8 @@ def _predicted(c: _Ctx) -> Decision | None:
     q = c.q
     if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90: return None
     pred = rotated(c.det(q.r), q.motion.value, c.W)
-    d = _read_view(c, None, pred, f"image {q.r} turned {q.motion.value:+g} degrees (predicted: a turn in place shifts every direction equally)")
+    how = f"image {q.r} turned {q.motion.value:+g} degrees (predicted: a turn in place shifts every direction equally)"
+    d = _read_view(c, None, pred, how)
     return d
 
 def hole_share(image) -> float:
@@ -387,12 +391,15 @@ def _closer_look(c: _Ctx, i: int) -> int | None:
 def decide_view(c: _Ctx) -> Decision:
     q = c.q
     what = f"image {q.r}" if q.motion is None else f"image {q.r} after I {q.motion.instruction()}"
-    if q.planned: what += f" (the question asks what is {dict(zip((-90.0, 90.0, 180.0), ('to my left', 'to my right', 'behind me')))[q.motion.value]}: that view)"
+    if q.planned:   # the question named no motion: say which view it means
+        side = {-90.0: "to my left", 90.0: "to my right", 180.0: "behind me"}[q.motion.value]
+        what += f" (the question asks what is {side}: that view)"
     i = c.image_for(q.r, q.motion)
     if i is not None and (d := _read_view(c, i)) is not None:
         if c.st.mode != "forced" and i > c.st.n_given and (g := _hole_doubt(c, i)) is not None: return g
         if c.st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
-            e.reasoning = f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects larger, so I trust it. " + e.reasoning
+            e.reasoning = (f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects "
+                           f"larger, so I trust it. " + e.reasoning)
             return e
         if q.motion is not None and i <= c.st.n_given and i != q.r:
             d.reasoning = f"The images turn 90 degrees to the right one after another, so the view from {what} is image {i}. " + d.reasoning
