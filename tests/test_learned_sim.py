@@ -69,8 +69,8 @@ def test_imagined_view_does_not_read_the_scene(run):
 
 
 def test_training_lowers_the_loss(wm):
-    "Forty steps at tiny size: the L1 on the tuning examples falls well below the untrained model's (the held-out
-    curves of a real run are in the tune_wm notebook)."
+    """Forty steps at tiny size: the L1 on the tuning examples falls well below the untrained model's (the held-out
+    curves of a real run are in the tune_wm notebook)."""
     samples = read_wm_data(wm)
     cfg = TuneConfig(size=32, batch_size=4)
     ex = build_examples(samples, cfg, TINY, "tuned")
