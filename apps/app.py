@@ -39,9 +39,13 @@ def safe_path(root, name, what: str = "entry") -> Path:
     if (not name or "\x00" in name or os.path.isabs(name) or name.startswith(("~", "\\")) or ":" in name
             or any(p in ("..", ".") for p in parts) or "\\" in name):
         raise PathError(f"{what} {name!r} is not a name inside the configured root")
-    p = (root / name).resolve()
-    if not p.is_relative_to(root) or not p.exists(): raise PathError(f"{what} {name!r} not found")
-    return p
+    from astra_wb.safeio import SafeIOError, resolve_under
+    try: p = resolve_under(root, name)   # also refuses what pathlib would raise on (too long, a symlink loop)
+    except SafeIOError: raise PathError(f"{what} {name!r} not found") from None
+    try:
+        if p.exists(): return p
+    except (OSError, ValueError): pass
+    raise PathError(f"{what} {name!r} not found")
 
 def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> list[str]:
     "Relative names under `root` (down to `depth` levels) that stay inside it; runs: folders with trajectories or results."
@@ -52,7 +56,9 @@ def list_names(root, runs: bool = False, depth: int = 1, limit: int = 500) -> li
         nxt = []
         for d in level:
             for p in sorted(d.iterdir()):
-                if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
+                try:
+                    if p.name.startswith(".") or not p.resolve().is_relative_to(real): continue
+                except (OSError, RuntimeError, ValueError): continue   # a symlink loop, a name too long: not listed
                 if runs and not (p.is_dir() and ((p / "trajectories").is_dir() or (p / "results.jsonl").exists())): continue
                 out.append(p.relative_to(root).as_posix())
                 if p.is_dir(): nxt.append(p)
@@ -101,10 +107,14 @@ def pick_sample(settings: Settings, kind: str, folder: str, seed, index) -> Samp
         return bench[index % len(bench)]
     from astra_wb.benchmarks import BenchmarkError
     path = safe_path(settings.data_root, folder, "benchmark folder")
-    try: bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+    try:   # building a sample reads its images: refused paths and bad files are errors too
+        bench = _benchmark(_choice(kind, BENCHMARK_KINDS, "benchmark"), str(path))
+        files_root = getattr(bench, "image_root", None) or getattr(bench, "root", None)   # MindCube may look up two folders
+        if files_root is not None and not Path(files_root).resolve().is_relative_to(Path(settings.data_root).resolve()):
+            raise gr.Error(f"benchmark folder {folder!r}: its images would be read from outside the data root")
+        if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
+        return bench[index % len(bench)]
     except BenchmarkError as e: raise gr.Error(str(e).replace(str(Path(settings.data_root).resolve()), "<data>")) from None
-    if not len(bench): raise gr.Error(f"benchmark folder {folder!r} holds no samples")
-    return bench[index % len(bench)]
 
 def upload_sample(files, max_mb: int) -> Sample:
     "A sample of uploaded images (no poses: only image-based simulators apply)."
@@ -259,7 +269,10 @@ def runs_show(settings: Settings, st, filt, pos):
     head = f"{st['run']}: {pos + 1} / {len(shown)} ({filt}) · {row.get('id')}"
     if not row.get("trajectory"): return st, pos, head, f"<pre>{viz.html.escape(str(row.get('error') or 'no trajectory saved'))}</pre>"
     folder = safe_path(settings.runs_root, f"{st['run']}/{row['trajectory']}", "trajectory")
-    return st, pos, head, viz.trajectory_html(load_trajectory(folder))
+    from astra_wb.protocol import ProtocolError
+    try: traj = load_trajectory(folder)
+    except ProtocolError as e: raise gr.Error(str(e).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
+    return st, pos, head, viz.trajectory_html(traj)
 
 def runs_step(settings: Settings, st, filt, pos, delta: int):
     return runs_show(settings, st, filt, int(pos or 0) + delta)
@@ -302,7 +315,10 @@ def ann_next(settings, st):
             raise gr.Error(f"{item.trajectory}: its folder is outside the runs root; skipped")
         cur = s.current(st["annotator"], item.trajectory)
     st = {**st, "item": item.trajectory, "base": cur.version if cur else 0, "event": uuid.uuid4().hex}
-    return st, f"Labelling **{item.trajectory}** ({item.n_labelled}/{item.required} annotators so far).", viz.trajectory_html(item.load())
+    from astra_wb.protocol import ProtocolError
+    try: traj = item.load()
+    except ProtocolError as e: raise gr.Error(str(e).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
+    return st, f"Labelling **{item.trajectory}** ({item.n_labelled}/{item.required} annotators so far).", viz.trajectory_html(traj)
 
 def ann_save(settings, st, label, subtags, note, turn):
     from astra_wb.annotate import LabelConflict, LabelError
@@ -514,9 +530,11 @@ def main(argv: list[str] | None = None) -> int:
             try: sock.bind((s.app_host, int(s.app_port)))
             except OSError as e:
                 print(f"astra-wb app: cannot listen on {s.app_host}:{s.app_port} ({e.strerror}); pick another --port", file=sys.stderr); return 2
-    create_app(s).queue(default_concurrency_limit=2).launch(
+    from astra_wb.serve import app_kwargs, limit_handlers
+    # handlers get a time limit; with auth, AuthGate answers every unauthenticated request before Gradio does
+    limit_handlers(create_app(s), s.app_timeout_s).queue(default_concurrency_limit=2).launch(
         server_name=s.app_host, server_port=int(s.app_port), auth=auth, max_file_size=f"{int(s.max_upload_mb)}mb",
-        css=CSS, share=False, inbrowser=False, show_error=True, ssr_mode=False)
+        css=CSS, share=False, inbrowser=False, show_error=True, ssr_mode=False, app_kwargs=app_kwargs())
     return 0
 
 if __name__ == "__main__": sys.exit(main())

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from itertools import combinations
 from pathlib import Path
 from fastcore.basics import patch
+from .safeio import SafeIOError, iter_jsonl, read_json
 
 # %% auto #0
 __all__ = ['TAXONOMY', 'LABELS', 'SUBTAG_TITLES', 'MAX_NOTE', 'SCHEMA_VERSION', 'SCHEMA', 'Category', 'label_choices',
@@ -156,27 +157,38 @@ def krippendorff_alpha(data: list[list]) -> float:
 
 # %% ../nbs/15_annotate.ipynb #86e9746f
 SCHEMA_VERSION = 1
-SCHEMA = [
-    """CREATE TABLE trajectories(id TEXT PRIMARY KEY, path TEXT, run TEXT, n_turns INTEGER,
+SCHEMA = [   # IF NOT EXISTS: creating it twice (two first opens at once) is harmless
+    """CREATE TABLE IF NOT EXISTS trajectories(id TEXT PRIMARY KEY, path TEXT, run TEXT, n_turns INTEGER,
         bucket REAL NOT NULL, required INTEGER NOT NULL, n_done INTEGER NOT NULL DEFAULT 0, added REAL NOT NULL)""",
-    "CREATE INDEX open_items ON trajectories(n_done DESC, added) WHERE n_done < required",
-    """CREATE TABLE events(seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    "CREATE INDEX IF NOT EXISTS open_items ON trajectories(n_done DESC, added) WHERE n_done < required",
+    """CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
         annotator TEXT NOT NULL, trajectory TEXT NOT NULL REFERENCES trajectories(id), label TEXT NOT NULL,
         subtags TEXT NOT NULL, note TEXT NOT NULL, turn INTEGER, version INTEGER NOT NULL CHECK(version >= 1),
         time REAL NOT NULL, UNIQUE(annotator, trajectory, version))""",
-    "CREATE INDEX events_by_trajectory ON events(trajectory, annotator)",
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'label events are append-only'); END",
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'label events are append-only'); END",
-    """CREATE VIEW current_labels AS SELECT * FROM events e WHERE version =
+    "CREATE INDEX IF NOT EXISTS events_by_trajectory ON events(trajectory, annotator)",
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'label events are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'label events are append-only'); END",
+    """CREATE VIEW IF NOT EXISTS current_labels AS SELECT * FROM events e WHERE version =
         (SELECT MAX(version) FROM events x WHERE x.annotator = e.annotator AND x.trajectory = e.trajectory)""",
-    """CREATE TABLE leases(trajectory TEXT NOT NULL REFERENCES trajectories(id), annotator TEXT NOT NULL,
+    """CREATE TABLE IF NOT EXISTS leases(trajectory TEXT NOT NULL REFERENCES trajectories(id), annotator TEXT NOT NULL,
         expires REAL NOT NULL, PRIMARY KEY(trajectory, annotator))""",
-    "CREATE TABLE skips(annotator TEXT NOT NULL, trajectory TEXT NOT NULL, PRIMARY KEY(annotator, trajectory))",
-    "CREATE TABLE annotators(name TEXT PRIMARY KEY, created REAL NOT NULL)",
-    "CREATE TABLE config(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS skips(annotator TEXT NOT NULL, trajectory TEXT NOT NULL, PRIMARY KEY(annotator, trajectory))",
+    "CREATE TABLE IF NOT EXISTS annotators(name TEXT PRIMARY KEY, created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS config(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
 
 # %% ../nbs/15_annotate.ipynb #b526a1b5
+def _retry_locked(fn, timeout_s: float):
+    "`fn()`, retried while SQLite says locked or busy, up to `timeout_s`."
+    # Switching a new file to WAL takes an exclusive lock; two first opens that both read the header first
+    # would deadlock, so SQLite answers one of them "database is locked" at once, without its busy handler.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try: return fn()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline: raise
+            time.sleep(random.uniform(0.001, 0.01))
+
 class LabelStore:
     "The annotators' label store: one SQLite file (WAL, synchronous=FULL), every write in BEGIN IMMEDIATE."
     def __init__(self, path, busy_timeout_s: float = 30.0, clock=time.time):
@@ -186,12 +198,13 @@ class LabelStore:
         try:
             db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0], busy_timeout_s)
         except sqlite3.DatabaseError as e: raise LabelError(f"{self.path}: cannot open as a label store: {e}") from e
         if mode.lower() != "wal": raise LabelError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
         db.execute("PRAGMA synchronous = FULL"); db.execute("PRAGMA foreign_keys = ON")
         self._db = db
-        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION: return   # opening is read-only
+        if _retry_locked(lambda: db.execute("PRAGMA user_version").fetchone()[0], busy_timeout_s) == SCHEMA_VERSION:
+            return   # opening is read-only
         with self._write() as c:
             v = c.execute("PRAGMA user_version").fetchone()[0]
             if v > SCHEMA_VERSION: raise LabelError(f"{self.path}: label store schema v{v} is newer than this code (v{SCHEMA_VERSION})")
@@ -275,8 +288,8 @@ def configure(self: LabelStore, **changes) -> AssignConfig:
 # %% ../nbs/15_annotate.ipynb #aecc5c56
 def _n_turns(folder: Path) -> int | None:
     "Number of turns in a saved trajectory, when its JSON says (used to check `turn`)."
-    try: turns = json.loads((folder / "trajectory.json").read_text()).get("turns")
-    except (OSError, ValueError, AttributeError): return None
+    try: turns = read_json(folder, "trajectory.json").get("turns")   # a regular file inside the folder, bounded
+    except (SafeIOError, AttributeError): return None
     return len(turns) if isinstance(turns, list) else None
 
 @patch
@@ -548,18 +561,16 @@ def _traj_row(d: dict, where: str) -> tuple:
 def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
     "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
     trajs, evs = [], []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            where = f"{path}:{n}"
-            if not raw.strip(): continue
-            try: d = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e: raise LabelError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-            except ValueError as e: raise LabelError(f"{where}: not valid JSON ({e})") from None
-            if not isinstance(d, dict): raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
-            kind = d.pop("type", None)
-            if kind == "trajectory": trajs.append(_traj_row(d, where))
-            elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
-            else: raise _err(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
+    path = Path(path)
+    try: lines = list(iter_jsonl(path.parent, path.name, str(path)))   # bounded: depth, integer size, line size
+    except SafeIOError as e: raise LabelError(str(e)) from None
+    for n, d in lines:
+        where = f"{path}:{n}"
+        if not isinstance(d, dict): raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        kind = d.pop("type", None)
+        if kind == "trajectory": trajs.append(_traj_row(d, where))
+        elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
+        else: raise _err(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
     return trajs, evs
 
 # %% ../nbs/15_annotate.ipynb #0f09bb43

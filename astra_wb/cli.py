@@ -24,6 +24,7 @@ class Settings:
     app_port: int = 7860                    # the app's port
     app_auth: str = ""                      # "user:password[,user2:password2]"; empty = no auth
     max_upload_mb: int = 20                 # upload size limit for the app
+    app_timeout_s: int = 300                # the app stops waiting for a request handler after this long
 
 # %% ../nbs/16_cli.ipynb #050580c8
 def _coerce(field, value: str):

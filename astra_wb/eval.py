@@ -8,15 +8,18 @@ import argparse, dataclasses, json, os, re, sys, time, hashlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
+from .safeio import SafeIOError, check_name, check_value, loads, read_bytes, read_json
 from .protocol import Answer, Invalid, Invoke, Trajectory, save_trajectory, load_trajectory
 from .benchmarks import (Benchmark, SynthBench, get_benchmark, extract_for, MMSI_GROUPS, MMSI_CATEGORIES,
                                  MINDCUBE_SETTINGS, MINDCUBE_EXCLUDED_FROM_OVERALL)
+from .official import LLMChoiceExtractor, official_correct, official_scored
 
 # %% auto #0
-__all__ = ['EvalConfig', 'traj_dirname', 'predicted_text', 'result_row', 'lean_trajectory', 'error_row', 'compute_metrics',
-           'paired_delta', 'RunError', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run',
-           'write_metrics', 'RunResult', 'open_benchmark', 'agent_config', 'run_eval', 'load_run', 'format_metrics',
-           'cli_eval', 'cli_report', 'cli_demo']
+__all__ = ['OFFICIAL_SOURCES', 'ROW_FIELDS', 'EvalConfig', 'traj_dirname', 'predicted_text', 'raw_response', 'official_score',
+           'result_row', 'lean_trajectory', 'error_row', 'score_tables', 'compute_metrics', 'paired_delta', 'RunError',
+           'check_row', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run', 'write_metrics', 'RunResult',
+           'open_benchmark', 'agent_config', 'config_from_dict', 'run_eval', 'load_run', 'format_metrics', 'cli_eval',
+           'cli_report', 'cli_demo']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
 @dataclass
@@ -38,6 +41,10 @@ class EvalConfig:
     categories: list | None = None    # keep these categories / groups / settings
     ids: list | None = None           # keep these sample ids
     setting: str = "Uniform-50"       # MMSI-Video-Bench frame sampling: Uniform-50 | Sufficient-Coverage
+    video_layout: str = ""            # MMSI-Video-Bench layout: native | vlmevalkit ("" = the file's own: json native, TSV vlmevalkit)
+    mindcube_prompt: str = "raw_qa"   # MindCube's official prompt setting by name (raw_qa, ff_rsn, aug_cgmap_in, ...)
+    prompt_style: str = "both"        # what the policy is shown: official | agent | both (see benchmarks)
+    llm_extract: str = ""             # MMSI-Bench fallback judge when the rules find no letter: http://HOST:PORT/v1#MODEL
     synth_n: int = 200                # synthetic bench size when generated
     synth_seed: int = 0               # synthetic bench seed when generated
     batch_size: int = 8               # samples per rollout call; rows are synced after each batch
@@ -48,7 +55,8 @@ class EvalConfig:
     progress: bool = False            # print a line per batch
 
     IDENTITY = ("benchmark", "path", "policy", "simulator", "mode", "forced_k", "max_tool_rounds", "max_turns",
-                "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed")
+                "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed", "video_layout",
+                "mindcube_prompt", "prompt_style", "llm_extract")
     @property
     def label(self) -> str: return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
     def to_dict(self) -> dict: return asdict(self)
@@ -64,26 +72,47 @@ def traj_dirname(sample_id: str) -> str:
     return safe if safe == str(sample_id) else f"{safe}-{hashlib.sha1(str(sample_id).encode()).hexdigest()[:8]}"
 
 def predicted_text(traj: Trajectory, lenient: bool = False) -> tuple[str | None, str | None]:
-    """(text to score, where it came from): the final `<answer>` text, or -- when `lenient` and the policy never
-    answered in the tool format -- its last turn after `</think>`, as the published benchmarks score raw responses."""
+    """(text, where it came from): the final `<answer>` text, or -- when `lenient` and the policy never answered in the
+    tool format -- its last turn after `</think>`."""
     answers = [t.action for t in traj.turns if isinstance(t.action, Answer)]
     if answers: return answers[-1].answer, "answer_tag"
     if lenient and traj.turns and traj.turns[-1].text.strip():
         return traj.turns[-1].text.split("</think>")[-1].strip() or None, "raw_text"
     return None, None
 
+def raw_response(traj: Trajectory) -> str | None:
+    "The model's whole last reply, reasoning included: what the benchmarks' own scorers read."
+    return traj.turns[-1].text if traj.turns else None
+
 def _same(a, b) -> bool: return a is not None and b is not None and str(a).strip().upper() == str(b).strip().upper()
 
-def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None) -> dict:
-    "The results.jsonl row of one trajectory."
+OFFICIAL_SOURCES = ("mmsi", "mindcube", "mmsi-video")
+
+def official_score(sample, response: str | None, llm=None) -> dict:
+    "The benchmark's own verdict on a raw response: extracted letter, correct, scored, llm_extracted."
+    source, gold = sample.meta.get("source", "synth"), sample.meta.get("official_answer", sample.answer)
+    extracted = extract_for(source, response) if response is not None else None
+    used_llm = False
+    if extracted is None and llm is not None and source == "mmsi" and response:   # MMSI-Bench README's fallback
+        extracted = llm(sample.question, sample.options, response); used_llm = extracted is not None
+    return {"extracted": extracted, "correct": official_correct(source, extracted, gold),
+            "scored": official_scored(source, gold), "llm_extracted": used_llm}
+
+# %% ../nbs/09_eval.ipynb #f1309548
+def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None, llm=None) -> dict:
+    "The results.jsonl row of one trajectory: the official score, the protocol score, and the behaviour."
     s = traj.sample; source = s.meta.get("source", "synth")
-    pred, where = predicted_text(traj, lenient=source in ("mmsi", "mindcube", "mmsi-video"))
-    extracted = extract_for(source, pred) if (pred is not None and s.options) else (pred.strip() if pred else None)
+    pred, _ = predicted_text(traj)
+    p_ext = extract_for(source, pred) if (pred is not None and s.options) else (pred.strip() if pred else None)
+    protocol = {"prediction": pred, "protocol_extracted": p_ext, "protocol_correct": _same(p_ext, s.answer)}
+    response = raw_response(traj)
+    if source in OFFICIAL_SOURCES: official = official_score(s, response, llm)
+    else: official = {"extracted": p_ext, "correct": protocol["protocol_correct"], "scored": s.answer is not None, "llm_extracted": False}
     return {"id": str(s.id), "index": index, "source": source, "category": s.category, "group": s.meta.get("group"),
             "setting": s.meta.get("setting"), "sub_benchmarks": s.meta.get("sub_benchmarks") or [],
-            "needs_imagination": s.meta.get("needs_imagination"), "answer": s.answer, "prediction": pred,
-            "answer_source": where, "extracted": extracted, "agent_answer": traj.final_answer,
-            "correct": _same(extracted, s.answer), "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
+            "needs_imagination": s.meta.get("needs_imagination"), "answer": s.answer,
+            "official_answer": s.meta.get("official_answer", s.answer), "response": response, **official, **protocol,
+            "agent_answer": traj.final_answer, "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
             "n_tool_calls": traj.n_tool_calls, "invalid_reasons": traj.invalid_reasons,
             "timings": {k: round(float(v), 4) for k, v in (traj.timings or {}).items()},
             "trajectory": trajectory_path, "error": None}
@@ -95,34 +124,52 @@ def lean_trajectory(traj: Trajectory) -> Trajectory:
     return dataclasses.replace(traj, sample=dataclasses.replace(traj.sample, depths=None), turns=turns)
 
 def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
-    "A row for a sample whose rollout raised: counted as wrong, the error kept."
+    "A row for a sample whose rollout raised: counted as wrong (officially and by protocol), the error kept."
+    gold = sample.meta.get("official_answer", sample.answer)
     return {"id": str(sample.id), "index": index, "source": sample.meta.get("source", "synth"), "category": sample.category,
             "group": sample.meta.get("group"), "setting": sample.meta.get("setting"),
             "sub_benchmarks": sample.meta.get("sub_benchmarks") or [], "needs_imagination": sample.meta.get("needs_imagination"),
-            "answer": sample.answer, "prediction": None, "answer_source": None, "extracted": None, "agent_answer": None, "correct": False,
-            "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0, "invalid_reasons": [], "timings": {},
-            "trajectory": None, "error": f"{type(err).__name__}: {err}"}
+            "answer": sample.answer, "official_answer": gold, "response": None, "extracted": None, "correct": False,
+            "scored": official_scored(sample.meta.get("source", "synth"), gold) if sample.meta.get("source") in OFFICIAL_SOURCES
+            else sample.answer is not None, "llm_extracted": False, "prediction": None, "protocol_extracted": None,
+            "protocol_correct": False, "agent_answer": None, "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0,
+            "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
 
 # %% ../nbs/09_eval.ipynb #e467eeb3
-def _acc(rows) -> dict:
+def _acc(rows, key: str = "correct") -> dict:
     n = len(rows)
-    return {"n": n, "accuracy": (sum(bool(r["correct"]) for r in rows) / n) if n else None}
+    return {"n": n, "accuracy": (sum(bool(r.get(key, r.get("correct"))) for r in rows) / n) if n else None}
 
 def _ordered(keys, canonical=()) -> list:
     keys = [k for k in dict.fromkeys(keys) if k is not None]
     return [k for k in canonical if k in keys] + [k for k in keys if k not in canonical]
 
-def compute_metrics(rows: list[dict]) -> dict:
-    "Accuracy overall / per category / per group (+ sub-benchmarks, imagination split) and tool-use behaviour."
-    rows = list(rows); source = rows[0]["source"] if rows else None
-    scored = [r for r in rows if not (source == "mindcube" and r.get("setting") in MINDCUBE_EXCLUDED_FROM_OVERALL)]
+def score_tables(rows: list[dict], key: str = "correct") -> dict:
+    "Overall / per category / per group / per sub-benchmark accuracy of one verdict column, over the rows that count."
+    source = rows[0]["source"] if rows else None
+    counted = [r for r in rows if r.get("scored", True)]
+    overall = [r for r in counted if not (source == "mindcube" and r.get("setting") in MINDCUBE_EXCLUDED_FROM_OVERALL)]
     cat_order = MMSI_CATEGORIES if source == "mmsi" else MINDCUBE_SETTINGS if source == "mindcube" else ()
     grp_order = tuple(MMSI_GROUPS) if source == "mmsi" else MINDCUBE_SETTINGS if source == "mindcube" else ()
-    m = {"source": source, "n": len(rows), "n_scored": len(scored), "accuracy": _acc(scored)["accuracy"],
-         "per_category": {c: _acc([r for r in rows if r["category"] == c]) for c in _ordered([r["category"] for r in rows], cat_order)},
-         "per_group": {g: _acc([r for r in rows if r.get("group") == g]) for g in _ordered([r.get("group") for r in rows], grp_order)}}
-    subs = _ordered([s for r in rows for s in r.get("sub_benchmarks") or []])
-    if subs: m["sub_benchmarks"] = {s: _acc([r for r in rows if s in (r.get("sub_benchmarks") or [])]) for s in subs}
+    by = lambda f, order: {k: _acc([r for r in counted if r.get(f) == k], key) for k in _ordered([r.get(f) for r in counted], order)}
+    t = {"n_scored": len(overall), "accuracy": _acc(overall, key)["accuracy"],
+         "per_category": by("category", cat_order), "per_group": by("group", grp_order)}
+    subs = _ordered([s for r in counted for s in r.get("sub_benchmarks") or []])
+    if subs: t["sub_benchmarks"] = {s: _acc([r for r in counted if s in (r.get("sub_benchmarks") or [])], key) for s in subs}
+    return t
+
+# %% ../nbs/09_eval.ipynb #4df42c6f
+def compute_metrics(rows: list[dict]) -> dict:
+    "The official score (top level) and the protocol score (`protocol`), with imagination split and tool-use behaviour."
+    rows = list(rows); source = rows[0]["source"] if rows else None
+    counted = [r for r in rows if r.get("scored", True)]
+    m = {"source": source, "score": "official", "n": len(rows), **score_tables(rows, "correct"),
+         "llm_extracted": sum(bool(r.get("llm_extracted")) for r in rows)}
+    protocol = score_tables(rows, "protocol_correct")
+    n_c = max(len(counted), 1)
+    protocol.update(valid_rate=sum(bool(r["valid"]) for r in counted) / n_c,
+                    accuracy_valid=sum(bool(r["valid"]) and bool(r.get("protocol_correct", r.get("correct"))) for r in counted) / n_c)
+    m["protocol"] = protocol
     if any(r.get("needs_imagination") is not None for r in rows):
         m["imagination"] = {"needs_imagination": _acc([r for r in rows if r.get("needs_imagination") is True]),
                             "no_imagination": _acc([r for r in rows if r.get("needs_imagination") is False])}
@@ -159,19 +206,45 @@ def paired_delta(rows: list[dict], base_rows: list[dict]) -> dict:
 class RunError(ValueError):
     "A run folder that cannot be used: a different run's config, or a corrupt results file."
 
+ROW_FIELDS = {   # field: (types, required) of a results row; rows are checked when read back
+    "id": (str, True), "index": (int, True), "category": (str, True), "correct": ((bool, None), True), "valid": (bool, True),
+    "n_tool_calls": (int, True), "timings": (dict, True), "source": ((str, None), False), "n_turns": (int, False),
+    "invalid_reasons": (list, False), "trajectory": ((str, None), False), "error": ((str, None), False),
+    "group": ((str, None), False), "setting": ((str, None), False), "sub_benchmarks": (list, False),
+    "needs_imagination": ((bool, None), False)}
+
+def check_row(row, where: str) -> dict:
+    "A results row whose fields have their types (`ROW_FIELDS`); its trajectory is a name inside the run folder."
+    if not isinstance(row, dict): raise RunError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    try:
+        for k, (types, required) in ROW_FIELDS.items():
+            if k in row: check_value(row[k], types, where, k)
+            elif required: raise SafeIOError(f"{where}: field {k!r}: missing")
+        if row.get("trajectory") is not None: check_name(row["trajectory"], f"{where}: field 'trajectory'")
+    except SafeIOError as e: raise RunError(str(e)) from None
+    return row
+
+def _read_json(folder: Path, name: str, want=dict):
+    "A JSON file of the run folder through `safeio` (a regular file inside it, bounded), of type `want`."
+    try: return check_value(read_json(folder, name), want, str(folder / name), "(top level)")
+    except SafeIOError as e: raise RunError(str(e)) from None
+
 def read_rows(path, repair: bool = False) -> list[dict]:
     "Rows of a results JSONL file; a truncated last line is dropped (and cut off the file when `repair`)."
     path = Path(path)
-    if not path.exists(): return []
-    data = path.read_bytes(); rows, good_end, pos = [], 0, 0
+    if not path.exists() and not path.is_symlink(): return []
+    try: data = read_bytes(path.parent, path.name, str(path))   # a regular file inside the run folder, or an error
+    except SafeIOError as e: raise RunError(str(e)) from None
+    rows, good_end, pos = [], 0, 0
     lines = data.split(b"\n")
     for n, line in enumerate(lines, 1):
         end = pos + len(line) + 1
         if line.strip():
-            try: rows.append(json.loads(line)); good_end = min(end, len(data))
-            except json.JSONDecodeError as e:
-                if n < len(lines): raise RunError(f"{path}:{n}: not valid JSON: {e}") from None
+            try: row = loads(line, f"{path}:{n}")
+            except SafeIOError as e:
+                if n < len(lines): raise RunError(str(e)) from None
                 break   # an unterminated last line: the process was killed while writing it
+            rows.append(check_row(row, f"{path}:{n}")); good_end = min(end, len(data))
         else: good_end = min(end, len(data))
         pos = end
     if repair and good_end < len(data):
@@ -232,8 +305,8 @@ def merge_run(folder, keep: list[str] | None = None) -> list[dict]:
 def write_metrics(folder, rows) -> dict:
     "Compute and write metrics.json (with the paired change when the config names a Direct baseline run)."
     folder = Path(folder); m = compute_metrics(rows)
-    cfg = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    if cfg.get("baseline"):
+    cfg = _read_json(folder, "config.json") if (folder / "config.json").exists() else {}
+    if isinstance(cfg.get("baseline"), str) and cfg["baseline"]:
         base = Path(cfg["baseline"])
         if (base / "results.jsonl").exists(): m["delta"] = paired_delta(rows, all_rows(base)); m["delta"]["baseline"] = str(base)
     _write_json(folder / "metrics.json", m)
@@ -256,10 +329,11 @@ class RunResult:
 
 def open_benchmark(config: EvalConfig) -> Benchmark:
     "The benchmark a config names, with its filters."
-    kw = dict(limit=config.limit, categories=config.categories, ids=config.ids)
+    kw = dict(limit=config.limit, categories=config.categories, ids=config.ids, prompt_style=config.prompt_style)
     if config.benchmark == "synth" and not config.path:
         return SynthBench.generate(config.synth_n, seed=config.synth_seed, **kw)
-    if config.benchmark == "mmsi-video": kw["setting"] = config.setting
+    if config.benchmark == "mmsi-video": kw.update(setting=config.setting, layout=config.video_layout or None)
+    if config.benchmark == "mindcube": kw["prompt_setting"] = config.mindcube_prompt
     return get_benchmark(config.benchmark, config.path, **kw)
 
 def agent_config(config: EvalConfig):
@@ -272,9 +346,22 @@ def agent_config(config: EvalConfig):
 def _check_same_run(folder: Path, config: EvalConfig):
     path = folder / "config.json"
     if not path.exists(): return
-    old = json.loads(path.read_text())
-    diff = [(k, old.get(k), getattr(config, k)) for k in EvalConfig.IDENTITY if old.get(k) != getattr(config, k)]
+    old = _read_json(folder, "config.json")
+    fresh = EvalConfig()   # a folder written before a field existed ran with its default
+    diff = [(k, old.get(k, getattr(fresh, k)), getattr(config, k)) for k in EvalConfig.IDENTITY
+            if old.get(k, getattr(fresh, k)) != getattr(config, k)]
     if diff: raise RunError(f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder")
+
+# %% ../nbs/09_eval.ipynb #1ede14b6
+def config_from_dict(d: dict, where: str) -> EvalConfig:
+    "An `EvalConfig` from a stored config.json, every known field checked against its default's type."
+    try:
+        for f in dataclasses.fields(EvalConfig):
+            if f.name not in d: continue
+            t = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}.get(f.name, type(f.default))
+            check_value(d[f.name], float if t is float else t, where, f.name)
+    except SafeIOError as e: raise RunError(str(e)) from None
+    return EvalConfig.from_dict(d)
 
 # %% ../nbs/09_eval.ipynb #08cec84b
 def _resolve_simulator(config: EvalConfig):
@@ -309,6 +396,7 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
     rank, world = shard_info(env)
     _check_same_run(folder, config)
     bench = benchmark if benchmark is not None else open_benchmark(config)   # a bad benchmark leaves no folder behind
+    llm = LLMChoiceExtractor(config.llm_extract) if config.llm_extract else None   # a bad spec too
     fresh = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder / "config.json", config.to_dict())
@@ -341,7 +429,7 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
                     if config.save_trajectories:
                         rel = f"trajectories/{traj_dirname(s.id)}"
                         save_trajectory(t if config.save_depths else lean_trajectory(t), folder / rel)
-                    new.append(result_row(t, i, rel))
+                    new.append(result_row(t, i, rel, llm=llm))
                 except Exception as e: new.append(error_row(s, i, config.mode, e))
             append_rows(results, new)
             if config.progress:
@@ -356,16 +444,15 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
             if time.time() > deadline: raise RunError(f"{folder}: ranks did not all finish within {merge_timeout_s}s; rerun to resume")
             time.sleep(0.2)
         rows = merge_run(folder, keep)
-    return RunResult(folder, config, rows, json.loads((folder / "metrics.json").read_text()))
+    return RunResult(folder, config, rows, _read_json(folder, "metrics.json"))
 
 def load_run(folder) -> RunResult:
     "A run folder's config, rows and metrics (computed if metrics.json is missing)."
     folder = Path(folder)
     if not (folder / "config.json").exists(): raise RunError(f"{folder}: not a run folder (no config.json)")
-    config = EvalConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    config = config_from_dict(_read_json(folder, "config.json"), str(folder / "config.json"))
     rows = all_rows(folder)
-    mp = folder / "metrics.json"
-    metrics = json.loads(mp.read_text()) if mp.exists() else compute_metrics(rows)
+    metrics = _read_json(folder, "metrics.json") if (folder / "metrics.json").exists() else compute_metrics(rows)
     return RunResult(folder, config, rows, metrics)
 
 # %% ../nbs/09_eval.ipynb #812f5aa4
@@ -378,6 +465,8 @@ _FLAG_HELP = {   # where the field comment alone is not enough on the command li
     "max_tool_rounds": "at most this many simulator calls per trajectory (paper: 3)",
     "max_turns": "at most this many assistant turns per trajectory (paper: 10)",
     "limit": "evaluate only the first N samples (after filters)",
+    "prompt_style": "official (the benchmark's prompt only) | agent (the workbench's) | both (workbench system prompt + the benchmark's text)",
+    "llm_extract": "MMSI-Bench's LLM fallback for replies the rules cannot read: http://HOST:PORT/v1#MODEL ('' = off)",
 }
 
 def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
@@ -397,8 +486,11 @@ def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
 def format_metrics(m: dict, label: str = "") -> str:
     "A few lines: overall, per group, and tool-use behaviour."
     pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"
-    lines = [f"{label or 'run'}: {m['n']} rows, accuracy {pct(m['accuracy'])} %"]
+    lines = [f"{label or 'run'}: {m['n']} rows, accuracy {pct(m['accuracy'])} % (official score)"]
     lines += [f"  {g:<32} {pct(v['accuracy'])} % (n={v['n']})" for g, v in m["per_group"].items()]
+    p = m.get("protocol")
+    if p: lines.append(f"  protocol score (<answer> tag) {pct(p['accuracy'])} %, valid {pct(p['valid_rate'])} %")
+    if m.get("llm_extracted"): lines.append(f"  {m['llm_extracted']} rows read by the LLM judge")
     lines.append(f"  tool-call rate {pct(m['tool_call_rate'])} %, calls/row {m['calls_per_row']:.2f}, "
                  f"invalid turns {pct(m['invalid_turn_rate'])} %, errors {m['errors']}")
     if "delta" in m: lines.append(f"  vs direct: {m['delta']['overall']:+.1f} points overall (n={m['delta']['n_paired']})")

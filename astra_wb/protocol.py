@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from PIL import Image
+from .safeio import SafeIOError, check_value, iter_jsonl, open_under, read_image, read_json, resolve_under
 from .motion import Motion, MotionError, TOOL_MOTION_TYPES, AXIS_ALIASES, render_instruction
 
 # %% auto #0
-__all__ = ['INVALID_REASONS', 'TOOL_NAME', 'TOOL_SCHEMA', 'TOOLS', 'GOLDEN_TURNS', 'TRAJECTORY_VERSION', 'Sample', 'Observation',
-           'Invoke', 'Answer', 'Invalid', 'system_prompt', 'render_tool_call', 'render_answer', 'parse_turn',
-           'extract_answer', 'Turn', 'Trajectory', 'build_messages', 'ProtocolError', 'sample_to_dict',
+__all__ = ['INVALID_REASONS', 'TOOL_NAME', 'TOOL_SCHEMA', 'TOOLS', 'GOLDEN_TURNS', 'ASTRA_TOOL_NAME', 'DIALECTS',
+           'TRAJECTORY_VERSION', 'Sample', 'Observation', 'Invoke', 'Answer', 'Invalid', 'system_prompt',
+           'render_tool_call', 'render_answer', 'parse_turn', 'parse_astra_turn', 'render_astra_call', 'extract_answer',
+           'Turn', 'Trajectory', 'user_content', 'build_messages', 'ProtocolError', 'sample_to_dict',
            'sample_from_dict', 'trajectory_to_dict', 'trajectory_from_dict', 'save_trajectory', 'load_trajectory',
            'save_trajectories_jsonl', 'load_trajectories_jsonl', 'save_sample', 'load_sample']
 
@@ -188,18 +190,31 @@ def _blocks(rest: str, tag: str) -> list[str] | Invalid:
 # %% ../nbs/02_protocol.ipynb #da6cf693
 def _is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)
 
+class _HugeNumber(Exception): pass
+
+def _bounded_int(s: str) -> int:
+    "JSON integers of at most 300 digits (a float's range): longer ones are refused here, not deep in `int()`."
+    if len(s) > 300: raise _HugeNumber(f"an integer of {len(s) - s.startswith('-'):,} digits")
+    return int(s)
+
+def _loads_call(body: str, what: str):
+    "A tool call's JSON, or Invalid: not JSON or nested too deep is json_error, a huge integer is schema_error."
+    try: return json.loads(body, parse_int=_bounded_int)
+    except _HugeNumber as e: return Invalid("schema_error", f"{what}: {e}")
+    except (json.JSONDecodeError, RecursionError) as e: return Invalid("json_error", f"{what} is not JSON: {e}")
+
 def _parse_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
     "Validate the JSON body of a tool call against the world_simulator schema."
-    try: call = json.loads(body)
-    except (json.JSONDecodeError, RecursionError) as e: return Invalid("json_error", f"tool call is not JSON: {e}")
+    call = _loads_call(body, "tool call")
+    if isinstance(call, Invalid): return call
     if not isinstance(call, dict): return Invalid("schema_error", f"tool call must be an object, got {type(call).__name__}")
     if set(call) != {"name", "arguments"}:
         return Invalid("schema_error", f"tool call keys must be name and arguments, got {sorted(call)}")
     if call["name"] != TOOL_NAME: return Invalid("unknown_tool", f"unknown tool {call['name']!r}")
     args = call["arguments"]
     if isinstance(args, str):  # OpenAI-style servers send arguments as a JSON string
-        try: args = json.loads(args)
-        except (json.JSONDecodeError, RecursionError) as e: return Invalid("json_error", f"arguments are not JSON: {e}")
+        args = _loads_call(args, "arguments")
+        if isinstance(args, Invalid): return args
     if not isinstance(args, dict): return Invalid("schema_error", "arguments must be an object")
     need = {"reference_image", "motion_type", "value"}
     if set(args) != need:
@@ -285,6 +300,63 @@ GOLDEN_TURNS = [  # (text, n_images, expected reason or None for valid)
     ("<think>ok</think><answer>B. the chair</answer>", 2, None),
 ]
 
+# %% ../nbs/02_protocol.ipynb #84b7961a
+ASTRA_TOOL_NAME = "world_simulator_tool"
+_AXIS_OF = {kind: axis for axis, kind in AXIS_ALIASES.items()}
+_ASTRA_CALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", re.S)
+_ASTRA_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^,]*?)\s*(?:,|$)")
+
+def _astra_value(v: str):
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'": return v[1:-1]
+    try: return int(v)
+    except ValueError: pass
+    try: return float(v)
+    except ValueError: return v
+
+def _astra_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
+    "`name(key=value, ...)` checked against the world_simulator schema (the same reasons as a JSON call)."
+    m = _ASTRA_CALL.fullmatch(body)
+    args = {a.group(1): _astra_value(a.group(2)) for a in _ASTRA_ARG.finditer(m.group(2))} if m else None
+    if not m or (m.group(2).strip() and not args):
+        return Invalid("json_error", f"action is not a call name(key=value, ...): {body[:80]!r}")
+    name = TOOL_NAME if m.group(1) == ASTRA_TOOL_NAME else m.group(1)
+    return _parse_call(json.dumps({"name": name, "arguments": args}), n_images, reasoning)
+
+# %% ../nbs/02_protocol.ipynb #eba9f7a5
+def _astra_answer(body: str) -> str:
+    "The answer inside an action: `<answer>X</answer>`, `answer(X)` or the bare text."
+    if (m := re.search(r"<answer>(.*?)</answer>", body, re.S)): return m.group(1).strip()
+    if (m := re.fullmatch(r"\s*answer\s*\((.*)\)\s*", body, re.S)): return m.group(1).strip().strip("\"'")
+    return body.strip()
+
+def parse_astra_turn(text: str, n_images: int) -> Invoke | Answer | Invalid:
+    "Parse a turn in the Astra project page's dialect (`<action>world_simulator_tool(...)</action>`); never raises."
+    try:
+        if not isinstance(text, str) or not text.strip(): return Invalid("empty", "the turn is empty")
+        close, open_ = text.find("</think>"), text.find("<think>")
+        if open_ != -1 and (close == -1 or close < open_): return Invalid("truncated", "<think> is never closed")
+        reasoning, rest = (text[open_ + 7 if open_ != -1 else 0:close].strip(), text[close + 8:]) if close != -1 else \
+            (text[:max(text.find("<action>"), 0)].strip(), text[max(text.find("<action>"), 0):])
+        actions = _blocks(rest, "action")
+        if isinstance(actions, Invalid): return actions
+        if not actions: return Invalid("no_action", "the turn ends without <action>")
+        calls = [a for a in actions if _ASTRA_CALL.fullmatch(a) and not re.match(r"\s*answer\s*\(", a)]
+        if len(actions) > 1:
+            return Invalid("multiple_calls" if calls else "multiple_answers", f"{len(actions)} actions in one turn")
+        if not reasoning: return Invalid("missing_reasoning", "no reasoning before the action")
+        if calls: return _astra_call(calls[0].strip(), n_images, reasoning)
+        ans = _astra_answer(actions[0])
+        return Answer(ans, reasoning) if ans else Invalid("empty", "the answer is empty")
+    except Exception as e: return Invalid("schema_error", f"unparseable turn ({type(e).__name__}: {e})")
+
+def render_astra_call(invoke: Invoke, reasoning: str | None = None) -> str:
+    "An Invoke written in the Astra dialect (axis name and signed value)."
+    args = f"reference_image={invoke.reference_image}, motion_type={_AXIS_OF[invoke.motion.kind]}, value={invoke.motion.value:g}"
+    return f"<think>{reasoning if reasoning is not None else invoke.reasoning}</think>\n<action>{ASTRA_TOOL_NAME}({args})</action>"
+
+DIALECTS = {"workbench": parse_turn, "astra": parse_astra_turn}   # name -> parser(text, n_images)
+
 # %% ../nbs/02_protocol.ipynb #800516b8
 def _letter_in(span: str, letters: str) -> str | None:
     m = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", span)
@@ -339,14 +411,27 @@ class Trajectory:
         return self.final_answer is not None and self.final_answer.strip().upper() == str(self.sample.answer).strip().upper()
 
 # %% ../nbs/02_protocol.ipynb #903f896a
+def user_content(sample: Sample, style: str | None = None) -> list[dict]:
+    "The user message of a sample under a prompt style (`official` | `agent` | `both`, default the sample's own)."
+    style = style or sample.meta.get("prompt_style") or "both"
+    prompt = sample.meta.get("prompt")
+    if style == "agent" or not prompt:
+        layout = [{"image": i} for i in range(len(sample.images))] + [{"text": sample.prompt_text()}]
+    else: layout = sample.meta.get("content") or [{"image": i} for i in range(len(sample.images))] + [{"text": prompt}]
+    out = []
+    for item in layout:
+        if "text" in item:
+            out.append({"type": "text", "text": item["text"]}); continue
+        for i in item["video"] if "video" in item else [item["image"]]:   # a clip is shown as its frames, in place
+            if style != "official": out.append({"type": "text", "text": f"Image {i + 1}:"})
+            out.append({"type": "image", "image": sample.images[i]})
+    return out
+
 def build_messages(traj: Trajectory, max_tool_rounds: int = 3) -> list[dict]:
-    "The conversation of a trajectory so far: system, user (images + question), then assistant / tool turns."
-    user = []
-    for i, im in enumerate(traj.sample.images, 1):
-        user += [{"type": "text", "text": f"Image {i}:"}, {"type": "image", "image": im}]
-    user.append({"type": "text", "text": traj.sample.meta.get("prompt") or traj.sample.prompt_text()})
-    msgs = [{"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)},
-            {"role": "user", "content": user}]
+    "The conversation of a trajectory so far: [system,] user (images + question), then assistant / tool turns."
+    msgs = [{"role": "user", "content": user_content(traj.sample)}]
+    if traj.sample.meta.get("prompt_style") != "official":
+        msgs.insert(0, {"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)})
     for turn in traj.turns:
         msgs.append({"role": "assistant", "content": turn.text})
         if turn.observation is not None:
@@ -376,25 +461,17 @@ class _Writer:
 
 # %% ../nbs/02_protocol.ipynb #59ef220b
 class _Reader:
-    "Reads the files a `_Writer` wrote, refusing any path outside `root`."
+    "Reads the files a `_Writer` wrote through `safeio`: names under `root`, regular files only."
     def __init__(self, root: Path, source: Path): self.root, self.source = Path(root).resolve(), source
-    def _path(self, rel, where: str) -> Path:
-        if not isinstance(rel, str) or not rel: raise ProtocolError(f"{self.source}: field {where}: expected a relative path, got {rel!r}")
-        p = (self.root / rel).resolve()
-        if Path(rel).is_absolute() or not p.is_relative_to(self.root):
-            raise ProtocolError(f"{self.source}: field {where}: path {rel!r} leaves the trajectory folder")
-        if not p.is_file(): raise ProtocolError(f"{self.source}: field {where}: missing file {p}")
-        return p
     def image(self, rel, where: str) -> Image.Image:
-        p = self._path(rel, where)
-        try:
-            with Image.open(p) as im: return im.convert("RGB")
-        except Exception as e: raise ProtocolError(f"{self.source}: field {where}: cannot read image {p}: {e}") from e
+        try: return read_image(self.root, rel, f"{self.source}: field {where}")
+        except SafeIOError as e: raise ProtocolError(str(e)) from None
     def array(self, rel, where: str):
         if rel is None: return None
-        try: return np.load(self._path(rel, where), allow_pickle=False)
-        except ProtocolError: raise
-        except Exception as e: raise ProtocolError(f"{self.source}: field {where}: cannot read array {rel}: {e}") from e
+        try:
+            with open_under(self.root, rel, f"{self.source}: field {where}") as f: return np.load(f, allow_pickle=False)
+        except SafeIOError as e: raise ProtocolError(str(e)) from None
+        except Exception as e: raise ProtocolError(f"{self.source}: field {where}: cannot read array {rel}: {e}") from None
 
 # %% ../nbs/02_protocol.ipynb #7cb2733c
 def sample_to_dict(s: Sample, w: _Writer) -> dict:
@@ -405,12 +482,13 @@ def sample_to_dict(s: Sample, w: _Writer) -> dict:
             "intrinsics": None if s.intrinsics is None else [_arr(k) for k in s.intrinsics],
             "depths": None if s.depths is None else [w.array(d, f"images/depth_{i}") for i, d in enumerate(s.depths, 1)]}
 
-def _get(d: dict, key: str, where: str, source, types=None):
-    if not isinstance(d, dict) or key not in d: raise ProtocolError(f"{source}: missing field {where}{key}")
-    v = d[key]
-    if types is not None and not isinstance(v, types):
-        raise ProtocolError(f"{source}: field {where}{key}: expected {getattr(types, '__name__', types)}, got {type(v).__name__}")
-    return v
+def _get(d: dict, key: str, where: str, source, types=None, default=...):
+    "`d[key]` checked strictly against `types` (`safeio.check_value`: a string is never a bool); `default` if absent."
+    if not isinstance(d, dict) or key not in d:
+        if default is not ...: return default
+        raise ProtocolError(f"{source}: missing field {where}{key}")
+    try: return d[key] if types is None else check_value(d[key], types, str(source), where + key)
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
 
 def sample_from_dict(d: dict, r: _Reader) -> Sample:
     "The sample of `sample_to_dict`, reading images and depths through `r`."
@@ -418,8 +496,11 @@ def sample_from_dict(d: dict, r: _Reader) -> Sample:
     ims = [r.image(p, f"sample.images[{i}]") for i, p in enumerate(_get(d, "images", "sample.", src, list))]
     poses, Ks, depths = d.get("poses"), d.get("intrinsics"), d.get("depths")
     try:
-        return Sample(str(_get(d, "id", "sample.", src)), _get(d, "question", "sample.", src, str), ims,
-                      d.get("options") or {}, d.get("answer"), d.get("category", ""), d.get("meta") or {},
+        options = _get(d, "options", "sample.", src, (dict, None), None) or {}
+        for k, v in options.items(): _get(options, k, "sample.options.", src, str)
+        return Sample(str(_get(d, "id", "sample.", src, (str, int))), _get(d, "question", "sample.", src, str), ims,
+                      options, _get(d, "answer", "sample.", src, (str, None), None), _get(d, "category", "sample.", src, str, ""),
+                      _get(d, "meta", "sample.", src, (dict, None), None) or {},
                       None if poses is None else [np.asarray(p, float) for p in poses],
                       None if Ks is None else [np.asarray(k, float) for k in Ks],
                       None if depths is None else [r.array(p, f"sample.depths[{i}]") for i, p in enumerate(depths)])
@@ -437,9 +518,13 @@ def _action_to_dict(a) -> dict:
 def _action_from_dict(d: dict, where: str, src):
     kind = _get(d, "type", where, src)
     try:
-        if kind == "invoke": return Invoke(d["reference_image"], Motion(d["motion"]["kind"], d["motion"]["value"]), d.get("reasoning", ""))
-        if kind == "answer": return Answer(d["answer"], d.get("reasoning", ""))
-        if kind == "invalid": return Invalid(d["reason"], d.get("detail", ""))
+        if kind == "invoke":
+            m = _get(d, "motion", where, src, dict)
+            return Invoke(_get(d, "reference_image", where, src, int), Motion(_get(m, "kind", where + "motion.", src, str),
+                          _get(m, "value", where + "motion.", src, float)), _get(d, "reasoning", where, src, str, ""))
+        if kind == "answer": return Answer(_get(d, "answer", where, src, str), _get(d, "reasoning", where, src, str, ""))
+        if kind == "invalid": return Invalid(_get(d, "reason", where, src, str), _get(d, "detail", where, src, (str, None), ""))
+    except ProtocolError: raise
     except (KeyError, TypeError, ValueError) as e: raise ProtocolError(f"{src}: field {where}: {e!r}") from e
     raise ProtocolError(f"{src}: field {where}type: unknown action type {kind!r}")
 
@@ -452,8 +537,10 @@ def _obs_to_dict(o: Observation, w: _Writer) -> dict:
 
 def _obs_from_dict(d: dict, r: _Reader, where: str) -> Observation:
     try:
-        return Observation(r.image(d["image"], where + "image"), int(d["index"]), int(d["reference_image"]),
-                           Motion(d["motion"]["kind"], d["motion"]["value"]), d.get("simulator", ""),
+        src, m = r.source, _get(d, "motion", where, r.source, dict)
+        return Observation(r.image(d["image"], where + "image"), _get(d, "index", where, src, int), _get(d, "reference_image", where, src, int),
+                           Motion(_get(m, "kind", where + "motion.", src, str), _get(m, "value", where + "motion.", src, float)),
+                           _get(d, "simulator", where, src, str, ""),
                            None if d.get("pose") is None else np.asarray(d["pose"], float),
                            None if d.get("intrinsics") is None else np.asarray(d["intrinsics"], float),
                            r.array(d.get("depth"), where + "depth"), r.array(d.get("mask"), where + "mask"), d.get("meta") or {})
@@ -479,12 +566,14 @@ def trajectory_from_dict(d: dict, r: _Reader) -> Trajectory:
     turns = []
     for i, t in enumerate(_get(d, "turns", "", src, list)):
         where = f"turns[{i}]."
-        obs = t.get("observation") if isinstance(t, dict) else None
+        obs = _get(t, "observation", where, src, (dict, None), None)
         turns.append(Turn(_get(t, "text", where, src, str), _action_from_dict(_get(t, "action", where, src, dict), where + "action.", src),
-                          None if obs is None else _obs_from_dict(obs, r, where + "observation."), t.get("feedback"), t.get("timings") or {}))
-    return Trajectory(sample_from_dict(_get(d, "sample", "", src, dict), r), _get(d, "mode", "", src, str), d.get("forced_k", 0),
-                      turns, d.get("final_answer"), bool(d.get("valid", True)), d.get("policy", ""), d.get("simulator", ""),
-                      d.get("timings") or {}, d.get("meta") or {})
+                          None if obs is None else _obs_from_dict(obs, r, where + "observation."),
+                          _get(t, "feedback", where, src, (str, None), None), _get(t, "timings", where, src, (dict, None), None) or {}))
+    return Trajectory(sample_from_dict(_get(d, "sample", "", src, dict), r), _get(d, "mode", "", src, str),
+                      _get(d, "forced_k", "", src, int, 0), turns, _get(d, "final_answer", "", src, (str, None), None),
+                      _get(d, "valid", "", src, bool, True), _get(d, "policy", "", src, str, ""), _get(d, "simulator", "", src, str, ""),
+                      _get(d, "timings", "", src, (dict, None), None) or {}, _get(d, "meta", "", src, (dict, None), None) or {})
 
 # %% ../nbs/02_protocol.ipynb #cc15b0ca
 def save_trajectory(traj: Trajectory, folder) -> Path:
@@ -496,9 +585,9 @@ def save_trajectory(traj: Trajectory, folder) -> Path:
     return folder
 
 def _read_json(path: Path):
-    try: return json.loads(Path(path).read_text())
-    except FileNotFoundError: raise ProtocolError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ProtocolError(f"{path}: not valid JSON: {e}") from e
+    "The JSON of a file inside its folder (`safeio`: a regular file, not a link out of the folder; bounded)."
+    try: return read_json(Path(path).parent, Path(path).name, str(path))
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
 
 def load_trajectory(folder) -> Trajectory:
     "Read a trajectory folder written by `save_trajectory`."
@@ -517,12 +606,9 @@ def save_trajectories_jsonl(trajs, path) -> Path:
 def load_trajectories_jsonl(path) -> list[Trajectory]:
     "Read a JSONL file written by `save_trajectories_jsonl`; errors name the file and the line."
     path, out = Path(path), []
-    if not path.is_file(): raise ProtocolError(f"{path}: file not found")
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip(): continue
-        try: d = json.loads(line)
-        except json.JSONDecodeError as e: raise ProtocolError(f"{path}:{n}: not valid JSON: {e}") from e
-        out.append(trajectory_from_dict(d, _Reader(path.parent, f"{path}:{n}")))
+    try:   # lines end at \n only: U+2028 / U+0085 are legal inside JSON strings (str.splitlines would cut there)
+        for n, d in iter_jsonl(path.parent, path.name, str(path)): out.append(trajectory_from_dict(d, _Reader(path.parent, f"{path}:{n}")))
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     return out
 
 # %% ../nbs/02_protocol.ipynb #5f8b44d0

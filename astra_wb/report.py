@@ -29,7 +29,7 @@ def _fmt(acc, delta=None) -> str:
 
 def table1_rows(results: list[RunResult], base: RunResult | None = None, by: str = "category",
                 behaviour: bool = True) -> list[list[str]]:
-    "Rows (categories or groups, the imagination split, All, tool use) x columns (runs) of 'acc (+delta)' strings."
+    "Rows (categories or groups, the imagination split, All, protocol score, tool use) x runs of official 'acc (+delta)'."
     key = "per_category" if by == "category" else "per_group"
     deltas = [paired_delta(r.rows, base.rows) if base is not None and r is not base else None for r in results]
     names = list(dict.fromkeys(k for r in results for k in r.metrics[key]))
@@ -41,7 +41,9 @@ def table1_rows(results: list[RunResult], base: RunResult | None = None, by: str
         for k, label in (("needs_imagination", "needs imagination"), ("no_imagination", "no imagination")):
             out.append([label, *[_fmt(r.metrics["imagination"][k]["accuracy"], d and d["imagination"][k]) for r, d in zip(results, deltas)]])
     out.append(["All", *[_fmt(r.metrics["accuracy"], d and d["overall"]) for r, d in zip(results, deltas)]])
+    out.append(["protocol score", *[_fmt(r.metrics.get("protocol", {}).get("accuracy")) for r in results]])
     if not behaviour: return out
+    out.append(["valid %", *[_fmt(r.metrics.get("protocol", {}).get("valid_rate")) for r in results]])
     out.append(["tool-call rate %", *[f"{100 * r.metrics['tool_call_rate']:.1f}" for r in results]])
     out.append(["calls / row", *[f"{r.metrics['calls_per_row']:.2f}" for r in results]])
     out.append(["invalid turns %", *[f"{100 * r.metrics['invalid_turn_rate']:.1f}" for r in results]])
@@ -188,7 +190,7 @@ def write_report(results: list[RunResult], path, title: str = "astra-wb report",
                    f"mode {r.config.mode}, benchmark {html.escape(r.config.benchmark)}, {r.metrics['n']} rows "
                    f"(<code>{html.escape(str(r.folder))}</code>)</li>" for r in results)
     body = [f"<h1>{html.escape(title)}</h1><ul>{cfgs}</ul>",
-            f"<h2>Accuracy (%), change against {html.escape(base.label) if base else 'none'} in brackets</h2>",
+            f"<h2>Accuracy (%, official score), change against {html.escape(base.label) if base else 'none'} in brackets</h2>",
             table_html(table1_rows(results, base)), "<h3>By group</h3>", table_html(table1_rows(results, base, by="group", behaviour=False))]
     subs = sub_benchmark_rows(results)
     if subs: body += ["<h3>Sub-benchmarks</h3>", table_html(subs)]

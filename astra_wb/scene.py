@@ -484,7 +484,9 @@ def visible_objects(frame: Frame, min_pixels: int = 50) -> dict[int, int]:
 
 # %% ../nbs/03_scene.ipynb #a4bbe09b
 def _read_matrix(path: Path, shape) -> np.ndarray:
-    try: m = np.loadtxt(path, dtype=np.float64)
+    from astra_wb.safeio import read_bytes, split_path
+    from io import BytesIO
+    try: m = np.loadtxt(BytesIO(read_bytes(*split_path(path), str(path), max_bytes=2**20)), dtype=np.float64)   # regular files only
     except (OSError, ValueError) as e: raise ValueError(f"{path}: cannot read a matrix ({e})") from None
     if m.size == 16 and shape == (4, 4): m = m.reshape(4, 4)
     if m.shape != shape and not (shape == (3, 3) and m.shape == (4, 4)):
@@ -498,6 +500,7 @@ def _frame_ids(folder: Path) -> list[str]:
 # %% ../nbs/03_scene.ipynb #33048ed0
 def load_scan(folder, stride: int = 1, limit: int | None = None) -> list[Frame]:
     "Frames of a ScanNet-style folder (every `stride`-th, at most `limit`), colour resized to the depth size."
+    from astra_wb.safeio import read_image
     folder = Path(folder)
     for sub in ("color", "depth", "pose", "intrinsic"):
         if not (folder / sub).is_dir(): raise FileNotFoundError(f"{folder}: missing the {sub}/ folder of a ScanNet-style scan")
@@ -511,12 +514,12 @@ def load_scan(folder, stride: int = 1, limit: int | None = None) -> list[Frame]:
         cpath = cpath if cpath.exists() else folder / "color" / f"{name}.png"
         dpath = folder / "depth" / f"{name}.png"
         if not dpath.exists(): raise FileNotFoundError(f"{dpath}: depth image missing for colour frame {name}")
-        d = np.asarray(Image.open(dpath))
+        d = np.asarray(read_image(folder, f"depth/{name}.png", str(dpath), mode=None))   # safeio: a regular file, fully decoded
         if d.ndim != 2: raise ValueError(f"{dpath}: depth must be single-channel uint16 millimetres, got shape {d.shape}")
-        color = Image.open(cpath).convert("RGB")
+        color = read_image(folder, cpath.relative_to(folder).as_posix(), str(cpath))
         if color.size != (d.shape[1], d.shape[0]): color = color.resize((d.shape[1], d.shape[0]), Image.BILINEAR)
         ipath = folder / "instance" / f"{name}.png"
-        ids = np.asarray(Image.open(ipath)).astype(np.int32) - 1 if ipath.exists() else None
+        ids = np.asarray(read_image(folder, f"instance/{name}.png", str(ipath), mode=None)).astype(np.int32) - 1 if ipath.exists() else None
         frames.append(Frame(np.asarray(color), d.astype(np.float32) / 1000.0, K_depth.copy(), pose, ids))
     return frames
 

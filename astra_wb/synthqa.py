@@ -14,6 +14,7 @@ from numba import njit
 from .geometry import intrinsics, fov_from_K, level_pose, look_at, heading_pitch, level_axes, decompose, dominant_dof
 from .motion import Motion
 from .protocol import Sample, ProtocolError
+from .safeio import SafeIOError, check_list, check_value, get_field, iter_jsonl, read_image
 from .scene import Scene, make_scene, render, sample_cameras, CATEGORIES
 
 # %% auto #0
@@ -473,13 +474,6 @@ def verify_sample(sample: Sample) -> list[str]:
     return probs
 
 # %% ../nbs/04_synthqa.ipynb #05ca9153
-def _rel(folder: Path, rel: str, where: str) -> Path:
-    p = (folder / rel).resolve()
-    if not isinstance(rel, str) or Path(rel).is_absolute() or not p.is_relative_to(folder.resolve()):
-        raise ProtocolError(f"{where}: path {rel!r} leaves the bench folder")
-    if not p.is_file(): raise ProtocolError(f"{where}: missing file {p.name}")
-    return p
-
 def export_bench(samples: list[Sample], folder) -> Path:
     "Write `samples` to `folder/bench.jsonl` with PNG images and 16-bit millimetre depth PNGs; returns the JSONL path."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
@@ -503,14 +497,16 @@ def export_bench(samples: list[Sample], folder) -> Path:
 
 # %% ../nbs/04_synthqa.ipynb #643e1c8b
 def _load_line(d: dict, folder: Path, where: str) -> Sample:
-    for k, t in (("id", str), ("question", str), ("options", dict), ("category", str), ("meta", dict), ("images", list)):
-        if not isinstance(d.get(k), t): raise ProtocolError(f"{where}: field {k!r}: expected {t.__name__}, got {type(d.get(k)).__name__}")
-    ims = []
-    for i, rel in enumerate(d["images"]):
-        p = _rel(folder, rel, f"{where}: field images[{i}]")
-        try:
-            with Image.open(p) as im: ims.append(im.convert("RGB"))
-        except Exception as e: raise ProtocolError(f"{where}: field images[{i}]: cannot read {p.name}: {e}") from e
+    try:   # files through safeio: names under the bench folder, regular files only; every field typed
+        for k, t in (("id", str), ("question", str), ("options", dict), ("category", str), ("meta", dict), ("images", list)):
+            get_field(d, k, t, where)
+        for k, v in d["options"].items(): check_value(v, str, where, f"options.{k}")
+        get_field(d, "answer", (str, None), where, None)
+        ims = [read_image(folder, rel, f"{where}: field images[{i}]") for i, rel in enumerate(d["images"])]
+        depths = None if d.get("depths") is None else [
+            np.asarray(read_image(folder, rel, f"{where}: field depths[{i}]", mode=None), dtype=np.float32) / 1000.0
+            for i, rel in enumerate(check_list(d["depths"], str, where, "depths"))]
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     def mats(key, shape):
         if d.get(key) is None: return None
         try:
@@ -518,22 +514,19 @@ def _load_line(d: dict, folder: Path, where: str) -> Sample:
         except (TypeError, ValueError) as e: raise ProtocolError(f"{where}: field {key!r}: expected {len(ims)} {shape} matrices: {e}") from e
         if len(out) != len(ims): raise ProtocolError(f"{where}: field {key!r}: {len(out)} entries for {len(ims)} images")
         return out
-    depths = None if d.get("depths") is None else \
-        [np.asarray(Image.open(_rel(folder, rel, f"{where}: field depths[{i}]")), dtype=np.float32) / 1000.0 for i, rel in enumerate(d["depths"])]
     return Sample(id=d["id"], question=d["question"], images=ims, options=d["options"], answer=d.get("answer"),
                   category=d["category"], meta=d["meta"], poses=mats("poses", (4, 4)), intrinsics=mats("intrinsics", (3, 3)), depths=depths)
 
 def load_bench(folder) -> list[Sample]:
     "The samples of a folder written by `export_bench` (or its `bench.jsonl`); errors name the file, line and field."
     path = Path(folder); path = path / "bench.jsonl" if path.is_dir() else path
-    if not path.is_file(): raise ProtocolError(f"{path}: no synthetic bench here (expected bench.jsonl from export_bench)")
+    if not path.exists(): raise ProtocolError(f"{path}: no synthetic bench here (expected bench.jsonl from export_bench)")
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip(): continue
-        try: d = json.loads(line)
-        except json.JSONDecodeError as e: raise ProtocolError(f"{path}:{n}: not valid JSON: {e}") from e
-        if not isinstance(d, dict): raise ProtocolError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
-        out.append(_load_line(d, path.parent, f"{path}:{n}"))
+    try:   # lines end at \n only (U+2028 inside a JSON string is not a line break)
+        for n, d in iter_jsonl(path.parent, path.name, str(path)):
+            if not isinstance(d, dict): raise ProtocolError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
+            out.append(_load_line(d, path.parent, f"{path}:{n}"))
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     return out
 
 # %% ../nbs/04_synthqa.ipynb #eef182af

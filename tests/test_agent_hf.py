@@ -63,10 +63,10 @@ def test_taught_tiny_qwen3vl_calls_the_simulator_then_answers(tiny_path):
         torch.manual_seed(0)
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         model.train()
-        for step in range(120):
+        for step in range(300):
             loss = sum(model(**enc, labels=labels).loss for enc, labels in examples)
             loss.backward(); opt.step(); opt.zero_grad()
-            if loss.item() < 0.05: break
+            if loss.item() < 0.005: break   # memorised: greedy decoding reproduces every token
         model.eval()
         sim = FakeSimulator()
         t = rollout([sample(0)], HFPolicy.from_model(model, proc, name="hf:taught"), sim, AgentConfig(max_new_tokens=64))[0]

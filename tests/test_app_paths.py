@@ -20,11 +20,13 @@ def roots(tmp_path):
     (root / "out-link").symlink_to(outside)                           # a folder symlinked out of the root
     (root / "run-a" / "leak").symlink_to(outside / "secret.txt")      # a file symlinked out of the root
     (root / "inside-link").symlink_to(root / "run-a")                 # a symlink that stays inside is fine
+    (root / "loop").symlink_to(root / "loop")                         # a symlink loop: refused, never listed
     return root, outside
 
 @pytest.mark.parametrize("name", ["", "..", "../outside", "run-a/../../outside", "run-a/../run-a", "/etc/passwd",
                                   "~", "~root", "run-a\\..\\..", "C:\\Windows", "run-a\x00", "out-link", "out-link/secret.txt",
-                                  "run-a/leak", "%2e%2e%2foutside", "..%2Foutside", "no-such-run"])
+                                  "run-a/leak", "%2e%2e%2foutside", "..%2Foutside", "no-such-run", "x" * 5000, "a/" * 3000,
+                                  "loop"])
 def test_safe_path_refuses(roots, name):
     root, _ = roots
     with pytest.raises(PathError): safe_path(root, name)

@@ -26,7 +26,7 @@ def test_symlink_out_of_folder_is_refused(tmp_path):
     target = folder / "images" / "given_1.png"
     target.unlink()
     target.symlink_to(secret)
-    with pytest.raises(ProtocolError, match="leaves the trajectory folder"):
+    with pytest.raises(ProtocolError, match="leads outside its folder"):
         load_trajectory(folder)
 
 
