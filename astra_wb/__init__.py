@@ -1,4 +1,4 @@
-"""astra-wb: a research workbench for thinking with imagination.
+"""A notebook-first research workbench for thinking with imagination: VLM policies that ask a world simulator for imagined views.
 
 The names a researcher reaches for first are importable from the package itself, e.g.
 `astra_wb.load_run("runs/demo/agentic")`. They resolve on first use, so `import astra_wb` stays light
