@@ -1,2 +1,3 @@
-"""astra-wb: a research workbench for thinking with imagination."""
+"""A notebook-first research workbench for thinking with imagination: VLM policies that ask a world simulator for imagined views."""
+
 __version__ = "0.1.0"

@@ -13,11 +13,12 @@ from .protocol import (TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn,
                                parse_turn)
 
 # %% auto #0
-__all__ = ['MODES', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout', 'run_one',
-           'apply_turn', 'format_trajectory', 'cli_rollout', 'trajectory_summary']
+__all__ = ['MODES', 'PREMATURE', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout',
+           'run_one', 'apply_turn', 'format_trajectory', 'cli_rollout', 'trajectory_summary']
 
 # %% ../nbs/07_agent.ipynb #4eb3de57
 MODES = ("direct", "forced", "agentic")
+PREMATURE = ("prompt", "retry", "accept")   # what an answer before the k-th call does in Forced(k) mode
 
 @dataclass
 class AgentConfig:
@@ -32,7 +33,8 @@ class AgentConfig:
     seed: int = 0                    # policy sampling seed (the policy call of step t uses seed + t)
     group_size: int = 1              # rollouts per sample (GRPO's G)
     progress: bool = False           # tqdm progress bar over finished trajectories
-    premature: str = "retry"         # forced mode, answer before k calls: "retry" (feedback) | "accept" (end, invalid)
+    premature: str = "prompt"        # forced mode, answer before k calls: "prompt" (paper: end, valid, counted) |
+                                     # "retry" (invalid turn, feedback, ask again) | "accept" (end, invalid)
     simulator_workers: int = 1       # threads for a turn's simulator calls (>1 for remote simulators)
     max_batch: int = 0               # trajectories in flight at once; 0 = all
 
@@ -42,7 +44,7 @@ class AgentConfig:
             raise ValueError("max_turns and group_size must be >= 1 and max_tool_rounds >= 0")
         if self.mode == "forced" and not 1 <= self.forced_k <= min(self.max_tool_rounds, self.max_turns - 1):
             raise ValueError(f"forced_k={self.forced_k} must be in 1..min(max_tool_rounds, max_turns - 1)")
-        if self.premature not in ("retry", "accept"): raise ValueError(f"premature must be 'retry' or 'accept', got {self.premature!r}")
+        if self.premature not in PREMATURE: raise ValueError(f"premature must be one of {PREMATURE}, got {self.premature!r}")
 
 # %% ../nbs/07_agent.ipynb #835c2824
 _FORMAT_HINT = ("Reply with your reasoning inside <think></think>, then either one <tool_call></tool_call> "
@@ -206,7 +208,8 @@ def _record(self: _Rollout, idx, turns) -> list[int]:
             traj.final_answer = final_answer(a, turn.text, traj.sample)
             early = c.mode == "forced" and traj.meta["tool_rounds"] < c.forced_k
             traj.meta["stop_reason"] = "premature_answer" if early else "answer"
-            if early: traj.valid = False
+            if c.mode == "forced": traj.meta["premature_answer"] = early
+            if early and c.premature == "accept": traj.valid = False
         elif len(traj.turns) >= c.max_turns:
             traj.meta["stop_reason"], traj.valid = "over_limit", False
         else: continue
@@ -341,4 +344,5 @@ def trajectory_summary(t: Trajectory) -> dict:
     return {"id": t.sample.id, "group_index": t.meta.get("group_index"), "mode": t.mode, "final_answer": t.final_answer,
             "answer": t.sample.answer, "correct": t.correct, "valid": t.valid, "n_turns": len(t.turns),
             "n_tool_calls": t.n_tool_calls, "invalid_reasons": t.invalid_reasons, "stop_reason": t.meta.get("stop_reason"),
+            "premature_answer": t.meta.get("premature_answer"),
             "timings": {k: round(v, 6) for k, v in t.timings.items()}}

@@ -409,7 +409,9 @@ def _build(self: MindCube, e):
         raise bench_error(self.file, r, "gt_answer", f"{gold!r} is not one of the options {list(options)}")
     try: prompt = mindcube_prompt(row, self.prompt_setting)
     except KeyError as k: raise bench_error(self.file, r, k.args[0], f"needed by prompt setting {self.prompt_setting!r}") from None
-    meta = {"source": "mindcube", "setting": e["setting"], "group": e["setting"], "prompt": prompt,
+    # the official engines insert each image at the front of the message in turn, so the last image comes first
+    content = [{"image": k} for k in reversed(range(len(images)))] + [{"text": prompt}]
+    meta = {"source": "mindcube", "setting": e["setting"], "group": e["setting"], "prompt": prompt, "content": content,
             "prompt_setting": self.prompt_setting, "official_answer": gold, "mindcube_category": row.get("category"),
             "type": row.get("type"), "meta_info": row.get("meta_info")}
     return Sample(id=e["id"], question=stem, images=images, options=options, answer=gt, category=e["category"],

@@ -110,7 +110,7 @@ def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None,
     else: official = {"extracted": p_ext, "correct": protocol["protocol_correct"], "scored": s.answer is not None, "llm_extracted": False}
     return {"id": str(s.id), "index": index, "source": source, "category": s.category, "group": s.meta.get("group"),
             "setting": s.meta.get("setting"), "sub_benchmarks": s.meta.get("sub_benchmarks") or [],
-            "needs_imagination": s.meta.get("needs_imagination"), "answer": s.answer,
+            "needs_imagination": s.meta.get("needs_imagination"), "family": s.meta.get("family"), "answer": s.answer,
             "official_answer": s.meta.get("official_answer", s.answer), "response": response, **official, **protocol,
             "agent_answer": traj.final_answer, "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
             "n_tool_calls": traj.n_tool_calls, "invalid_reasons": traj.invalid_reasons,
@@ -129,6 +129,7 @@ def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
     return {"id": str(sample.id), "index": index, "source": sample.meta.get("source", "synth"), "category": sample.category,
             "group": sample.meta.get("group"), "setting": sample.meta.get("setting"),
             "sub_benchmarks": sample.meta.get("sub_benchmarks") or [], "needs_imagination": sample.meta.get("needs_imagination"),
+            "family": sample.meta.get("family"),
             "answer": sample.answer, "official_answer": gold, "response": None, "extracted": None, "correct": False,
             "scored": official_scored(sample.meta.get("source", "synth"), gold) if sample.meta.get("source") in OFFICIAL_SOURCES
             else sample.answer is not None, "llm_extracted": False, "prediction": None, "protocol_extracted": None,

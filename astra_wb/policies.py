@@ -15,7 +15,8 @@ from .protocol import TOOLS, system_prompt
 # %% auto #0
 __all__ = ['SAMPLING_KEYS', 'Policy', 'PolicyError', 'register_policy', 'policy_names', 'get_policy', 'to_pil',
            'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
-           'to_openai_messages', 'from_openai_message', 'OpenAIPolicy', 'build_tiny_qwen3vl']
+           'to_openai_messages', 'vllm_chat_view', 'from_openai_message', 'OpenAIPolicy', 'forced_calls_left',
+           'processor_pixel_limits', 'build_tiny_qwen3vl']
 
 # %% ../nbs/06_policies.ipynb #89453873
 SAMPLING_KEYS = ("temperature", "top_p", "max_new_tokens", "seed")
@@ -186,8 +187,19 @@ def _text_of(content) -> str:
     return content if isinstance(content, str) else "\n".join(p["text"] for p in content if "text" in p and not _is_image_part(p))
 
 # %% ../nbs/06_policies.ipynb #73f1e3a6
-def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG") -> list[dict]:
+def _tool_turn(content, tid: str, image_format: str, tool_images: str) -> list[dict]:
+    "The OpenAI messages for one tool response: images inline (vLLM keeps them) or split into a user turn."
+    has_image = isinstance(content, list) and any(_is_image_part(p) for p in content)
+    if has_image and tool_images == "inline":
+        return [{"role": "tool", "tool_call_id": tid, "content": _oa_parts(content, image_format)}]
+    msgs = [{"role": "tool", "tool_call_id": tid, "content": _text_of(content)}]
+    if has_image: msgs.append({"role": "user", "content": [p for p in _oa_parts(content, image_format) if p["type"] == "image_url"]})
+    return msgs
+
+def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG",
+                       tool_images: str = "inline") -> list[dict]:
     "Our chat messages as OpenAI chat-completions messages (see above for how tool turns map)."
+    if tool_images not in ("inline", "split"): raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
     out, pending, n_calls = [], [], 0
     for m in conversation:
         role, content = m.get("role"), m.get("content")
@@ -209,10 +221,7 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
                 out.append({"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
                             "tool_calls": [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]})
             else: out.append({"role": "assistant", "content": text})
-        elif role == "tool" and pending:
-            out.append({"role": "tool", "tool_call_id": pending.pop(0), "content": _text_of(content)})
-            if isinstance(content, list) and any(_is_image_part(p) for p in content):
-                out.append({"role": "user", "content": _oa_parts(content, image_format)})
+        elif role == "tool" and pending: out += _tool_turn(content, pending.pop(0), image_format, tool_images)
         elif role == "tool":
             parts = _oa_parts(content, image_format)
             parts = [{"type": "text", "text": parts}] if isinstance(parts, str) else parts
@@ -221,61 +230,138 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
         else: out.append({"role": role or "user", "content": _oa_parts(content, image_format)})
     return out + [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
 
+# %% ../nbs/06_policies.ipynb #92c082a2
+def _args_dict(a):
+    if isinstance(a, (dict, list)): return a
+    try: return json.loads(a) if isinstance(a, str) else {}
+    except json.JSONDecodeError: return {}   # vLLM renders unparseable arguments as {}
+
+def vllm_chat_view(messages: list[dict]) -> list[dict]:
+    "OpenAI messages as vLLM hands them to a chat template with the 'openai' content format."
+    out = []
+    for m in messages:
+        c = m.get("content")
+        parts = [] if c is None else [{"type": "text", "text": c}] if isinstance(c, str) else c
+        msg = {"role": m["role"], "content": [{"type": "image"} if p.get("type") == "image_url" else
+                                             {"type": "text", "text": p.get("text", "")} for p in parts]}
+        if m["role"] == "tool":
+            msg["tool_call_id"] = m.get("tool_call_id")
+            if all(p["type"] == "text" for p in msg["content"]): msg["content"] = "\n".join(p["text"] for p in msg["content"])
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            msg["tool_calls"] = [{**t, "function": {**t["function"], "arguments": _args_dict(t["function"].get("arguments"))}}
+                                 for t in m["tool_calls"]]
+        out.append(msg)
+    return out
+
 # %% ../nbs/06_policies.ipynb #c5c5a181
-def from_openai_message(msg: dict) -> str:
-    "An OpenAI assistant message as our turn text (`<think>`, content, `<tool_call>` blocks)."
+def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
+    "An OpenAI assistant message as our turn text (`<think>`, content, `<tool_call>` blocks), open where it was cut."
+    cut = finish_reason == "length"
     content = msg.get("content") or ""
     if isinstance(content, list): content = "".join(p.get("text", "") for p in content)
+    calls = msg.get("tool_calls") or []
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    text = f"<think>{reasoning.strip()}</think>\n{content}" if reasoning and "<think>" not in content else content
-    for c in msg.get("tool_calls") or []:
+    text = content
+    if reasoning and "<think>" not in content:
+        closed = bool(content.strip() or calls) or not cut
+        text = f"<think>{reasoning.strip()}" + ("</think>\n" if closed else "") + content
+    for i, c in enumerate(calls):
         f = c.get("function", {})
         args = f.get("arguments", {})
         try: args = json.loads(args) if isinstance(args, str) else args
         except json.JSONDecodeError: pass  # keep the raw string: the parser reports json_error
         body = json.dumps({"name": f.get("name"), "arguments": args}) if not isinstance(args, str) else \
             '{"name": ' + json.dumps(f.get("name")) + ', "arguments": ' + args + "}"
-        text += f"\n<tool_call>\n{body}\n</tool_call>"
+        text += f"\n<tool_call>\n{body}" + ("" if cut and i == len(calls) - 1 else "\n</tool_call>")
     return text.strip()
 
 # %% ../nbs/06_policies.ipynb #c70b068e
+_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool, "image_format": str,
+              "timeout": float, "max_retries": int}
+
+def _spec_settings(query: str, spec: str) -> dict:
+    "Client settings from a spec's query string, typed; an unknown key is an error naming the spec."
+    import urllib.parse
+    out = {}
+    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if k not in _SPEC_KEYS: raise ValueError(f"openai policy spec {spec!r}: unknown setting {k!r}; known: {sorted(_SPEC_KEYS)}")
+        t = _SPEC_KEYS[k]
+        try: out[k] = v.lower() in ("1", "true", "yes") if t is bool else t(v)
+        except ValueError: raise ValueError(f"openai policy spec {spec!r}: {k}={v!r} is not a {t.__name__}") from None
+    return out
+
 class OpenAIPolicy:
     "A policy served by an OpenAI-compatible chat-completions endpoint."
     def __init__(self, spec: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
                  max_retries: int = 4, backoff: float = 1.0, tools_mode: str = "auto", max_workers: int = 8,
-                 image_format: str = "PNG", extra_body: dict | None = None):
+                 image_format: str = "PNG", extra_body: dict | None = None, tool_images: str = "inline",
+                 use_n: bool = True, forced_required: bool = True, mm_processor_kwargs: dict | None = None,
+                 chat_template_kwargs: dict | None = None):
         import os
         url, _, frag = spec.partition("#")
+        url, _, query = url.partition("?")
         url = url.rstrip("/")
+        q = _spec_settings(query, spec)    # settings in the spec, e.g. http://h:8000/v1?tool_images=split#model
+        tools_mode, tool_images = q.get("tools_mode", tools_mode), q.get("tool_images", tool_images)
+        use_n, forced_required = q.get("use_n", use_n), q.get("forced_required", forced_required)
+        image_format, timeout, max_retries = q.get("image_format", image_format), q.get("timeout", timeout), q.get("max_retries", max_retries)
         self.base_url = url[: -len("/chat/completions")] if url.endswith("/chat/completions") else url
         if not self.base_url.startswith(("http://", "https://")): raise ValueError(f"openai policy needs an http(s) URL, got {spec!r}")
         if tools_mode not in ("auto", "native", "text"): raise ValueError(f"tools_mode must be auto, native or text, got {tools_mode!r}")
+        if tool_images not in ("inline", "split"): raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
         self.model = model or frag or None
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.timeout, self.max_retries, self.backoff, self.max_workers = timeout, max_retries, backoff, max_workers
         self.native_tools = tools_mode != "text"
-        self.tools_mode, self.image_format, self.extra_body = tools_mode, image_format, extra_body or {}
+        self.tools_mode, self.image_format, self.extra_body, self.tool_images = tools_mode, image_format, extra_body or {}, tool_images
+        self.use_n, self.forced_required = use_n, forced_required
+        self.extra_body |= {k: v for k, v in (("mm_processor_kwargs", mm_processor_kwargs),
+                                             ("chat_template_kwargs", chat_template_kwargs)) if v}
         self.name = f"openai:{self.base_url}" + (f"#{self.model}" if self.model else "")
         self.last_finish_reasons: list = []
         self._lock = threading.Lock()
+
+# %% ../nbs/06_policies.ipynb #81d81638
+_FORCED_RE = re.compile(r"You must call world_simulator exactly (\d+) times")
+
+def forced_calls_left(conversation: list[dict]) -> int:
+    "Calls a Forced-mode conversation still owes (0 outside Forced mode): k minus the tool responses with an image."
+    system = next((m for m in conversation if m.get("role") == "system"), None)
+    k = _FORCED_RE.search(_text_of(system["content"])) if system else None
+    if not k: return 0
+    done = sum(1 for m in conversation if m.get("role") == "tool" and isinstance(m.get("content"), list)
+               and any(_is_image_part(p) for p in m["content"]))
+    return max(0, int(k.group(1)) - done)
+
+def processor_pixel_limits(processor) -> dict:
+    "The transformers image processor's resize limits as vLLM `mm_processor_kwargs`."
+    ip = getattr(processor, "image_processor", processor)
+    size = dict(getattr(ip, "size", None) or {})
+    out = {"size": {k: size[k] for k in ("shortest_edge", "longest_edge") if k in size}} if size else {}
+    return out | {k: getattr(ip, k) for k in ("min_pixels", "max_pixels") if getattr(ip, k, None)}
 
 # %% ../nbs/06_policies.ipynb #ab87e5d6
 class _HTTPError(Exception):
     def __init__(self, status, body): super().__init__(f"HTTP {status}: {body[:500]}"); self.status, self.body = status, body
 
+_RETRY_STATUS = (429, 502, 503, 504)   # busy or restarting; a 500 is an error the same request would hit again
+
 def _request(self: OpenAIPolicy, method: str, path: str, payload: dict | None = None) -> dict:
-    "One HTTP call with retries on connection errors, timeouts, 429 and 5xx."
+    "One HTTP call with retries on connection errors, timeouts, 429 and 502-504 (after `Retry-After` when given)."
     url, data = self.base_url + path, None if payload is None else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
     for attempt in range(self.max_retries + 1):
+        wait = self.backoff * 2 ** attempt * (1 + 0.25 * random.random())
         try:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
             with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read().decode())
         except urllib.error.HTTPError as e:
             err = _HTTPError(e.code, e.read().decode(errors="replace"))
-            if e.code != 429 and e.code < 500: raise err
+            if e.code not in _RETRY_STATUS: raise err
+            try: wait = max(wait, float(e.headers.get("Retry-After")))
+            except (TypeError, ValueError): pass
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e: err = e
-        if attempt < self.max_retries: time.sleep(self.backoff * 2 ** attempt * (1 + 0.25 * random.random()))
+        if attempt < self.max_retries: time.sleep(wait)
     raise PolicyError(f"{self.name}: {method} {url} failed after {self.max_retries + 1} tries: {err}")
 
 OpenAIPolicy._request = _request
@@ -290,32 +376,67 @@ def _model_id(self: OpenAIPolicy) -> str:
             self.model = data[0]["id"]; self.name = f"openai:{self.base_url}#{self.model}"
     return self.model
 
-def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict) -> tuple[str, str | None]:
+def _finish(choice: dict, usage: dict | None, max_tokens, n: int) -> str | None:
+    "The finish reason, 'length' also when a tool-call reply used every token (vLLM then says 'tool_calls')."
+    used = (usage or {}).get("completion_tokens")
+    if n == 1 and max_tokens and used is not None and used >= max_tokens: return "length"
+    return choice.get("finish_reason")
+
+# %% ../nbs/06_policies.ipynb #9146d91c
+def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bool, n: int) -> dict:
     payload = {"model": self._model_id(), **self.extra_body}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"), ("seed", "seed")):
         if sampling.get(ours) is not None: payload[theirs] = sampling[ours]
-    for _ in range(2):
+    payload["messages"] = to_openai_messages(conversation, tools, native, self.image_format, self.tool_images)
+    if n > 1: payload["n"] = n
+    if native:
+        required = self.forced_required and forced_calls_left(conversation) > 0
+        payload.update(tools=tools, tool_choice="required" if required else "auto")
+    return payload
+
+def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict, n: int = 1) -> list[tuple[str, str | None]]:
+    "n turns for one conversation: [(text, finish_reason)]."
+    for _ in range(3):
         native = bool(tools) and self.native_tools
-        payload["messages"] = to_openai_messages(conversation, tools, native, self.image_format)
-        payload.pop("tools", None); payload.pop("tool_choice", None)
-        if native: payload.update(tools=tools, tool_choice="auto")
-        try: choice = self._request("POST", "/chat/completions", payload)["choices"][0]
+        payload = self._payload(conversation, tools, sampling, native, n)
+        try: reply = self._request("POST", "/chat/completions", payload); choices = reply["choices"]
         except _HTTPError as e:
-            if native and self.tools_mode == "auto" and e.status == 400 and "tool" in e.body.lower():
+            low = e.body.lower()
+            if native and payload.get("tool_choice") == "required" and e.status == 400 and "tool_choice" in low:
+                self.forced_required = False; continue   # this server has no required tool choice
+            if native and self.tools_mode == "auto" and e.status == 400 and "tool" in low:
                 self.native_tools = False; continue   # this server has no tool calling: describe tools in text
             raise PolicyError(f"{self.name}: POST {self.base_url}/chat/completions: {e}") from e
         except (KeyError, IndexError, TypeError) as e: raise PolicyError(f"{self.name}: malformed reply ({e})") from e
-        return from_openai_message(choice.get("message") or {}), choice.get("finish_reason")
+        if n > 1 and len(choices) != n:   # a server without `n`: one request per conversation from now on
+            self.use_n = False
+            return [self._complete(conversation, tools, sampling, 1)[0] for _ in range(n)]
+        if len(choices) != n: raise PolicyError(f"{self.name}: asked for {n} choice, got {len(choices)}")
+        out = []
+        for ch in sorted(choices, key=lambda c: c.get("index", 0)):
+            fin = _finish(ch, reply.get("usage"), payload.get("max_tokens"), n)
+            out.append((from_openai_message(ch.get("message") or {}, fin), fin))
+        return out
     raise PolicyError(f"{self.name}: the server rejected the request with and without native tools")
 
+# %% ../nbs/06_policies.ipynb #de543fee
 def _respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[str]:
+    "One turn per conversation; identical conversations share one request with `n` choices."
     if not conversations: return []
-    with ThreadPoolExecutor(min(self.max_workers, len(conversations))) as ex:
-        results = list(ex.map(lambda c: self._complete(c, tools, sampling), conversations))
-    self.last_finish_reasons = [r for _, r in results]
-    return [t for t, _ in results]
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(conversations):
+        key = json.dumps(to_openai_messages(c, tools, False, self.image_format), sort_keys=True) if self.use_n else str(i)
+        groups.setdefault(key, []).append(i)
+    jobs = list(groups.values())
+    with ThreadPoolExecutor(min(self.max_workers, len(jobs))) as ex:
+        results = list(ex.map(lambda g: self._complete(conversations[g[0]], tools, sampling, len(g)), jobs))
+    out = [None] * len(conversations)
+    for g, res in zip(jobs, results):
+        for i, r in zip(g, res): out[i] = r
+    self.last_finish_reasons = [r for _, r in out]
+    return [t for t, _ in out]
 
-OpenAIPolicy._model_id, OpenAIPolicy._complete, OpenAIPolicy.respond = _model_id, _complete, _respond
+OpenAIPolicy._model_id, OpenAIPolicy._payload, OpenAIPolicy._complete, OpenAIPolicy.respond = _model_id, _payload, _complete, _respond
 
 # %% ../nbs/06_policies.ipynb #290b545c
 def build_tiny_qwen3vl(folder, **kw) -> str:

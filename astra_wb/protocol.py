@@ -13,9 +13,10 @@ from .safeio import SafeIOError, check_value, iter_jsonl, open_under, read_image
 from .motion import Motion, MotionError, TOOL_MOTION_TYPES, AXIS_ALIASES, render_instruction
 
 # %% auto #0
-__all__ = ['INVALID_REASONS', 'TOOL_NAME', 'TOOL_SCHEMA', 'TOOLS', 'GOLDEN_TURNS', 'TRAJECTORY_VERSION', 'Sample', 'Observation',
-           'Invoke', 'Answer', 'Invalid', 'system_prompt', 'render_tool_call', 'render_answer', 'parse_turn',
-           'extract_answer', 'Turn', 'Trajectory', 'user_content', 'build_messages', 'ProtocolError', 'sample_to_dict',
+__all__ = ['INVALID_REASONS', 'TOOL_NAME', 'TOOL_SCHEMA', 'TOOLS', 'GOLDEN_TURNS', 'ASTRA_TOOL_NAME', 'DIALECTS',
+           'TRAJECTORY_VERSION', 'Sample', 'Observation', 'Invoke', 'Answer', 'Invalid', 'system_prompt',
+           'render_tool_call', 'render_answer', 'parse_turn', 'parse_astra_turn', 'render_astra_call', 'extract_answer',
+           'Turn', 'Trajectory', 'user_content', 'build_messages', 'ProtocolError', 'sample_to_dict',
            'sample_from_dict', 'trajectory_to_dict', 'trajectory_from_dict', 'save_trajectory', 'load_trajectory',
            'save_trajectories_jsonl', 'load_trajectories_jsonl', 'save_sample', 'load_sample']
 
@@ -298,6 +299,63 @@ GOLDEN_TURNS = [  # (text, n_images, expected reason or None for valid)
     (_call({"reference_image": 4, "motion_type": "turn_right", "value": 180}), 4, None),
     ("<think>ok</think><answer>B. the chair</answer>", 2, None),
 ]
+
+# %% ../nbs/02_protocol.ipynb #84b7961a
+ASTRA_TOOL_NAME = "world_simulator_tool"
+_AXIS_OF = {kind: axis for axis, kind in AXIS_ALIASES.items()}
+_ASTRA_CALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", re.S)
+_ASTRA_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^,]*?)\s*(?:,|$)")
+
+def _astra_value(v: str):
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'": return v[1:-1]
+    try: return int(v)
+    except ValueError: pass
+    try: return float(v)
+    except ValueError: return v
+
+def _astra_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
+    "`name(key=value, ...)` checked against the world_simulator schema (the same reasons as a JSON call)."
+    m = _ASTRA_CALL.fullmatch(body)
+    args = {a.group(1): _astra_value(a.group(2)) for a in _ASTRA_ARG.finditer(m.group(2))} if m else None
+    if not m or (m.group(2).strip() and not args):
+        return Invalid("json_error", f"action is not a call name(key=value, ...): {body[:80]!r}")
+    name = TOOL_NAME if m.group(1) == ASTRA_TOOL_NAME else m.group(1)
+    return _parse_call(json.dumps({"name": name, "arguments": args}), n_images, reasoning)
+
+# %% ../nbs/02_protocol.ipynb #eba9f7a5
+def _astra_answer(body: str) -> str:
+    "The answer inside an action: `<answer>X</answer>`, `answer(X)` or the bare text."
+    if (m := re.search(r"<answer>(.*?)</answer>", body, re.S)): return m.group(1).strip()
+    if (m := re.fullmatch(r"\s*answer\s*\((.*)\)\s*", body, re.S)): return m.group(1).strip().strip("\"'")
+    return body.strip()
+
+def parse_astra_turn(text: str, n_images: int) -> Invoke | Answer | Invalid:
+    "Parse a turn in the Astra project page's dialect (`<action>world_simulator_tool(...)</action>`); never raises."
+    try:
+        if not isinstance(text, str) or not text.strip(): return Invalid("empty", "the turn is empty")
+        close, open_ = text.find("</think>"), text.find("<think>")
+        if open_ != -1 and (close == -1 or close < open_): return Invalid("truncated", "<think> is never closed")
+        reasoning, rest = (text[open_ + 7 if open_ != -1 else 0:close].strip(), text[close + 8:]) if close != -1 else \
+            (text[:max(text.find("<action>"), 0)].strip(), text[max(text.find("<action>"), 0):])
+        actions = _blocks(rest, "action")
+        if isinstance(actions, Invalid): return actions
+        if not actions: return Invalid("no_action", "the turn ends without <action>")
+        calls = [a for a in actions if _ASTRA_CALL.fullmatch(a) and not re.match(r"\s*answer\s*\(", a)]
+        if len(actions) > 1:
+            return Invalid("multiple_calls" if calls else "multiple_answers", f"{len(actions)} actions in one turn")
+        if not reasoning: return Invalid("missing_reasoning", "no reasoning before the action")
+        if calls: return _astra_call(calls[0].strip(), n_images, reasoning)
+        ans = _astra_answer(actions[0])
+        return Answer(ans, reasoning) if ans else Invalid("empty", "the answer is empty")
+    except Exception as e: return Invalid("schema_error", f"unparseable turn ({type(e).__name__}: {e})")
+
+def render_astra_call(invoke: Invoke, reasoning: str | None = None) -> str:
+    "An Invoke written in the Astra dialect (axis name and signed value)."
+    args = f"reference_image={invoke.reference_image}, motion_type={_AXIS_OF[invoke.motion.kind]}, value={invoke.motion.value:g}"
+    return f"<think>{reasoning if reasoning is not None else invoke.reasoning}</think>\n<action>{ASTRA_TOOL_NAME}({args})</action>"
+
+DIALECTS = {"workbench": parse_turn, "astra": parse_astra_turn}   # name -> parser(text, n_images)
 
 # %% ../nbs/02_protocol.ipynb #800516b8
 def _letter_in(span: str, letters: str) -> str | None:

@@ -10,10 +10,11 @@ from pathlib import Path
 from .eval import EvalConfig, RunResult, run_eval, load_run, paired_delta, compute_metrics, traj_dirname
 
 # %% auto #0
-__all__ = ['NEXT_STEPS', 'short_name', 'table1_rows', 'sub_benchmark_rows', 'format_table', 'table_html', 'category_figure',
-           'behaviour_figure', 'dial_points', 'dial_figure', 'dial_text', 'report_figures', 'plain_trajectory_html',
-           'trajectory_block', 'pick_examples', 'write_report', 'cli_report', 'DemoConfig', 'DemoResult',
-           'demo_configs', 'run_demo', 'cli_demo']
+__all__ = ['LADDER', 'HEADLINE', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'short_name', 'table1_rows', 'sub_benchmark_rows',
+           'format_table', 'table_html', 'category_figure', 'behaviour_figure', 'dial_points', 'dial_figure',
+           'dial_text', 'report_figures', 'plain_trajectory_html', 'trajectory_block', 'pick_examples', 'write_report',
+           'cli_report', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows', 'paired_bootstrap', 'ladder_rows',
+           'demo_summary', 'run_demo', 'cli_demo']
 
 # %% ../nbs/09b_report.ipynb #6c519ca6
 def short_name(category: str) -> str:
@@ -181,15 +182,15 @@ _CSS = ("<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:au
         ".traj img{margin:2px}</style>")
 
 def write_report(results: list[RunResult], path, title: str = "astra-wb report", base: RunResult | None = None,
-                 dial: list[tuple[float, RunResult]] | None = None, n_trajectories: int = 4) -> Path:
-    "Write one self-contained HTML report of `results` (compared with `base`, a Direct run) and return its path."
+                 dial: list[tuple[float, RunResult]] | None = None, n_trajectories: int = 4, preamble: str = "") -> Path:
+    "Write one self-contained HTML report of `results` (compared with `base`, a Direct run; `preamble`: HTML put first) and return its path."
     if base is None: base = next((r for r in results if r.config.mode == "direct"), None)
     figs = list(report_figures(results, base, dial).values())
     fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
     cfgs = "".join(f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.config.policy)} x {html.escape(r.config.simulator)}, "
                    f"mode {r.config.mode}, benchmark {html.escape(r.config.benchmark)}, {r.metrics['n']} rows "
                    f"(<code>{html.escape(str(r.folder))}</code>)</li>" for r in results)
-    body = [f"<h1>{html.escape(title)}</h1><ul>{cfgs}</ul>",
+    body = [f"<h1>{html.escape(title)}</h1>{preamble}<ul>{cfgs}</ul>",
             f"<h2>Accuracy (%, official score), change against {html.escape(base.label) if base else 'none'} in brackets</h2>",
             table_html(table1_rows(results, base)), "<h3>By group</h3>", table_html(table1_rows(results, base, by="group", behaviour=False))]
     subs = sub_benchmark_rows(results)
@@ -223,6 +224,9 @@ def cli_report(argv: list[str]) -> int:
     return 0
 
 # %% ../nbs/09b_report.ipynb #d7ddb34b
+LADDER = ("reproject(depth_noise=0.05,pose_noise=0.05)", "reproject(depth_noise=0.15,pose_noise=0.15,max_views=2)",
+          "reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)")
+
 @dataclass
 class DemoConfig:
     "The demo's knobs (CLI flags of `astra-wb demo`)."
@@ -230,9 +234,13 @@ class DemoConfig:
     n: int = 200                             # synthetic questions
     seed: int = 0                            # bench seed (and sampling seed)
     policy: str = "expert"                   # policy spec
-    simulator: str = "oracle"                # the good simulator; the dial wraps it in perturbed(...)
+    simulator: str = "reproject"             # the headline simulator: non-privileged (given RGB-D and poses only)
     forced_k: int = 2                        # calls required in Forced mode (paper Table 2: k = 2)
-    noise_levels: tuple = (0.3, 0.6, 1.2)    # pose noise of the perturbed simulator
+    ladder: tuple = LADDER                   # the quality ladder: ever worse non-privileged simulators, best first
+    fill: str = "reproject(fill=true)"       # the headline simulator with hole filling on ("" to skip)
+    controls: tuple = ("blank", "copy")      # uninformative tool replies, run beside the gain
+    ceiling: str = "oracle"                  # the privileged ceiling (reads the whole scene; "" to skip)
+    misleading: str = "reproject(wrong_reference=0.5)"   # a simulator that is confidently wrong at times: Forced vs Agentic ("" to skip)
     batch_size: int = 50                     # samples per rollout call
     save_trajectories: bool = True           # write trajectories (needed for the report's examples and the app)
     workers: int = 2                         # runs in parallel (forked processes sharing the generated bench)
@@ -240,23 +248,77 @@ class DemoConfig:
 
 @dataclass
 class DemoResult:
-    "The demo's runs (label -> RunResult), quality-dial points, report path and seconds taken."
+    "The demo's runs (label -> RunResult), the family table, ladder rows, the bootstrap intervals, report path and seconds."
     runs: dict
-    dial: list
+    families: dict
+    ladder: list
+    intervals: dict
     report: Path
     seconds: dict = field(default_factory=dict)
 
-def demo_configs(cfg: DemoConfig) -> list[tuple[str, EvalConfig]]:
-    "(folder name, EvalConfig) of every demo run, Direct first."
-    common = dict(benchmark="synth", path="", policy=cfg.policy, simulator=cfg.simulator, forced_k=cfg.forced_k,
-                  seed=cfg.seed, synth_n=cfg.n, synth_seed=cfg.seed, batch_size=cfg.batch_size,
-                  save_trajectories=cfg.save_trajectories)
-    out = [("direct", EvalConfig(mode="direct", **common)), (f"forced{cfg.forced_k}", EvalConfig(mode="forced", **common)),
-           ("agentic", EvalConfig(mode="agentic", **common))]
-    for x in cfg.noise_levels:
-        c = EvalConfig(mode="agentic", name=f"agentic noise={x:g}", **common)
-        c.simulator = f"perturbed({cfg.simulator},pose_noise={x:g})"
-        out.append((f"agentic-noise{x:g}", c))
+def _folder(spec: str) -> str: return "agentic-" + re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-")
+
+def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tuple[str, EvalConfig]]:
+    "(folder name, EvalConfig) of every demo run: the three modes first, then Agentic on `viewpoint_ids` per simulator."
+    common = dict(benchmark="synth", path="", policy=cfg.policy, forced_k=cfg.forced_k, seed=cfg.seed, synth_n=cfg.n,
+                  synth_seed=cfg.seed, batch_size=cfg.batch_size, save_trajectories=cfg.save_trajectories)
+    out = [("direct", EvalConfig(mode="direct", simulator=cfg.simulator, **common)),
+           (f"forced{cfg.forced_k}", EvalConfig(mode="forced", simulator=cfg.simulator, **common)),
+           ("agentic", EvalConfig(mode="agentic", simulator=cfg.simulator, **common))]
+    extra = [*cfg.ladder, *([cfg.fill] if cfg.fill else []), *cfg.controls, *([cfg.ceiling] if cfg.ceiling else [])]
+    if cfg.misleading:
+        for mode in ("forced", "agentic"):
+            c = EvalConfig(mode=mode, simulator=cfg.misleading, name=f"{mode} {cfg.misleading}", **common)
+            c.save_trajectories = False
+            out.append((f"{mode}-" + _folder(cfg.misleading)[len("agentic-"):], c))
+    for spec in dict.fromkeys(extra):
+        c = EvalConfig(mode="agentic", simulator=spec, name=f"agentic {spec}", ids=viewpoint_ids, **common)
+        c.save_trajectories = False          # the report's examples come from the three headline runs
+        out.append((_folder(spec), c))
+    return out
+
+# %% ../nbs/09b_report.ipynb #e14dm002
+HEADLINE = ("direct", "perspective")   # the families of the headline "All"; `hidden` is the control
+
+def _fam_acc(rows: list[dict], fams) -> tuple[float | None, int]:
+    rs = [r for r in rows if r.get("family") in fams]
+    return (sum(bool(r["correct"]) for r in rs) / len(rs) if rs else None), len(rs)
+
+def family_rows(runs: list[RunResult]) -> list[list[str]]:
+    "Rows (families, headline All, the hidden control, calls) x runs; changes against the first run in brackets."
+    out = [["family", *[r.label for r in runs]]]
+    base = runs[0].rows
+    for name, fams in (("direct", ("direct",)), ("perspective", ("perspective",)), ("All (direct + perspective)", HEADLINE),
+                       ("hidden (control, not in All)", ("hidden",))):
+        b = _fam_acc(base, fams)[0]
+        cells = []
+        for r in runs:
+            a, n = _fam_acc(r.rows, fams)
+            cells.append(_fmt(a, None if r is runs[0] or a is None or b is None else 100 * (a - b)) + f" n={n}")
+        out.append([name, *cells])
+    out.append(["calls / row", *[f"{r.metrics['calls_per_row']:.2f}" for r in runs]])
+    return out
+
+def paired_bootstrap(rows: list[dict], base_rows: list[dict], family: str | None = None, n: int = 2000,
+                     seed: int = 0) -> dict:
+    "Mean paired difference (points) of `rows` minus `base_rows` on shared ids (of one family) with a 95 % bootstrap interval."
+    import numpy as np
+    base = {r["id"]: r for r in base_rows if family is None or r.get("family") == family}
+    d = np.array([float(bool(r["correct"])) - float(bool(base[r["id"]]["correct"])) for r in rows if r["id"] in base])
+    if not len(d): return {"n": 0, "mean": None, "lo": None, "hi": None}
+    means = d[np.random.default_rng(seed).integers(0, len(d), (n, len(d)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"n": int(len(d)), "mean": round(100 * float(d.mean()), 1), "lo": round(100 * float(lo), 1), "hi": round(100 * float(hi), 1),
+            "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+
+def ladder_rows(runs: list[RunResult]) -> list[list[str]]:
+    "Rows: simulator, privileged?, perspective and hidden accuracy, calls per question on those two families (Agentic runs)."
+    out = [["simulator (agentic)", "reads the scene", "perspective", "hidden (control)", "calls/question"]]
+    for r in runs:
+        priv = "YES: privileged ceiling" if r.config.simulator.split("(")[0] in ("oracle", "perturbed") else "no"
+        vp = [x for x in r.rows if x.get("family") in ("perspective", "hidden")]
+        calls = sum(x["n_tool_calls"] for x in vp) / len(vp) if vp else 0.0
+        out.append([r.config.simulator, priv, _fmt(_fam_acc(r.rows, ("perspective",))[0]), _fmt(_fam_acc(r.rows, ("hidden",))[0]), f"{calls:.2f}"])
     return out
 
 # %% ../nbs/09b_report.ipynb #55db8135
@@ -268,13 +330,15 @@ Next:
   compare runs         astra-wb report {out}/direct {out}/agentic --out compare.html
   a real benchmark     astra-wb eval --benchmark mmsi --path MMSI_bench.parquet --policy hf:/path/to/model \\
                          --simulator vllm-omni:http://host:port --mode agentic --out runs/mmsi-agentic"""
+PRIVILEGE_NOTE = ("Privileged access: only the rows marked 'reads the scene: YES' (the oracle ceiling) use the full synthetic "
+                  "scene; every other number uses the given images, their depth and poses only.")
 
-_BENCH = None   # the demo's bench, inherited by forked workers
+_BENCH = _VIEWPOINT = None   # the demo's bench and its questions that need a viewpoint, inherited by forked workers
 
 def _demo_run(job):
     name, ec, folder = job
     t = time.perf_counter()
-    r = run_eval(ec, folder, benchmark=_BENCH)
+    r = run_eval(ec, folder, benchmark=_VIEWPOINT if ec.ids else _BENCH)
     return name, r, time.perf_counter() - t
 
 def _warm_up(cfg: DemoConfig, bench):
@@ -282,8 +346,8 @@ def _warm_up(cfg: DemoConfig, bench):
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.policies import get_policy
     from astra_wb.simulators import get_simulator
-    rollout([bench[0]], get_policy(cfg.policy), get_simulator(f"perturbed({cfg.simulator},pose_noise=0.1)"),
-            AgentConfig(mode="agentic", seed=cfg.seed))
+    s = next((x for x in bench if x.meta.get("family") == "perspective"), bench[0])
+    rollout([s], get_policy(cfg.policy), get_simulator(cfg.simulator), AgentConfig(mode="agentic", seed=cfg.seed))
 
 def _run_all(jobs, workers: int) -> list:
     "Run the jobs in `workers` forked processes (in this process when 1 or when fork is unavailable)."
@@ -292,18 +356,54 @@ def _run_all(jobs, workers: int) -> list:
         with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool: return pool.map(_demo_run, jobs, chunksize=1)
     return [_demo_run(j) for j in jobs]
 
+def _interval_text(name: str, ci: dict) -> str:
+    if not ci["n"]: return f"{name}: no paired questions"
+    return (f"{name}: {ci['mean']:+.1f} points, 95 % paired bootstrap interval [{ci['lo']:+.1f}, {ci['hi']:+.1f}] "
+            f"(n={ci['n']}, {ci['wins']} won, {ci['losses']} lost)")
+
+# %% ../nbs/09b_report.ipynb #e14dm004
+def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str]:
+    "(family table, ladder rows, intervals, printable text) of finished demo runs."
+    direct, forced, agentic = runs["direct"], runs[f"forced({cfg.forced_k})"], runs["agentic"]
+    fams = family_rows([direct, forced, agentic])
+    ladder = ladder_rows([agentic] + [runs[f"agentic {s}"] for s in cfg.ladder])
+    others = ladder_rows([runs[f"agentic {s}"] for s in [cfg.fill, *cfg.controls, cfg.ceiling] if s])[1:]
+    ladder_persp = [_fam_acc(r.rows, ("perspective",))[0] for r in [agentic] + [runs[f"agentic {s}"] for s in cfg.ladder]]
+    iv = {"agentic - direct, perspective": paired_bootstrap(agentic.rows, direct.rows, "perspective", seed=cfg.seed)}
+    for f in ("direct", "perspective", "hidden"):
+        iv[f"forced({cfg.forced_k}) - direct, {f}"] = paired_bootstrap(forced.rows, direct.rows, f, seed=cfg.seed)
+    mono = all(b <= a for a, b in zip(ladder_persp, ladder_persp[1:]))
+    mis = []
+    if cfg.misleading:
+        mf, ma = runs[f"forced {cfg.misleading}"], runs[f"agentic {cfg.misleading}"]
+        mis = ["", f"With a simulator that is confidently wrong at times ({cfg.misleading}: the motion applied to another given image)",
+               format_table(family_rows([direct, mf, ma]))]
+        for f in ("direct", "perspective"):
+            iv[f"forced({cfg.forced_k}) - direct, {f}, misleading"] = paired_bootstrap(mf.rows, direct.rows, f, seed=cfg.seed)
+            iv[f"agentic - direct, {f}, misleading"] = paired_bootstrap(ma.rows, direct.rows, f, seed=cfg.seed)
+    d_p, d_h = _fam_acc(direct.rows, ("perspective",))[0], _fam_acc(direct.rows, ("hidden",))[0]
+    text = "\n".join([f"Exact match (%) by evidence family; expert policy, simulator {cfg.simulator} (non-privileged); change against Direct in brackets",
+                      format_table(fams), *mis, "", *[_interval_text(k, v) for k, v in iv.items()], "",
+                      "Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators (best first)",
+                      format_table(ladder + [["---"] * 5] + others + [["direct (no simulator)", "no", _fmt(d_p), _fmt(d_h), "0.00"]]),
+                      f"perspective accuracy along the ladder: {' -> '.join(_fmt(a) for a in ladder_persp)} "
+                      f"({'monotone' if mono else 'NOT monotone'})", PRIVILEGE_NOTE])
+    return {"rows": fams}, ladder + others, iv, text
+
 def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoResult:
-    "The main job: bench, the mode and quality-dial runs, Table 1, the dial, the report."
-    global _BENCH
+    "The main job: bench, the mode / ladder / control / ceiling runs, the family table, the report."
+    global _BENCH, _VIEWPOINT
     from astra_wb.benchmarks import SynthBench
-    from astra_wb.eval import write_metrics
     cfg = cfg or DemoConfig(**kw); out = Path(cfg.out); say = print if verbose else (lambda *a, **k: None)
     secs, t0 = {}, time.perf_counter()
     _BENCH = SynthBench.generate(cfg.n, seed=cfg.seed)
+    _VIEWPOINT = SynthBench(samples=[s for s in _BENCH if s.meta.get("family") != "direct"])
     secs["bench"] = time.perf_counter() - t0
-    say(f"synthetic bench: {len(_BENCH)} questions (seed {cfg.seed}) in {secs['bench']:.1f}s")
+    fam = [s.meta.get("family") for s in _BENCH]
+    say(f"synthetic bench: {len(_BENCH)} questions (seed {cfg.seed}; " + ", ".join(f"{fam.count(f)} {f}" for f in ("direct", "perspective", "hidden"))
+        + f") in {secs['bench']:.1f}s")
     jobs = []
-    for name, ec in demo_configs(cfg):
+    for name, ec in demo_configs(cfg, _VIEWPOINT.ids):
         if cfg.fresh and (out / name / "config.json").exists(): shutil.rmtree(out / name)
         if ec.mode != "direct": ec.baseline = str((out / "direct").resolve())   # metrics.json gets the paired change
         jobs.append((name, ec, out / name))
@@ -311,30 +411,33 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     if cfg.workers > 1 and len(_BENCH): _warm_up(cfg, _BENCH)
     done = _run_all(jobs, cfg.workers)
     secs["runs"] = time.perf_counter() - t
+    from astra_wb.eval import write_metrics
     runs = {}
     for (name, r, s), (_, ec, folder) in zip(done, jobs):
         if ec.baseline: r.metrics = write_metrics(folder, r.rows)     # the Direct run has surely finished now
         runs[ec.label] = r; secs[ec.label] = s
-        say(f"  {ec.label:<20} {100 * r.metrics['accuracy']:5.1f} %  ({s:.1f}s)")
-    base, agentic = runs["direct"], runs["agentic"]
-    dial = [(0.0, agentic)] + [(x, runs[f"agentic noise={x:g}"]) for x in cfg.noise_levels]
-    main = [base, runs[f"forced({cfg.forced_k})"], agentic]
-    say("\nExact match (%) per category, change against Direct in brackets\n" + format_table(table1_rows(main, base)))
-    say("\nQuality dial: the agentic policy with a noisier simulator\n" + dial_text(dial_points(dial)))
+        say(f"  {ec.label:<58} {100 * r.metrics['accuracy']:5.1f} % of {len(r.rows)}  ({s:.1f}s)")
+    fams, ladder, iv, text = demo_summary(runs, cfg)
+    say("\n" + text)
+    base, main = runs["direct"], [runs["direct"], runs[f"forced({cfg.forced_k})"], runs["agentic"]]
+    say("\nExact match (%) per category (all families, the hidden control included), change against Direct in brackets\n"
+        + format_table(table1_rows(main, base)))
     t = time.perf_counter()
-    report = write_report(list(runs.values()), out / "report.html", "astra-wb demo: expert policy on the synthetic bench",
-                          base, dial)
+    report = write_report(list(runs.values()), out / "report.html", "astra-wb demo: expert policy on the synthetic bench", base,
+                          preamble=f"<h2>Headline</h2><pre>{html.escape(text)}</pre>")
     secs["report"] = time.perf_counter() - t
     secs["total"] = time.perf_counter() - t0
     say(f"\nrun folders and report written to {out} in {secs['total']:.1f}s\n")
     say(NEXT_STEPS.format(report=report, out=out))
-    return DemoResult(runs, dial_points(dial), report, secs)
+    return DemoResult(runs, fams, ladder, iv, report, secs)
 
+# %% ../nbs/09b_report.ipynb #e14dm005
 def cli_demo(argv: list[str]) -> int:
     "astra-wb demo: the main job on the synthetic world (no weights, no network)."
     from astra_wb.cli import load_settings
     d = DemoConfig(out=str(Path(load_settings().runs_root) / "demo"))
-    ap = argparse.ArgumentParser(prog="astra-wb demo", description="Synthetic bench x expert policy x oracle / perturbed simulators: Table 1, quality dial, HTML report.")
+    ap = argparse.ArgumentParser(prog="astra-wb demo", description="Synthetic bench x expert policy x reproject (non-privileged): "
+                                 "accuracy by evidence family, the quality ladder, controls, the privileged oracle ceiling, HTML report.")
     from fastcore.docments import docments
     h = lambda name: f"{docments(DemoConfig)[name]} (default: {getattr(d, name)!r})"   # the field's comment
     ap.add_argument("--out", default=d.out, help=h("out")); ap.add_argument("--n", type=int, default=d.n, help=h("n"))
@@ -342,14 +445,19 @@ def cli_demo(argv: list[str]) -> int:
     ap.add_argument("--policy", default=d.policy, help="policy spec: expert | hf:MODEL_DIR | openai:URL#MODEL (default: 'expert')")
     ap.add_argument("--simulator", default=d.simulator, help=h("simulator"))
     ap.add_argument("--forced-k", type=int, default=d.forced_k, help=h("forced_k"))
-    ap.add_argument("--noise-levels", type=float, nargs="+", default=list(d.noise_levels), help=h("noise_levels"))
+    ap.add_argument("--ladder", nargs="+", default=list(d.ladder), help=h("ladder"))
+    ap.add_argument("--fill", default=d.fill, help=h("fill"))
+    ap.add_argument("--controls", nargs="*", default=list(d.controls), help=h("controls"))
+    ap.add_argument("--ceiling", default=d.ceiling, help=h("ceiling"))
+    ap.add_argument("--misleading", default=d.misleading, help=h("misleading"))
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help=h("batch_size"))
     ap.add_argument("--no-trajectories", action="store_true", help="do not save trajectories (faster; the report shows none)")
     ap.add_argument("--workers", type=int, default=d.workers, help=h("workers"))
     ap.add_argument("--fresh", action="store_true", help="delete this demo's earlier run folders in --out first")
     a = ap.parse_args(argv)
     cfg = DemoConfig(out=a.out, n=a.n, seed=a.seed, policy=a.policy, simulator=a.simulator, forced_k=a.forced_k,
-                     noise_levels=tuple(a.noise_levels), batch_size=a.batch_size, save_trajectories=not a.no_trajectories,
+                     ladder=tuple(a.ladder), fill=a.fill, controls=tuple(a.controls), ceiling=a.ceiling,
+                     misleading=a.misleading, batch_size=a.batch_size, save_trajectories=not a.no_trajectories,
                      workers=a.workers, fresh=a.fresh)
     try: run_demo(cfg)
     except (ValueError, KeyError) as e:

@@ -6,11 +6,11 @@
 from __future__ import annotations
 from dataclasses import dataclass, asdict
 import math
-from .protocol import Trajectory
+from .protocol import Trajectory, Invalid
 
 # %% auto #0
-__all__ = ['RewardConfig', 'r_em', 'r_fmt', 'usage_bonus', 'gain_term', 'phase1_reward', 'phase2_reward', 'reward_terms',
-           'group_rewards']
+__all__ = ['POLICY_SIMULATOR_ERRORS', 'RewardConfig', 'r_em', 'simulator_crashed', 'r_fmt', 'usage_bonus', 'gain_term',
+           'phase1_reward', 'phase2_reward', 'reward_terms', 'group_rewards']
 
 # %% ../nbs/10_rewards.ipynb #607e3752
 @dataclass
@@ -32,9 +32,25 @@ def r_em(traj: Trajectory) -> float:
     "Exact match of the final answer (1.0 / 0.0); a sample without a gold answer scores 0."
     return 1.0 if traj.correct else 0.0
 
+# simulator errors the policy caused by its query; any other simulator error (a backend down, a timeout,
+# an exception inside a backend) is infrastructure, not the policy's fault
+POLICY_SIMULATOR_ERRORS = ("out_of_range", "out_of_bounds", "missing_context")
+
+def _crash_turn(turn) -> bool:
+    a = turn.action
+    if not isinstance(a, Invalid) or a.reason != "simulator_error": return False
+    return a.detail.split(":", 1)[0].strip() not in POLICY_SIMULATOR_ERRORS   # the loop writes "<reason or exception>: message"
+
+def simulator_crashed(traj: Trajectory) -> bool:
+    "True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a bad query."
+    return any(_crash_turn(t) for t in traj.turns)
+
 def r_fmt(traj: Trajectory) -> float:
-    "Format validity: no invalid turn and a final answer."
-    return 1.0 if traj.valid and not traj.invalid_reasons and traj.final_answer is not None else 0.0
+    "Format validity: no invalid turn of the policy's making and a final answer (a simulator crash is not a format error)."
+    if traj.final_answer is None: return 0.0
+    own = [t for t in traj.turns if isinstance(t.action, Invalid) and not _crash_turn(t)]
+    crash_only = simulator_crashed(traj) and traj.meta.get("stop_reason", "answer") == "answer"
+    return 1.0 if not own and (traj.valid or crash_only) else 0.0
 
 def usage_bonus(traj: Trajectory, config: RewardConfig | None = None) -> float:
     "l_use * min(n_tool, c): a small bonus for trying the simulator, capped so more calls earn nothing."
@@ -71,9 +87,14 @@ def reward_terms(traj: Trajectory, phase: int = 1, baseline: Trajectory | float 
     e_direct = None if baseline is None else (r_em(baseline) if isinstance(baseline, Trajectory) else float(baseline))
     gain = gain_term(em, e_direct, config) if phase == 2 else 0.0
     total = em + config.l_fmt * fmt + config.l_use * n_use + gain
-    return dict(em=em, fmt=fmt, n_use=n_use, gain=gain, total=total, e_direct=e_direct)
+    return dict(em=em, fmt=fmt, n_use=n_use, gain=gain, total=total, e_direct=e_direct, crashed=simulator_crashed(traj))
 
 def group_rewards(trajs: list[Trajectory], phase: int = 1, baseline: Trajectory | float | bool | None = None,
                   config: RewardConfig | None = None) -> list[float]:
-    "Total rewards of one GRPO group (Phase 2: against the group's one direct baseline)."
-    return [reward_terms(t, phase, baseline, config)["total"] for t in trajs]
+    "Total rewards of one GRPO group (Phase 2: against the group's one direct baseline); crashed rollouts get the others' mean."
+    terms = [reward_terms(t, phase, baseline, config) for t in trajs]
+    kept = [x["total"] for x in terms if not x["crashed"]]
+    # a rollout a simulator crash cut short gets the mean of the rest: its group-relative advantage is 0, so it neither
+    # rewards nor punishes the policy, and the others' advantages are unchanged in sign (all crashed: no signal, all 0)
+    fill = sum(kept) / len(kept) if kept else 0.0
+    return [fill if x["crashed"] else x["total"] for x in terms]

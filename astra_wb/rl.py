@@ -11,10 +11,10 @@ from .protocol import Sample, Trajectory, INVALID_REASONS, build_messages
 from .rewards import RewardConfig, r_em, r_fmt, gain_term
 
 # %% auto #0
-__all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_tokens', 'reward_functions', 'world_simulator',
-           'RolloutState', 'reward_terms_total', 'trainer_class', 'load_train_samples', 'prompts_dataset',
-           'load_policy_model', 'make_trainer', 'train', 'step_logs', 'training_curves', 'train_parser', 'cli_train',
-           'cli_filter_rl_data']
+__all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine',
+           'reward_functions', 'world_simulator', 'RolloutState', 'reward_terms_total', 'trainer_class',
+           'load_train_samples', 'prompts_dataset', 'load_policy_model', 'make_trainer', 'train', 'step_logs',
+           'training_curves', 'train_parser', 'cli_train', 'cli_filter_rl_data']
 
 # %% ../nbs/11_rl.ipynb #daf35480
 @dataclass
@@ -45,6 +45,9 @@ class TrainConfig:
     gradient_checkpointing: bool = True # recompute activations in the backward pass (paper 4.1)
     bf16: bool | None = None            # None: on when a CUDA GPU supports it
     seed: int = 0                       # trainer, prompt order and rollout sampling seed
+    use_vllm: bool = False              # rollouts generate through TRL's vLLM engine (weights synced every step)
+    vllm_mode: str = "colocate"         # "colocate" (an LLM beside the trainer) | "server" (`trl vllm-serve`)
+    vllm_server_base_url: str = ""      # server mode: e.g. http://host:8000 ("": TRL's host/port defaults)
     save_steps: int = 50                # checkpoint every N optimiser steps
     save_total_limit: int | None = None # keep at most N checkpoints (None: all)
     logging_steps: int = 1              # log every N steps
@@ -155,6 +158,7 @@ def _pixels(self: TokenPolicy, images):
 
 def _sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256):
     "Sample one continuation per (ids, images) context; returns lists of new ids (cut after EOS)."
+    if getattr(self, "engine", None) is not None: return _engine_sample(self, contexts, temperature, top_p, max_new_tokens)
     import copy, torch
     dev = next(self.model.parameters()).device
     L = max(len(ids) for ids, _ in contexts)
@@ -225,6 +229,64 @@ def _pixels_of(self: TokenPolicy, im):
 
 TokenPolicy._pixels_of = _pixels_of
 TokenPolicy.merge = property(lambda self: getattr(self.processor.image_processor, "merge_size", 2))
+
+# %% ../nbs/11_rl.ipynb #be5b5bcd
+class VllmEngine:
+    "Token-in, token-out sampling through TRL's vLLM engine: the colocated `LLM` or the `trl vllm-serve` client."
+    def __init__(self, processor, llm=None, client=None, sampling_params=None):
+        if (llm is None) == (client is None): raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
+        self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
+
+    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
+        "One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision placeholders)."
+        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
+        if bad_words: kw["bad_words"] = list(bad_words)
+        return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
+
+    def _colocate(self, contexts, kw, seeds):
+        params = self._params
+        if params is None: from vllm import SamplingParams as params
+        prompts = [{"prompt_token_ids": list(ids)} | ({"multi_modal_data": {"image": ims if len(ims) > 1 else ims[0]}} if ims else {})
+                   for ids, ims in contexts]
+        outs = self.llm.generate(prompts, sampling_params=[params(**kw, seed=s) for s in seeds], use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+# %% ../nbs/11_rl.ipynb #574dc7ee
+def _server(self: VllmEngine, contexts, kw, seeds):
+    from types import SimpleNamespace
+    from trl.generation.vllm_generation import VLLMGeneration
+    feats = self.client.image_features([list(ims) or None for _, ims in contexts])
+    holder = SimpleNamespace(processing_class=self.processor)     # what TRL's feature placement reads
+    out = []
+    for (ids, _), f, s in zip(contexts, feats, seeds):
+        placed = None if f is None else VLLMGeneration._place_features(holder, f, list(ids))
+        res = self.client.generate(prompts=[list(ids)], features=None if placed is None else [placed], n=1, logprobs=None,
+                                   temperature=kw["temperature"], top_p=kw["top_p"], max_tokens=kw["max_tokens"],
+                                   generation_kwargs={"seed": s, **{k: kw[k] for k in ("stop_token_ids", "bad_words") if k in kw}})
+        out.append(list(res["completion_ids"][0]))
+    return out
+
+def _engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256):
+    "TokenPolicy sampling through a VllmEngine: the same cut after a stop token and the same seeding as `generate`."
+    seeds = [int(_ctx_key((self.seed, self.calls, i))[:8], 16) for i in range(len(contexts))]; self.calls += 1
+    bad = self.tokenizer.convert_ids_to_tokens(self.vision_ids)   # as `generate` suppresses them: no image behind them
+    rows = self.engine.sample(contexts, temperature, top_p, max_new_tokens, seeds, sorted(self.stop_ids), bad)
+    res = [row[:next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))] for row in rows]
+    self.n_generated += sum(map(len, res))
+    return res
+
+VllmEngine._server = _server
+
+# %% ../nbs/11_rl.ipynb #68cb1265
+def use_trl_engine(trainer) -> VllmEngine | None:
+    "The trainer's vLLM engine when `use_vllm` is on (its weights synced once per step), else None."
+    args, vg = getattr(trainer, "args", None), getattr(trainer, "vllm_generation", None)
+    if not getattr(args, "use_vllm", False) or vg is None: return None
+    step = trainer.state.global_step
+    if getattr(trainer, "_last_loaded_step", None) != step:   # TRL's own generate path does this; ours replaces it
+        vg.sync_weights(); trainer._last_loaded_step = step
+    if args.vllm_mode == "colocate": return VllmEngine(trainer.processing_class, llm=vg.llm)
+    return VllmEngine(trainer.processing_class, client=vg.vllm_client)
 
 # %% ../nbs/11_rl.ipynb #4f3c4b35
 def reward_functions(config: RewardConfig | None = None) -> tuple[list, list[float]]:
@@ -330,6 +392,7 @@ def _astra_generate(self, prompts):
     with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                                      gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model:
         st.policy.model = model
+        st.policy.engine = use_trl_engine(self)   # None: transformers generate on the model being trained
         st.policy.reset(seed=_seed(cfg.seed, step, rank, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
@@ -451,7 +514,8 @@ def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model
         gradient_checkpointing=config.gradient_checkpointing, bf16=bf16, seed=config.seed, data_seed=config.seed,
         save_steps=config.save_steps, save_total_limit=config.save_total_limit, logging_steps=config.logging_steps,
         report_to=[] if config.report_to in ("none", "") else config.report_to.split(","), remove_unused_columns=False,
-        ddp_find_unused_parameters=True, reward_weights=weights, use_cpu=not cuda, dataloader_num_workers=0)
+        ddp_find_unused_parameters=True, reward_weights=weights, use_cpu=not cuda, dataloader_num_workers=0,
+        use_vllm=config.use_vllm, vllm_mode=config.vllm_mode, vllm_server_base_url=config.vllm_server_base_url or None)
     trainer = trainer_class()(model=model, reward_funcs=funcs, args=args, train_dataset=prompts_dataset(samples),
                               processing_class=processor, tools=[world_simulator], callbacks=callbacks)
     if simulator is None:

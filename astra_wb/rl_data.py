@@ -26,9 +26,9 @@ def pass_counts(trajs: list[Trajectory], k: int) -> list[tuple[Sample, int]]:
 
 # %% ../nbs/11b_rl_data.ipynb #9e44ba10
 def filter_rl_data(samples: list[Sample], policy, simulator, k: int = 5, temperature: float = 1.5,
-                   max_correct: int = 1, mode: str = "agentic", max_new_tokens: int = 1024, seed: int = 0,
+                   max_correct: int = 1, mode: str = "direct", max_new_tokens: int = 1024, seed: int = 0,
                    out=None, progress: bool = False) -> tuple[list[Sample], list[dict]]:
-    "Sample `policy` k times per question; keep those answered correctly at most `max_correct` times."
+    "Sample `policy` k times per question (Direct mode by default: the base model); keep those right at most `max_correct` times."
     from astra_wb.agent import AgentConfig, rollout
     if k < 1: raise ValueError(f"k must be >= 1, got {k}")
     cfg = AgentConfig(mode=mode, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, group_size=k, progress=progress)
@@ -97,7 +97,8 @@ def filter_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="samples per question (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.5, help="sampling temperature (default: %(default)s)")
     p.add_argument("--max-correct", type=int, default=1, help="keep questions answered correctly at most this often (default: %(default)s)")
-    p.add_argument("--mode", default="agentic", choices=["agentic", "forced", "direct"], help="workflow mode of the samples (default: %(default)s)")
+    p.add_argument("--mode", default="direct", choices=["direct", "agentic", "forced"],
+                   help="workflow mode of the samples (default: %(default)s, as the base model is not tool-trained)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per assistant turn (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="only the first N candidates")

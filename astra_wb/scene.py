@@ -13,8 +13,9 @@ from numba import njit, prange
 from .geometry import intrinsics, look_at, level_pose
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'CATEGORY_NAMES', 'HOLE_COLOR', 'SceneObject', 'Scene', 'make_scene', 'Frame', 'render',
-           'classify_pixels', 'sample_cameras', 'visible_objects', 'load_scan', 'write_scan']
+__all__ = ['CATEGORIES', 'CATEGORY_NAMES', 'TEXTURE_OCTAVES', 'TEXTURE_RANGE', 'ROOM_TEXTURE_RANGE', 'HOLE_COLOR', 'SceneObject',
+           'Scene', 'make_scene', 'Frame', 'render', 'classify_pixels', 'sample_cameras', 'visible_objects',
+           'load_scan', 'write_scan']
 
 # %% ../nbs/03_scene.ipynb #65a13f34
 _CATS = [  # name, (w, d, h) metres, placed against a wall
@@ -299,9 +300,47 @@ def _cast_boxes_par(R, t, K, xs, ys, boxes, depth, ids, face):
             a, z = (_row_span(pu, pv, v + 0.5, W) if inside else (u0, u1))
             if z > a: _box_row(A, o, h, np.int32(b), xs[a:z], ys[v], depth[v, a:z], ids[v, a:z], face[v, a:z])
 
+# %% ../nbs/03_scene.ipynb #b3f55601
+# the surface pattern: octaves of random grey tiles, each (cell edge metres, grid rotation radians, weight); the
+# edges are not multiples of each other and the grids are turned, so no two patches of a surface look alike
+TEXTURE_OCTAVES = ((0.15, 0.0, 0.35), (0.055, 0.65, 0.27), (0.021, 1.24, 0.22), (0.008, 0.31, 0.16))
+# the renderer's table: 1 / cell edge, cos and sin of the rotation, weight (so no division or trigonometry per pixel)
+_OCT = np.array([[1 / c, math.cos(a), math.sin(a), w] for c, a, w in TEXTURE_OCTAVES], np.float32)
+TEXTURE_RANGE = (0.4, 1.0)       # brightness multiplier on objects (value only: hue and saturation stay the category's)
+ROOM_TEXTURE_RANGE = (0.6, 1.0)   # ... and on walls, floor and ceiling
+
+@njit(cache=True, **_FAST)
+def _cell_noise(a, b, inv_cell, seed):
+    "A hash of the grid cell of (a, b) (edge 1 / `inv_cell`) and `seed`, uniform in [0, 1)."
+    h = np.int64(math.floor(a * inv_cell)) * np.int64(73856093) ^ np.int64(math.floor(b * inv_cell)) * np.int64(19349663)
+    h = (h ^ seed * np.int64(83492791)) * np.int64(0x5bd1e995)
+    h = h ^ (h >> np.int64(15))
+    return np.float32(h & np.int64(1023)) / np.float32(1024.0)
+
+@njit(cache=True, **_FAST)
+def _pattern(s, r, seed):
+    "The surface pattern in [0, 1) at surface coordinates (s, r) metres; `seed` picks one pattern per surface."
+    n = np.float32(0.0)
+    for o in range(_OCT.shape[0]):
+        inv, c, d, w = _OCT[o, 0], _OCT[o, 1], _OCT[o, 2], _OCT[o, 3]
+        n += w * _cell_noise(c * s + d * r, -d * s + c * r, inv, seed + np.int64(7919 * o))
+    return n
+
+@njit(cache=True, **_FAST)
+def _box_coords(p0, p1, p2, box, f):
+    "Surface coordinates of world point p on face `f` of `box`: the two box-frame axes along that face."
+    q0, q1 = p0 - box[0], p1 - box[1]
+    a = box[6] * q0 + box[7] * q1                     # the point in the box's frame (its faces are axis-aligned)
+    b = -box[7] * q0 + box[6] * q1
+    c = p2 - box[2]
+    return (b, c) if f < 2 else ((a, c) if f < 4 else (a, b))
+
+
 # %% ../nbs/03_scene.ipynb #4f0f2d95
 _LIGHT = np.array([0.3, 0.5, 0.81]); _LIGHT /= np.linalg.norm(_LIGHT)
 _ROOM_GREY = np.array([200, 205, 190, 195, 150, 235], np.float32)  # faces x=0, x=X, y=0, y=Y, floor, ceiling
+_TLO, _TSPAN = np.float32(TEXTURE_RANGE[0]), np.float32(TEXTURE_RANGE[1] - TEXTURE_RANGE[0])
+_RLO, _RSPAN = np.float32(ROOM_TEXTURE_RANGE[0]), np.float32(ROOM_TEXTURE_RANGE[1] - ROOM_TEXTURE_RANGE[0])
 
 def _face_factors(boxes: np.ndarray) -> np.ndarray:
     "(N, 6) brightness of each object's faces -x, +x, -y, +y, bottom, top (ambient + diffuse)."
@@ -312,20 +351,23 @@ def _face_factors(boxes: np.ndarray) -> np.ndarray:
     return (0.45 + 0.55 * np.clip(n_dot_l, 0, None)).astype(np.float32)
 
 @njit(cache=True, **_FAST)
-def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, out):
+def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, boxes, out):
     for u in range(xs.shape[0]):
         z, f, i = drow[u], frow[u], irow[u]
-        if i >= 0:
-            k = ftab[i, f]
-            for ch in range(3): out[u, ch] = np.uint8(min(colors[i, ch] * k + np.float32(0.5), np.float32(255.0)))
-        elif f < 0 or z <= 0:
+        if f < 0 or z <= 0:
             out[u, 0] = 0; out[u, 1] = 0; out[u, 2] = 0
+            continue
+        x, yy = xs[u] * z, y * z
+        p0 = R[0, 0] * x + R[0, 1] * yy + R[0, 2] * z + t[0]
+        p1 = R[1, 0] * x + R[1, 1] * yy + R[1, 2] * z + t[1]
+        p2 = R[2, 0] * x + R[2, 1] * yy + R[2, 2] * z + t[2]
+        if i >= 0:
+            s, r = _box_coords(p0, p1, p2, boxes[i], f)
+            k = ftab[i, f] * (_TLO + _TSPAN * _pattern(s, r, np.int64(8 * i + f)))
+            for ch in range(3): out[u, ch] = np.uint8(min(colors[i, ch] * k + np.float32(0.5), np.float32(255.0)))
         else:
-            x, yy = xs[u] * z, y * z
-            p0 = R[0, 0] * x + R[0, 1] * yy + R[0, 2] * z + t[0]
-            p1 = R[1, 0] * x + R[1, 1] * yy + R[1, 2] * z + t[1]
-            p2 = R[2, 0] * x + R[2, 1] * yy + R[2, 2] * z + t[2]
-            g = grey[f]
+            s, r = (p1, p2) if f < 2 else ((p0, p2) if f < 4 else (p0, p1))
+            g = grey[f] * (_RLO + _RSPAN * _pattern(s, r, np.int64(-1 - f)))
             if f == 4:
                 if (int(math.floor(p0 * 2.0)) + int(math.floor(p1 * 2.0))) & 1 == 0: g -= 35.0
             elif f < 4:
@@ -334,12 +376,12 @@ def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, out):
             out[u, 0] = np.uint8(g); out[u, 1] = np.uint8(g); out[u, 2] = np.uint8(g)
 
 @njit(cache=True, **_FAST)
-def _shade(R, t, xs, ys, depth, ids, face, colors, ftab, grey, rgb):
-    for v in range(ys.shape[0]): _shade_row(R, t, xs, ys[v], depth[v], ids[v], face[v], colors, ftab, grey, rgb[v])
+def _shade(R, t, xs, ys, depth, ids, face, colors, ftab, grey, boxes, rgb):
+    for v in range(ys.shape[0]): _shade_row(R, t, xs, ys[v], depth[v], ids[v], face[v], colors, ftab, grey, boxes, rgb[v])
 
 @njit(cache=True, parallel=True, **_FAST)
-def _shade_par(R, t, xs, ys, depth, ids, face, colors, ftab, grey, rgb):
-    for v in prange(ys.shape[0]): _shade_row(R, t, xs, ys[v], depth[v], ids[v], face[v], colors, ftab, grey, rgb[v])
+def _shade_par(R, t, xs, ys, depth, ids, face, colors, ftab, grey, boxes, rgb):
+    for v in prange(ys.shape[0]): _shade_row(R, t, xs, ys[v], depth[v], ids[v], face[v], colors, ftab, grey, boxes, rgb[v])
 
 # %% ../nbs/03_scene.ipynb #f935355d
 @dataclass
@@ -385,7 +427,8 @@ def render(scene: Scene, pose: np.ndarray, K: np.ndarray, width: int, height: in
     room, box, shade = (_cast_room_par, _cast_boxes_par, _shade_par) if parallel else (_cast_room, _cast_boxes, _shade)
     room(R, t, xs, ys, scene.room_size.astype(np.float32), depth, ids, face)
     box(R, t, Kv, xs, ys, boxes, depth, ids, face)
-    shade(R, t, xs, ys, depth, ids, face, np.ascontiguousarray(colors, np.float32), _face_factors(boxes), _ROOM_GREY, rgb)
+    shade(R, t, xs, ys, depth, ids, face, np.ascontiguousarray(colors, np.float32), _face_factors(boxes), _ROOM_GREY,
+          boxes.astype(np.float32).reshape(-1, 8), rgb)
     if out is not None and out.rgb is rgb:
         out.K, out.pose = K.copy(), pose.copy()
         return out
@@ -407,7 +450,7 @@ def classify_pixels(rgb: np.ndarray, min_saturation: float = 0.5, max_hue_err: f
         sat = np.where(mx > 0, chroma / mx, 0)
     err = np.abs((h[..., None] - _HUES + 180.0) % 360.0 - 180.0)
     idx = err.argmin(-1)
-    ok = (sat >= min_saturation) & (mx > 0.2) & (np.take_along_axis(err, idx[..., None], -1)[..., 0] <= max_hue_err)
+    ok = (sat >= min_saturation) & (mx > 0.15) & (np.take_along_axis(err, idx[..., None], -1)[..., 0] <= max_hue_err)
     hole = np.abs(np.asarray(rgb, dtype=np.int16) - np.array(HOLE_COLOR, np.int16)).max(-1) <= 12  # PNG-exact; JPEG drifts a little
     return np.where(ok & ~hole, idx, -1)
 

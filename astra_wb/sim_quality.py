@@ -15,11 +15,12 @@ from .geometry import decompose, DOF_NAMES, DOF_KINDS
 from .wm_data import WMSample, read_wm_data, to_protocol_sample, make_wm_data, WMDataConfig
 
 # %% auto #0
-__all__ = ['POSE_FAILURES', 'CATEGORY_PROMPT', 'TEST_SEED', 'PoseResult', 'lift_keypoints', 'FeaturePnP', 'dense_source',
-           'dense_refine', 'umeyama', 'ransac_similarity', 'DepthAlignPose', 'PoseTolerance', 'pose_consistent',
-           'Detection', 'Detector', 'ColorDetector', 'InstanceMaskDetector', 'HFDetector', 'parse_categories',
-           'categories_from_policy', 'box_iou', 'match_detections', 'content_scores', 'QualityConfig', 'summarise_rows',
-           'score_simulators', 'build_test_set', 'format_table', 'cli_sim_quality']
+__all__ = ['POSE_FAILURES', 'COCO_CLASSES', 'CATEGORY_PROMPT', 'PROTOCOLS', 'TEST_SEED', 'PoseResult', 'lift_keypoints',
+           'FeaturePnP', 'dense_source', 'dense_refine', 'umeyama', 'ransac_similarity', 'DepthAlignPose',
+           'PoseTolerance', 'pose_consistent', 'Detection', 'Detector', 'ColorDetector', 'InstanceMaskDetector',
+           'HFDetector', 'OnnxDetector', 'parse_categories', 'categories_from_policy', 'box_iou', 'match_detections',
+           'content_scores', 'QualityConfig', 'summarise_rows', 'pose_protocol', 'score_simulators', 'build_test_set',
+           'format_table', 'cli_sim_quality']
 
 # %% ../nbs/13_sim_quality.ipynb #60a84607
 @dataclass
@@ -56,12 +57,14 @@ class FeaturePnP:
     name = "pnp"
     def __init__(self, n_features: int = 1000, ratio: float = 0.8, min_matches: int = 8, min_inliers: int = 6,
                  reproj_px: float = 2.0, iterations: int = 300, refine: bool = True, cache_size: int = 256,
-                 fast_threshold: int = 20, patch_size: int = 31, edge_radius: int = 1,
-                 dense: bool = True, dense_points: int = 1500, dense_levels: int = 2, dense_iters: int = 4):
+                 fast_threshold: int = 10, patch_size: int = 31, edge_radius: int = 1,
+                 dense: bool = True, dense_points: int = 1500, dense_levels: int = 2, dense_iters: int = 4,
+                 use_contexts: bool = True):
         self.n_features, self.ratio, self.min_matches, self.min_inliers = n_features, ratio, min_matches, min_inliers
         self.fast_threshold, self.patch_size, self.edge_radius = fast_threshold, patch_size, edge_radius
         self.dense, self.dense_points, self.dense_levels, self.dense_iters = dense, dense_points, dense_levels, dense_iters
         self.reproj_px, self.iterations, self.refine, self.cache_size = reproj_px, iterations, refine, cache_size
+        self.use_contexts = use_contexts   # match against every context view, not the source alone
         self._cache: OrderedDict = OrderedDict()
         self._orb = self._matcher = None
 
@@ -139,36 +142,48 @@ def dense_refine(dense, gray: np.ndarray, K: np.ndarray, T_cw: np.ndarray, iters
     return T if before is not None and after is not None and after < before else T_cw
 
 # %% ../nbs/13_sim_quality.ipynb #ce00aaf9
-def _source_features(self, src, key=None):
-    "(world points, descriptors, keypoints, dense edge points) of the source frame, cached under `key`."
+def _lift_frame(self, frame):
+    "(world points, descriptors, keypoints) of one posed RGB-D frame's features with a usable depth."
+    pts, desc = self._features(_gray(frame.rgb))
+    if desc is None or len(pts) == 0: return np.zeros((0, 3)), None, pts
+    world, ok = lift_keypoints(pts, np.asarray(frame.depth, np.float32), np.asarray(frame.K, np.float64),
+                               np.asarray(frame.pose, np.float64), radius=self.edge_radius)
+    return world[ok], desc[ok], pts[ok]
+
+def _source_features(self, src, key=None, contexts=None):
+    "(world points, descriptors per frame, source keypoints, dense edge points) of `src` and the other `contexts`, cached under `key`."
     if key is not None and key in self._cache:
         self._cache.move_to_end(key); return self._cache[key]
-    pts, desc = self._features(_gray(src.rgb))
+    others = [f for f in (contexts or []) if f is not src] if self.use_contexts else []
+    lifted = [self._lift_frame(src)] + [self._lift_frame(f) for f in others]
+    lifted = [x for x in lifted if x[1] is not None and len(x[1])] or lifted[:1]
+    world, desc = np.concatenate([x[0] for x in lifted]), [x[1] for x in lifted if x[1] is not None]
     dense = dense_source(src, self.dense_points, self.dense_levels) if self.dense else None
-    if desc is None or len(pts) == 0: out = (np.zeros((0, 3)), None, pts, dense)
-    else:
-        world, ok = lift_keypoints(pts, np.asarray(src.depth, np.float32), np.asarray(src.K, np.float64), np.asarray(src.pose, np.float64),
-                                   radius=self.edge_radius)
-        out = (world[ok], desc[ok], pts[ok], dense)
+    out = (world, desc, lifted[0][2], dense)
     if key is not None:
         self._cache[key] = out
         while len(self._cache) > self.cache_size: self._cache.popitem(last=False)
     return out
 
-FeaturePnP.source_features = _source_features
+FeaturePnP._lift_frame, FeaturePnP.source_features = _lift_frame, _source_features
 
 # %% ../nbs/13_sim_quality.ipynb #2c7d8e7d
 def _match(self, desc_gen, desc_src) -> np.ndarray:
-    "(M, 2) index pairs (generated, source) passing the k-NN ratio test."
+    "(M, 2) index pairs (generated, source) passing the k-NN ratio test; `desc_src` may be a list (one array per frame)."
+    if isinstance(desc_src, list):   # ratio test per frame: a point seen by two context views must not be its own rival
+        out, offset = [], 0
+        for d in desc_src:
+            out.append(self._match(desc_gen, d) + [0, offset]); offset += len(d)
+        return np.concatenate(out) if out else np.zeros((0, 2), int)
     if desc_gen is None or desc_src is None or len(desc_gen) < 2 or len(desc_src) < 2: return np.zeros((0, 2), int)
     knn = self._matcher.knnMatch(desc_gen, desc_src, k=2)
     return np.array([(m[0].queryIdx, m[0].trainIdx) for m in knn if len(m) == 2 and m[0].distance < self.ratio * m[1].distance],
                     int).reshape(-1, 2)
 
-def _estimate(self, src, generated, K=None, key=None) -> PoseResult:
-    "Camera pose (T_wc) of the `generated` image (PIL or HxWx3) seen against the source frame `src` (rgb, depth, K, pose)."
+def _estimate(self, src, generated, K=None, key=None, contexts=None) -> PoseResult:
+    "Camera pose (T_wc) of the `generated` image (PIL or HxWx3) against the source frame `src` (rgb, depth, K, pose) and `contexts`."
     import cv2
-    world, desc_src, _, dense = self.source_features(src, key)
+    world, desc_src, _, dense = self.source_features(src, key, contexts)
     gray = _gray(generated)
     if K is None:   # an image at another resolution is compared at the source's (features are matched at one scale)
         if gray.shape != src.depth.shape: gray = cv2.resize(gray, src.depth.shape[::-1], interpolation=cv2.INTER_AREA)
@@ -219,15 +234,15 @@ def ransac_similarity(src, dst, threshold: float, iterations: int = 200, with_sc
 class DepthAlignPose(FeaturePnP):
     "Pose from the generated image's monocular depth aligned to the source RGB-D view (the paper's method)."
     name = "depth"
-    def __init__(self, depth, kind: str = "relative", threshold: float = 0.1, with_scale: bool = True, **kw):
-        super().__init__(**kw)
+    def __init__(self, depth, kind: str = "relative", threshold: float = 0.1, with_scale: bool = True, use_contexts: bool = False, **kw):
+        super().__init__(use_contexts=use_contexts, **kw)   # the paper aligns to the source view alone
         if isinstance(depth, (str, Path)):
             from astra_wb.simulators import MonocularDepth
             depth = MonocularDepth(str(depth), kind)
         self.depth, self.threshold, self.with_scale = depth, threshold, with_scale
 
-    def estimate(self, src, generated, K=None, key=None) -> PoseResult:
-        world, desc_src, _, _ = self.source_features(src, key)
+    def estimate(self, src, generated, K=None, key=None, contexts=None) -> PoseResult:
+        world, desc_src, _, _ = self.source_features(src, key, contexts)
         img = generated if isinstance(generated, Image.Image) else Image.fromarray(np.asarray(generated, np.uint8))
         if K is None:
             if img.size != src.depth.shape[::-1]: img = img.resize(src.depth.shape[::-1], Image.BILINEAR)
@@ -356,7 +371,8 @@ class HFDetector:
 
     def detect(self, image, categories=None, **context) -> list[Detection]:
         import torch
-        if not categories: return []
+        if not categories:   # an open-vocabulary detector asked for nothing finds nothing: that is a setup error, not a score
+            raise ValueError(f"{self.name}: no categories to detect; give them (--categories) or a policy that lists them (--category-policy)")
         if self._model is None: self._load()
         image = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
         size = [(image.height, image.width)]
@@ -381,6 +397,68 @@ def _to_category(phrase: str, categories: list[str]) -> str | None:
     if p in categories: return p
     inside = [c for c in categories if c.lower() in p]
     return max(inside, key=len) if inside else None
+
+# %% ../nbs/13_sim_quality.ipynb #45a23c2b
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light", "fire hydrant",
+    "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
+    "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
+    "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush")
+
+class OnnxDetector:
+    "COCO objects found by a YOLOX ONNX model through OpenCV's dnn module, on CPU (no torch, no hub)."
+    def __init__(self, model, input_size: int = 416, threshold: float = 0.3, nms: float = 0.45, strides=(8, 16, 32)):
+        self.path = Path(model)
+        if not self.path.is_file(): raise FileNotFoundError(f"{self.path}: no such ONNX model file")
+        self.input_size, self.threshold, self.nms, self.strides = input_size, threshold, nms, tuple(strides)
+        self.name, self._net = f"onnx:{self.path.name}", None
+        g = [np.stack(np.meshgrid(np.arange(input_size // s), np.arange(input_size // s)), -1).reshape(-1, 2) for s in self.strides]
+        self._grid = np.concatenate(g).astype(np.float32)            # cell (x, y) of every output row, coarse grids last
+        self._stride = np.concatenate([np.full((len(x), 1), s, np.float32) for x, s in zip(g, self.strides)])
+
+    def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        import cv2
+        S, (h, w) = self.input_size, rgb.shape[:2]
+        r = min(S / h, S / w)
+        out = np.full((S, S, 3), 114, np.uint8)
+        out[:round(h * r), :round(w * r)] = cv2.resize(rgb[..., ::-1], (round(w * r), round(h * r)), interpolation=cv2.INTER_LINEAR)
+        return out, r
+
+
+# %% ../nbs/13_sim_quality.ipynb #6a11670e
+def _onnx_detect(self, image, categories=None, **context) -> list[Detection]:
+    "Detections of the COCO `categories` (None: all 80) in `image` (PIL or HxWx3 RGB)."
+    import cv2
+    if categories is not None and not categories:
+        raise ValueError(f"{self.name}: no categories to detect (None means all {len(COCO_CLASSES)} COCO classes)")
+    wanted = None if categories is None else np.isin(COCO_CLASSES, list(categories))
+    if self._net is None: self._net = cv2.dnn.readNetFromONNX(str(self.path))
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, np.uint8)
+    padded, r = self._letterbox(rgb)
+    self._net.setInput(padded.transpose(2, 0, 1)[None].astype(np.float32))
+    out = self._net.forward().reshape(-1, 5 + len(COCO_CLASSES))
+    if len(out) != len(self._grid): raise ValueError(f"{self.path}: {len(out)} output rows, expected {len(self._grid)} for input {self.input_size}")
+    xy, wh = (out[:, :2] + self._grid) * self._stride, np.exp(out[:, 2:4]) * self._stride
+    scores = out[:, 5:] * out[:, 4:5]
+    if wanted is not None: scores = np.where(wanted, scores, 0)
+    cls, conf = scores.argmax(1), scores.max(1)
+    keep = np.flatnonzero(conf >= self.threshold)
+    boxes = np.concatenate([xy - wh / 2, wh], 1)[keep] / r             # x, y, w, h in frame pixels
+    picked = cv2.dnn.NMSBoxesBatched(boxes.tolist(), conf[keep].tolist(), cls[keep].tolist(), self.threshold, self.nms) if len(keep) else []
+    H, W = rgb.shape[:2]
+    dets = []
+    for i in np.asarray(picked, int).reshape(-1):
+        x, y, w, h = boxes[i]
+        box = (max(0.0, float(x)), max(0.0, float(y)), min(float(W), float(x + w)), min(float(H), float(y + h)))
+        if box[2] - box[0] >= 1 and box[3] - box[1] >= 1: dets.append(Detection(COCO_CLASSES[cls[keep[i]]], box, float(conf[keep[i]])))
+    return sorted(dets, key=lambda d: -d.score)
+
+OnnxDetector.detect = _onnx_detect
+
 
 # %% ../nbs/13_sim_quality.ipynb #ebf9c4fa
 CATEGORY_PROMPT = ("Please list ALL distinct key object categories that appear in EITHER image. Use exactly the same "
@@ -423,10 +501,11 @@ def match_detections(generated: list[Detection], target: list[Detection], iou_mi
 
 # %% ../nbs/13_sim_quality.ipynb #a88a78b7
 def content_scores(generated: list[Detection], target: list[Detection], iou_min: float = 0.5, topology_deg: float = 45.0) -> dict:
-    "Object precision, recall and topology (None with fewer than two target objects) of a generated image."
+    "Object precision, recall (None when undefined) and topology (None with fewer than two target objects) of a generated image."
     m = match_detections(generated, target, iou_min)
-    precision = len(m) / len(generated) if generated else float(not target)
-    recall = len(m) / len(target) if target else 1.0
+    # nothing generated and nothing to find says nothing about content: both undefined (None), not perfect
+    precision = len(m) / len(generated) if generated else (0.0 if target else None)
+    recall = len(m) / len(target) if target else None
     agree, pairs = 0, 0
     cos_min = math.cos(math.radians(topology_deg))
     for i in range(len(target)):
@@ -448,7 +527,7 @@ class QualityConfig:
     pose: PoseTolerance = field(default_factory=PoseTolerance)
     iou_min: float = 0.5            # box overlap for a generated object to match a target object
     topology_deg: float = 45.0      # max angle between target and generated pair directions
-    verify_pose: bool = True        # score pose only where the true target view passes the pose check
+    verify_pose: bool = False       # True: score pose only where the true target view passes the pose check
     categories: list | None = None  # detector categories (None: all the detector knows; HF detectors need them)
     category_policy: object = None  # a Policy asked for the categories of each (generated, target) pair instead
     target_detector: object = None  # detector for the true target images (default: the same as for generated ones)
@@ -463,7 +542,7 @@ def _score_one(sim, s: WMSample, sid: str, estimator, detector, cfg: QualityConf
     src, dom = s.contexts[s.source_index], DOF_KINDS.index(s.motion.kind)
     row = {"id": sid, "motion": s.motion.instruction(), "kind": s.motion.kind}
     if sid not in truth:   # the true target's own pose check and detections, once per sample for all simulators
-        r = estimator.estimate(src, s.target.rgb, key=sid)
+        r = estimator.estimate(src, s.target.rgb, key=sid, contexts=s.contexts)
         ok = r.pose is not None and pose_consistent(decompose(src.pose, r.pose), s.decomposition, dom, cfg.pose)[0]
         truth[sid] = (ok, _detect(cfg.target_detector or detector, Image.fromarray(s.target.rgb), categories,
                                   ids=s.target.ids, scene=s.scene, pose=s.target.pose, K=s.target.K))
@@ -476,7 +555,7 @@ def _score_one(sim, s: WMSample, sid: str, estimator, detector, cfg: QualityConf
                    **content_scores([], tgt_dets, cfg.iou_min, cfg.topology_deg))
         return row
     row["seconds"] = time.time() - t0
-    r = estimator.estimate(src, obs.image, key=sid)
+    r = estimator.estimate(src, obs.image, key=sid, contexts=s.contexts)
     if r.pose is None: row.update(pose_ok=False, pose_reason=r.reason)
     else:
         d = decompose(src.pose, r.pose)
@@ -500,20 +579,33 @@ def _mean(xs) -> float | None:
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else None
 
-def summarise_rows(rows: list[dict], name: str, verify_pose: bool = True) -> dict:
-    "The Table-2 numbers of one simulator from its per-sample rows."
+def summarise_rows(rows: list[dict], name: str, verify_pose: bool = False, protocol: str | None = None) -> dict:
+    "The Table-2 numbers of one simulator from its per-sample rows, and the pose `protocol` they used."
     scored = [r for r in rows if r["verifiable"] or not verify_pose]
     pct = lambda rs: 100.0 * float(np.mean([r["pose_ok"] for r in rs])) if rs else None
     fails: dict[str, int] = {}
     for r in scored:
         if not r["pose_ok"]: fails[r["pose_reason"]] = fails.get(r["pose_reason"], 0) + 1
-    return {"simulator": name, "n": len(rows), "n_pose": len(scored), "pose_consistency": pct(scored),
+    return {"simulator": name, "protocol": protocol or ("verifiable" if verify_pose else "all samples"),
+            "n": len(rows), "n_pose": len(scored), "pose_consistency": pct(scored),
             "pose_translation": pct([r for r in scored if r["kind"] in DOF_KINDS[:3]]),
             "pose_rotation": pct([r for r in scored if r["kind"] in DOF_KINDS[3:]]), "pose_failures": fails,
             "precision": _mean(r["precision"] for r in rows), "recall": _mean(r["recall"] for r in rows),
+            "n_content": sum(r["precision"] is not None for r in rows),
             "topology": _mean(r["topology"] for r in rows), "seconds_per_call": _mean(r["seconds"] for r in rows)}
 
 # %% ../nbs/13_sim_quality.ipynb #079cd299
+PROTOCOLS = {   # name -> what the pose-consistency number means
+    "paper": "monocular depth of the generated image aligned to the source RGB-D (App. B); all samples, unrecoverable = fail",
+    "pnp": "ORB features + PnP against the context RGB-D views; all samples, unrecoverable = fail",
+    "verifiable": "only samples whose true target view passes the same pose check (a workbench alternative)",
+}
+
+def pose_protocol(estimator, verify_pose: bool = False) -> str:
+    "The name (a `PROTOCOLS` key) of the pose protocol an estimator and scope amount to."
+    if verify_pose: return "verifiable"
+    return "paper" if isinstance(estimator, DepthAlignPose) and not estimator.use_contexts else "pnp" if type(estimator) is FeaturePnP else estimator.name
+
 def score_simulators(simulators: dict, samples: list[WMSample], estimator=None, detector=None, cfg: QualityConfig | None = None,
                      progress: bool = False) -> tuple[list[dict], dict[str, list[dict]]]:
     "Score each simulator ({name: simulator}) on `samples`: (summaries, per-sample rows by name)."
@@ -524,7 +616,8 @@ def score_simulators(simulators: dict, samples: list[WMSample], estimator=None, 
     for name, sim in simulators.items():
         rows[name] = [_score_one(sim, s, s.sample_id or f"{s.scene_id}-{i:05d}", estimator, detector, cfg, cfg.categories, truth)
                       for i, s in enumerate(tqdm(samples, desc=f"sim-quality {name}", disable=not progress))]
-    return [summarise_rows(rows[n], n, cfg.verify_pose) for n in simulators], rows
+    protocol = pose_protocol(estimator, cfg.verify_pose)
+    return [summarise_rows(rows[n], n, cfg.verify_pose, protocol) for n in simulators], rows
 
 # %% ../nbs/13_sim_quality.ipynb #25016297
 TEST_SEED = 1_000_000   # synthetic test scenes are seeds 1e6, 1e6 + 1, ...: far from training scenes (seed 0 upwards)
@@ -550,7 +643,9 @@ def format_table(summaries: list[dict]) -> str:
                      f"{f(s['precision'], 3):>11}{f(s['recall'], 3):>8}{f(s['topology'], 3):>10}{s['n']:>6}{s['n_pose']:>8}")
     fails = [f"  {s['simulator']}: " + ", ".join(f"{k} {v}" for k, v in sorted(s["pose_failures"].items(), key=lambda kv: -kv[1]))
              for s in summaries if s["pose_failures"]]
-    return "\n".join(lines + (["pose failures:"] + fails if fails else []))
+    protocols = sorted({s.get("protocol", "?") for s in summaries})
+    notes = [f"pose protocol: {p}" + (f" ({PROTOCOLS[p]})" if p in PROTOCOLS else "") for p in protocols]
+    return "\n".join(lines + notes + (["pose failures:"] + fails if fails else []))
 
 # %% ../nbs/13_sim_quality.ipynb #6e11d3cb
 def cli_sim_quality(argv: list[str]) -> int:
@@ -565,25 +660,34 @@ def cli_sim_quality(argv: list[str]) -> int:
     p.add_argument("--image-size", type=int, default=384, help="synthetic render size when building")
     p.add_argument("--seed", type=int, default=TEST_SEED, help="first synthetic scene seed when building")
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
-    p.add_argument("--pose-method", default="pnp", help="pnp | depth:MODEL_DIR[:relative|:metric] (monocular depth aligned to the source)")
-    p.add_argument("--detector", default="color", help="color | instances (exact target boxes, colour on generated) | hf:MODEL_DIR (GroundingDINO / OWL-ViT)")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper",
+                   help="pose protocol: paper (needs --depth-model), pnp (no model), verifiable (subset; depth if given, else pnp)")
+    p.add_argument("--depth-model", default=None, metavar="MODEL_DIR[:relative|:metric]",
+                   help="transformers depth-estimation model for the paper protocol (e.g. Depth Anything)")
+    p.add_argument("--detector", default="color", help="color | instances (exact target boxes, colour on generated) | hf:MODEL_DIR (GroundingDINO / OWL-ViT) | "
+                   "onnx:MODEL.onnx (YOLOX, COCO classes, OpenCV on CPU)")
     p.add_argument("--categories", default=None, help="comma-separated detector categories")
     p.add_argument("--category-policy", default=None, help="policy spec that lists the categories per sample (paper prompt)")
-    p.add_argument("--no-verify", action="store_true", help="score pose on every sample, verifiable or not")
     p.add_argument("--json", default=None, help="write summaries and per-sample rows here")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    from astra_wb.simulators import get_simulator
+    from astra_wb.simulators import get_simulator, SimulatorError
     try:
         sims = {spec: get_simulator(spec) for spec in (a.simulator or ["oracle"])}
-        estimator = FeaturePnP() if a.pose_method == "pnp" else None
-        if a.pose_method.startswith("depth:"):   # depth:MODEL_DIR[:relative|:metric]
-            model, _, kind = a.pose_method[6:].rpartition(":") if a.pose_method.endswith((":metric", ":relative")) else (a.pose_method[6:], "", "relative")
+        if a.protocol == "paper" and not a.depth_model:
+            raise ValueError("the paper protocol needs a monocular depth model: --depth-model MODEL_DIR "
+                             "(a transformers depth-estimation model); --protocol pnp needs none")
+        estimator = FeaturePnP()
+        if a.depth_model and a.protocol != "pnp":   # MODEL_DIR[:relative|:metric]
+            model, _, kind = a.depth_model.rpartition(":") if a.depth_model.endswith((":metric", ":relative")) else (a.depth_model, "", "relative")
             estimator = DepthAlignPose(model, kind=kind)
-        if estimator is None: p.error(f"unknown --pose-method {a.pose_method!r}")
+            estimator.depth._load()   # a missing or broken model is one error now, not a failure on every sample
         detector = ColorDetector() if a.detector in ("color", "instances") else \
-            HFDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("hf:") else None
+            HFDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("hf:") else \
+            OnnxDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("onnx:") else None
         if detector is None: p.error(f"unknown --detector {a.detector!r}")
+        if a.detector.startswith("hf:") and not a.categories and not a.category_policy:
+            raise ValueError("an hf: detector needs categories: --categories a,b,c or --category-policy SPEC")
         samples = build_test_set(a.test_set, a.per_source, a.scans, not a.no_synthetic,
                                  cfg=WMDataConfig(image_size=a.image_size, seed=a.seed), progress=not a.no_progress)[:a.limit]
         cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else None
@@ -591,10 +695,10 @@ def cli_sim_quality(argv: list[str]) -> int:
         if a.category_policy:
             from astra_wb.policies import get_policy
             policy = get_policy(a.category_policy)
-        cfg = QualityConfig(verify_pose=not a.no_verify, categories=cats, category_policy=policy,
+        cfg = QualityConfig(verify_pose=a.protocol == "verifiable", categories=cats, category_policy=policy,
                             target_detector=InstanceMaskDetector() if a.detector == "instances" else None)
         summaries, rows = score_simulators(sims, samples, estimator, detector, cfg, progress=not a.no_progress)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, SimulatorError) as e:
         print(f"astra-wb sim-quality: error: {e}"); return 2
     print(format_table(summaries))
     if a.json: Path(a.json).write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))

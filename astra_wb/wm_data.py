@@ -14,11 +14,11 @@ from .geometry import decompose, heading_pitch, backproject, look_at, DOF_NAMES,
 from .motion import Motion, MotionError, render_instruction
 
 # %% auto #0
-__all__ = ['GRID_OFFSET', 'FILTERS', 'MOTION_RANGES', 'HF_FEATURES', 'WMDataConfig', 'coverage', 'frame_points',
-           'coverage_reference', 'plane_frame', 'view_difference', 'is_diverse', 'all_diverse', 'single_motion',
-           'WMSample', 'propose_sets', 'random_motion', 'camera_is_free', 'synthetic_sets', 'depth_to_png',
-           'depth_from_png', 'wm_schema', 'sample_to_row', 'write_shard', 'row_to_sample', 'read_wm_data',
-           'to_protocol_sample', 'make_wm_data', 'format_summary', 'cli_make_wm_data']
+__all__ = ['GRID_OFFSET', 'DIVERSITY_RULES', 'FILTERS', 'MOTION_RANGES', 'HF_FEATURES', 'WMDataConfig', 'coverage',
+           'frame_points', 'coverage_reference', 'plane_frame', 'view_difference', 'is_diverse', 'all_diverse',
+           'single_motion', 'WMSample', 'propose_sets', 'random_motion', 'camera_is_free', 'synthetic_sets',
+           'depth_to_png', 'depth_from_png', 'wm_schema', 'sample_to_row', 'write_shard', 'row_to_sample',
+           'read_wm_data', 'to_protocol_sample', 'make_wm_data', 'format_summary', 'cli_make_wm_data']
 
 # %% ../nbs/12_wm_data.ipynb #3e28087a
 @dataclass
@@ -28,10 +28,11 @@ class WMDataConfig:
     pixel_stride: int = 1           # back-project every n-th pixel (1 = all)
     min_coverage: float = 0.85      # paper: target points seen by the context cameras
     n_context: tuple = (2, 3)       # paper: 2-3 context cameras, one of them the source
-    min_xy: float = 1.0             # paper diversity: xy distance >= 1 m ...
-    min_dz: float = 1.0             # ... or height difference >= 1 m, and
-    min_dyaw: float = 30.0          # ... yaw difference >= 30 deg ...
+    min_xy: float = 1.0             # paper diversity (3): xy distance >= 1 m ...
+    min_dz: float = 1.0             # ... or height difference >= 1 m
+    min_dyaw: float = 30.0          # paper diversity (4): yaw difference >= 30 deg ...
     min_dpitch: float = 30.0        # ... or pitch difference >= 30 deg
+    diversity: str = "paper"        # "paper": (3) or (4) hold, as App. A.1 says; "strict": both (3) and (4)
     still_trans: float = 0.2        # metres; non-dominant translations must stay below
     still_rot: float = 10.0         # degrees; non-dominant rotations must stay below
     min_trans: float = 0.3          # metres; a dominant translation moves at least this
@@ -151,11 +152,16 @@ def view_difference(T_i: np.ndarray, T_j: np.ndarray) -> tuple[float, float, flo
     dyaw = abs((hj - hi + 180.0) % 360.0 - 180.0)
     return float(np.hypot(d[0], d[1])), float(abs(d[2])), dyaw, abs(pj - pi)
 
+DIVERSITY_RULES = ("paper", "strict")
+
 def is_diverse(T_i: np.ndarray, T_j: np.ndarray, cfg: WMDataConfig | None = None) -> bool:
-    "The paper's viewpoint-diversity rule for one pair of context cameras."
+    "The viewpoint-diversity rule for one pair of context cameras: (3) or (4) (`paper`), or (3) and (4) (`strict`)."
     cfg = cfg or WMDataConfig()
+    if cfg.diversity not in DIVERSITY_RULES: raise ValueError(f"diversity must be one of {DIVERSITY_RULES}, got {cfg.diversity!r}")
     xy, dz, dyaw, dpitch = view_difference(T_i, T_j)
-    return (xy >= cfg.min_xy or dz >= cfg.min_dz) and (dyaw >= cfg.min_dyaw or dpitch >= cfg.min_dpitch)
+    apart = xy >= cfg.min_xy or dz >= cfg.min_dz                 # (3)
+    turned = dyaw >= cfg.min_dyaw or dpitch >= cfg.min_dpitch    # (4)
+    return (apart and turned) if cfg.diversity == "strict" else (apart or turned)
 
 def all_diverse(poses, cfg: WMDataConfig | None = None) -> bool:
     "True when every pair of `poses` is diverse."
@@ -504,11 +510,13 @@ def cli_make_wm_data(argv: list[str]) -> int:
     for name in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
                  "min_trans", "min_rot", "image_size", "pixel_stride", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
+    p.add_argument("--diversity", choices=DIVERSITY_RULES, default="paper",
+                   help="paper: (3) far apart OR (4) turned, App. A.1; strict: both")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if not a.scans and a.synthetic <= 0: p.error("give --scans DIR and/or --synthetic N")
     cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
-                          "still_trans", "still_rot", "min_trans", "min_rot", "image_size", "pixel_stride", "seed")})
+                          "still_trans", "still_rot", "min_trans", "min_rot", "image_size", "pixel_stride", "seed", "diversity")})
     try:
         summary = make_wm_data(a.out, a.scans, a.synthetic, a.per_scene, cfg, a.max_per_source, a.scan_stride,
                                a.scan_limit, progress=not a.no_progress)

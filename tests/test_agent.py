@@ -76,7 +76,7 @@ def test_every_invalid_reason_is_reachable():
         seen |= set(run_one(sample(n_images=n), ScriptedPolicy([text]), FakeSimulator(), AgentConfig(max_turns=1)).invalid_reasons)
     sim = FakeSimulator()
     seen |= set(run_one(sample(), ScriptedPolicy([ANSWER_B] * 4 + [call(1, "turn_left", 90)] * 2 + [ANSWER_B]), sim,
-                        AgentConfig(mode="forced", forced_k=2)).invalid_reasons)          # premature_answer
+                        AgentConfig(mode="forced", forced_k=2, premature="retry")).invalid_reasons)   # premature_answer
     seen |= set(run_one(sample(), ScriptedPolicy([call(1, "turn_left", 90), ANSWER_B]), sim,
                         AgentConfig(mode="direct")).invalid_reasons)                      # tool_not_allowed
     seen |= set(run_one(sample(), ScriptedPolicy([call(1, "move_forward", 4), ANSWER_B]), sim).invalid_reasons)   # simulator_error
@@ -106,16 +106,30 @@ def test_direct_mode_offers_no_tool_and_refuses_calls():
     assert "do not call any tool" in build_messages(t)[0]["content"]
 
 
-def test_forced_mode_requires_k_calls():
+def test_forced_mode_asks_for_k_calls_in_the_prompt_only():
+    "Paper 4.1: Forced(k) is 'required by an explicit system prompt'; an early answer ends the trajectory, valid, and is counted."
     turns = [ANSWER_B, call(1, "turn_left", 90), ANSWER_B, call(3, "turn_left", 90), ANSWER_B]
     t = run_one(sample(), ScriptedPolicy(turns), FakeSimulator(), AgentConfig(mode="forced", forced_k=2))
+    assert [type(x.action).__name__ for x in t.turns] == ["Answer"] and t.invalid_reasons == []
+    assert (t.valid, t.final_answer, t.meta["stop_reason"], t.meta["premature_answer"]) == (True, "B", "premature_answer", True)
+    assert "exactly 2 times" in build_messages(t)[0]["content"]          # the prompt still asks for the calls
+    ok = run_one(sample(), ScriptedPolicy(turns[1:2] + turns[3:]), FakeSimulator(), AgentConfig(mode="forced", forced_k=2))
+    assert ok.valid and ok.n_tool_calls == 2 and ok.meta["premature_answer"] is False
+    from astra_wb.agent import trajectory_summary
+    assert trajectory_summary(t)["premature_answer"] is True and trajectory_summary(ok)["premature_answer"] is False
+
+
+def test_forced_mode_can_reject_early_answers():
+    "The workbench's addition, an option: premature='retry' refuses answers before the k-th call; 'accept' ends invalid."
+    turns = [ANSWER_B, call(1, "turn_left", 90), ANSWER_B, call(3, "turn_left", 90), ANSWER_B]
+    t = run_one(sample(), ScriptedPolicy(turns), FakeSimulator(), AgentConfig(mode="forced", forced_k=2, premature="retry"))
     assert [type(x.action).__name__ for x in t.turns] == ["Invalid", "Invoke", "Invalid", "Invoke", "Answer"]
     assert t.invalid_reasons == ["premature_answer"] * 2 and not t.valid and t.forced_k == 2
-    assert "(1 so far)" in t.turns[2].feedback and "exactly 2 times" in build_messages(t)[0]["content"]
-    ok = run_one(sample(), ScriptedPolicy(turns[1:2] + turns[3:]), FakeSimulator(), AgentConfig(mode="forced", forced_k=2))
-    assert ok.valid and ok.n_tool_calls == 2 and ok.final_answer == "B"
+    assert "(1 so far)" in t.turns[2].feedback and t.meta["premature_answer"] is False
     early = run_one(sample(), ScriptedPolicy(turns), FakeSimulator(), AgentConfig(mode="forced", premature="accept"))
     assert (len(early.turns), early.final_answer, early.valid, early.meta["stop_reason"]) == (1, "B", False, "premature_answer")
+    with pytest.raises(ValueError, match="premature"):
+        AgentConfig(mode="forced", premature="enforce")
 
 
 def test_agentic_limits_are_enforced_and_configurable():

@@ -1,8 +1,9 @@
-"""The expert policy through the real agent loop and simulators: imagination helps exactly where it is needed."""
+"""The expert policy through the real agent loop with the non-privileged `reproject` simulator: imagination helps on
+perspective questions, changes nothing where the given views suffice, and the expert reads only the conversation."""
 import numpy as np
 import pytest
 from astra_wb.agent import rollout, AgentConfig
-from astra_wb.expert import ExpertPolicy, detect, read_conversation
+from astra_wb.expert import ExpertPolicy, detect, read_conversation, parse_question
 from astra_wb.policies import check_policy, get_policy
 from astra_wb.protocol import Trajectory, TOOLS, build_messages, parse_turn, Answer, Invoke, Sample
 from astra_wb.simulators import get_simulator
@@ -14,34 +15,32 @@ def bench():
     return generate_bench(110, seed=3)
 
 
-def _acc(trajs, flag):
-    rows = [t for t in trajs if t.sample.meta["needs_imagination"] == flag]
+def _acc(trajs, family):
+    rows = [t for t in trajs if t.sample.meta["family"] == family]
     return 100 * np.mean([t.correct for t in rows]), np.mean([t.n_tool_calls for t in rows]), len(rows)
 
 
 @pytest.fixture(scope="module")
 def runs(bench):
-    pol, oracle = ExpertPolicy(), get_simulator("oracle")
-    return {m: rollout(bench, pol, oracle, AgentConfig(mode=m)) for m in ("direct", "agentic", "forced")}
+    pol, rep = ExpertPolicy(), get_simulator("reproject")
+    return {m: rollout(bench, pol, rep, AgentConfig(mode=m)) for m in ("direct", "agentic", "forced")}
 
 
-def test_agentic_beats_direct_where_imagination_is_needed(runs):
-    acc_d, calls_d, n = _acc(runs["direct"], True)
-    acc_a, calls_a, _ = _acc(runs["agentic"], True)
-    print(f"needs_imagination (n={n}): direct {acc_d:.1f}% agentic {acc_a:.1f}% ({calls_a:.2f} calls/row)")
-    assert n >= 50
+def test_agentic_beats_direct_on_perspective_questions(runs):
+    acc_d, calls_d, n = _acc(runs["direct"], "perspective")
+    acc_a, calls_a, _ = _acc(runs["agentic"], "perspective")
+    print(f"perspective (n={n}): direct {acc_d:.1f}% agentic {acc_a:.1f}% ({calls_a:.2f} calls/row)")
+    assert n >= 20
     assert calls_d == 0 and calls_a >= 1
-    assert acc_a >= 90 and acc_a - acc_d >= 30
+    assert acc_a - acc_d >= 30
 
 
 def test_agentic_matches_direct_where_given_views_suffice(runs):
-    acc_d, _, n = _acc(runs["direct"], False)
-    acc_a, calls_a, _ = _acc(runs["agentic"], False)
+    acc_d, _, n = _acc(runs["direct"], "direct")
+    acc_a, calls_a, _ = _acc(runs["agentic"], "direct")
     print(f"given views suffice (n={n}): direct {acc_d:.1f}% agentic {acc_a:.1f}% ({calls_a:.2f} calls/row)")
     assert n >= 40 and acc_d >= 85
     assert calls_a == 0 and acc_a == acc_d
-    assert [t.final_answer for t in runs["agentic"] if not t.sample.meta["needs_imagination"]] == \
-           [t.final_answer for t in runs["direct"] if not t.sample.meta["needs_imagination"]]
 
 
 def test_modes_are_followed(runs):
@@ -49,19 +48,28 @@ def test_modes_are_followed(runs):
     assert all(t.n_tool_calls == 0 for t in runs["direct"])
     assert all(2 <= t.n_tool_calls <= 3 and t.meta["stop_reason"] == "answer" for t in runs["forced"])
     assert all(t.n_tool_calls <= 3 for t in runs["agentic"])
-    assert _acc(runs["forced"], True)[0] >= _acc(runs["direct"], True)[0] + 30
+    assert _acc(runs["forced"], "perspective")[0] >= _acc(runs["direct"], "perspective")[0] + 30
 
 
-def test_reasoning_is_readable_and_calls_use_the_question_motion(runs):
+def test_reasoning_is_readable_and_calls_plan_the_query(runs):
+    planned = 0
     for t in runs["agentic"]:
         for turn in t.turns:
             assert turn.action.reasoning and len(turn.action.reasoning) > 40
         q = t.sample.meta["query"]
-        if t.sample.meta["family"] in ("cam_obj", "obj_obj", "obj_reg", "reg_reg") and t.sample.meta["needs_imagination"]:
+        if t.sample.meta["kind"] in ("cam_obj", "obj_obj", "obj_reg", "reg_reg") and t.sample.meta["family"] != "direct":
             first = t.turns[0].action
             assert isinstance(first, Invoke) and first.reference_image == q["reference_image"]
-            assert [first.motion.kind, first.motion.value] == q["motion"]
+            assert [first.motion.kind, first.motion.value] == q["motion"]      # stated, or planned from "behind you"
             assert "none of the given images shows" in first.reasoning
+            planned += not q["stated"]
+    print(f"{planned} questions named no motion; the expert planned each call")
+
+
+def test_unstated_questions_are_planned():
+    for where, value in (("directly behind you", 180), ("directly to your left", -90), ("directly to your right", 90)):
+        q = parse_question(f"Standing at the viewpoint of image 2, which of these objects is {where}?\nA. sofa\nB. tv")
+        assert (q.family, q.r, q.motion.kind, q.motion.value, q.planned) == ("nearest", 2, "yaw", value, True)
 
 
 def test_the_expert_never_needs_the_scene(bench):
@@ -83,16 +91,20 @@ def test_deterministic_and_conformant(bench):
     assert pol.respond(convs, tools=None, seed=0) == pol.respond(convs, tools=None, seed=0)
 
 
-def test_imperfect_imagination_still_helps(bench):
-    """Pose noise, dropped objects and colour jitter (the quality dial): still valid, still better than Direct."""
-    need = [s for s in bench if s.meta["needs_imagination"]][:40]
+def test_the_quality_ladder_costs_accuracy_and_holes_are_doubted(bench):
+    """Noisier context (depth, poses, fewer views) costs accuracy on perspective questions; every trajectory stays
+    valid; on hidden questions the expert does not take a reprojected distractor at face value when the view has holes."""
     pol = ExpertPolicy()
-    direct = rollout(need, pol, None, AgentConfig(mode="direct"))
-    noisy = rollout(need, pol, get_simulator("perturbed(oracle,pose_noise=0.1,color_jitter=0.05)"), AgentConfig(mode="agentic"))
-    holes = rollout(need, pol, get_simulator("reproject"), AgentConfig(mode="agentic"))
-    assert all(t.valid for t in noisy + holes)
+    persp = [s for s in bench if s.meta["family"] == "perspective"][:24]
     acc = lambda ts: np.mean([t.correct for t in ts])
-    assert acc(noisy) > acc(direct) + 0.25
+    good = rollout(persp, pol, get_simulator("reproject"), AgentConfig(mode="agentic"))
+    bad = rollout(persp, pol, get_simulator("reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)"), AgentConfig(mode="agentic"))
+    assert all(t.valid for t in good + bad)
+    assert acc(good) > acc(bad) + 0.2, (acc(good), acc(bad))
+    hidden = [s for s in bench if s.meta["family"] == "hidden" and s.meta["kind"] == "cam_obj"]
+    ts = rollout(hidden, pol, get_simulator("reproject"), AgentConfig(mode="agentic"))
+    doubted = [t for t in ts if "unseen (holes)" in t.turns[-1].action.reasoning]
+    assert doubted and all(t.n_tool_calls == 1 for t in ts)
 
 
 def test_holes_are_not_objects():
@@ -110,7 +122,7 @@ def test_odd_conversations_get_a_valid_turn(bench):
     assert isinstance(parse_turn(out[0], 2), Answer)
     assert all(isinstance(parse_turn(t, 0), Answer) for t in out[1:])
     # a refused simulator call (no image in the tool reply) is not retried forever
-    s = next(x for x in bench if x.meta["needs_imagination"] and x.meta["family"] == "cam_obj")
+    s = next(x for x in bench if x.meta["family"] == "perspective" and x.meta["kind"] == "cam_obj")
     traj = Trajectory(s, "agentic")
     first = pol.respond([build_messages(traj)], tools=TOOLS, seed=0)[0]
     msgs = build_messages(traj) + [{"role": "assistant", "content": first},

@@ -194,7 +194,10 @@ def test_mmsi_vlmevalkit_prompt_and_errors(tmp_path):
 def test_mindcube_prompt_settings_by_name(tmp_path):
     jl = write_mindcube_fixture(tmp_path / "mc", n=2)
     rec = json.loads(jl.read_text().splitlines()[0])
-    raw = MindCube(jl)[0].meta["prompt"]
+    sample = MindCube(jl, prompt_style="official")[0]
+    raw = sample.meta["prompt"]
+    parts = build_messages(Trajectory(sample=sample, mode="direct"))[0]["content"]   # the official engines' order:
+    assert [p.get("image") for p in parts[:2]] == [sample.images[1], sample.images[0]] and parts[2]["text"] == raw   # last image first
     assert raw.startswith("[Task]\nYour task is to analyze the spatial arrangement") and raw.endswith("\n\n[Question]\n" + rec["question"])
     lines = [dict(json.loads(l), plain_cogmap_gen_instruction="Objects: sofa, lamp.") for l in jl.read_text().splitlines()]
     jl.write_text("".join(json.dumps(l) + "\n" for l in lines))
@@ -233,6 +236,33 @@ def test_video_vlmevalkit_tsv_loads_and_scores_like_the_native_layout(tmp_path):
     df.to_csv(tsv, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"MMSIVideoBench.tsv: row 3: field 'image_path': not a Python list of paths"):
         MMSIVideoBench(tsv)
+
+
+def _cli(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "astra_wb.cli", *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def test_cli_scores_both_ways_and_rejects_bad_options_in_one_line(tmp_path):
+    path = write_mmsi_fixture(tmp_path / "m", n=4, form="vlmevalkit")
+    script = tmp_path / "turns.json"; script.write_text(json.dumps(["<think>Option A is tempting, but C.</think><answer>B</answer>"]))
+    out = tmp_path / "run"
+    r = _cli("eval", "--benchmark", "mmsi", "--path", path, "--policy", f"scripted:{script}", "--simulator", "none",
+             "--mode", "direct", "--prompt-style", "official", "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["score"], m["accuracy"], m["protocol"]["accuracy"]) == ("official", 0.25, 0.25)   # gold A B C D: C vs B
+    rows = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert [x["extracted"] for x in rows] == ["C"] * 4 and [x["correct"] for x in rows] == [False, False, True, False]
+    assert [x["protocol_correct"] for x in rows] == [False, True, False, False]
+    assert "protocol score (<answer> tag)" in r.stdout
+    for flags, msg in ((["--prompt-style", "paper"], "prompt_style must be one of"),
+                       (["--llm-extract", "localhost:9"], "http://HOST:PORT/v1#MODEL"),
+                       (["--mindcube-prompt", "cogmap"], None)):
+        bad = _cli("eval", "--benchmark", "mmsi", "--path", path, "--mode", "direct", "--out", tmp_path / "bad", *flags)
+        if msg is None: assert bad.returncode == 0; continue   # the MindCube setting does not concern MMSI
+        assert bad.returncode == 2 and msg in bad.stderr and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
 
 
 # ---- the LLM extraction fallback against a real server on 127.0.0.1 ----

@@ -6,6 +6,7 @@ request (JSON lines) and can reject native tools, fail the first N requests, or 
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,9 +20,40 @@ import pytest
 CALL = {"reference_image": 1, "motion_type": "turn_left", "value": 90}
 
 
-def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float):
+def _qwen3_reasoning(text):
+    "vLLM's qwen3 reasoning parser, non-streaming: without </think> everything is reasoning."
+    head, tag, tail = text.partition("<think>")
+    text = tail if tag else head
+    if "</think>" in text:
+        reasoning, _, content = text.partition("</think>")
+        return reasoning, content or None
+    return text, None
+
+
+def _hermes(content):
+    "vLLM's hermes tool parser, non-streaming: it also accepts a <tool_call> that never closed."
+    if not content or "<tool_call>" not in content: return content, []
+    try: calls = [json.loads(a or b) for a, b in re.findall(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", content, re.S)]
+    except json.JSONDecodeError: return content, []
+    return content[:content.find("<tool_call>")] or None, calls
+
+
+def _served(raw, cut, max_tokens):
+    "What vLLM with --reasoning-parser qwen3 --tool-call-parser hermes answers for the model output `raw`."
+    reasoning, content = _qwen3_reasoning(raw)
+    content, calls = _hermes(content)
+    msg = {"role": "assistant", "content": content, "reasoning_content": reasoning or None,
+           "tool_calls": [{"id": f"c{i}", "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                          for i, c in enumerate(calls)]}
+    finish = "tool_calls" if calls else "length" if cut else "stop"
+    return msg, finish, {"completion_tokens": max_tokens if cut else 5}
+
+
+def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float, no_required: bool = False, raw: str | None = None,
+          fail_status: int = 503, ignore_n: bool = False):
     import http.server
     state = {"n": 0}
+    scripted = json.loads(Path(raw).read_text()) if raw else None
 
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a): pass
@@ -40,10 +72,17 @@ def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float
             if self.path != "/v1/chat/completions": return self._send(404, {"error": {"message": f"no route {self.path}"}})
             with open(log, "a") as f: f.write(json.dumps({"path": self.path, "auth": self.headers.get("Authorization"), "body": req}) + "\n")
             state["n"] += 1
-            if state["n"] <= fail_first: return self._send(503, {"error": {"message": "warming up"}})
+            if state["n"] <= fail_first: return self._send(fail_status, {"error": {"message": "warming up" if fail_status != 500 else "EngineCore encountered an issue"}})
             if delay: time.sleep(delay)
             if "tools" in req and reject_tools:
                 return self._send(400, {"error": {"message": '"auto" tool choice requires --enable-auto-tool-choice'}})
+            if req.get("tool_choice") == "required" and no_required:
+                return self._send(400, {"error": {"message": "tool_choice 'required' is not supported by this server"}})
+            if scripted:
+                case = scripted[(state["n"] - 1) % len(scripted)]
+                msg, finish, usage = _served(case["raw"], case["cut"], req.get("max_tokens"))
+                return self._send(200, {"id": "x", "object": "chat.completion", "model": req["model"], "usage": usage,
+                                        "choices": [{"index": 0, "finish_reason": finish, "message": msg}]})
             msgs = req["messages"]
             n_img = sum(p.get("type") == "image_url" for m in msgs if isinstance(m.get("content"), list) for p in m["content"])
             n_asst = sum(m["role"] == "assistant" for m in msgs)
@@ -55,7 +94,7 @@ def serve(port: int, log: str, reject_tools: bool, fail_first: int, delay: float
             else:
                 msg = {"role": "assistant", "content": f"<think>I see {n_img} images.</think><answer>B</answer>"}
             self._send(200, {"id": "x", "object": "chat.completion", "model": req["model"],
-                             "choices": [{"index": 0, "finish_reason": "stop", "message": msg}]})
+                             "choices": [{"index": i, "finish_reason": "stop", "message": msg} for i in range(1 if ignore_n else req.get("n", 1))]})
 
     http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 
@@ -99,14 +138,14 @@ def test_native_tools_round_trip_through_the_agent(server):
         assert t.turns[0].text.startswith("<think>I see 2 images; look left.</think>")
         assert t.final_answer == "B" and t.valid and t.observations[0].provenance().startswith("Image 3: imagined from image 1")
         assert t.turns[1].text == "<think>I see 3 images.</think><answer>B</answer>"   # the imagined image reached the server
-    reqs = _requests(log)
-    assert len(reqs) == 8 and all(r["auth"] == "Bearer sk-test" and r["path"] == "/v1/chat/completions" for r in reqs)
+    reqs = _requests(log)   # the two samples' conversations are identical: each turn is one request with n=4
+    assert len(reqs) == 2 and all(r["auth"] == "Bearer sk-test" and r["path"] == "/v1/chat/completions" for r in reqs)
     first, second = reqs[0]["body"], reqs[-1]["body"]
-    assert (first["model"], first["temperature"], first["max_tokens"], first["tool_choice"]) == ("stub-vl", 0.7, 64, "auto")
+    assert (first["model"], first["temperature"], first["max_tokens"], first["tool_choice"], first["n"]) == ("stub-vl", 0.7, 64, "auto", 4)
     assert first["tools"][0]["function"]["name"] == "world_simulator"
-    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool", "user"]
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool"]
     assert second["messages"][2]["tool_calls"][0]["id"] == second["messages"][3]["tool_call_id"]
-    assert second["messages"][4]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert second["messages"][3]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")   # inline
     assert check_policy(pol)["name"] == f"openai:{url}#stub-vl"
 
 
@@ -133,15 +172,107 @@ def test_retries_then_success_and_timeouts(server):
     slow = OpenAIPolicy(url2 + "#stub-vl", backoff=0.01, max_retries=1, timeout=0.3)
     with pytest.raises(PolicyError, match="failed after 2 tries"):
         slow.respond(_probe_conversations()[:1])
+    url3, log3 = server("--fail-first", "5", "--fail-status", "500")
+    with pytest.raises(PolicyError, match="HTTP 500: .*EngineCore"):          # a server error is not resubmitted
+        OpenAIPolicy(url3 + "#stub-vl", backoff=0.01, max_retries=3).respond(_probe_conversations()[:1])
+    assert len(_requests(log3)) == 1
     wrong = OpenAIPolicy(url.replace("/v1", "/v2") + "#stub-vl", backoff=0.01)
     with pytest.raises(PolicyError, match="HTTP 404: .*no route /v2/chat/completions"):   # not retried: a client error
         wrong.respond(_probe_conversations()[:1])
+
+
+
+def test_inline_tool_images_render_like_the_transformers_path():
+    from astra_wb.hf import cached_tiny_qwen3vl, load_processor
+    from astra_wb.policies import _probe_conversations, to_openai_messages, vllm_chat_view
+    from astra_wb.protocol import TOOLS
+    proc = load_processor(cached_tiny_qwen3vl())
+    conv = _probe_conversations()[1]              # a tool call, an imagined image, a later turn
+    render = lambda msgs: proc.apply_chat_template(msgs, tools=TOOLS, add_generation_prompt=True, tokenize=False)
+    hf = render(conv)                             # the prompt the transformers backend (and training) builds
+    inline = render(vllm_chat_view(to_openai_messages(conv, TOOLS, True)))
+    split = render(vllm_chat_view(to_openai_messages(conv, TOOLS, True, tool_images="split")))
+    assert inline.encode() == hf.encode()
+    assert split != hf and split.count("<|image_pad|>") == hf.count("<|image_pad|>") == 3
+    assert "</tool_response><|im_end|>\n<|im_start|>user\n<|vision_start|>" in split   # the image moved out of the tool turn
+
+
+CALL_JSON = json.dumps({"name": "world_simulator", "arguments": CALL})
+RAW_CASES = [  # model outputs, and whether max_tokens cut them
+    {"raw": f"<think>Look left.</think>\n<tool_call>\n{CALL_JSON}\n</tool_call>", "cut": False},
+    {"raw": f"<think>Look left.</think>\n<tool_call>\n{CALL_JSON}", "cut": True},
+    {"raw": "<think>I keep thinking about the chair and the", "cut": True},
+    {"raw": "<think>ok</think><answer>B</answer>", "cut": False},
+    {"raw": "<think>ok</think> So it is B.", "cut": False},
+]
+
+
+def _outcome(text, finish):
+    from astra_wb.protocol import Invalid, parse_turn
+    a = parse_turn(text, 2)          # as the agent judges a turn: a cut turn that is invalid is truncated
+    if isinstance(a, Invalid): return "truncated" if finish == "length" else a.reason
+    return type(a).__name__
+
+
+def test_reasoning_and_tool_parsers_count_invalid_turns_like_transformers(server, tmp_path):
+    from astra_wb.policies import OpenAIPolicy, _probe_conversations
+    from astra_wb.protocol import TOOLS
+    (tmp_path / "raw.json").write_text(json.dumps(RAW_CASES))
+    url, _ = server("--raw", str(tmp_path / "raw.json"))
+    pol = OpenAIPolicy(url + "#stub-vl", backoff=0.01)
+    got = []
+    for case in RAW_CASES:
+        text = pol.respond(_probe_conversations()[:1], tools=TOOLS, max_new_tokens=32)[0]
+        got.append(_outcome(text, pol.last_finish_reasons[0]))
+    want = [_outcome(c["raw"], "length" if c["cut"] else "stop") for c in RAW_CASES]
+    assert want == ["Invoke", "truncated", "truncated", "Answer", "no_action"] and got == want
+
+
+def test_a_group_is_one_request_with_n_choices(server):
+    from astra_wb.agent import AgentConfig, rollout
+    from astra_wb.policies import get_policy
+    from test_agent import FakeSimulator, sample
+    url, log = server()
+    trajs = rollout([sample(0)], get_policy(f"openai:{url}#stub-vl", backoff=0.01), FakeSimulator(),
+                    AgentConfig(group_size=4, max_new_tokens=64, temperature=1.0, seed=5))
+    assert len(trajs) == 4 and all(t.final_answer == "B" for t in trajs)
+    assert [r["body"].get("n") for r in _requests(log)] == [4, 4]      # two turns, one prefill each
+    url2, log2 = server("--ignore-n")                                  # a server without n: one request per conversation
+    pol = get_policy(f"openai:{url2}#stub-vl", backoff=0.01)
+    assert len(rollout([sample(0)], pol, FakeSimulator(), AgentConfig(group_size=4, max_new_tokens=64))) == 4 and not pol.use_n
+    assert [r["body"].get("n") for r in _requests(log2)] == [4] + [None] * 8
+
+
+def test_forced_mode_requires_a_tool_call_where_the_server_can(server):
+    from astra_wb.agent import AgentConfig, rollout
+    from astra_wb.policies import get_policy
+    from test_agent import FakeSimulator, sample
+    url, log = server()
+    t = rollout([sample(0)], get_policy(f"openai:{url}#stub-vl", backoff=0.01), FakeSimulator(), AgentConfig(mode="forced", forced_k=1))[0]
+    assert [r["body"]["tool_choice"] for r in _requests(log)] == ["required", "auto"] and t.final_answer == "B"
+    url2, log2 = server("--no-required")
+    pol = get_policy(f"openai:{url2}#stub-vl", backoff=0.01)
+    for _ in range(2): rollout([sample(0)], pol, FakeSimulator(), AgentConfig(mode="forced", forced_k=1))
+    assert [r["body"]["tool_choice"] for r in _requests(log2)] == ["required", "auto", "auto", "auto", "auto"]
+
+
+def test_pixel_limits_and_template_kwargs_reach_the_server(server):
+    from astra_wb.hf import cached_tiny_qwen3vl, load_processor
+    from astra_wb.policies import OpenAIPolicy, _probe_conversations, processor_pixel_limits
+    url, log = server()
+    limits = processor_pixel_limits(load_processor(cached_tiny_qwen3vl()))
+    assert limits and all(v for v in limits.values())
+    OpenAIPolicy(url + "#stub-vl", mm_processor_kwargs=limits, chat_template_kwargs={"enable_thinking": True}).respond(_probe_conversations()[:1])
+    body = _requests(log)[0]["body"]
+    assert body["mm_processor_kwargs"] == limits and body["chat_template_kwargs"] == {"enable_thinking": True}
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True); ap.add_argument("--log", required=True)
     ap.add_argument("--reject-tools", action="store_true"); ap.add_argument("--fail-first", type=int, default=0)
-    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--delay", type=float, default=0.0); ap.add_argument("--no-required", action="store_true")
+    ap.add_argument("--raw", default=None); ap.add_argument("--fail-status", type=int, default=503)
+    ap.add_argument("--ignore-n", action="store_true")
     a = ap.parse_args()
-    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay)
+    serve(a.port, a.log, a.reject_tools, a.fail_first, a.delay, a.no_required, a.raw, a.fail_status, a.ignore_n)

@@ -72,3 +72,36 @@ def test_filter_rl_data_command(tmp_path):
     kept = load_rl_data(out)
     assert len(kept) == summary["kept"]
     assert all(s.meta.get("scene") for s in kept)      # the oracle can still render the kept samples
+    info = json.loads((out / "rl_data.json").read_text())
+    assert info["mode"] == "direct"                    # the paper filters with the base model, which is not tool-trained
+
+
+def test_a_simulator_crash_is_not_the_policys_fault(bench):
+    "Real loop: a backend that is down or raises is marked apart and kept out of the reward; a bad query still costs r_fmt."
+    from astra_wb.rewards import r_fmt, simulator_crashed
+    from astra_wb.simulators import SimulatorError
+
+    class Down:
+        name = "down"
+        def imagine(self, *a): raise SimulatorError("backend", "connection refused")
+
+    class Buggy:
+        name = "buggy"
+        def imagine(self, *a): raise ZeroDivisionError("bug in a backend")
+
+    s = bench[0]
+    call = render_tool_call(Invoke(1, Motion("yaw", 45.0), "turn to look"))
+    script = {s.id: [call, render_answer(s.answer, "answer anyway")]}
+    crashed = [rollout([s], ScriptedPolicy(script), sim, AgentConfig())[0] for sim in (Down(), Buggy())]
+    for t in crashed:
+        assert t.invalid_reasons == ["simulator_error"] and simulator_crashed(t)
+        assert r_fmt(t) == 1.0 and reward_terms(t)["crashed"]
+    far = render_tool_call(Invoke(1, Motion("forward", 2.0), "walk"))
+    bad = rollout([s], ScriptedPolicy({s.id: [far.replace("2.0", "40.0"), render_answer(s.answer, "x")]}), get_simulator("oracle"),
+                  AgentConfig())[0]
+    assert bad.invalid_reasons and not simulator_crashed(bad) and r_fmt(bad) == 0.0
+    ok = rollout([s], ScriptedPolicy(script), get_simulator("oracle"), AgentConfig())[0]
+    wrong = rollout([s], ScriptedPolicy({s.id: [render_answer(next(k for k in s.options if k != s.answer), "guess")]}),
+                    get_simulator("oracle"), AgentConfig())[0]
+    rewards = group_rewards([ok, wrong, crashed[0]], 1)
+    assert rewards[2] == pytest.approx((rewards[0] + rewards[1]) / 2)   # zero advantage: neither rewarded nor punished

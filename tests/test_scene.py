@@ -111,7 +111,48 @@ def test_hidden_objects_and_colour_override():
     blue = np.tile([0.0, 0.0, 255.0], (len(scene.objects), 1))
     h = render(scene, P, K, 80, 60, colors=blue)
     px = h.rgb[h.ids >= 0]
-    assert (px[:, :2] == 0).all() and (px[:, 2] > 100).all()
+    assert (px[:, :2] == 0).all() and (px[:, 2] > 255 * 0.45 * 0.4 - 1).all()   # darkest face x darkest texture tile
+
+
+def _hsv(rgb):
+    x = np.asarray(rgb, np.float64) / 255.0
+    mx, mn = x.max(-1), x.min(-1)
+    return mx, np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-9), 0)
+
+
+def test_object_texture_changes_brightness_only():
+    "Objects carry a surface pattern for feature matching; it scales value only, so hue and saturation stay the category's."
+    K = intrinsics(256, 256, 60)
+    for seed in range(4):
+        scene = make_scene(seed)
+        for P in sample_cameras(scene, 2, rng=seed):
+            f = render(scene, P, K, 256, 256)
+            flat = render(scene, P, K, 256, 256, colors=np.array([CATEGORIES[o.category]["color"] for o in scene.objects], np.float32))
+            for i in np.unique(f.ids[f.ids >= 0]):
+                px = f.rgb[f.ids == i].astype(np.float64)
+                v, sat = _hsv(px)
+                bright = v > 0.3                                          # away from uint8 rounding of dark pixels
+                assert np.allclose(sat[bright], 0.9, atol=0.03), (seed, i)
+                assert v.std() > 0.03, (seed, i)                           # the pattern is there
+                cat = CATEGORY_NAMES.index(scene.objects[i].category)
+                assert (classify_pixels(px[None].astype(np.uint8))[0] == cat).mean() > 0.999
+            assert np.array_equal(flat.rgb, f.rgb)                         # the colours argument is the same palette
+
+
+def test_texture_is_fixed_to_the_surfaces():
+    "The same surface point has the same colour from two viewpoints (what a feature matcher relies on)."
+    scene, K = make_scene(4), intrinsics(192, 192, 60)
+    a = render(scene, sample_cameras(scene, 1, rng=1)[0], K, 192, 192)
+    from astra_wb.geometry import apply_motion, project
+    b = render(scene, apply_motion(a.pose, "yaw", 10), K, 192, 192)
+    pts = backproject(a.depth, K, a.pose)
+    uv, z = project(pts, b.pose, K)
+    u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+    inside = (u >= 0) & (u < 192) & (v >= 0) & (v < 192) & (z > 0)
+    same = inside.copy()
+    same[inside] = np.abs(b.depth[v[inside], u[inside]] - z[inside]) < 0.005        # visible in b, not occluded
+    diff = np.abs(a.rgb.reshape(-1, 3)[same].astype(int) - b.rgb[v[same], u[same]].astype(int)).max(1)
+    assert same.sum() > 5000 and np.median(diff) <= 4 and (diff <= 12).mean() > 0.8, (np.median(diff), (diff <= 12).mean())
 
 
 def test_cameras_stand_in_free_space_and_see_objects():

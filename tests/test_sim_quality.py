@@ -76,16 +76,18 @@ def test_test_set_is_built_once(test_set, tmp_path_factory):
     assert all(s.coverage >= 0.85 for s in test_set)
 
 
-def test_oracle_is_consistent(scores):
+def test_oracle_is_consistent_over_all_samples(scores):
     s = scores[0]["oracle"]
-    assert s["n_pose"] >= 12, "too few verifiable samples to measure anything"
-    assert s["pose_consistency"] >= 95.0
+    assert s["protocol"] == "pnp" and s["n_pose"] == s["n"] == 40     # every sample scored; unrecoverable = fail
+    # measured 90.0 here (36 of 40 at 256 px); 97.0 on the 200-sample default test set at 384 px (nbs/13_sim_quality);
+    # before the objects had a surface pattern and the pose was matched against every context view: 72 % of all samples
+    assert s["pose_consistency"] >= 85.0, s["pose_failures"]
     assert s["precision"] >= 0.95 and s["recall"] >= 0.95 and s["topology"] >= 0.95
 
 
 def test_output_resolution_does_not_matter(scores):
     s = scores[0]["upscaled"]
-    assert s["pose_consistency"] >= 90.0 and s["precision"] >= 0.95 and s["recall"] >= 0.95
+    assert s["pose_consistency"] == scores[0]["oracle"]["pose_consistency"] and s["precision"] >= 0.95 and s["recall"] >= 0.95
 
 
 def test_perturbed_scores_fall_as_pose_noise_grows(scores):
@@ -126,9 +128,26 @@ def test_a_crashing_simulator_does_not_stop_the_run(test_set):
     assert len(rows["oracle"]) == 4
 
 
-def test_unverified_scoring_counts_every_sample(test_set):
-    summaries, _ = score_simulators({"oracle": get_simulator("oracle")}, test_set[:10], cfg=QualityConfig(verify_pose=False))
-    assert summaries[0]["n_pose"] == 10
+def test_verifiable_protocol_scores_a_named_subset(test_set):
+    summaries, rows = score_simulators({"oracle": get_simulator("oracle")}, test_set[:10], cfg=QualityConfig(verify_pose=True))
+    assert summaries[0]["protocol"] == "verifiable"
+    assert summaries[0]["n_pose"] == sum(r["verifiable"] for r in rows["oracle"]) <= 10
+    assert "pose protocol: verifiable" in format_table(summaries)
+
+
+def test_pose_uses_every_context_view():
+    "A target turned far from the source shares little with it; the other context views locate it."
+    from astra_wb.scene import make_scene, render
+    from astra_wb.geometry import level_pose
+    scene, K = make_scene(3), intrinsics(256, 256, 60)
+    X, Y = scene.room_size[:2]
+    src = render(scene, level_pose([X / 2, Y / 2, 1.5], 0), K, 256, 256)
+    other = render(scene, apply_motion(src.pose, "yaw", 60), K, 256, 256)     # another context view, 25 deg from the target
+    tgt = render(scene, apply_motion(src.pose, "yaw", 85), K, 256, 256)
+    alone = FeaturePnP(use_contexts=False).estimate(src, tgt.rgb)
+    both = FeaturePnP().estimate(src, tgt.rgb, contexts=[src, other])
+    assert alone.pose is None or not pose_consistent(decompose(src.pose, alone.pose), decompose(src.pose, tgt.pose), 3)[0]
+    assert both.reason == "ok" and pose_consistent(decompose(src.pose, both.pose), decompose(src.pose, tgt.pose), 3)[0]
 
 
 def test_pnp_recovers_rendered_motions():
@@ -151,21 +170,27 @@ def test_pnp_recovers_rendered_motions():
 
 def test_cli_sim_quality(tmp_path, capsys):
     out = tmp_path / "report.json"
-    argv = ["--test-set", str(tmp_path / "ts"), "--per-source", "6", "--image-size", "128", "--simulator", "oracle",
+    argv = ["--test-set", str(tmp_path / "ts"), "--per-source", "6", "--image-size", "128", "--simulator", "oracle", "--protocol", "pnp",
             "--simulator", "perturbed(oracle,pose_noise=0.3)", "--json", str(out), "--no-progress"]
     assert cli_sim_quality(argv) == 0
     text = capsys.readouterr().out
-    assert "pose cons." in text and "perturbed(oracle,pose_noise=0.3)" in text
+    assert "pose cons." in text and "perturbed(oracle,pose_noise=0.3)" in text and "pose protocol: pnp" in text
     report = json.loads(out.read_text())
     assert [s["n"] for s in report["summaries"]] == [6, 6]
     # the same test set again (not rebuilt), exact instance boxes for the targets (ids rendered from the stored scene)
-    assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--detector", "instances", "--json", str(out), "--no-progress"]) == 0
+    assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--detector", "instances", "--json", str(out), "--no-progress",
+                            "--protocol", "pnp"]) == 0
     rows = json.loads(out.read_text())["rows"]["oracle"]
     assert len(rows) == 6 and all(r["recall"] >= 0.5 for r in rows)
     capsys.readouterr()
     assert cli_sim_quality(["--test-set", str(tmp_path / "ts"), "--simulator", "no-such-sim", "--no-progress"]) == 2
     assert "no-such-sim" in capsys.readouterr().out
-    for bad in (["--pose-method", "magic"], ["--detector", "magic"]):
+    # the default is the paper's protocol, which needs a depth model: one line, nothing built
+    assert cli_sim_quality(["--test-set", str(tmp_path / "never"), "--no-progress"]) == 2
+    assert "--depth-model" in capsys.readouterr().out and not (tmp_path / "never").exists()
+    assert cli_sim_quality(["--test-set", str(tmp_path / "never"), "--no-progress", "--protocol", "pnp", "--detector", "hf:x"]) == 2
+    assert "categories" in capsys.readouterr().out and not (tmp_path / "never").exists()
+    for bad in (["--protocol", "magic"], ["--protocol", "pnp", "--detector", "magic"]):
         with pytest.raises(SystemExit):
             cli_sim_quality(["--test-set", str(tmp_path / "never"), "--no-progress"] + bad)
         assert not (tmp_path / "never").exists()                   # refused before building anything
@@ -191,10 +216,23 @@ _dets = st.lists(st.builds(Detection, st.sampled_from(["chair", "table", "lamp"]
 @given(_dets, _dets, st.randoms(use_true_random=False))
 def test_content_score_properties(gen, tgt, rnd):
     s = content_scores(gen, tgt)
-    assert 0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1 and (s["topology"] is None or 0 <= s["topology"] <= 1)
+    assert (s["precision"] is None) == (not gen and not tgt) and (s["recall"] is None) == (not tgt)   # undefined, never a free 1.0
+    assert (s["precision"] is None or 0 <= s["precision"] <= 1) and (s["recall"] is None or 0 <= s["recall"] <= 1)
+    assert s["topology"] is None or 0 <= s["topology"] <= 1
     m = match_detections(gen, tgt)
     assert len(set(m.values())) == len(m) and all(gen[g].category == tgt[t].category for t, g in m.items())   # one-to-one, same category
     shuffled = gen[:]; rnd.shuffle(shuffled)
     assert content_scores(shuffled, tgt)["n_matched"] == s["n_matched"]        # order of generated boxes does not matter
     same = content_scores(tgt, tgt)
-    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    assert (same["precision"], same["recall"]) == ((1.0, 1.0) if tgt else (None, None))
+
+
+def test_empty_against_empty_is_not_perfect_content():
+    s = content_scores([], [])
+    assert s["precision"] is None and s["recall"] is None
+    from astra_wb.sim_quality import summarise_rows
+    rows = [{"verifiable": True, "pose_ok": True, "kind": "yaw", "seconds": 0.0, **content_scores([], [])},
+            {"verifiable": True, "pose_ok": True, "kind": "yaw", "seconds": 0.0,
+             **content_scores([], [Detection("chair", (0, 0, 9, 9))])}]
+    summary = summarise_rows(rows, "x")
+    assert summary["precision"] == 0.0 and summary["recall"] == 0.0 and summary["n_content"] == 1

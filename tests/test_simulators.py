@@ -1,5 +1,5 @@
 """World simulators: conformance of every registered backend, oracle exactness, reprojection against the oracle,
-the monocular-depth path, the perturbed dial, the cache and the CLI."""
+the monocular-depth path, the perturbed dial, the non-privileged quality ladder, the controls, the cache and the CLI."""
 import json, os, subprocess, sys, time
 import numpy as np
 import pytest
@@ -38,14 +38,22 @@ def sample():
     return scene_sample(make_scene(5), width=96, height=72, n_views=3, seed=2)
 
 
-def _spec(name, stub_url):
+@pytest.fixture(scope="module")
+def learned_checkpoint(tmp_path_factory):
+    "A tiny untrained learned-simulator checkpoint: conformance is about the interface, not the weights."
+    from astra_wb.learned_sim import LearnedSim, LearnedSimConfig
+    return str(LearnedSim(LearnedSimConfig(base=4, levels=2)).save_pretrained(tmp_path_factory.mktemp("learned") / "m"))
+
+
+def _spec(name, stub_url, checkpoint=None):
     if name == "vllm-omni": return f"vllm-omni:{stub_url}"
+    if name == "learned": return f"learned:{checkpoint}"
     return f"{name}(oracle)" if name in WRAPPERS else name
 
 
 @pytest.mark.parametrize("name", sorted(SIMULATORS))
-def test_every_registered_backend_conforms(name, stub_url, sample):
-    sim = get_simulator(_spec(name, stub_url))
+def test_every_registered_backend_conforms(name, stub_url, sample, learned_checkpoint):
+    sim = get_simulator(_spec(name, stub_url, learned_checkpoint))
     obs = check_simulator(sim, sample)
     assert obs.image.size == (96, 72)
 
@@ -137,6 +145,40 @@ def test_cache_survives_processes_and_ignores_broken_entries(tmp_path, sample, c
     assert len(calls) == 2 and "unreadable cache entry" in capsys.readouterr().err
     with pytest.raises(SimulatorError): c.imagine(sample, [], 9, Motion("yaw", 15))        # errors are not cached
     assert c.misses == 1
+
+
+def test_the_ladder_degrades_fidelity_step_by_step():
+    """Against the oracle, each rung of reproject's non-privileged ladder renders fewer pixels right (a hole or a
+    colour off by more than 40 counts as wrong), averaged over motions; fill leaves no hole; fewer views leave more holes."""
+    s = scene_sample(make_scene(7), width=128, height=96, n_views=3, seed=4)
+    oracle = OracleSimulator()
+    motions = [Motion("yaw", 30), Motion("yaw", -30), Motion("forward", 1.0), Motion("lateral", 0.5)]
+    def wrong(spec):
+        sim = get_simulator(spec)
+        errs = []
+        for r in (1, 2, 3):
+            for m in motions:
+                o, t = sim.imagine(s, [], r, m), oracle.imagine(s, [], r, m)
+                bad = np.abs(np.asarray(o.image).astype(int) - np.asarray(t.image)).max(-1) > 40
+                errs.append((bad | o.mask).mean())
+        return float(np.mean(errs))
+    rungs = ["reproject", "reproject(depth_noise=0.05,pose_noise=0.05)", "reproject(depth_noise=0.15,pose_noise=0.15,max_views=2)",
+             "reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)"]
+    errs = [wrong(x) for x in rungs]
+    assert errs == sorted(errs) and errs[-1] > errs[0] + 0.1, errs
+    holes = lambda spec: np.mean([get_simulator(spec).imagine(s, [], 1, m).meta["holes"] for m in motions])
+    assert holes("reproject(max_views=1)") > holes("reproject")
+    assert not get_simulator("reproject(fill=true)").imagine(s, [], 1, Motion("yaw", 30)).mask.any()
+
+
+def test_privilege_is_declared_and_inherited():
+    assert get_simulator("oracle").privileged and get_simulator("perturbed(oracle,pose_noise=0.1)").privileged
+    assert get_simulator("cached(perturbed(oracle))").privileged
+    for spec in ("reproject", "perturbed(reproject)", "cached(reproject)", "blank", "copy"):
+        assert not getattr(get_simulator(spec), "privileged", False), spec
+    s = scene_sample(make_scene(7), width=64, height=48)
+    assert get_simulator("oracle").imagine(s, [], 1, Motion("yaw", 30)).meta["privileged"] is True
+    assert get_simulator("reproject").imagine(s, [], 1, Motion("yaw", 30)).meta["privileged"] is False
 
 
 def test_spec_strings():

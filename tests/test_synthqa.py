@@ -1,9 +1,10 @@
-"""synthqa across modules: flags and answers re-derived from the scene, the oracle simulator, the bench files, the CLI."""
+"""synthqa across modules: families and answers re-derived by a second route, what the oracle and reproject show of the
+query view, the recorded evidence, the bench files, the CLI."""
 import json
 import numpy as np
 import pytest
 from astra_wb.synthqa import (generate_bench, export_bench, load_bench, verify_sample, query_pose, World, CATEGORY,
-                              OBJECT_FAMILIES)
+                              OBJECT_FAMILIES, FAMILIES, UNSTATED)
 from astra_wb.scene import Scene
 from astra_wb.motion import Motion
 from astra_wb.protocol import ProtocolError
@@ -19,49 +20,84 @@ def test_every_sample_verifies(bench):
 
 
 def test_mix_balance_and_categories(bench):
-    flags = [s.meta["needs_imagination"] for s in bench]
-    assert 0.3 <= np.mean(flags) <= 0.7
+    fams = [s.meta["family"] for s in bench]
+    assert set(fams) == set(FAMILIES) and fams.count("hidden") < fams.count("perspective") < fams.count("direct")
+    assert all(s.meta["needs_imagination"] == (s.meta["family"] != "direct") for s in bench)
     letters = [s.answer for s in bench]
     assert {letters.count(k) for k in "ABCD"} == {15}
     assert {s.category for s in bench} == set(CATEGORY.values())
-    assert "Positional Relationship (Cam.\u2013Obj.)" in {s.category for s in bench}
     for s in bench:
         assert s.meta["source"] == "synth" and 2 <= len(s.images) <= 4
         assert Scene.from_dict(s.meta["scene"]).to_dict() == s.meta["scene"]
 
 
-def test_flags_follow_visibility_through_the_oracle(bench):
-    """For object questions that need imagination, the oracle's view after the question's motion shows
-    the answer object although no given image does; for the others the given query image shows it."""
-    from astra_wb.simulators import get_simulator
-    oracle = get_simulator("oracle")
-    checked = 0
+def test_some_questions_leave_the_motion_to_the_policy(bench):
+    unstated = [s for s in bench if not s.meta["query"]["stated"]]
+    assert len(unstated) >= 3 and any(s.meta["query"]["stated"] and s.meta["query"]["motion"] for s in bench)
+    for s in unstated:
+        assert "Standing at the viewpoint of image" in s.question and "If you" not in s.question
+        if s.meta["kind"] == "cam_obj": assert s.meta["query"]["motion"][0] == "yaw" and s.meta["query"]["motion"][1] in UNSTATED
+
+
+def test_evidence_names_the_given_views_that_show_each_object(bench):
     for s in bench:
-        if s.meta["family"] not in OBJECT_FAMILIES: continue
-        q, ans = s.meta["query"], s.meta["deciding_objects"][0]["id"]
         w = World(Scene.from_dict(s.meta["scene"]))
-        in_given = [w.view(np.asarray(p)).count[ans] for p in s.poses]
-        if s.meta["needs_imagination"]:
-            obs = oracle.imagine(s, [], q["reference_image"], Motion(*q["motion"]))
+        given = [w.view(np.asarray(p)) for p in s.poses]
+        assert s.meta["evidence"], s.id
+        for e in s.meta["evidence"]:
+            assert e["views"] == [k for k, g in enumerate(given, 1) if g.seen(e["id"])], (s.id, e)
+        if s.meta["family"] == "perspective": assert all(e["views"] for e in s.meta["evidence"]), s.id
+        if s.meta["family"] == "hidden": assert s.meta["evidence"][0]["views"] == [], s.id
+
+
+def test_families_through_the_simulators(bench):
+    """Hidden: the oracle's query view shows the answer object, no given image does, and reproject (the given RGB-D
+    only) cannot. Perspective: reproject's query view, built from the given views alone, shows the answer object.
+    Direct: the given query image shows it."""
+    from astra_wb.simulators import get_simulator
+    from astra_wb.expert import detect
+    oracle, rep = get_simulator("oracle"), get_simulator("reproject")
+    checked = {f: 0 for f in FAMILIES}
+    for s in bench:
+        if s.meta["kind"] not in OBJECT_FAMILIES: continue
+        q, ans = s.meta["query"], s.meta["deciding_objects"][0]
+        w = World(Scene.from_dict(s.meta["scene"]))
+        in_given = [w.view(np.asarray(p)).count[ans["id"]] for p in s.poses]
+        if s.meta["family"] == "direct":
+            assert in_given[q["image"] - 1] >= 120
+        else:
+            m = Motion(*q["motion"])
+            obs = oracle.imagine(s, [], q["reference_image"], m)
             np.testing.assert_allclose(obs.pose, query_pose(s), atol=1e-9)
             assert np.array_equal(np.asarray(obs.image), w.view(query_pose(s)).frame.rgb)
-            assert max(in_given) <= 10 and w.view(obs.pose).count[ans] >= 120
-        else:
-            assert in_given[q["image"] - 1] >= 120
-        checked += 1
-    assert checked >= 20
+            seen_rep = ans["category"] in detect(rep.imagine(s, [], q["reference_image"], m).image)
+            if s.meta["family"] == "hidden": assert max(in_given) <= 10 and not seen_rep, s.id
+            else: assert max(in_given) >= 120 and seen_rep, s.id
+        checked[s.meta["family"]] += 1
+    assert min(checked.values()) >= 4, checked
 
 
 def test_verify_catches_corruption(bench):
-    s = next(x for x in bench if x.meta["family"] == "motion")
+    s = next(x for x in bench if x.meta["kind"] == "motion")
     gold = s.answer
     s.answer = next(k for k in "ABCD" if k != gold)
     try: assert verify_sample(s)
     finally: s.answer = gold
-    s2 = next(x for x in bench if x.meta["family"] == "cam_obj" and x.meta["needs_imagination"])
-    s2.meta["needs_imagination"] = False
-    try: assert any("needs_imagination" in p for p in verify_sample(s2))
-    finally: s2.meta["needs_imagination"] = True
+    for fam in ("perspective", "hidden"):
+        s2 = next(x for x in bench if x.meta["kind"] == "cam_obj" and x.meta["family"] == fam)
+        s2.meta["family"] = "direct" if fam == "hidden" else "hidden"
+        try: assert any("family" in p for p in verify_sample(s2))
+        finally: s2.meta["family"] = fam
+
+
+def test_the_second_route_uses_the_given_depth(bench):
+    "Corrupting the given depth maps (the input) breaks the perspective family's re-derivation, not the answer's."
+    s = next(x for x in bench if x.meta["family"] == "perspective" and x.meta["kind"] in OBJECT_FAMILIES)
+    depths = s.depths
+    s.depths = [np.asarray(d) * 0 + 0.5 for d in depths]
+    try: assert [p for p in verify_sample(s) if "family" in p], s.id
+    finally: s.depths = depths
+    assert verify_sample(s) == []
 
 
 def test_reproducible_and_seed_sensitive():

@@ -72,29 +72,41 @@ def test_coverage_rejects_bad_voxel_and_empty_target():
 
 # ---------------------------------------------------------------- diversity
 
-@pytest.mark.parametrize("b, expected", [
-    (level_pose([1.2, 0, 1.5], 40), True),           # 1.2 m apart, 40 deg turned
-    (level_pose([0.99, 0, 1.5], 40), False),         # just under 1 m apart
-    (level_pose([0.6, 0.6, 1.5], 40), False),        # 0.85 m in xy
-    (level_pose([0, 0, 2.6], 0, 35), True),          # 1.1 m up, pitched 35
-    (level_pose([0, 0, 2.6], 0, 25), False),         # 1.1 m up, pitch 25 and same yaw
-    (level_pose([3, 0, 1.5], 29), False),            # far, turned only 29
-    (level_pose([3, 0, 1.5], -31), True),            # far, turned 31 the other way
-    (level_pose([0, 3, 1.5], 180), True),
+# App. A.1: "for any pair of context cameras, at least one of the following conditions must hold":
+# (3) xy >= 1 m or |dz| >= 1 m; (4) |dyaw| >= 30 deg or |dpitch| >= 30 deg. `strict` asks for both.
+@pytest.mark.parametrize("b, paper, strict", [
+    (level_pose([1.2, 0, 1.5], 40), True, True),          # 1.2 m apart, 40 deg turned
+    (level_pose([0.99, 0, 1.5], 40), True, False),        # just under 1 m apart, but turned
+    (level_pose([0.6, 0.6, 1.5], 40), True, False),       # 0.85 m in xy, turned
+    (level_pose([2.0, 0, 1.5], 0), True, False),          # a 2 m sideways step, same heading
+    (level_pose([0, 0, 1.5], 60), True, False),           # a 60 deg turn on the spot
+    (level_pose([0, 0, 2.6], 0, 35), True, True),         # 1.1 m up, pitched 35
+    (level_pose([0, 0, 2.6], 0, 25), True, False),        # 1.1 m up, pitch 25 and same yaw
+    (level_pose([3, 0, 1.5], 29), True, False),           # far, turned only 29
+    (level_pose([3, 0, 1.5], -31), True, True),           # far, turned 31 the other way
+    (level_pose([0, 3, 1.5], 180), True, True),
+    (level_pose([0.6, 0.6, 1.5], 29), False, False),      # 0.85 m and 29 deg: neither
+    (level_pose([0, 0, 2.4], 0, 29), False, False),       # 0.9 m up and 29 deg pitch: neither
 ])
-def test_diversity_pairs(b, expected):
+def test_diversity_pairs(b, paper, strict):
     a = level_pose([0, 0, 1.5], 0)
-    assert is_diverse(a, b) is expected
-    assert is_diverse(b, a) is expected              # symmetric
+    assert is_diverse(a, b) is paper                  # the paper's rule is the default
+    assert is_diverse(b, a) is paper                  # symmetric
+    assert is_diverse(a, b, WMDataConfig(diversity="strict")) is strict
+
+
+def test_diversity_rule_is_checked():
+    with pytest.raises(ValueError, match="diversity"):
+        is_diverse(level_pose([0, 0, 1.5], 0), level_pose([3, 0, 1.5], 0), WMDataConfig(diversity="and"))
 
 
 def test_diversity_wraps_yaw_and_checks_every_pair():
     assert view_difference(level_pose([0, 0, 1.5], 170), level_pose([0, 2, 1.5], -170))[2] == pytest.approx(20)
     a, b, c = level_pose([0, 0, 1.5], 0), level_pose([2, 0, 1.5], 90), level_pose([0, 2, 1.5], 180)
     assert all_diverse([a, b, c])
-    assert not all_diverse([a, b, level_pose([2.5, 0.2, 1.5], 100)])   # b and the third are too close
-    strict = WMDataConfig(min_xy=2.5, min_dz=2.5)
-    assert not all_diverse([a, b, c], strict)
+    assert not all_diverse([a, b, level_pose([2.5, 0.2, 1.5], 100)])   # b and the third are too close and too alike
+    far_only = WMDataConfig(min_xy=2.5, min_dz=2.5, diversity="strict")
+    assert not all_diverse([a, b, c], far_only)
 
 
 # ---------------------------------------------------------------- single dominant motion

@@ -1,0 +1,171 @@
+"""The learned world simulator and its training: the simulator contract through the registry, a few training
+steps at tiny size that lower the held-out loss, the CLI end to end (train, resume, export), and the Bagel
+export read back in the layout Bagel's edit reader expects."""
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from astra_wb.learned_sim import LearnedSim, LearnedSimConfig
+from astra_wb.motion import Motion
+from astra_wb.scene import make_scene
+from astra_wb.simulators import SimulatorError, check_simulator, get_simulator, scene_sample
+from astra_wb.tune_wm import (STAGES, TuneConfig, build_examples, cli_tune_wm, export_bagel, tune_wm, val_loss)
+from astra_wb.wm_data import WMDataConfig, make_wm_data, read_wm_data
+
+TINY = LearnedSimConfig(base=4, levels=2)
+
+
+@pytest.fixture(scope="module")
+def wm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wm")
+    make_wm_data(out, n_synthetic=4, per_scene=3, cfg=WMDataConfig(image_size=64), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(wm, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    tune_wm(wm, out, TuneConfig(size=32, pretrain_steps=4, tune_steps=4, batch_size=4, heldout=0.3, eval_every=2), TINY,
+            progress=False)
+    return out
+
+
+def test_registry_contract(run):
+    for stage in STAGES:
+        sim = get_simulator(f"learned:{run / stage}")
+        obs = check_simulator(sim)
+        assert obs.simulator == f"learned:{run / stage}" and obs.depth is not None
+
+
+def test_missing_checkpoint_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not a learned-simulator checkpoint"):
+        get_simulator(f"learned:{tmp_path / 'nothing'}")
+
+
+def test_unposed_reference_without_depth_needs_a_depth_model(run):
+    s = scene_sample(make_scene(1), width=64, height=48, n_views=2)
+    from dataclasses import replace
+    bare = replace(s, poses=None, depths=None)
+    with pytest.raises(SimulatorError) as e:
+        get_simulator(f"learned:{run / 'tuned'}").imagine(bare, [], 1, Motion("yaw", 20))
+    assert e.value.reason == "missing_context"
+
+
+def test_imagined_view_does_not_read_the_scene(run):
+    "The same call with and without meta['scene'] gives the same image (only the privileged oracle may read it)."
+    from dataclasses import replace
+    s = scene_sample(make_scene(2), width=64, height=48, n_views=2)
+    sim = get_simulator(f"learned:{run / 'tuned'}")
+    a = sim.imagine(s, [], 2, Motion("forward", 0.5)).image
+    b = sim.imagine(replace(s, meta={"source": "synth"}), [], 2, Motion("forward", 0.5)).image
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_training_lowers_the_loss(wm):
+    """Forty steps at tiny size: the L1 on the tuning examples falls well below the untrained model's (the held-out
+    curves of a real run are in the tune_wm notebook)."""
+    samples = read_wm_data(wm)
+    cfg = TuneConfig(size=32, batch_size=4)
+    ex = build_examples(samples, cfg, TINY, "tuned")
+    torch.manual_seed(0)
+    model = LearnedSim(TINY)
+    before = val_loss(model, ex)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        *inp, tgt = ex.batch(torch.from_numpy(rng.integers(len(ex), size=4)))
+        loss = (model(*inp) - tgt).abs().mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert val_loss(model, ex) < 0.8 * before
+
+
+def test_checkpoints_record_their_data(run, wm):
+    pre, tuned = (LearnedSim.from_pretrained(run / s).record for s in STAGES)
+    assert (pre["stage"], tuned["stage"]) == STAGES
+    shards = sorted(p.name for p in (wm / "data").glob("*.parquet"))
+    assert sorted(tuned["shards"]) == shards and tuned["data"] == str(wm)
+    assert set(tuned["train_scenes"]).isdisjoint(tuned["heldout_scenes"])
+    assert pre["examples"] > tuned["examples"]          # generic pairs outnumber the verified samples
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in log] == [("pretrained", 2), ("pretrained", 4), ("tuned", 2), ("tuned", 4)]
+
+
+def test_cli_train_resumes_and_refuses_another_config(wm, tmp_path, capsys):
+    args = ["train", str(wm), str(tmp_path / "r"), "--size", "32", "--pretrain-steps", "2", "--tune-steps", "2",
+            "--batch-size", "2", "--heldout", "0.3", "--no-progress"]
+    assert cli_tune_wm(args) == 0
+    first = (tmp_path / "r/tuned/model.safetensors").read_bytes()
+    assert cli_tune_wm(args) == 0                          # finished stages are not trained again
+    assert (tmp_path / "r/tuned/model.safetensors").read_bytes() == first
+    capsys.readouterr()
+    assert cli_tune_wm(args[:-1] + ["--tune-steps", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "another config" in err and "Traceback" not in err
+
+
+def test_cli_bad_data_folder_is_one_line(tmp_path, capsys):
+    assert cli_tune_wm(["train", str(tmp_path / "none"), str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("astra-wb tune-wm: error:") and len(err.splitlines()) == 1
+
+
+def test_bagel_export_reads_like_bagels_edit_reader(wm, tmp_path):
+    "Read the export as Bagel's unified_edit reader does: parquet_info -> row groups -> image_list / instruction_list."
+    import pyarrow.parquet as pq
+    entry = export_bagel(wm, tmp_path / "bagel")["unified_edit"]["astra_wm"]
+    assert json.loads((tmp_path / "bagel/dataset_info.json").read_text())["unified_edit"]["astra_wm"] == entry
+    info = json.loads(Path(entry["parquet_info_path"]).read_text())
+    assert len(info) == entry["num_files"] and all(Path(p).parent == Path(entry["data_dir"]) for p in info)
+    by_id = {s.sample_id: s for s in read_wm_data(wm)}
+    n = 0
+    for path, meta in info.items():
+        f = pq.ParquetFile(path)
+        for rg in range(meta["num_row_groups"]):
+            df = f.read_row_group(rg).to_pandas()
+            for _, row in df.iterrows():
+                s = by_id[row["id"]]
+                assert len(row["image_list"]) == 2 and len(row["instruction_list"]) == len(row["image_list"]) - 1
+                src = np.asarray(Image.open(io.BytesIO(row["image_list"][0])).convert("RGB"))
+                tgt = np.asarray(Image.open(io.BytesIO(row["image_list"][1])).convert("RGB"))
+                assert np.array_equal(src, s.contexts[s.source_index].rgb) and np.array_equal(tgt, s.target.rgb)
+                assert list(row["instruction_list"][0]) == [s.motion.instruction().capitalize() + "."]
+                assert len(row["context_images"]) == len(s.contexts)
+                n += 1
+    assert n == entry["num_total_samples"] == len(by_id)
+
+
+def test_bagel_export_of_an_empty_folder_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no wm_data shards"):
+        export_bagel(tmp_path, tmp_path / "out")
+
+
+class _GuardedMeta(dict):
+    "A meta whose 'scene' entry raises when read (keys may be listed, the value may not be read)."
+    def __getitem__(self, k):
+        if k == "scene": raise AssertionError("meta['scene'] was read")
+        return super().__getitem__(k)
+    def get(self, k, default=None):
+        if k == "scene": raise AssertionError("meta.get('scene') was read")
+        return super().get(k, default)
+    def __iter__(self): return iter(list(super().keys()))
+    def items(self): return [(k, self[k]) for k in self]
+    def values(self): return [self[k] for k in self]
+    def copy(self): return {k: self[k] for k in self}
+
+
+def test_learned_simulator_never_reads_the_scene_and_is_not_privileged(run):
+    s = scene_sample(make_scene(3), width=64, height=48, n_views=3)
+    s.meta = _GuardedMeta(s.meta)
+    sim = get_simulator(f"learned:{run / 'tuned'}")
+    assert not getattr(sim, "privileged", False)
+    obs = sim.imagine(s, [], 1, Motion("yaw", -40))
+    sim.imagine(s, [obs], 4, Motion("forward", 0.5))                 # chaining too
+    with pytest.raises(AssertionError, match="scene"):                 # the guard itself works
+        get_simulator("oracle").imagine(s, [], 1, Motion("yaw", -40))
