@@ -37,8 +37,7 @@ class AgentConfig:
                                      # "retry" (invalid turn, feedback, ask again) | "accept" (end, invalid)
     simulator_workers: int = 1       # threads for a turn's simulator calls (>1 for remote simulators)
     max_batch: int = 0               # trajectories in flight at once; 0 = all
-    dialect: str = "workbench"       # how turns are parsed: "workbench" (hermes <tool_call>) | "astra" (the
-                                     # project page's <action>world_simulator_tool(...)</action>, released checkpoints)
+    dialect: str = "workbench"       # turn parser: "workbench" (hermes <tool_call>) | "astra" (Astra page's <action>)
 
     def __post_init__(self):
         if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
