@@ -587,6 +587,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'astra_wb.safeio._is': ('safeio.html#_is', 'astra_wb/safeio.py'),
                                  'astra_wb.safeio._kind': ('safeio.html#_kind', 'astra_wb/safeio.py'),
                                  'astra_wb.safeio._regular': ('safeio.html#_regular', 'astra_wb/safeio.py'),
+                                 'astra_wb.safeio._where': ('safeio.html#_where', 'astra_wb/safeio.py'),
                                  'astra_wb.safeio.check_list': ('safeio.html#check_list', 'astra_wb/safeio.py'),
                                  'astra_wb.safeio.check_name': ('safeio.html#check_name', 'astra_wb/safeio.py'),
                                  'astra_wb.safeio.check_value': ('safeio.html#check_value', 'astra_wb/safeio.py'),

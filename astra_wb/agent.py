@@ -9,8 +9,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Iterator
-from .protocol import (TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn, build_messages, extract_answer,
-                               parse_turn)
+from .protocol import (DIALECTS, TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn, build_messages,
+                               extract_answer)
 
 # %% auto #0
 __all__ = ['MODES', 'PREMATURE', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout',
@@ -37,6 +37,7 @@ class AgentConfig:
                                      # "retry" (invalid turn, feedback, ask again) | "accept" (end, invalid)
     simulator_workers: int = 1       # threads for a turn's simulator calls (>1 for remote simulators)
     max_batch: int = 0               # trajectories in flight at once; 0 = all
+    dialect: str = "workbench"       # turn parser: "workbench" (hermes <tool_call>) | "astra" (Astra page's <action>)
 
     def __post_init__(self):
         if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -45,6 +46,7 @@ class AgentConfig:
         if self.mode == "forced" and not 1 <= self.forced_k <= min(self.max_tool_rounds, self.max_turns - 1):
             raise ValueError(f"forced_k={self.forced_k} must be in 1..min(max_tool_rounds, max_turns - 1)")
         if self.premature not in PREMATURE: raise ValueError(f"premature must be one of {PREMATURE}, got {self.premature!r}")
+        if self.dialect not in DIALECTS: raise ValueError(f"dialect must be one of {tuple(DIALECTS)}, got {self.dialect!r}")
 
 # %% ../nbs/07_agent.ipynb #835c2824
 _FORMAT_HINT = ("Reply with your reasoning inside <think></think>, then either one <tool_call></tool_call> "
@@ -64,7 +66,7 @@ def feedback_text(invalid: Invalid, config: AgentConfig, tool_rounds: int) -> st
 def judge_turn(text: str, traj: Trajectory, config: AgentConfig, tool_rounds: int, finish_reason: str | None = None):
     "The action of a new turn of `traj` under the mode's rules (Invoke, Answer or Invalid)."
     n_images = len(traj.sample.images) + len(traj.observations)
-    action = parse_turn(text if isinstance(text, str) else "", n_images)
+    action = DIALECTS[config.dialect](text if isinstance(text, str) else "", n_images)
     if isinstance(action, Invalid):
         if finish_reason == "length" and action.reason != "truncated":
             return Invalid("truncated", f"the turn hit max_new_tokens ({action.reason}: {action.detail})")
@@ -86,6 +88,8 @@ def final_answer(action: Answer, text: str, sample: Sample) -> str | None:
     if letter is None:
         by_text = {v.strip().lower(): k for k, v in sample.options.items()}
         letter = by_text.get(action.answer.strip().rstrip(".").lower())
+    if letter is None and action.answer.strip().rstrip(".") in sample.options:   # a bare letter (Astra's <action>B</action>)
+        letter = action.answer.strip().rstrip(".")
     return letter
 
 # %% ../nbs/07_agent.ipynb #af7b5919

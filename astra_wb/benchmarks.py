@@ -10,7 +10,7 @@ import numpy as np
 from fastcore.basics import patch
 from PIL import Image
 from .protocol import Sample
-from .safeio import SafeIOError, check_list, iter_jsonl, open_under, read_bytes, read_image, split_path
+from .safeio import SafeIOError, check_list, iter_jsonl, loads, open_under, read_bytes, read_image, split_path
 from .official import MINDCUBE_PROMPT_SETTINGS, mindcube_prompt
 
 # %% auto #0
@@ -233,8 +233,8 @@ def image_list_cell(raw, file, r, field) -> list:
     "A TSV image cell as a list of base64 strings: a JSON list, a Python-literal list, or one string."
     s = str(raw).strip()
     if not s.startswith("["): return [s]
-    try: v = json.loads(s)
-    except json.JSONDecodeError:
+    try: v = loads(s, f"{file}: row {r}: field {field!r}")   # bounded: a deep or huge-number cell is no raw error
+    except SafeIOError:
         try: v = ast.literal_eval(s)   # VLMEvalKit writes Python lists (single quotes); a literal, never code
         except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
             raise bench_error(file, r, field, f"not a list of base64 strings ({type(e).__name__})") from None

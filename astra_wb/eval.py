@@ -53,10 +53,11 @@ class EvalConfig:
     baseline: str = ""                # a Direct run folder: metrics add the paired per-category change
     name: str = ""                    # label in tables and reports (default: mode)
     progress: bool = False            # a progress bar on stderr (`astra-wb eval` turns it on)
+    dialect: str = "workbench"        # turn format the policy writes: workbench (hermes) | astra (released Astra-VL)
 
     IDENTITY = ("benchmark", "path", "policy", "simulator", "mode", "forced_k", "max_tool_rounds", "max_turns",
                 "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed", "video_layout",
-                "mindcube_prompt", "prompt_style", "llm_extract")
+                "mindcube_prompt", "prompt_style", "llm_extract", "dialect")
     @property
     def label(self) -> str: return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
     def to_dict(self) -> dict: return asdict(self)
@@ -342,7 +343,7 @@ def agent_config(config: EvalConfig):
     from astra_wb.agent import AgentConfig
     return AgentConfig(mode=config.mode, forced_k=config.forced_k, max_tool_rounds=config.max_tool_rounds,
                        max_turns=config.max_turns, temperature=config.temperature, top_p=config.top_p,
-                       max_new_tokens=config.max_new_tokens, seed=config.seed)
+                       max_new_tokens=config.max_new_tokens, seed=config.seed, dialect=config.dialect)
 
 def _check_same_run(folder: Path, config: EvalConfig):
     path = folder / "config.json"

@@ -129,8 +129,9 @@ class ScriptedPolicy:
     def __init__(self, turns: list[str] | dict[str, list[str]] | str | Path, name: str = "scripted"):
         if isinstance(turns, (str, Path)):
             path = Path(turns)
-            try: turns = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as e: raise ValueError(f"{path}: cannot read scripted turns: {e}") from e
+            from astra_wb.safeio import SafeIOError, read_json, split_path
+            try: turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
+            except SafeIOError as e: raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
             name = f"scripted:{path}"
         if isinstance(turns, dict):
             bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]

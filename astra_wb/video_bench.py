@@ -153,7 +153,9 @@ def tsv_records(file) -> list[dict]:
     `task_type` + `sub_task_type` the published `type`, `answer` the `ground_truth`."""
     import pandas as pd
     file = Path(file)
-    try: df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False)
+    try:   # a regular file (never a FIFO) under its folder
+        with open_under(*split_path(file), str(file), max_bytes=None) as f: df = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)
+    except SafeIOError as e: raise BenchmarkError(str(e)) from None
     except Exception as e: raise BenchmarkError(f"{file}: cannot read ({type(e).__name__}: {e})") from None
     missing = [c for c in ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type") if c not in df.columns]
     if missing: raise bench_error(file, None, missing[0], f"missing column (have {list(df.columns)})")

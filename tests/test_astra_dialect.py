@@ -31,3 +31,31 @@ def test_answers_and_invalid_turns():
 def test_never_raises(pieces):
     out = parse_astra_turn("".join(pieces), 3)
     assert isinstance(out, (Invoke, Answer, Invalid))
+
+
+def test_a_released_astra_checkpoint_runs_through_the_agent_and_eval_unchanged(tmp_path):
+    """A policy writing the page's dialect is evaluated as it writes: the loop calls the simulator with the axis it
+    named and scores its `<action>B</action>` answer; under the workbench dialect the same turns are all invalid."""
+    import json
+    from test_agent import FakeSimulator, sample
+    from astra_wb.agent import AgentConfig, rollout
+    from astra_wb.eval import EvalConfig, agent_config, run_eval
+    from astra_wb.policies import ScriptedPolicy
+    turns = [PAGE_CALL, "<think>The imagined view shows the lamp.</think>\n<action>B</action>"]
+    sim = FakeSimulator()
+    t = rollout([sample(0)], ScriptedPolicy(turns), sim, AgentConfig(dialect="astra"))[0]
+    assert [type(x.action).__name__ for x in t.turns] == ["Invoke", "Answer"]
+    assert sim.calls == [("s0", 1, "forward", 1.5)]
+    assert (t.final_answer, t.correct, t.valid, t.n_tool_calls) == ("B", True, True, 1)
+    plain = rollout([sample(0)], ScriptedPolicy(turns), FakeSimulator(), AgentConfig(max_turns=2))[0]
+    assert not plain.valid and all(isinstance(x.action, Invalid) for x in plain.turns)
+    assert agent_config(EvalConfig(dialect="astra")).dialect == "astra"
+    try: AgentConfig(dialect="qwen")
+    except ValueError as e: assert "dialect" in str(e)
+    else: raise AssertionError("an unknown dialect must be refused")
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps(["<think>I can tell from image 1.</think>\n<action>B</action>"]))
+    res = run_eval(EvalConfig(policy=f"scripted:{script}", mode="direct", dialect="astra", synth_n=4, limit=4,
+                              save_trajectories=False), tmp_path / "run")
+    assert res.metrics["valid_rate"] == 1.0 and res.metrics["protocol"]["valid_rate"] == 1.0
+    assert all(r["valid"] for r in res.rows) and [r["extracted"] for r in res.rows] == ["B"] * 4
