@@ -335,7 +335,7 @@ NEXT_STEPS = """\
 Next:
   open the report      {report}   (any browser; it works offline)
   browse the runs      astra-wb app --runs-root {out}   (Runs and Annotate tabs)
-  notebooks            jupyter lab nbs/      (start with 09_eval.ipynb and 09b_report.ipynb)
+  notebooks            jupyter lab nbs/      (start with tutorial.ipynb)
   compare runs         astra-wb report {out}/direct {out}/agentic --out compare.html
   a real benchmark     astra-wb eval --benchmark mmsi --path MMSI_bench.parquet --policy hf:/path/to/model \\
                          --simulator vllm-omni:http://host:port --mode agentic --out runs/mmsi-agentic"""
