@@ -135,8 +135,8 @@ def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
             "answer": sample.answer, "official_answer": gold, "response": None, "extracted": None, "correct": False,
             "scored": official_scored(sample.meta.get("source", "synth"), gold) if sample.meta.get("source") in OFFICIAL_SOURCES
             else sample.answer is not None, "llm_extracted": False, "prediction": None, "protocol_extracted": None,
-            "protocol_correct": False, "agent_answer": None, "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0, "premature": False,
-            "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
+            "protocol_correct": False, "agent_answer": None, "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0,
+            "premature": False, "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
 
 # %% ../nbs/09_eval.ipynb #e467eeb3
 def _acc(rows, key: str = "correct") -> dict:

@@ -290,8 +290,8 @@ def use_trl_engine(trainer) -> VllmEngine | None:
 
 # %% ../nbs/11_rl.ipynb #4f3c4b35
 def crash_filled(values: list[float], trajectory: list[Trajectory]) -> list[float]:
-    """`values` with each crashed rollout's (`rewards.simulator_crashed`) replaced by the mean over the rollouts of its
-    group (same sample id) that did not crash, 0 if all crashed: the rule of `rewards.group_rewards`, term by term."""
+    """`values` where each crashed rollout (`rewards.simulator_crashed`) gets the mean over the rollouts of its
+    group (same sample id) that did not crash, 0 if all crashed: `rewards.group_rewards`' rule, term by term."""
     kept = {}
     for v, t in zip(values, trajectory):
         if not simulator_crashed(t): kept.setdefault(t.sample.id, []).append(v)
@@ -301,8 +301,8 @@ def crash_filled(values: list[float], trajectory: list[Trajectory]) -> list[floa
 def reward_functions(config: RewardConfig | None = None) -> tuple[list, list[float]]:
     "TRL reward functions (em, fmt, tool_use, gain) and their weights; they read the rollout's trajectories."
     config = config or RewardConfig()
-    def em(prompts, completions, trajectory, **kw): return crash_filled([r_em(t) for t in trajectory], trajectory)
-    def fmt(prompts, completions, trajectory, **kw): return crash_filled([r_fmt(t) for t in trajectory], trajectory)
+    def em(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_em, trajectory)), trajectory)
+    def fmt(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_fmt, trajectory)), trajectory)
     def tool_use(prompts, completions, trajectory, **kw):
         return crash_filled([float(min(t.n_tool_calls, config.c)) for t in trajectory], trajectory)
     def gain(prompts, completions, trajectory, phase, e_direct, **kw):
