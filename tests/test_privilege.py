@@ -79,6 +79,7 @@ ALLOWED = {   # (file, innermost function or class) -> why it may read the scene
     ("astra_wb/wm_data.py", "to_protocol_sample"): "writes the scene into a sample (no read)",
     ("apps/app.py", "sim_views"): "the app's top-down map (presentation only)",
     ("apps/app.py", "_agent_outputs"): "the app's top-down map (presentation only)",
+    ("apps/app.py", "outside_room"): "the app's warning that a driven camera left the room (presentation only)",
 }
 
 
