@@ -561,6 +561,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'astra_wb.rl._write_rollouts': ('rl.html#_write_rollouts', 'astra_wb/rl.py'),
                              'astra_wb.rl.cli_filter_rl_data': ('rl.html#cli_filter_rl_data', 'astra_wb/rl.py'),
                              'astra_wb.rl.cli_train': ('rl.html#cli_train', 'astra_wb/rl.py'),
+                             'astra_wb.rl.crash_filled': ('rl.html#crash_filled', 'astra_wb/rl.py'),
                              'astra_wb.rl.load_policy_model': ('rl.html#load_policy_model', 'astra_wb/rl.py'),
                              'astra_wb.rl.load_train_samples': ('rl.html#load_train_samples', 'astra_wb/rl.py'),
                              'astra_wb.rl.make_trainer': ('rl.html#make_trainer', 'astra_wb/rl.py'),

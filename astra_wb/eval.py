@@ -115,6 +115,7 @@ def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None,
             "official_answer": s.meta.get("official_answer", s.answer), "response": response, **official, **protocol,
             "agent_answer": traj.final_answer, "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
             "n_tool_calls": traj.n_tool_calls, "invalid_reasons": traj.invalid_reasons,
+            "premature": bool(traj.meta.get("premature_answer")),   # forced mode: answered before the k calls
             "timings": {k: round(float(v), 4) for k, v in (traj.timings or {}).items()},
             "trajectory": trajectory_path, "error": None}
 
@@ -135,7 +136,7 @@ def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
             "scored": official_scored(sample.meta.get("source", "synth"), gold) if sample.meta.get("source") in OFFICIAL_SOURCES
             else sample.answer is not None, "llm_extracted": False, "prediction": None, "protocol_extracted": None,
             "protocol_correct": False, "agent_answer": None, "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0,
-            "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
+            "premature": False, "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
 
 # %% ../nbs/09_eval.ipynb #e467eeb3
 def _acc(rows, key: str = "correct") -> dict:
@@ -183,6 +184,7 @@ def compute_metrics(rows: list[dict]) -> dict:
               "invalid_turn_rate": len(reasons) / turns if turns else 0.0,
               "invalid_by_reason": {k: reasons.count(k) / turns for k in sorted(set(reasons))} if turns else {},
               "rows_with_invalid": sum(bool(r.get("invalid_reasons")) for r in rows) / n,
+              "premature_rate": sum(bool(r.get("premature")) for r in rows) / n,
               "errors": sum(r.get("error") is not None for r in rows),
               "seconds_per_row": float(np.mean([r["timings"].get("total", 0.0) for r in rows])) if rows else 0.0})
     return m
@@ -213,7 +215,7 @@ ROW_FIELDS = {   # field: (types, required) of a results row; rows are checked w
     "n_tool_calls": (int, True), "timings": (dict, True), "source": ((str, None), False), "n_turns": (int, False),
     "invalid_reasons": (list, False), "trajectory": ((str, None), False), "error": ((str, None), False),
     "group": ((str, None), False), "setting": ((str, None), False), "sub_benchmarks": (list, False),
-    "needs_imagination": ((bool, None), False)}
+    "needs_imagination": ((bool, None), False), "premature": (bool, False)}
 
 def check_row(row, where: str) -> dict:
     "A results row whose fields have their types (`ROW_FIELDS`); its trajectory is a name inside the run folder."

@@ -48,6 +48,8 @@ def table1_rows(results: list[RunResult], base: RunResult | None = None, by: str
     out.append(["tool-call rate %", *[f"{100 * r.metrics['tool_call_rate']:.1f}" for r in results]])
     out.append(["calls / row", *[f"{r.metrics['calls_per_row']:.2f}" for r in results]])
     out.append(["invalid turns %", *[f"{100 * r.metrics['invalid_turn_rate']:.1f}" for r in results]])
+    if any(r.config.mode == "forced" for r in results):   # early answers under Forced(k) (0 in the other modes)
+        out.append(["premature %", *[f"{100 * r.metrics.get('premature_rate', 0.0):.1f}" for r in results]])
     return out
 
 def sub_benchmark_rows(results: list[RunResult]) -> list[list[str]] | None:

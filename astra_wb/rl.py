@@ -8,11 +8,11 @@ import argparse, hashlib, json, math, os, re, sys, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from .protocol import Sample, Trajectory, INVALID_REASONS, build_messages
-from .rewards import RewardConfig, r_em, r_fmt, gain_term
+from .rewards import RewardConfig, r_em, r_fmt, gain_term, simulator_crashed
 
 # %% auto #0
 __all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine',
-           'reward_functions', 'world_simulator', 'RolloutState', 'reward_terms_total', 'trainer_class',
+           'crash_filled', 'reward_functions', 'world_simulator', 'RolloutState', 'reward_terms_total', 'trainer_class',
            'load_train_samples', 'prompts_dataset', 'load_policy_model', 'make_trainer', 'train', 'step_logs',
            'training_curves', 'train_parser', 'cli_train', 'cli_filter_rl_data']
 
@@ -289,14 +289,25 @@ def use_trl_engine(trainer) -> VllmEngine | None:
     return VllmEngine(trainer.processing_class, client=vg.vllm_client)
 
 # %% ../nbs/11_rl.ipynb #4f3c4b35
+def crash_filled(values: list[float], trajectory: list[Trajectory]) -> list[float]:
+    """`values` where each crashed rollout (`rewards.simulator_crashed`) gets the mean over the rollouts of its
+    group (same sample id) that did not crash, 0 if all crashed: `rewards.group_rewards`' rule, term by term."""
+    kept = {}
+    for v, t in zip(values, trajectory):
+        if not simulator_crashed(t): kept.setdefault(t.sample.id, []).append(v)
+    fill = {k: sum(v) / len(v) for k, v in kept.items()}
+    return [fill.get(t.sample.id, 0.0) if simulator_crashed(t) else v for v, t in zip(values, trajectory)]
+
 def reward_functions(config: RewardConfig | None = None) -> tuple[list, list[float]]:
     "TRL reward functions (em, fmt, tool_use, gain) and their weights; they read the rollout's trajectories."
     config = config or RewardConfig()
-    def em(prompts, completions, trajectory, **kw): return [r_em(t) for t in trajectory]
-    def fmt(prompts, completions, trajectory, **kw): return [r_fmt(t) for t in trajectory]
-    def tool_use(prompts, completions, trajectory, **kw): return [float(min(t.n_tool_calls, config.c)) for t in trajectory]
+    def em(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_em, trajectory)), trajectory)
+    def fmt(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_fmt, trajectory)), trajectory)
+    def tool_use(prompts, completions, trajectory, **kw):
+        return crash_filled([float(min(t.n_tool_calls, config.c)) for t in trajectory], trajectory)
     def gain(prompts, completions, trajectory, phase, e_direct, **kw):
-        return [gain_term(r_em(t), e, config) if p == 2 else 0.0 for t, p, e in zip(trajectory, phase, e_direct)]
+        g = [gain_term(r_em(t), e, config) if p == 2 else 0.0 for t, p, e in zip(trajectory, phase, e_direct)]
+        return crash_filled(g, trajectory)
     return [em, fmt, tool_use, gain], [1.0, config.l_fmt, config.l_use, 1.0]
 
 # %% ../nbs/11_rl.ipynb #b716f1c9

@@ -102,3 +102,30 @@ def test_two_rank_processes_merge(tmp_path, ref):
     assert _stable(load_run(out).rows) == _stable(load_run(ref).rows)
     assert _metrics(out) == _metrics(ref)
     assert not list(out.glob("results.rank*")) and not list(out.glob("done.rank*"))
+
+
+def test_premature_rate_counts_early_forced_answers(tmp_path):
+    "Forced(k) is prompt-only: an early answer ends the trajectory, stays valid, and is counted; Agentic counts none."
+    from astra_wb.benchmarks import SynthBench
+    from astra_wb.eval import EvalConfig, run_eval
+    from astra_wb.motion import Motion
+    from astra_wb.policies import ScriptedPolicy
+    from astra_wb.protocol import Invoke, render_answer, render_tool_call
+
+    bench = SynthBench.generate(4, seed=0)
+    samples = list(bench)
+    call = render_tool_call(Invoke(1, Motion("yaw", 45.0), "look"))
+    # samples 0 and 1 answer at once; 2 and 3 make the two calls first
+    script = {s.id: ([] if i < 2 else [call, call]) + [render_answer(s.answer, "done")] for i, s in enumerate(samples)}
+    runs = {mode: run_eval(EvalConfig(mode=mode, forced_k=2, synth_n=4, save_trajectories=False), tmp_path / mode,
+                           benchmark=bench, policy=ScriptedPolicy(script))
+            for mode in ("forced", "agentic")}
+    forced, agentic = runs["forced"], runs["agentic"]
+    assert [r["premature"] for r in forced.rows] == [True, True, False, False]
+    assert all(r["valid"] for r in forced.rows)                     # prompt-only: an early answer stays valid
+    assert forced.metrics["premature_rate"] == 0.5
+    assert agentic.metrics["premature_rate"] == 0.0 and not any(r["premature"] for r in agentic.rows)
+    assert json.loads((tmp_path / "forced" / "metrics.json").read_text())["premature_rate"] == 0.5
+    from astra_wb.report import table1_rows
+    row = next(r for r in table1_rows([agentic, forced]) if r[0] == "premature %")
+    assert row[1:] == ["0.0", "50.0"]

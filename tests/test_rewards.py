@@ -105,3 +105,32 @@ def test_a_simulator_crash_is_not_the_policys_fault(bench):
                     get_simulator("oracle"), AgentConfig())[0]
     rewards = group_rewards([ok, wrong, crashed[0]], 1)
     assert rewards[2] == pytest.approx((rewards[0] + rewards[1]) / 2)   # zero advantage: neither rewarded nor punished
+
+
+def test_trl_reward_functions_keep_a_crash_out_of_the_reward(bench):
+    "The weighted sum of the TRL reward functions is group_rewards' total: a crashed rollout gets its group's mean."
+    from astra_wb.rl import reward_functions
+    from astra_wb.rewards import simulator_crashed
+    from astra_wb.simulators import SimulatorError
+
+    class Down:
+        name = "down"
+        def imagine(self, *a): raise SimulatorError("backend", "connection refused")
+
+    s, other = bench[0], bench[1]
+    call = render_tool_call(Invoke(1, Motion("yaw", 45.0), "turn to look"))
+    wrong = next(k for k in s.options if k != s.answer)
+    play = lambda sample, turns, sim: rollout([sample], ScriptedPolicy({sample.id: turns}), sim, AgentConfig())[0]
+    oracle = get_simulator("oracle")
+    group = [play(s, [call, render_answer(s.answer, "seen")], oracle), play(s, [render_answer(wrong, "guess")], oracle),
+             play(s, [call, render_answer(s.answer, "anyway")], Down())]
+    lone = play(other, [call, render_answer(other.answer, "anyway")], Down())   # a group where every rollout crashed
+    assert [simulator_crashed(t) for t in group + [lone]] == [False, False, True, True]
+    funcs, weights = reward_functions()
+    trajs = group + [lone]
+    for phase in (1, 2):
+        kw = dict(prompts=[None] * 4, completions=[None] * 4, trajectory=trajs, phase=[phase] * 4, e_direct=[0.0] * 4)
+        totals = [sum(w * f(**kw)[i] for f, w in zip(funcs, weights)) for i in range(4)]
+        assert totals[:3] == pytest.approx(group_rewards(group, phase, 0.0))
+        assert totals[3] == pytest.approx(group_rewards([lone], phase, 0.0)[0]) and totals[3] == 0.0
+        assert totals[2] == pytest.approx((totals[0] + totals[1]) / 2)   # zero group-relative advantage
