@@ -95,7 +95,7 @@ def _frustum(cam: CameraView, depth: float) -> np.ndarray:
             for a in (half, -half)]
     return np.array([o, ends[0], ends[1], o])
 
-# %% ../nbs/14_viz.ipynb #e2aef9ed
+# %% ../nbs/14_viz.ipynb #35552e66
 def label_box(texts: list[str], extent_m: float, plot_px: float, font_px: int = 14) -> tuple[float, float]:
     "A label's box (w, h) in metres: the widest text at `font_px` on a plot `plot_px` pixels across `extent_m` metres."
     m = extent_m / max(plot_px, 1.0)
