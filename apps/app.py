@@ -135,7 +135,7 @@ def upload_sample(files, max_mb: int) -> Sample:
 # ----------------------------------------------------------------------------- user errors
 # A user's mistake is shown in words in the status line of the tab it happened in (never a bare "Error"),
 # the other outputs keep their last good value, and the server log gets one line (tracebacks only for bugs).
-_USER_ERRORS = {"SimulatorError", "PolicyError", "LabelConflict", "PathError"}
+_USER_ERRORS = {"SimulatorError", "PolicyError", "LabelConflict", "PathError", "HandlerTimeout"}
 
 def _is_user_error(e: BaseException) -> bool:
     return isinstance(e, (gr.Error, ValueError, FileNotFoundError)) or type(e).__name__ in _USER_ERRORS
@@ -158,16 +158,20 @@ def guarded(fn, outputs: list, status, where: str | None = None):
         _log_error(where, e)
         if len(outputs) == 1: return f"⚠ {error_text(e)}"
         return tuple(f"⚠ {error_text(e)}" if k == i else gr.skip() for k in range(len(outputs)))
+    def timed_out(e):   # serve.limit_handlers' time limit, shown like any other user error
+        return failed(type(e)(f"no answer within {e.seconds:g} s, the server stopped waiting; try again, or with less work"))
     if inspect.isgeneratorfunction(getattr(fn, "func", fn)):
         @wraps(fn)
         def gen(*a, **kw):
             try: yield from fn(*a, **kw)
             except Exception as e: yield failed(e)
+        gen.on_timeout = timed_out
         return gen
     @wraps(fn)
     def call(*a, **kw):
         try: return fn(*a, **kw)
         except Exception as e: return failed(e)
+    call.on_timeout = timed_out
     return call
 
 # ----------------------------------------------------------------------------- Simulator tab

@@ -12,9 +12,9 @@ from .eval import EvalConfig, RunResult, run_eval, find_runs, load_run, paired_d
 # %% auto #0
 __all__ = ['LADDER', 'HEADLINE', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'short_name', 'table1_rows', 'sub_benchmark_rows',
            'format_table', 'table_html', 'category_figure', 'behaviour_figure', 'dial_points', 'dial_figure',
-           'dial_text', 'report_figures', 'plain_trajectory_html', 'trajectory_block', 'pick_examples', 'write_report',
-           'cli_report', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows', 'paired_bootstrap', 'ladder_rows',
-           'demo_summary', 'run_demo', 'cli_demo']
+           'dial_rows', 'dial_text', 'report_figures', 'plain_trajectory_html', 'trajectory_block', 'pick_examples',
+           'write_report', 'cli_report', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows', 'paired_bootstrap',
+           'ladder_rows', 'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'cli_demo']
 
 # %% ../nbs/09b_report.ipynb #6c519ca6
 def short_name(category: str) -> str:
@@ -121,12 +121,15 @@ def dial_figure(points: list[dict], direct: RunResult | None = None, title: str 
                       template="plotly_white", height=380)
     return fig
 
+def dial_rows(points: list[dict]) -> list[list[str]]:
+    "The quality-dial curve as table rows (header first), for `format_table` or `table_html`."
+    rows = [["pose noise", "all", "needs imagination", "no imagination", "calls/row"]]
+    return rows + [[f"{p['noise']:g}", _fmt(p["accuracy"]), _fmt(p["needs_imagination"]), _fmt(p["no_imagination"]),
+                    f"{p['calls_per_row']:.2f}"] for p in points]
+
 def dial_text(points: list[dict]) -> str:
     "The quality-dial curve as a small text table."
-    rows = [["pose noise", "all", "needs imagination", "no imagination", "calls/row"]]
-    rows += [[f"{p['noise']:g}", _fmt(p["accuracy"]), _fmt(p["needs_imagination"]), _fmt(p["no_imagination"]), f"{p['calls_per_row']:.2f}"]
-             for p in points]
-    return format_table(rows)
+    return format_table(dial_rows(points))
 
 # %% ../nbs/09b_report.ipynb #37237e04
 def report_figures(results: list[RunResult], base: RunResult | None = None, dial: list | None = None) -> dict:
@@ -199,7 +202,7 @@ def write_report(results: list[RunResult], path, title: str = "astra-wb report",
             table_html(table1_rows(results, base)), "<h3>By group</h3>", table_html(table1_rows(results, base, by="group", behaviour=False))]
     subs = sub_benchmark_rows(results)
     if subs: body += ["<h3>Sub-benchmarks</h3>", table_html(subs)]
-    if dial: body += ["<h2>Quality dial</h2>", f"<pre>{html.escape(dial_text(dial_points(dial)))}</pre>"]
+    if dial: body += ["<h2>Quality dial</h2>", table_html(dial_rows(dial_points(dial)))]
     body += ["<h2>Figures</h2>", fig_html, "<h2>Trajectories</h2>"]
     examples = pick_examples(results, base, n_trajectories)
     for r, sid, why in examples:
@@ -373,8 +376,16 @@ def _interval_text(name: str, ci: dict) -> str:
             f"(n={ci['n']}, {ci['wins']} won, {ci['losses']} lost)")
 
 # %% ../nbs/09b_report.ipynb #e14dm004
-def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str]:
-    "(family table, ladder rows, intervals, printable text) of finished demo runs."
+def parts_text(parts: list) -> str:
+    "Summary parts (a line, or table rows) as printable text."
+    return "\n".join(p if isinstance(p, str) else format_table(p) for p in parts)
+
+def parts_html(parts: list) -> str:
+    "Summary parts as HTML: tables as real tables (readable at any width), lines as paragraphs."
+    return "".join(table_html(p) if not isinstance(p, str) else f"<p>{html.escape(p)}</p>" if p else "" for p in parts)
+
+def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str, str]:
+    "(family table, ladder rows, intervals, printable text, the same as HTML) of finished demo runs."
     direct, forced, agentic = runs["direct"], runs[f"forced({cfg.forced_k})"], runs["agentic"]
     fams = family_rows([direct, forced, agentic])
     ladder = ladder_rows([agentic] + [runs[f"agentic {s}"] for s in cfg.ladder])
@@ -388,18 +399,18 @@ def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str]:
     if cfg.misleading:
         mf, ma = runs[f"forced {cfg.misleading}"], runs[f"agentic {cfg.misleading}"]
         mis = ["", f"With a simulator that is confidently wrong at times ({cfg.misleading}: the motion applied to another given image)",
-               format_table(family_rows([direct, mf, ma]))]
+               family_rows([direct, mf, ma])]
         for f in ("direct", "perspective"):
             iv[f"forced({cfg.forced_k}) - direct, {f}, misleading"] = paired_bootstrap(mf.rows, direct.rows, f, seed=cfg.seed)
             iv[f"agentic - direct, {f}, misleading"] = paired_bootstrap(ma.rows, direct.rows, f, seed=cfg.seed)
     d_p, d_h = _fam_acc(direct.rows, ("perspective",))[0], _fam_acc(direct.rows, ("hidden",))[0]
-    text = "\n".join([f"Exact match (%) by evidence family; expert policy, simulator {cfg.simulator} (non-privileged); change against Direct in brackets",
-                      format_table(fams), *mis, "", *[_interval_text(k, v) for k, v in iv.items()], "",
-                      "Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators (best first)",
-                      format_table(ladder + [["---"] * 5] + others + [["direct (no simulator)", "no", _fmt(d_p), _fmt(d_h), "0.00"]]),
-                      f"perspective accuracy along the ladder: {' -> '.join(_fmt(a) for a in ladder_persp)} "
-                      f"({'monotone' if mono else 'NOT monotone'})", PRIVILEGE_NOTE])
-    return {"rows": fams}, ladder + others, iv, text
+    parts = [f"Exact match (%) by evidence family; expert policy, simulator {cfg.simulator} (non-privileged); change against Direct in brackets",
+             fams, *mis, "", *[_interval_text(k, v) for k, v in iv.items()], "",
+             "Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators (best first)",
+             ladder + [["---"] * 5] + others + [["direct (no simulator)", "no", _fmt(d_p), _fmt(d_h), "0.00"]],
+             f"perspective accuracy along the ladder: {' -> '.join(_fmt(a) for a in ladder_persp)} "
+             f"({'monotone' if mono else 'NOT monotone'})", PRIVILEGE_NOTE]
+    return {"rows": fams}, ladder + others, iv, parts_text(parts), parts_html(parts)
 
 def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoResult:
     "The main job: bench, the mode / ladder / control / ceiling runs, the family table, the report."
@@ -428,14 +439,14 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
         if ec.baseline: r.metrics = write_metrics(folder, r.rows)     # the Direct run has surely finished now
         runs[ec.label] = r; secs[ec.label] = s
         say(f"  {ec.label:<58} {100 * r.metrics['accuracy']:5.1f} % of {len(r.rows)}  ({s:.1f}s)")
-    fams, ladder, iv, text = demo_summary(runs, cfg)
+    fams, ladder, iv, text, text_html = demo_summary(runs, cfg)
     say("\n" + text)
     base, main = runs["direct"], [runs["direct"], runs[f"forced({cfg.forced_k})"], runs["agentic"]]
     say("\nExact match (%) per category (all families, the hidden control included), change against Direct in brackets\n"
         + format_table(table1_rows(main, base)))
     t = time.perf_counter()
     report = write_report(list(runs.values()), out / "report.html", "astra-wb demo: expert policy on the synthetic bench", base,
-                          preamble=f"<h2>Headline</h2><pre>{html.escape(text)}</pre>")
+                          preamble=f"<h2>Headline</h2>{text_html}")
     secs["report"] = time.perf_counter() - t
     secs["total"] = time.perf_counter() - t0
     say(f"\nrun folders and report written to {out} in {secs['total']:.1f}s\n")

@@ -8,7 +8,7 @@ import contextvars, functools, html, inspect, json, threading, time
 from http.cookies import CookieError, SimpleCookie
 
 # %% auto #0
-__all__ = ['LOGIN_PAGE', 'session_user', 'AuthGate', 'limit_time', 'limit_handlers', 'app_kwargs']
+__all__ = ['LOGIN_PAGE', 'session_user', 'AuthGate', 'HandlerTimeout', 'limit_time', 'limit_handlers', 'app_kwargs']
 
 # %% ../nbs/16b_serve.ipynb #c873068a
 LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title>
@@ -62,6 +62,10 @@ class AuthGate:
 # %% ../nbs/16b_serve.ipynb #dfc08fef
 _STOP = object()
 
+class HandlerTimeout(TimeoutError):
+    "A call ran past its time limit (the caller stopped waiting; `seconds` is the limit)."
+    seconds: float = 0.0
+
 def _call_within(fn, seconds: float, error, what: str):
     "fn() in a daemon thread; `error` if it has not returned within `seconds`."
     box, done, ctx = {}, threading.Event(), contextvars.copy_context()
@@ -76,28 +80,40 @@ def _call_within(fn, seconds: float, error, what: str):
     return box["value"]
 
 # %% ../nbs/16b_serve.ipynb #8505c223
-def limit_time(fn, seconds: float, error=TimeoutError):
-    "`fn` (a function or generator function) that raises `error` when a call runs longer than `seconds`."
+def limit_time(fn, seconds: float, error=TimeoutError, on_timeout=None):
+    """`fn` (a function or generator function) that raises `error` when a call runs longer than `seconds`,
+    or answers `on_timeout(a HandlerTimeout)` instead when that is given."""
     what = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "handler")
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn): return fn
+    err = HandlerTimeout if on_timeout else error
+    def answer(e):
+        if on_timeout is None: raise e
+        e.seconds = seconds
+        return on_timeout(e)
     if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(getattr(fn, "func", None)):
         @functools.wraps(fn)
         def gen(*args, **kwargs):
             deadline = time.monotonic() + seconds
-            it = _call_within(lambda: fn(*args, **kwargs), seconds, error, what)
-            while (item := _call_within(lambda: next(it), deadline - time.monotonic(), error, what)) is not _STOP: yield item
+            try:
+                it = _call_within(lambda: fn(*args, **kwargs), seconds, err, what)
+                while (item := _call_within(lambda: next(it), deadline - time.monotonic(), err, what)) is not _STOP: yield item
+            except HandlerTimeout as e: yield answer(e)
         return gen
     @functools.wraps(fn)
-    def call(*args, **kwargs): return _call_within(lambda: fn(*args, **kwargs), seconds, error, what)
+    def call(*args, **kwargs):
+        try: return _call_within(lambda: fn(*args, **kwargs), seconds, err, what)
+        except HandlerTimeout as e: return answer(e)
     return call
+
 
 # %% ../nbs/16b_serve.ipynb #2841845a
 def limit_handlers(blocks, seconds: float):
-    "Give every event handler of a Gradio `Blocks` a time limit (`gr.Error` past it); returns `blocks`."
+    """Give every event handler of a Gradio `Blocks` a time limit (`gr.Error` past it, or the handler's own
+    `on_timeout(error)` answer where it has one); returns `blocks`."""
     import gradio as gr
     for block_fn in blocks.fns.values():
         if block_fn.fn is not None and not getattr(block_fn.fn, "_time_limited", False):
-            block_fn.fn = limit_time(block_fn.fn, seconds, gr.Error)
+            block_fn.fn = limit_time(block_fn.fn, seconds, gr.Error, getattr(block_fn.fn, "on_timeout", None))
             block_fn.fn._time_limited = True
     return blocks
 

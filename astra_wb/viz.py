@@ -17,10 +17,10 @@ from .geometry import fov_from_K, heading_pitch, level_pose, intrinsics
 from .motion import Motion, render_instruction
 
 # %% auto #0
-__all__ = ['ROLE_COLORS', 'FILTERS', 'CameraView', 'sample_cameras', 'trajectory_cameras', 'category_color', 'topdown_figure',
-           'result_rows', 'accuracy_table', 'accuracy_figure', 'tool_use_table', 'tool_use_figure', 'agreement_figure',
-           'image_data_uri', 'all_images', 'trajectory_html', 'image_file', 'trajectory_to_messages',
-           'filter_trajectories', 'TrajectoryViewer', 'run_trajectories']
+__all__ = ['ROLE_COLORS', 'FILTERS', 'CameraView', 'sample_cameras', 'trajectory_cameras', 'category_color', 'label_box',
+           'place_labels', 'topdown_figure', 'result_rows', 'accuracy_table', 'accuracy_figure', 'tool_use_table',
+           'tool_use_figure', 'agreement_figure', 'image_data_uri', 'all_images', 'trajectory_html', 'image_file',
+           'trajectory_to_messages', 'filter_trajectories', 'TrajectoryViewer', 'run_trajectories']
 
 # %% ../nbs/14_viz.ipynb #b9bd0964
 @dataclass
@@ -95,6 +95,26 @@ def _frustum(cam: CameraView, depth: float) -> np.ndarray:
             for a in (half, -half)]
     return np.array([o, ends[0], ends[1], o])
 
+# %% ../nbs/14_viz.ipynb #35552e66
+def label_box(texts: list[str], extent_m: float, plot_px: float, font_px: int = 14) -> tuple[float, float]:
+    "A label's box (w, h) in metres: the widest text at `font_px` on a plot `plot_px` pixels across `extent_m` metres."
+    m = extent_m / max(plot_px, 1.0)
+    return (0.62 * font_px * max(map(len, texts)) + 4) * m, (font_px + 4) * m
+
+def place_labels(anchors, box: tuple[float, float]) -> np.ndarray:
+    """Greedy placement in data units: each label at its anchor when its box (w, h, centred) overlaps no label
+    placed before, else at the nearest free spot on rings around the anchor, else just above all placed labels."""
+    w, h = box
+    rings = [(0.0, 0.0)] + [(r * math.cos(a), r * math.sin(a)) for r in (1.0, 1.5, 2.0, 3.0)
+                            for a in np.radians(np.arange(0, 360, 45))]
+    placed = []
+    for x, y in np.asarray(anchors, float).reshape(-1, 2):
+        spots = [(x + dx * w, y + dy * h) for dx, dy in rings]
+        free = [p for p in spots if all(abs(p[0] - q[0]) >= w or abs(p[1] - q[1]) >= h for q in placed)]
+        placed.append(free[0] if free else (x, max(q[1] for q in placed) + h))   # rows above never overlap
+    return np.array(placed, float).reshape(-1, 2)
+
+
 # %% ../nbs/14_viz.ipynb #78e353ff
 def _closed(polys) -> tuple[list, list]:
     "x and y lists of several closed polygons separated by None (one trace fills each separately)."
@@ -114,24 +134,33 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
         col = category_color(cat)
         data.append(dict(type="scatter", x=xs, y=ys, fill="toself", mode="lines", line=dict(color=col, width=1), fillcolor=col,
                          opacity=0.55, name=cat, hoverinfo="name+text", text=[f"#{o['id']}" for o in group for _ in range(6)]))
-    for role in ROLE_COLORS:
-        cams = [c for c in cameras if c.role == role]
-        if not cams: continue
-        tris, col = [_frustum(c, frustum_depth) for c in cams], ROLE_COLORS[role]
+    roles = [(role, [c for c in cameras if c.role == role]) for role in ROLE_COLORS]
+    roles = [(role, cams, [_frustum(c, frustum_depth) for c in cams]) for role, cams in roles if cams]
+    for role, cams, tris in roles:
+        col = ROLE_COLORS[role]
         xs, ys = _closed(tris)
         data.append(dict(type="scatter", x=xs, y=ys, fill="toself", mode="lines", fillcolor=col, opacity=0.35, name=role,
                          legendgroup=role, hoverinfo="skip", line=dict(color=col, width=2, dash="dot" if role == "imagined" else "solid")))
-        # label inside the frustum, so co-located cameras (a pure rotation) stay legible
-        labels = np.array([t[0] + 0.6 * (t[1] + t[2] - 2 * t[0]) / 2 for t in tris])
-        centres = np.array([c.pose[:2, 3] for c in cams])
-        hover = [c.hover or f"Image {c.index}" for c in cams]
-        data.append(dict(type="scatter", x=list(centres[:, 0]) + list(labels[:, 0]), y=list(centres[:, 1]) + list(labels[:, 1]),
-                         mode="markers+text", text=[""] * len(cams) + [str(c.index) for c in cams], textposition="middle center",
-                         marker=dict(color=col, size=[9] * len(cams) + [0] * len(cams)), hovertext=hover * 2, hoverinfo="text",
-                         textfont=dict(size=14, color="#111"), legendgroup=role, showlegend=False))
     pts = [(x, y) for d in data for x, y in zip(d["x"], d["y"]) if x is not None]
     if room is not None: pts += [(0.0, 0.0), (float(room[0]), float(room[1]))]
     span = np.array(pts).reshape(-1, 2) if pts else np.zeros((1, 2))   # explicit ranges: shapes do not autorange
+    # labels inside their frusta (co-located cameras stay legible), moved apart where their boxes would overlap
+    anchors = [t[0] + 0.6 * (t[1] + t[2] - 2 * t[0]) / 2 for _, _, tris in roles for t in tris]
+    texts = [str(c.index) for _, cams, _ in roles for c in cams]
+    box = label_box(texts, float(np.ptp(span, 0).max()) + 0.6, height - 70) if texts else (0.0, 0.0)
+    placed = place_labels(anchors, box)
+    base = len(data) - len(roles)                                       # each role's labels follow its frusta
+    for k, (role, cams, _) in enumerate(roles):
+        first = sum(len(r[1]) for r in roles[:k])
+        labels, col = placed[first:first + len(cams)], ROLE_COLORS[role]
+        centres = np.array([c.pose[:2, 3] for c in cams])
+        hover = [c.hover or f"Image {c.index}" for c in cams]
+        data.insert(base + 2 * k + 1, dict(
+            type="scatter", x=list(centres[:, 0]) + list(labels[:, 0]), y=list(centres[:, 1]) + list(labels[:, 1]),
+            mode="markers+text", text=[""] * len(cams) + [str(c.index) for c in cams], textposition="middle center",
+            marker=dict(color=col, size=[9] * len(cams) + [0] * len(cams)), hovertext=hover * 2, hoverinfo="text",
+            textfont=dict(size=14, color="#111"), legendgroup=role, showlegend=False))
+    if texts: span = np.concatenate([span, placed - np.array(box) / 2, placed + np.array(box) / 2])
     lo, hi = span.min(0) - 0.3, span.max(0) + 0.3
     axis = dict(gridcolor="#eee", zeroline=False, constrain="domain", showline=True, linecolor="#999")
     layout = dict(title=dict(text=title) if title else None, height=height, plot_bgcolor="white", paper_bgcolor="white", template="none",
@@ -139,7 +168,7 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
                   xaxis=dict(ticksuffix=" m", range=[lo[0], hi[0]], **axis),   # units on the ticks: no title for the legend to collide with
                   yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
                   shapes=[dict(type="rect", x0=0, y0=0, x1=float(room[0]), y1=float(room[1]), line=dict(color="#444", width=2))]
-                  if room is not None else [])
+                  if room is not None else [], meta=dict(label_box=list(box)))
     return go.Figure(data=data, layout=layout)
 
 # %% ../nbs/14_viz.ipynb #cc0956f9

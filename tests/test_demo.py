@@ -69,6 +69,8 @@ def test_outputs_and_printout(demo):
         assert m["n"] == N and (name == "direct" or "delta" in m)
     html = (out / "report.html").read_text()
     assert "Headline" in html and "privileged" in html and "data:image" in html and "<script src=" not in html
+    headline = html.split("<h2>Headline</h2>")[1].split("<ul>")[0]
+    assert "<table" in headline and "<pre>" not in headline and "<th>simulator (agentic)</th>" in headline   # tables, not a text block
     assert "by evidence family" in text and "hidden (control, not in All)" in text and "All (direct + perspective)" in text
     assert re.search(r"agentic - direct, perspective: [+-]\d+\.\d points, 95 % paired bootstrap interval \[", text)
     assert "Quality ladder" in text and "YES: privileged ceiling" in text and "Privileged access" in text
