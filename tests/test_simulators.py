@@ -1,6 +1,7 @@
 """World simulators: conformance of every registered backend, oracle exactness, reprojection against the oracle,
 the monocular-depth path, the perturbed dial, the non-privileged quality ladder, the controls, the cache and the CLI."""
 import json, os, subprocess, sys, time
+from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,8 +15,10 @@ from astra_wb.simulators import (build_tiny_depth_model, SIMULATORS, WRAPPERS, C
 
 
 def start_stub(*args):
-    "Start the stub vLLM-Omni server as a separate process on 127.0.0.1 and a free port; returns (process, url)."
-    proc = subprocess.Popen([sys.executable, "-m", "astra_wb.vllm_omni", "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+    "The stub vLLM-Omni server of this checkout as a separate process on 127.0.0.1 and a free port; returns (process, url)."
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))   # this checkout's stub, whatever is installed
+    proc = subprocess.Popen([sys.executable, "-m", "astra_wb.vllm_omni", "--port", "0", *args], stdout=subprocess.PIPE,
+                            text=True, env=env)
     line = proc.stdout.readline().strip()
     assert line.startswith("listening on http://127.0.0.1:"), line
     return proc, line.split()[-1]

@@ -10,22 +10,7 @@ from astra_wb.motion import Motion
 from astra_wb.scene import make_scene
 from astra_wb.simulators import OracleSimulator, SimulatorError, check_simulator, get_simulator, scene_sample
 from astra_wb.vllm_omni import VllmOmniSimulator, image_data_url
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_stub(*args):
-    "The stub server of this checkout (whatever client is under test), on a free port; returns (process, url)."
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "astra_wb.vllm_omni", "--port", "0", *args], stdout=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening on http://127.0.0.1:"), line
-    return proc, line.split()[-1]
-
-
-def stop(proc):
-    os.kill(proc.pid, 15)
-    proc.wait(timeout=10)
+from test_simulators import start_stub, stop
 
 
 @pytest.fixture
