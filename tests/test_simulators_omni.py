@@ -2,7 +2,6 @@
 on 127.0.0.1): the canvas limit, the two-stage first-image rule, the image limit, seeds, extra_body, pipeline errors,
 retries, templates; and a benchmark-sized call recorded in a saved trajectory."""
 import json, os, subprocess, sys, urllib.error, urllib.request
-from pathlib import Path
 import numpy as np
 import pytest
 
