@@ -355,6 +355,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'astra_wb/official.py'),
                                    'astra_wb.official.LLMChoiceExtractor._ask': ( 'official.html#llmchoiceextractor._ask',
                                                                                   'astra_wb/official.py'),
+                                   'astra_wb.official._map_out': ('official.html#_map_out', 'astra_wb/official.py'),
                                    'astra_wb.official.choice_prompt': ('official.html#choice_prompt', 'astra_wb/official.py'),
                                    'astra_wb.official.mindcube_prompt': ('official.html#mindcube_prompt', 'astra_wb/official.py'),
                                    'astra_wb.official.official_correct': ('official.html#official_correct', 'astra_wb/official.py'),

@@ -11,155 +11,52 @@ __all__ = ['MINDCUBE_INSTRUCTIONS', 'MINDCUBE_PROMPT_FIELDS', 'MINDCUBE_PROMPT_S
            'official_correct', 'choice_prompt', 'parse_choice_reply', 'LLMChoiceExtractor']
 
 # %% ../nbs/08c_official.ipynb #950b2136
-# The official background instructions, verbatim (MindCube `src/prompt_generation/templates.py`,
-# its *_BACKGROUND_INSTRUCTION constants).
+# The official background instructions (MindCube `src/prompt_generation/templates.py`, its
+# *_BACKGROUND_INSTRUCTION constants), rebuilt from their shared sentences; the notebook checks each text verbatim.
+_SCENE = ('[Task]\n'
+          'Your task is to analyze the spatial arrangement of objects in the scene by '
+          'examining the provided images, which show the scene from different viewpoints.')
+_WITH_MAP = (' Also, we provide you a cognitive map that shows the general layout for the scene. '
+             'Please use the cognitive map to reason and answer the question.')
+_EXAMPLE = "if you think the correct answer is 'A. Above' from 'A. Above B. Under C. Front D. Behind', "
+_ONLY = ('[Answer Instruction]\nYou only need to provide *ONE* correct answer selecting from the options listed '
+         f"below. For example, {_EXAMPLE}your response should **only** be '<answer>A. Above</answer>'.\n")
+_REASON = ('[Answer Instruction]\nPlease do step by step reasoning first, then give your final answer. For example, '
+           f"{_EXAMPLE}your response should be this format: '<think>(replace with your reasoning here)</think>"
+           "<answer>A. Above</answer>'.\n")
+_GIVEN_MAP = ('<cogmap_description>\nBelow is the cognitive map of the scene related to the question. '
+              'Please use it to reason and answer the question.\n<grounded_cogmap>')
+_AUG_JSON = ('{\n  "objects": [\n'
+             '    {"name": "object_name", "position": [x, y], "facing": "direction"},\n'
+             '    {"name": "object_without_orientation", "position": [x, y]}\n  ],\n  "views": [\n'
+             '    {"name": "View 1", "position": [x, y], "facing": "direction"},\n'
+             '    {"name": "View 2", "position": [x, y], "facing": "direction"}\n  ]\n}')
+_PLAIN_JSON = ('{\n    "object_category_1": {"position": [x, y]},\n'
+               '    "object_category_2": {"position": [x, y], "facing": "direction"}, # if the object is asked '
+               'for orientation\n    ...\n}')
+
+def _map_out(json_block: str, reason: bool, end: str = "") -> str:
+    "An instruction that asks for a cognitive map (then reasoning when `reason`) before the answer."
+    before, pick = ("reasoning", "please also provide your reasons step by step in details, then provide") \
+        if reason else ("answer", "provide")
+    think = "<think>(Replace with your reasoning here)</think>" if reason else ""
+    return ('<replace_here>\n[Answer Instruction]\n1. Given the provided views and main objects mentioned in the '
+            f'above rules, you **MUST** present your cognitive map in the following JSON format **before your '
+            f'{before}**:\n```json\n{json_block}\n```\n2. Next, {pick} *ONE* correct answer selecting from the '
+            'options. Your answer field must be in the format like "A. Above"\n3. In general, your response\'s '
+            'format should be like "Based on my observation, the answer is:\n<cogmap>(Replace with your cogmap '
+            f'here)</cogmap>{think}<answer>(Replace with your answer here)</answer>". Your option must be from '
+            f'the available options.{end}')
+
 MINDCUBE_INSTRUCTIONS = {
-    'raw_qa': (
-        '[Task]\n'
-        'Your task is to analyze the spatial arrangement of objects in the scene by '
-        'examining the provided images, which show the scene from different viewpoints.\n'
-        '[Answer Instruction]\n'
-        'You only need to provide *ONE* correct answer selecting from the options listed '
-        "below. For example, if you think the correct answer is 'A. Above' from 'A. Above "
-        "B. Under C. Front D. Behind', your response should **only** be '<answer>A. "
-        "Above</answer>'.\n"
-    ),
-    'ff_rsn': (
-        '[Task]\n'
-        'Your task is to analyze the spatial arrangement of objects in the scene by '
-        'examining the provided images, which show the scene from different viewpoints.\n'
-        '[Answer Instruction]\n'
-        'Please do step by step reasoning first, then give your final answer. For example, '
-        "if you think the correct answer is 'A. Above' from 'A. Above B. Under C. Front D. "
-        "Behind', your response should be this format: '<think>(replace with your "
-        "reasoning here)</think><answer>A. Above</answer>'.\n"
-    ),
-    'aug_cgmap_in': (
-        '[Task]\n'
-        'Your task is to analyze the spatial arrangement of objects in the scene by '
-        'examining the provided images, which show the scene from different viewpoints. '
-        'Also, we provide you a cognitive map that shows the general layout for the scene. '
-        'Please use the cognitive map to reason and answer the question.\n'
-        '[Answer Instruction]\n'
-        'You only need to provide *ONE* correct answer selecting from the options listed '
-        "below. For example, if you think the correct answer is 'A. Above' from 'A. Above "
-        "B. Under C. Front D. Behind', your response should **only** be '<answer>A. "
-        "Above</answer>'.\n"
-        '<cogmap_description>\n'
-        'Below is the cognitive map of the scene related to the question. Please use it to '
-        'reason and answer the question.\n'
-        '<grounded_cogmap>\n'
-    ),
-    'cgmap_in_ffr_out': (
-        '[Task]\n'
-        'Your task is to analyze the spatial arrangement of objects in the scene by '
-        'examining the provided images, which show the scene from different viewpoints. '
-        'Also, we provide you a cognitive map that shows the general layout for the scene. '
-        'Please use the cognitive map to reason and answer the question.\n'
-        '[Answer Instruction]\n'
-        'Please do step by step reasoning first, then give your final answer. For example, '
-        "if you think the correct answer is 'A. Above' from 'A. Above B. Under C. Front D. "
-        "Behind', your response should be this format: '<think>(replace with your "
-        "reasoning here)</think><answer>A. Above</answer>'.\n"
-        '<cogmap_description>\n'
-        'Below is the cognitive map of the scene related to the question. Please use it to '
-        'reason and answer the question.\n'
-        '<grounded_cogmap>'
-    ),
-    'aug_cgmap_out': (
-        '<replace_here>\n'
-        '[Answer Instruction]\n'
-        '1. Given the provided views and main objects mentioned in the above rules, you '
-        '**MUST** present your cognitive map in the following JSON format **before your answer**:\n'
-        '```json\n'
-        '{\n'
-        '  "objects": [\n'
-        '    {"name": "object_name", "position": [x, y], "facing": "direction"},\n'
-        '    {"name": "object_without_orientation", "position": [x, y]}\n'
-        '  ],\n'
-        '  "views": [\n'
-        '    {"name": "View 1", "position": [x, y], "facing": "direction"},\n'
-        '    {"name": "View 2", "position": [x, y], "facing": "direction"}\n'
-        '  ]\n'
-        '}\n'
-        '```\n'
-        '2. Next, provide *ONE* correct answer selecting from the options. Your answer '
-        'field must be in the format like "A. Above"\n'
-        '3. In general, your response\'s format should be like "Based on my observation, '
-        'the answer is:\n'
-        '<cogmap>(Replace with your cogmap here)</cogmap><answer>(Replace with your answer '
-        'here)</answer>". Your option must be from the available options.\n'
-    ),
-    'aug_cgmap_ffr_out': (
-        '<replace_here>\n'
-        '[Answer Instruction]\n'
-        '1. Given the provided views and main objects mentioned in the above rules, you '
-        '**MUST** present your cognitive map in the following JSON format **before your '
-        'reasoning**:\n'
-        '```json\n'
-        '{\n'
-        '  "objects": [\n'
-        '    {"name": "object_name", "position": [x, y], "facing": "direction"},\n'
-        '    {"name": "object_without_orientation", "position": [x, y]}\n'
-        '  ],\n'
-        '  "views": [\n'
-        '    {"name": "View 1", "position": [x, y], "facing": "direction"},\n'
-        '    {"name": "View 2", "position": [x, y], "facing": "direction"}\n'
-        '  ]\n'
-        '}\n'
-        '```\n'
-        '2. Next, please also provide your reasons step by step in details, then provide '
-        '*ONE* correct answer selecting from the options. Your answer field must be in the '
-        'format like "A. Above"\n'
-        '3. In general, your response\'s format should be like "Based on my observation, '
-        'the answer is:\n'
-        '<cogmap>(Replace with your cogmap here)</cogmap><think>(Replace with your '
-        'reasoning here)</think><answer>(Replace with your answer here)</answer>". Your '
-        'option must be from the available options.'
-    ),
-    'plain_cgmap_out': (
-        '<replace_here>\n'
-        '[Answer Instruction]\n'
-        '1. Given the provided views and main objects mentioned in the above rules, you '
-        '**MUST** present your cognitive map in the following JSON format **before your answer**:\n'
-        '```json\n'
-        '{\n'
-        '    "object_category_1": {"position": [x, y]},\n'
-        '    "object_category_2": {"position": [x, y], "facing": "direction"}, # if the '
-        'object is asked for orientation\n'
-        '    ...\n'
-        '}\n'
-        '```\n'
-        '2. Next, provide *ONE* correct answer selecting from the options. Your answer '
-        'field must be in the format like "A. Above"\n'
-        '3. In general, your response\'s format should be like "Based on my observation, '
-        'the answer is:\n'
-        '<cogmap>(Replace with your cogmap here)</cogmap><answer>(Replace with your answer '
-        'here)</answer>". Your option must be from the available options.'
-    ),
-    'plain_cgmap_ffr_out': (
-        '<replace_here>\n'
-        '[Answer Instruction]\n'
-        '1. Given the provided views and main objects mentioned in the above rules, you '
-        '**MUST** present your cognitive map in the following JSON format **before your '
-        'reasoning**:\n'
-        '```json\n'
-        '{\n'
-        '    "object_category_1": {"position": [x, y]},\n'
-        '    "object_category_2": {"position": [x, y], "facing": "direction"}, # if the '
-        'object is asked for orientation\n'
-        '    ...\n'
-        '}\n'
-        '```\n'
-        '2. Next, please also provide your reasons step by step in details, then provide '
-        '*ONE* correct answer selecting from the options. Your answer field must be in the '
-        'format like "A. Above"\n'
-        '3. In general, your response\'s format should be like "Based on my observation, '
-        'the answer is:\n'
-        '<cogmap>(Replace with your cogmap here)</cogmap><think>(Replace with your '
-        'reasoning here)</think><answer>(Replace with your answer here)</answer>". Your '
-        'option must be from the available options.'
-    ),
+    'raw_qa': f'{_SCENE}\n{_ONLY}',
+    'ff_rsn': f'{_SCENE}\n{_REASON}',
+    'aug_cgmap_in': f'{_SCENE}{_WITH_MAP}\n{_ONLY}{_GIVEN_MAP}\n',
+    'cgmap_in_ffr_out': f'{_SCENE}{_WITH_MAP}\n{_REASON}{_GIVEN_MAP}',
+    'aug_cgmap_out': _map_out(_AUG_JSON, reason=False, end="\n"),
+    'aug_cgmap_ffr_out': _map_out(_AUG_JSON, reason=True),
+    'plain_cgmap_out': _map_out(_PLAIN_JSON, reason=False),
+    'plain_cgmap_ffr_out': _map_out(_PLAIN_JSON, reason=True),
 }
 
 # %% ../nbs/08c_official.ipynb #5f1ca5e5
