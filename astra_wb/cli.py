@@ -60,6 +60,7 @@ COMMANDS = {
     "rollout": ("astra_wb.agent:cli_rollout", "Roll out a policy with a simulator on a few samples and print the trajectories."),
     "app": ("apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
     "annotate": ("astra_wb.annotate:cli_annotate", "Label-store tools: register, stats, export, import, agreement, configure."),
+    "sft": ("astra_wb.sft:cli_sft", "Supervised cold start of a policy on teacher trajectories (TRL SFTTrainer)."),
     "train": ("astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop."),
     "filter-rl-data": ("astra_wb.rl:cli_filter_rl_data", "Keep questions the policy answers correctly at most once in k tries."),
     "make-wm-data": ("astra_wb.wm_data:cli_make_wm_data", "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes."),
