@@ -29,17 +29,19 @@ def load_trajectories(spec) -> list[Trajectory]:
     if not out: raise ValueError(f"trajectories {spec!r}: none given")
     return out
 
-# %% ../nbs/11c_sft.ipynb #736a9cbe
+# %% ../nbs/11c_sft.ipynb #6bb5cee2
 _ASIDE = re.compile(r"\s*\([^()]*\)")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
-REASONING = ("full", "brief", "none")
+REASONING = ("full", "brief", "last")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 def with_reasoning(text: str, style: str = "full") -> str:
-    "A turn's text with its <think> block kept (full), cut of parenthetical asides (brief) or emptied (none)."
+    "A turn's text with its <think> block kept (full), cut of parenthetical asides (brief) or cut to its last sentence (last)."
     if style not in REASONING: raise ValueError(f"reasoning must be one of {REASONING}, got {style!r}")
     m = _THINK.search(text)
     if style == "full" or m is None: return text
-    inner = _ASIDE.sub("", m.group(1)) if style == "brief" else ""
+    inner = _ASIDE.sub("", m.group(1)).strip()
+    if style == "last": inner = _SENTENCE_END.split(inner)[-1]
     return text[:m.start(1)] + inner + text[m.end(1):]
 
 def teacher_view(traj: Trajectory, style: str = "full") -> Trajectory:
@@ -104,14 +106,14 @@ def sft_dataset(policy, trajs: list[Trajectory], max_tool_rounds: int = 3, reaso
     feats = Features({"input_ids": Sequence(Value("int64")), "labels": Sequence(Value("int64")), "images": Sequence(DImage())})
     return Dataset.from_list(rows, features=feats)
 
-# %% ../nbs/11c_sft.ipynb #72a651ca
+# %% ../nbs/11c_sft.ipynb #268c330e
 @dataclass
 class SFTRunConfig:
     "One supervised cold start on teacher trajectories."
     model: str = "small"                # Qwen3-VL folder / hub id; "tiny" / "small": the random presets (workbench cache)
     data: str = ""                      # teacher trajectories: run folder(s) or trajectory JSONL, comma-separated
     output_dir: str = "runs/sft"        # trainer logs, sft_summary.json and the fine-tuned model in final/
-    reasoning: str = "full"             # teacher <think> text: full | brief (asides cut) | none (empty)
+    reasoning: str = "full"             # teacher <think> text: full | brief (asides cut) | last (its last sentence)
     epochs: float = 3.0                 # passes over the trajectories (when max_steps is -1)
     max_steps: int = -1                 # optimiser steps (-1: epochs decide)
     batch_size: int = 4                 # trajectories per optimiser step
