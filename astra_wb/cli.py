@@ -61,6 +61,7 @@ COMMANDS = {
     "app": ("apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
     "annotate": ("astra_wb.annotate:cli_annotate", "Label-store tools: register, stats, export, import, agreement, configure."),
     "sft": ("astra_wb.sft:cli_sft", "Supervised cold start of a policy on teacher trajectories (TRL SFTTrainer)."),
+    "curriculum": ("astra_wb.curriculum:cli_curriculum", "The Table-3 experiment: cold start, four reward arms, held-out evaluation (resumable)."),
     "train": ("astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop."),
     "filter-rl-data": ("astra_wb.rl:cli_filter_rl_data", "Keep questions the policy answers correctly at most once in k tries."),
     "make-wm-data": ("astra_wb.wm_data:cli_make_wm_data", "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes."),
