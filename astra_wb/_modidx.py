@@ -837,6 +837,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.simulators._load': ('simulators.html#_load', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._project': ('simulators.html#_project', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._save': ('simulators.html#_save', 'astra_wb/simulators.py'),
+                                     'astra_wb.simulators._simulator_class': ('simulators.html#_simulator_class', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._splat': ('simulators.html#_splat', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._split_args': ('simulators.html#_split_args', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._value': ('simulators.html#_value', 'astra_wb/simulators.py'),
