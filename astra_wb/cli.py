@@ -61,7 +61,7 @@ COMMANDS = {
     "app": ("apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
     "annotate": ("astra_wb.annotate:cli_annotate", "Label-store tools: register, stats, export, import, agreement, configure."),
     "train": ("astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop."),
-    "filter-rl-data": ("astra_wb.rl:cli_filter_rl_data", "Keep questions the policy answers correctly at most once in k tries."),
+    "filter-rl-data": ("astra_wb.rl_data:cli_filter_rl_data", "Keep questions the policy answers correctly at most once in k tries."),
     "make-wm-data": ("astra_wb.wm_data:cli_make_wm_data", "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes."),
     "sim-quality": ("astra_wb.sim_quality:cli_sim_quality", "Score a simulator's pose and content consistency (paper Table 2)."),
     "tune-wm": ("astra_wb.tune_wm:cli_tune_wm", "Train the learned world simulator (generic pre-training, view-consistency tuning) and measure it."),

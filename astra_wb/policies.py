@@ -7,25 +7,30 @@ from __future__ import annotations
 import base64, importlib, io, json, random, re, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 import numpy as np
 from PIL import Image
 from .protocol import TOOLS, system_prompt
 
 # %% auto #0
-__all__ = ['SAMPLING_KEYS', 'Policy', 'PolicyError', 'register_policy', 'policy_names', 'get_policy', 'to_pil',
+__all__ = ['SAMPLING_KEYS', 'Policy', 'policy_attr', 'PolicyError', 'register_policy', 'policy_names', 'get_policy', 'to_pil',
            'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
            'to_openai_messages', 'vllm_chat_view', 'from_openai_message', 'OpenAIPolicy', 'forced_calls_left',
-           'processor_pixel_limits', 'build_tiny_qwen3vl']
+           'processor_pixel_limits']
 
 # %% ../nbs/06_policies.ipynb #89453873
 SAMPLING_KEYS = ("temperature", "top_p", "max_new_tokens", "seed")
 
-@runtime_checkable
 class Policy(Protocol):
     "Anything that writes the next assistant turn of each conversation in a batch."
     name: str
+    needs_sample_ids: bool = False             # True: respond also takes sample_ids= and group_indices=
+    last_finish_reasons: list | None = None    # after respond: one finish reason per turn (None: unknown)
     def respond(self, conversations: list[list[dict]], tools: list | None = None, **sampling) -> list[str]: ...
+
+def policy_attr(policy, name: str):
+    "An attribute the `Policy` protocol declares: the policy's own, else the protocol's default."
+    return getattr(policy, name, getattr(Policy, name))
 
 class PolicyError(RuntimeError):
     "A policy backend failed (unreachable server, bad model folder); the message names the backend."
@@ -103,6 +108,29 @@ def _probe_conversations() -> list[list[dict]]:
              {"role": "user", "content": [{"type": "text", "text": "Invalid turn (no_action): answer inside <answer></answer>."}]}]
     return [a, b]
 
+# %% ../nbs/06_policies.ipynb #01a73fdb
+def _check_finish_reasons(policy, name: str, n: int) -> None:
+    "After a call on `n` conversations, `last_finish_reasons` (if the policy has it) holds one str or None per turn."
+    finish = policy_attr(policy, "last_finish_reasons")
+    if finish is None:
+        return
+    assert isinstance(finish, list) and len(finish) == n, f"{name}: last_finish_reasons must hold {n} reasons, got {finish!r}"
+    assert all(f is None or isinstance(f, str) for f in finish), f"{name}: finish reasons must be str or None: {finish!r}"
+
+def _check_sample_ids(policy, name: str, convs, kw) -> None:
+    "`needs_sample_ids` is a bool; when set, respond takes the ids and group indices the loop passes."
+    needs = policy_attr(policy, "needs_sample_ids")
+    assert isinstance(needs, bool), f"{name}: needs_sample_ids must be a bool, got {needs!r}"
+    if not needs:
+        return
+    ids = dict(sample_ids=[f"probe-{i}" for i in range(len(convs))], group_indices=list(range(len(convs))))
+    try:
+        out = policy.respond(convs, tools=TOOLS, **kw, **ids)
+    except TypeError as e:
+        raise AssertionError(f"{name}: needs_sample_ids is set but respond rejects sample_ids= / group_indices=: {e}") from e
+    assert isinstance(out, list) and len(out) == len(convs), f"{name}: respond with sample ids returned {out!r}"
+
+# %% ../nbs/06_policies.ipynb #699b8586
 def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -> dict:
     "Run the conformance checks on `policy`; raise AssertionError naming the failed check, else return a summary."
     name = getattr(policy, "name", None)
@@ -112,12 +140,15 @@ def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -
     out = policy.respond(convs, tools=TOOLS, **kw)
     assert isinstance(out, list) and len(out) == len(convs), f"{name}: respond must return one turn per conversation, got {out!r}"
     assert all(isinstance(t, str) for t in out), f"{name}: turns must be str, got {[type(t).__name__ for t in out]}"
+    _check_finish_reasons(policy, name, len(convs))
     out2 = policy.respond(convs[:1], tools=None, **kw)
     assert isinstance(out2, list) and len(out2) == 1 and isinstance(out2[0], str), f"{name}: respond without tools failed: {out2!r}"
+    _check_finish_reasons(policy, name, 1)
     assert policy.respond([], tools=None, **kw) == [], f"{name}: an empty batch must give []"
     if deterministic:
         again = policy.respond(convs, tools=TOOLS, **kw)
         assert again == out, f"{name}: not deterministic under seed 0: {out!r} != {again!r}"
+    _check_sample_ids(policy, name, convs, kw)
     summary["turns"] = out
     return summary
 
@@ -437,9 +468,3 @@ def _respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[
     return [t for t, _ in out]
 
 OpenAIPolicy._model_id, OpenAIPolicy._payload, OpenAIPolicy._complete, OpenAIPolicy.respond = _model_id, _payload, _complete, _respond
-
-# %% ../nbs/06_policies.ipynb #290b545c
-def build_tiny_qwen3vl(folder, **kw) -> str:
-    "Build (or reuse) a tiny random Qwen3-VL with a locally trained tokenizer in `folder`; see `astra_wb.hf`."
-    from astra_wb.hf import build_tiny_vlm
-    return build_tiny_vlm(folder, family="qwen3_vl", **kw)

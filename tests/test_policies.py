@@ -129,3 +129,29 @@ def test_hf_missing_local_folder_fails_fast_with_its_name(tmp_path):
     from astra_wb.policies import PolicyError
     with pytest.raises(PolicyError, match="nope: no such model folder"):
         load_processor(str(tmp_path / "nope"))
+
+
+def test_check_policy_checks_what_the_loop_reads():
+    "The Policy protocol's optional attributes, as the agent loop uses them, are part of conformance."
+    class NoIds:
+        name, needs_sample_ids = "no-ids", True
+        def respond(self, conversations, tools=None, temperature=None, top_p=None, max_new_tokens=None, seed=None):
+            return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="rejects sample_ids"): check_policy(NoIds())
+
+    class FlagNotBool:
+        name, needs_sample_ids = "flag", "yes"
+        def respond(self, conversations, tools=None, **kw): return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="needs_sample_ids must be a bool"): check_policy(FlagNotBool())
+
+    class StaleReasons:
+        name, last_finish_reasons = "stale", ["stop"]
+        def respond(self, conversations, tools=None, **kw): return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="last_finish_reasons must hold 2"): check_policy(StaleReasons())
+
+    class Good:
+        name, needs_sample_ids = "good", True
+        def respond(self, conversations, tools=None, sample_ids=None, group_indices=None, **kw):
+            self.last_finish_reasons = ["stop"] * len(conversations)
+            return [""] * len(conversations)
+    assert check_policy(Good())["name"] == "good"
