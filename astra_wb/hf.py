@@ -31,7 +31,8 @@ IMAGE_ONLY_FAMILIES = {  # model_type -> (module, processor class)
 
 @lru_cache(None)
 def image_only_processor_class(model_type: str):
-    "The `<Base>ImageOnly` subclass of a Qwen-VL processor that has no video processor, registered with AutoProcessor."
+    """The `<Base>ImageOnly` subclass of a Qwen-VL processor that has no video processor, registered with
+    AutoProcessor."""
     import importlib
     from transformers import AutoProcessor, PretrainedConfig
     module, base_name = IMAGE_ONLY_FAMILIES[model_type]
@@ -45,12 +46,15 @@ def image_only_processor_class(model_type: str):
 
 def register_image_only_processors() -> None:
     "Register every image-only processor, so `AutoProcessor.from_pretrained` reloads folders saved with one."
-    for t in IMAGE_ONLY_FAMILIES: image_only_processor_class(t)
+    for t in IMAGE_ONLY_FAMILIES:
+        image_only_processor_class(t)
 
 @lru_cache(None)
 def has_torchvision() -> bool:
-    try: import torchvision  # noqa: F401
-    except Exception: return False  # a CUDA-only wheel on a CPU machine fails with more than ImportError
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        return False  # a CUDA-only wheel on a CPU machine fails with more than ImportError
     return True
 
 # %% ../nbs/06a_hf.ipynb #cae9a805
@@ -62,11 +66,13 @@ def load_processor(path: str, trust_remote_code: bool = False, image_only: bool 
     p = Path(str(path)).expanduser()
     if not p.exists() and (str(path).startswith((".", "/", "~")) or str(path).count("/") > 1):   # a local path, not a hub id
         raise PolicyError(f"{path}: no such model folder")
-    try: model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
+    try:
+        model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
     except (OSError, ValueError) as e:
         where = "" if p.exists() else "not a local folder, and "
         raise PolicyError(f"{path}: {where}cannot read the model config: {e}") from e
-    if image_only is None: image_only = model_type in IMAGE_ONLY_FAMILIES and not has_torchvision()
+    if image_only is None:
+        image_only = model_type in IMAGE_ONLY_FAMILIES and not has_torchvision()
     if image_only and model_type not in IMAGE_ONLY_FAMILIES:
         raise PolicyError(f"{path}: no image-only processor for model_type {model_type!r}; known: {sorted(IMAGE_ONLY_FAMILIES)}")
     cls = image_only_processor_class(model_type) if image_only else AutoProcessor
@@ -74,10 +80,13 @@ def load_processor(path: str, trust_remote_code: bool = False, image_only: bool 
     ip = getattr(proc, "image_processor", None)
     if ip is not None and (min_pixels or max_pixels):
         size = dict(getattr(ip, "size", None) or {})
-        if min_pixels: size["shortest_edge"] = ip.min_pixels = min_pixels
-        if max_pixels: size["longest_edge"] = ip.max_pixels = max_pixels
+        if min_pixels:
+            size["shortest_edge"] = ip.min_pixels = min_pixels
+        if max_pixels:
+            size["longest_edge"] = ip.max_pixels = max_pixels
         ip.size = size
-    if getattr(proc, "tokenizer", None) is not None: proc.tokenizer.padding_side = "left"
+    if getattr(proc, "tokenizer", None) is not None:
+        proc.tokenizer.padding_side = "left"
     return proc
 
 # %% ../nbs/06a_hf.ipynb #6da40230
@@ -92,7 +101,8 @@ def trl_chat_template(name: str = "qwen3_vl") -> str:
     "The chat template TRL ships as `trl/chat_templates/<name>.jinja` (read without importing trl)."
     import importlib.util
     spec = importlib.util.find_spec("trl")
-    if spec is None: raise PolicyError("trl is not installed; it ships the Qwen-VL chat templates")
+    if spec is None:
+        raise PolicyError("trl is not installed; it ships the Qwen-VL chat templates")
     path = Path(spec.submodule_search_locations[0]) / "chat_templates" / f"{name}.jinja"
     return path.read_text(encoding="utf-8")
 
@@ -122,7 +132,8 @@ def train_qwen_tokenizer(corpus: list[str], vocab_size: int = 800, chat_template
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN_TEXT_TOKENS])
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
     tok.padding_side = "left"
-    if chat_template is not None: tok.chat_template = chat_template
+    if chat_template is not None:
+        tok.chat_template = chat_template
     return tok
 
 # %% ../nbs/06a_hf.ipynb #c20e62b1
@@ -165,7 +176,8 @@ def _write_tiny(folder: Path, family: str, seed: int, vocab_size: int) -> None:
     ip = Qwen2VLImageProcessorPil(patch_size=patch, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                                   size={"shortest_edge": (2 * patch) ** 2, "longest_edge": (8 * patch) ** 2})
     proc = image_only_processor_class(family)(image_processor=ip, tokenizer=tok, chat_template=template)
-    model.save_pretrained(folder); proc.save_pretrained(folder)
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
     (folder / "astra_tiny.json").write_text(json.dumps({"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed,
                                                         "vocab_size": vocab_size}))
 
@@ -173,11 +185,15 @@ def _write_tiny(folder: Path, family: str, seed: int, vocab_size: int) -> None:
 @contextmanager
 def hub_offline():
     "Temporarily forbid the Hugging Face hub (HF_HUB_OFFLINE=1), to prove a folder loads on its own."
-    old = os.environ.get("HF_HUB_OFFLINE"); os.environ["HF_HUB_OFFLINE"] = "1"
-    try: yield
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
     finally:
-        if old is None: os.environ.pop("HF_HUB_OFFLINE", None)
-        else: os.environ["HF_HUB_OFFLINE"] = old
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
 
 @contextmanager
 def quiet_progress():
@@ -185,21 +201,19 @@ def quiet_progress():
     from transformers.utils import logging as hf_logging
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    try: yield
+    try:
+        yield
     finally:
-        if was: hf_logging.enable_progress_bar()
+        if was:
+            hf_logging.enable_progress_bar()
 
-_BUILD_LOCK = threading.Lock()  # transformers' init contexts patch process-wide state: threads build one at a time
-
-def build_tiny_vlm(folder, family: str = "qwen3_vl", seed: int = 0, vocab_size: int = 800, overwrite: bool = False) -> str:
-    "Build, save and reload (offline) a tiny random Qwen-VL in `folder`; reuse it when already built. Returns the path."
-    with _BUILD_LOCK: return _build_tiny_vlm(Path(folder), family, seed, vocab_size, overwrite)
-
+# %% ../nbs/06a_hf.ipynb #eb6de780
 def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overwrite: bool) -> str:
     "Processes race safely: each builds in its own temporary folder and renames it into place."
     want = {"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed, "vocab_size": vocab_size}
     marker = folder / "astra_tiny.json"
-    if not overwrite and marker.exists() and json.loads(marker.read_text()) == want: return str(folder)
+    if not overwrite and marker.exists() and json.loads(marker.read_text()) == want:
+        return str(folder)
     if folder.exists() and any(folder.iterdir()) and not marker.exists():
         raise FileExistsError(f"{folder} exists and is not a tiny-model folder; refusing to overwrite it")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -207,22 +221,38 @@ def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overw
     try:
         with quiet_progress():
             _write_tiny(tmp, family, seed, vocab_size)
-            with hub_offline(): load_tiny(tmp)  # prove it reloads from the folder alone
-        if folder.exists(): shutil.rmtree(folder, ignore_errors=True)
-        try: os.replace(tmp, folder)
+            with hub_offline():
+                load_tiny(tmp)  # prove it reloads from the folder alone
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
         except OSError:  # another process renamed its build into place first: theirs is as good
-            if not marker.exists(): raise
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+            if not marker.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
 
+# %% ../nbs/06a_hf.ipynb #d8b1a28d
+_BUILD_LOCK = threading.Lock()  # transformers' init contexts patch process-wide state: threads build one at a time
+
+def build_tiny_vlm(folder, family: str = "qwen3_vl", seed: int = 0, vocab_size: int = 800, overwrite: bool = False) -> str:
+    """Build, save and reload (offline) a tiny random Qwen-VL in `folder`; reuse it when already built. Returns
+    the path."""
+    with _BUILD_LOCK:
+        return _build_tiny_vlm(Path(folder), family, seed, vocab_size, overwrite)
+
 def build_tiny_qwen3vl(folder, **kw) -> str:
-    "A tiny random Qwen3-VL (2 layers, hidden 64, 2-layer vision tower) saved in `folder`; see `build_tiny_vlm`."
+    """A tiny random Qwen3-VL (2 layers, hidden 64, 2-layer vision tower) saved in `folder`; see
+    `build_tiny_vlm`."""
     return build_tiny_vlm(folder, family="qwen3_vl", **kw)
 
 def load_tiny(path):
     "The model and processor of a tiny folder (float32, CPU)."
     from transformers import AutoModelForImageTextToText
-    with quiet_progress(): model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    with quiet_progress():
+        model = AutoModelForImageTextToText.from_pretrained(path).eval()
     return model, load_processor(str(path))
 
 # %% ../nbs/06a_hf.ipynb #aea29fb7
@@ -246,7 +276,8 @@ def _load_model(path: str, device: str, dtype, trust_remote_code: bool, attn_imp
         kw["device_map"] = "auto"
     dtype = dtype or (torch.bfloat16 if gpu else torch.float32)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **kw)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                            **kw)
     except (OSError, ValueError) as e:
         raise PolicyError(f"hf:{path}: cannot load the model: {e}") from e
     return (model if device == "auto" else model.to(device)).eval()
@@ -306,7 +337,8 @@ def vision_token_ids(processor) -> list[int]:
 # %% ../nbs/06a_hf.ipynb #5b1b9362
 def turn_generation_config(model, stop_ids, pad_id: int, suppress_ids, temperature: float = 0.0, top_p: float = 1.0,
                            max_new_tokens: int = 256, base=None, **extra):
-    "A copy of `base` (default: the model's generation config) set for one turn; `extra`: top_k, repetition_penalty."
+    """A copy of `base` (default: the model's generation config) set for one turn; `extra`: top_k,
+    repetition_penalty."""
     import copy
     gc = copy.deepcopy(base or model.generation_config)
     gc.max_new_tokens, gc.do_sample = max_new_tokens, temperature > 0
@@ -332,7 +364,8 @@ def finish_reason(ids: list[int], stop_ids) -> str:
     return "stop" if ids and ids[-1] in stop_ids else "length"
 
 def generate_ids(model, inputs: dict, gc, seed: int | None = None) -> list[list[int]]:
-    "The new token ids of each row of a left-padded batch, cut after the first stop token; the caller's RNG is untouched."
+    """The new token ids of each row of a left-padded batch, cut after the first stop token; the caller's RNG
+    is untouched."""
     import torch
     dev = next(model.parameters()).device
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
@@ -345,7 +378,8 @@ def generate_ids(model, inputs: dict, gc, seed: int | None = None) -> list[list[
 # %% ../nbs/06a_hf.ipynb #e3ce6010
 @patch
 def _set_tokens(self: HFPolicy):
-    "Left padding (a pad token if the tokenizer has none), the stop tokens and the never-sampled placeholders."
+    """Left padding (a pad token if the tokenizer has none), the stop tokens and the never-sampled
+    placeholders."""
     tok = self.processor.tokenizer
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -355,15 +389,17 @@ def _set_tokens(self: HFPolicy):
 
 @patch
 def _inputs(self: HFPolicy, convs, tools) -> dict:
-    "The processor's left-padded batch for `convs` on the policy's device; a template that drops images is an error."
+    """The processor's left-padded batch for `convs` on the policy's device; a template that drops images is an
+    error."""
     proc = self.processor
     texts = proc.apply_chat_template(convs, tools=tools or None, add_generation_prompt=True, tokenize=False)
     per_conv = [conversation_images(c) for c in convs]
     marker = getattr(proc, "image_token", None)
     for text, ims in zip(texts, per_conv):
         if marker and text.count(marker) != len(ims):  # a template that drops images (e.g. in tool messages)
-            raise PolicyError(f"{self.name}: the chat template renders {text.count(marker)} image(s) for a conversation "
-                              f"with {len(ims)}; this model's template cannot show imagined images in tool messages")
+            raise PolicyError(f"{self.name}: the chat template renders {text.count(marker)} image(s) for a "
+                              f"conversation with {len(ims)}; this model's template cannot show imagined images "
+                              "in tool messages")
     images = [im for ims in per_conv for im in ims]
     return proc(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
 
@@ -455,8 +491,9 @@ class TokenPolicy:
 
     def __init__(self, model, processor, generation_config=None, forced=None):
         self.model, self.processor, self.tokenizer = model, processor, processor.tokenizer
-        self.eos_id, self.pad_id, self.eos_str = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, self.tokenizer.eos_token
-        self.stop_ids, self.vision_ids = set(stop_token_ids(model, self.tokenizer)), vision_token_ids(processor)
+        tok = self.tokenizer
+        self.eos_id, self.pad_id, self.eos_str = tok.eos_token_id, tok.pad_token_id, tok.eos_token
+        self.stop_ids, self.vision_ids = set(stop_token_ids(model, tok)), vision_token_ids(processor)
         self.image_token = getattr(processor, "image_token", "<|image_pad|>")
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         self.generation_config, self.forced, self.engine = generation_config, forced, None
@@ -573,7 +610,8 @@ def _turn(self: TokenPolicy, forced: str | None, sampled: list[int] | None) -> t
     return self.tokenizer.decode(body, skip_special_tokens=False), sampled
 
 @patch
-def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=None, **kw):
+def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=None,
+            **kw):
     "Policy.respond: one assistant turn per conversation, remembering its exact tokens."
     enc = [self.encode(c, tools) for c in conversations]
     for c in conversations:
@@ -586,7 +624,8 @@ def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p
     turns = [self._turn(forced[i], sampled.get(i)) for i in range(len(conversations))]
     for (ids, *_), (text, new) in zip(enc, turns):
         self._sampled[(_ctx_key(ids), text)] = new
-    self.last_finish_reasons = [finish_reason(new, self.stop_ids) for _, new in turns]   # the loop marks "length" truncated
+    # the loop marks a turn that ends with "length" as truncated
+    self.last_finish_reasons = [finish_reason(new, self.stop_ids) for _, new in turns]
     return [text for text, _ in turns]
 
 # %% ../nbs/06a_hf.ipynb #6b5d0676

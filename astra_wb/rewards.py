@@ -45,12 +45,14 @@ def _crash_turn(turn) -> bool:
     return a.detail.split(":", 1)[0].strip() not in POLICY_SIMULATOR_ERRORS
 
 def simulator_crashed(traj: Trajectory) -> bool:
-    "True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a bad query."
+    """True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a
+    bad query."""
     return any(_crash_turn(t) for t in traj.turns)
 
 # %% ../nbs/10_rewards.ipynb #d69c7f94
 def r_fmt(traj: Trajectory) -> float:
-    "Format validity: no invalid turn of the policy's making and a final answer (a simulator crash is not a format error)."
+    """Format validity: no invalid turn of the policy's making and a final answer (a simulator crash is not a
+    format error)."""
     if traj.final_answer is None:
         return 0.0
     own = [t for t in traj.turns if isinstance(t.action, Invalid) and not _crash_turn(t)]
@@ -83,7 +85,8 @@ def _e_direct(baseline) -> float | None:
 
 def reward_terms(traj: Trajectory, phase: int = 1, baseline: Trajectory | float | bool | None = None,
                  config: RewardConfig | None = None) -> dict:
-    "Every term of the reward of one rollout (em, fmt, tool_use, gain), their weighted total, e_direct and crashed."
+    """Every term of the reward of one rollout (em, fmt, tool_use, gain), their weighted total, e_direct and
+    crashed."""
     config = config or RewardConfig()
     if phase not in (1, 2):
         raise ValueError(f"phase must be 1 or 2, got {phase!r}")

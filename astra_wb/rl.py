@@ -91,14 +91,16 @@ def trajectory_tokens(policy: TokenPolicy, traj: Trajectory, max_tool_rounds: in
 
 # %% ../nbs/11_rl.ipynb #be5b5bcd
 class VllmEngine:
-    "Token-in, token-out sampling through TRL's vLLM engine: the colocated `LLM` or the `trl vllm-serve` client."
+    """Token-in, token-out sampling through TRL's vLLM engine: the colocated `LLM` or the `trl vllm-serve`
+    client."""
     def __init__(self, processor, llm=None, client=None, sampling_params=None):
         if (llm is None) == (client is None):
             raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
     def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
-        "One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision placeholders)."
+        """One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision
+        placeholders)."""
         kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
         if bad_words:
             kw["bad_words"] = list(bad_words)
@@ -111,14 +113,15 @@ def _colocate(self: VllmEngine, contexts, kw, seeds):
     params = self._params
     if params is None:
         from vllm import SamplingParams as params
-    prompts = [{"prompt_token_ids": list(ids)} | ({"multi_modal_data": {"image": ims if len(ims) > 1 else ims[0]}} if ims else {})
-               for ids, ims in contexts]
+    mm = lambda ims: {"multi_modal_data": {"image": ims if len(ims) > 1 else ims[0]}} if ims else {}   # one image alone
+    prompts = [{"prompt_token_ids": list(ids)} | mm(ims) for ids, ims in contexts]
     outs = self.llm.generate(prompts, sampling_params=[params(**kw, seed=s) for s in seeds], use_tqdm=False)
     return [list(o.outputs[0].token_ids) for o in outs]
 
 @patch
 def _server(self: VllmEngine, contexts, kw, seeds):
-    "`trl vllm-serve`: image features placed on the ids' image-token runs (TRL's `_place_features`), one request each."
+    """`trl vllm-serve`: image features placed on the ids' image-token runs (TRL's `_place_features`), one
+    request each."""
     from types import SimpleNamespace
     from trl.generation.vllm_generation import VLLMGeneration
     feats = self.client.image_features([list(ims) or None for _, ims in contexts])
@@ -127,8 +130,9 @@ def _server(self: VllmEngine, contexts, kw, seeds):
     out = []
     for (ids, _), f, s in zip(contexts, feats, seeds):
         placed = None if f is None else [VLLMGeneration._place_features(holder, f, list(ids))]
-        res = self.client.generate(prompts=[list(ids)], features=placed, n=1, logprobs=None, temperature=kw["temperature"],
-                                   top_p=kw["top_p"], max_tokens=kw["max_tokens"], generation_kwargs={"seed": s, **gen_kw})
+        res = self.client.generate(prompts=[list(ids)], features=placed, n=1, logprobs=None,
+                                   temperature=kw["temperature"], top_p=kw["top_p"], max_tokens=kw["max_tokens"],
+                                   generation_kwargs={"seed": s, **gen_kw})
         out.append(list(res["completion_ids"][0]))
     return out
 
@@ -172,14 +176,16 @@ def world_simulator(reference_image: int, motion_type: str, value: float) -> lis
     """
     raise RuntimeError("world_simulator is executed by the astra agent loop, not by TRL's tool loop")
 
+# %% ../nbs/11_rl.ipynb #f8ccbd54
 @dataclass
 class RolloutState:
-    "What the trainer's rollouts need besides the model: the run config, samples by id, the simulator and the policy."
+    """What the trainer's rollouts need besides the model: the run config, samples by id, the simulator and the
+    policy."""
     config: TrainConfig
     samples: dict
     simulator: object
     policy: TokenPolicy
-    last: dict = field(default_factory=dict)   # the latest step's trajectories, baselines and tokens (for inspection)
+    last: dict = field(default_factory=dict)   # the latest step's trajectories, baselines and tokens
 
 def _seed(*parts) -> int:
     return seed_of(*parts)
@@ -197,15 +203,17 @@ def _freeze(model) -> int:
 _STATS = ["em", "fmt", "calls", "used", "turns", "e_direct", "gain"]
 
 def _row_stats(t: Trajectory, e_direct, phase: int, cfg: RewardConfig) -> list[float]:
-    "One row of the step log: the reward's terms as `rewards.reward_terms` gives them, then behaviour and invalid turns."
+    """One row of the step log: the reward's terms as `rewards.reward_terms` gives them, then behaviour and
+    invalid turns."""
     terms = reward_terms(t, phase, e_direct, cfg)
     e = float("nan") if e_direct is None else float(e_direct)
     inv = [float(sum(r == reason for r in t.invalid_reasons)) for reason in INVALID_REASONS]
     behaviour = [float(t.n_tool_calls), float(t.n_tool_calls > 0), float(len(t.turns))]
     return [terms["em"], terms["fmt"], *behaviour, e, terms["gain"]] + inv
 
-def _log_step(self, trajs, e_direct, phase, toks, seconds):
-    "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
+# %% ../nbs/11_rl.ipynb #538b51cb
+def _log_lengths(self, toks):
+    "TRL's token count and completion-length metrics (model tokens only), gathered over processes."
     import torch
     dev, m = self.accelerator.device, self._metrics["train"]
     plen = self.accelerator.gather(torch.tensor([len(t["prompt_ids"]) for t in toks], device=dev))
@@ -214,7 +222,14 @@ def _log_step(self, trajs, e_direct, phase, toks, seconds):
     m["num_tokens"] = [self.state.num_input_tokens_seen]
     for k, f in (("mean", torch.mean), ("min", torch.min), ("max", torch.max)):
         m[f"completions/{k}_length"].append(f(clen.float()).item())
-    rows = torch.tensor([_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)], device=dev)
+
+def _log_step(self, trajs, e_direct, phase, toks, seconds):
+    "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
+    import torch
+    dev, m = self.accelerator.device, self._metrics["train"]
+    _log_lengths(self, toks)
+    stats = [_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)]
+    rows = torch.tensor(stats, device=dev)
     rows = self.accelerator.gather(rows)
     col = dict(zip(_STATS, rows[:, :len(_STATS)].T))
     m["astra/phase"].append(float(phase))
@@ -246,26 +261,37 @@ def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[li
     cfg, base = self.astra.config, {}
     for s in rows:
         if s.id not in base:
-            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process holding this group
+            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process with this group
             base[s.id] = rollout([s], pol, self.astra.simulator, _agent_config(cfg, "direct"))[0]
     return [r_em(base[s.id]) for s in rows], base
 
-def _astra_generate(self, prompts):
-    "GRPOTrainer._generate, replaced: our agent loop with the simulator, token-exact, with env_mask and images."
+# %% ../nbs/11_rl.ipynb #720b5736
+def _rollouts(self, rows: list, step: int, phase: int) -> tuple[list, list, list, dict]:
+    """The step's rollouts on the unwrapped model: trajectories, their tokens, and (Phase 2) the direct
+    baselines."""
     from trl.models import unwrap_model_for_generation
     from astra_wb.agent import rollout
     st, cfg = self.astra, self.astra.config
-    rows = [st.samples[x["sample_id"]] for x in self._astra_inputs]
-    step, rank = self.state.global_step, self.accelerator.process_index
-    phase, t0 = cfg.phase(step), time.perf_counter()
-    with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                                     gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model:
+    unwrap = dict(gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                  gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs)
+    with unwrap_model_for_generation(self.model_wrapped, self.accelerator, **unwrap) as model:
         st.policy.model = model
         st.policy.engine = use_trl_engine(self)   # None: transformers generate on the model being trained
-        st.policy.reset(seed=_seed(cfg.seed, step, rank, "rollout"))
+        st.policy.reset(seed=_seed(cfg.seed, step, self.accelerator.process_index, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
-        e_direct, base = _direct_baselines(self, st.policy, rows, step) if phase == 2 else ([None] * len(rows), {})
+        e_direct, base = ([None] * len(rows), {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
+    return trajs, toks, e_direct, base
+
+# %% ../nbs/11_rl.ipynb #6d1a8549
+def _astra_generate(self, prompts):
+    """GRPOTrainer._generate, replaced: our agent loop with the simulator, token-exact, with env_mask and
+    images."""
+    st = self.astra
+    rows = [st.samples[x["sample_id"]] for x in self._astra_inputs]
+    step = self.state.global_step
+    phase, t0 = st.config.phase(step), time.perf_counter()
+    trajs, toks, e_direct, base = _rollouts(self, rows, step, phase)
     seconds = time.perf_counter() - t0
     st.last = dict(step=step, phase=phase, trajectories=trajs, tokens=toks, e_direct=e_direct, baselines=base)
     _log_step(self, trajs, e_direct, phase, toks, seconds)
@@ -273,9 +299,10 @@ def _astra_generate(self, prompts):
     images = [t["images"] or None for t in toks]
     completions = [[{"role": "assistant", "content": _transcript(t)}] for t in trajs]
     extra = {"trajectory": trajs, "phase": [phase] * len(trajs), "e_direct": e_direct}
-    return ([t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks],
-            completions, None, extra, images, images)
+    ids = [t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks]
+    return (*ids, completions, None, extra, images, images)   # the order of TRL's _generate; no sampling logprobs
 
+# %% ../nbs/11_rl.ipynb #39d9c23b
 def _transcript(t: Trajectory) -> str:
     "The completion as text for TRL's logs: assistant turns with the tool responses' provenance lines."
     out = []
@@ -291,9 +318,10 @@ def _write_rollouts(self, step, phase, trajs, e_direct):
     "Append this step's rollouts to output_dir/rollouts.rank<r>.jsonl (sample ids, turns, answers, rewards)."
     path = Path(self.args.output_dir) / f"rollouts.rank{self.accelerator.process_index}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [dict(sample_id=t.sample.id, turns=[x.text for x in t.turns], final_answer=t.final_answer, gold=t.sample.answer,
-                 valid=t.valid, n_tool_calls=t.n_tool_calls, invalid=t.invalid_reasons, e_direct=e,
-                 reward=reward_terms(t, phase, e, self.astra.config.reward)["total"]) for t, e in zip(trajs, e_direct)]
+    cfg = self.astra.config.reward
+    rows = [dict(sample_id=t.sample.id, turns=[x.text for x in t.turns], final_answer=t.final_answer,
+                 gold=t.sample.answer, valid=t.valid, n_tool_calls=t.n_tool_calls, invalid=t.invalid_reasons,
+                 e_direct=e, reward=reward_terms(t, phase, e, cfg)["total"]) for t, e in zip(trajs, e_direct)]
     with open(path, "a") as f:
         f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
 
@@ -308,9 +336,11 @@ def trainer_class():
         from trl.trainer.utils import RepeatSampler
 
         class EpochRepeatSampler(RepeatSampler):
-            "TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays it."
+            """TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays
+            it."""
             def set_epoch(self, epoch: int):
-                if self.shuffle: self.generator.manual_seed(_seed(self.seed, epoch))
+                if self.shuffle:
+                    self.generator.manual_seed(_seed(self.seed, epoch))
 
         class AstraGRPOTrainer(GRPOTrainer):
             "TRL's GRPOTrainer whose rollouts are astra-wb's agent loop with the world simulator."
@@ -321,7 +351,8 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
+                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle,
+                                          s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS
 
@@ -331,9 +362,11 @@ def prompts_dataset(samples: list[Sample]):
     from datasets import Dataset
     seen = set()
     for s in samples:
-        if s.id in seen: raise ValueError(f"duplicate sample id {s.id!r}: training rows are looked up by id")
+        if s.id in seen:
+            raise ValueError(f"duplicate sample id {s.id!r}: training rows are looked up by id")
         seen.add(s.id)
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": s.prompt_text()}], "sample_id": s.id} for s in samples])
+    rows = [{"prompt": [{"role": "user", "content": s.prompt_text()}], "sample_id": s.id} for s in samples]
+    return Dataset.from_list(rows)
 
 def load_policy_model(spec: str, output_dir: str):
     "(model, processor) for training; 'tiny' builds the tiny random Qwen3-VL under output_dir."
@@ -345,46 +378,61 @@ def load_policy_model(spec: str, output_dir: str):
     return model, load_processor(path)
 
 # %% ../nbs/11_rl.ipynb #8dcec602
-def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model=None, processor=None,
-                 simulator=None, callbacks=None, forced=None):
-    "An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given)."
+def _grpo_args(config: TrainConfig, world: int, weights: list[float]):
+    """TRL's GRPOConfig for a run: one optimiser step per generated batch of prompts_per_step x num_generations
+    rows."""
     import torch
     from trl import GRPOConfig
-    samples = load_train_samples(config.data) if samples is None else samples
-    if model is None: model, processor = load_policy_model(config.model, config.output_dir)
-    if config.freeze_vision: _freeze(model)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rows = config.prompts_per_step * config.num_generations
-    if rows % world: raise ValueError(f"prompts_per_step * num_generations = {rows} is not divisible by {world} processes")
-    cuda = torch.cuda.is_available()
+    rows, cuda = config.prompts_per_step * config.num_generations, torch.cuda.is_available()
     bf16 = config.bf16 if config.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
-    funcs, weights = reward_functions(config.reward)
-    args = GRPOConfig(
+    report_to = [] if config.report_to in ("none", "") else config.report_to.split(",")
+    return GRPOConfig(
         output_dir=config.output_dir, per_device_train_batch_size=rows // world, gradient_accumulation_steps=1,
         num_generations=config.num_generations, max_steps=config.max_steps, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type, epsilon=config.epsilon, epsilon_high=config.epsilon_high,
         beta=config.kl_coef, loss_type=config.loss_type, num_iterations=config.num_iterations,
-        temperature=config.temperature, top_p=config.top_p, max_completion_length=config.max_turns * config.max_new_tokens,
+        temperature=config.temperature, top_p=config.top_p,
+        max_completion_length=config.max_turns * config.max_new_tokens,
         gradient_checkpointing=config.gradient_checkpointing, bf16=bf16, seed=config.seed, data_seed=config.seed,
         save_steps=config.save_steps, save_total_limit=config.save_total_limit, logging_steps=config.logging_steps,
-        report_to=[] if config.report_to in ("none", "") else config.report_to.split(","), remove_unused_columns=False,
-        ddp_find_unused_parameters=True, reward_weights=weights, use_cpu=not cuda, dataloader_num_workers=0,
-        use_vllm=config.use_vllm, vllm_mode=config.vllm_mode, vllm_server_base_url=config.vllm_server_base_url or None)
-    trainer = trainer_class()(model=model, reward_funcs=funcs, args=args, train_dataset=prompts_dataset(samples),
-                              processing_class=processor, tools=[world_simulator], callbacks=callbacks)
+        report_to=report_to, remove_unused_columns=False, ddp_find_unused_parameters=True, reward_weights=weights,
+        use_cpu=not cuda, dataloader_num_workers=0, use_vllm=config.use_vllm, vllm_mode=config.vllm_mode,
+        vllm_server_base_url=config.vllm_server_base_url or None)
+
+# %% ../nbs/11_rl.ipynb #e9517916
+def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model=None, processor=None,
+                 simulator=None, callbacks=None, forced=None):
+    "An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given)."
+    samples = load_train_samples(config.data) if samples is None else samples
+    if model is None:
+        model, processor = load_policy_model(config.model, config.output_dir)
+    if config.freeze_vision:
+        _freeze(model)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows = config.prompts_per_step * config.num_generations
+    if rows % world:
+        raise ValueError(f"prompts_per_step * num_generations = {rows} is not divisible by {world} processes")
+    funcs, weights = reward_functions(config.reward)
+    trainer = trainer_class()(model=model, reward_funcs=funcs, args=_grpo_args(config, world, weights),
+                              train_dataset=prompts_dataset(samples), processing_class=processor,
+                              tools=[world_simulator], callbacks=callbacks)
     if simulator is None:
         from astra_wb.simulators import get_simulator
         simulator = get_simulator(config.simulator)
-    trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, TokenPolicy(trainer.model, processor, forced=forced))
+    policy = TokenPolicy(trainer.model, processor, forced=forced)
+    trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, policy)
     return trainer
 
 # %% ../nbs/11_rl.ipynb #a60281fa
 def train(config: TrainConfig, **kw):
-    "Run GRPO for `config` (resuming from the last checkpoint in output_dir when `config.resume`); returns the trainer."
+    """Run GRPO for `config` (resuming from the last checkpoint in output_dir when `config.resume`); returns
+    the trainer."""
     from transformers.trainer_utils import get_last_checkpoint
-    out = Path(config.output_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     ckpt = get_last_checkpoint(str(out)) if config.resume else None
-    if config.resume and ckpt is None: print(f"resume: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    if config.resume and ckpt is None:
+        print(f"resume: no checkpoint in {out}; starting from step 0", file=sys.stderr)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
     trainer = make_trainer(config, **kw)
     trainer.train(resume_from_checkpoint=ckpt)
@@ -410,10 +458,13 @@ def training_curves(logs: list[dict], title: str = "GRPO training"):
         for k in keys:
             ys = [r.get(k) for r in logs]
             if any(y is not None for y in ys):
-                fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines+markers", name=k.replace("astra/", "").replace("rewards/", "")), 1, col)
+                name = k.replace("astra/", "").replace("rewards/", "")
+                fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines+markers", name=name), 1, col)
     p2 = [r["step"] for r in logs if r.get("astra/phase") == 2]
     if p2:
-        for col in (1, 2, 3): fig.add_vrect(x0=min(p2) - 0.5, x1=max(p2) + 0.5, fillcolor="gray", opacity=0.12, line_width=0, row=1, col=col)
+        for col in (1, 2, 3):
+            fig.add_vrect(x0=min(p2) - 0.5, x1=max(p2) + 0.5, fillcolor="gray", opacity=0.12, line_width=0,
+                          row=1, col=col)
     fig.update_layout(title=title + (" (Phase 2 shaded)" if p2 else ""), height=360, xaxis_title="step")
     return fig
 

@@ -30,7 +30,8 @@ def pass_counts(trajs: list[Trajectory], k: int) -> list[tuple[Sample, int]]:
 def filter_rl_data(samples: list[Sample], policy, simulator, k: int = 5, temperature: float = 1.5,
                    max_correct: int = 1, mode: str = "direct", max_new_tokens: int = 1024, seed: int = 0,
                    out=None, progress: bool = False) -> tuple[list[Sample], list[dict]]:
-    "Sample `policy` k times per question (Direct mode by default: the base model); keep those right <= `max_correct` times."
+    """Sample `policy` k times per question (Direct mode by default: the base model); keep those right <=
+    `max_correct` times."""
     from astra_wb.agent import AgentConfig, rollout
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -52,7 +53,8 @@ MARKER = "rl_data.json"
 def _empty_dataset():
     "A dataset with no rows and the columns `save_rl_data` writes (an empty kept set still loads)."
     from datasets import Dataset, Features, Value
-    features = Features({"sample_id": Value("string"), "prompt": [{"role": Value("string"), "content": Value("string")}],
+    message = {"role": Value("string"), "content": Value("string")}
+    features = Features({"sample_id": Value("string"), "prompt": [message],
                          "answer": Value("string"), "category": Value("string"), "n_correct": Value("int64"),
                          "k": Value("int64"), "sample_dir": Value("string")})
     return Dataset.from_dict({k: [] for k in features}, features=features)
@@ -95,13 +97,15 @@ def load_rl_data(folder) -> list[Sample]:
     for i, row in enumerate(load_from_disk(str(folder / "dataset"))):
         s = load_sample(folder / row["sample_dir"])
         if s.id != row["sample_id"]:
-            raise ProtocolError(f"{folder}/dataset row {i}: sample_id {row['sample_id']!r} but {row['sample_dir']} holds {s.id!r}")
+            raise ProtocolError(f"{folder}/dataset row {i}: sample_id {row['sample_id']!r} "
+                                f"but {row['sample_dir']} holds {s.id!r}")
         out.append(s)
     return out
 
 # %% ../nbs/11b_rl_data.ipynb #544a77f1
 def load_train_samples(spec: str) -> list[Sample]:
-    "Samples for training or filtering: 'synth:N[:seed]', an RL-data folder, or an exported synthetic bench folder."
+    """Samples for training or filtering: 'synth:N[:seed]', an RL-data folder, or an exported synthetic bench
+    folder."""
     if spec.startswith("synth:"):
         from astra_wb.synthqa import generate_bench
         n, _, seed = spec[6:].partition(":")
@@ -119,15 +123,17 @@ def load_train_samples(spec: str) -> list[Sample]:
 
 # %% ../nbs/11b_rl_data.ipynb #89beb803
 def filter_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data",
-                                description="Keep the questions the policy answers correctly at most --max-correct times in --k samples.")
+    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data", description="Keep the questions the policy answers "
+                                "correctly at most --max-correct times in --k samples.")
     p.add_argument("--policy", required=True, help="policy spec: hf:/path, openai:http://h:p/v1#model, expert, ...")
-    p.add_argument("--data", default="synth:200", help="synth:N[:seed], an RL-data folder, or an exported synthetic bench folder")
+    p.add_argument("--data", default="synth:200",
+                   help="synth:N[:seed], an RL-data folder, or an exported synthetic bench folder")
     p.add_argument("--simulator", default="oracle", help="world simulator spec (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder (HF dataset + samples)")
     p.add_argument("--k", type=int, default=5, help="samples per question (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.5, help="sampling temperature (default: %(default)s)")
-    p.add_argument("--max-correct", type=int, default=1, help="keep questions answered correctly at most this often (default: %(default)s)")
+    p.add_argument("--max-correct", type=int, default=1,
+                   help="keep questions answered correctly at most this often (default: %(default)s)")
     p.add_argument("--mode", default="direct", choices=["direct", "agentic", "forced"],
                    help="workflow mode of the samples (default: %(default)s, as the base model is not tool-trained)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per assistant turn (default: %(default)s)")
@@ -141,9 +147,10 @@ def cli_filter_rl_data(argv: list[str] | None = None) -> int:
     from astra_wb.policies import get_policy
     from astra_wb.simulators import get_simulator
     samples = load_train_samples(a.data)[: a.limit]
-    kept, rows = filter_rl_data(samples, get_policy(a.policy), get_simulator(a.simulator), k=a.k, temperature=a.temperature,
-                                max_correct=a.max_correct, mode=a.mode, max_new_tokens=a.max_new_tokens, seed=a.seed,
-                                out=a.out, progress=True)
+    kept, rows = filter_rl_data(samples, get_policy(a.policy), get_simulator(a.simulator), k=a.k,
+                                temperature=a.temperature, max_correct=a.max_correct, mode=a.mode,
+                                max_new_tokens=a.max_new_tokens, seed=a.seed, out=a.out, progress=True)
     hist = Counter(r["n_correct"] for r in rows)
-    print(json.dumps(dict(candidates=len(rows), kept=len(kept), out=str(a.out), n_correct_histogram=dict(sorted(hist.items())))))
+    summary = dict(candidates=len(rows), kept=len(kept), out=str(a.out), n_correct_histogram=dict(sorted(hist.items())))
+    print(json.dumps(summary))
     return 0
