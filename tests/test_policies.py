@@ -155,3 +155,22 @@ def test_check_policy_checks_what_the_loop_reads():
             self.last_finish_reasons = ["stop"] * len(conversations)
             return [""] * len(conversations)
     assert check_policy(Good())["name"] == "good"
+
+
+def test_hf_policy_and_training_policy_decode_alike(tiny_path):
+    "One generation path: greedy HFPolicy (eval) and TokenPolicy (training) write the same tokens on the same model."
+    from PIL import Image
+    from astra_wb.hf import HFPolicy, TokenPolicy, load_tiny, _ctx_key
+    from astra_wb.protocol import system_prompt
+    model, proc = load_tiny(tiny_path)
+    direct = [{"role": "system", "content": system_prompt("direct")},
+              {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (48, 40), (0, 200, 90))},
+                                           {"type": "text", "text": "Where is the lamp?"}]}]
+    convs = _probe_conversations() + [direct]   # greedy decoding of `direct` without placeholder suppression differs
+    hf, tp = HFPolicy.from_model(model, proc), TokenPolicy(model, proc)
+    for n in (24, 64):
+        h = hf.respond(convs, tools=TOOLS, temperature=0.0, max_new_tokens=n)
+        t = tp.respond(convs, tools=TOOLS, temperature=0.0, max_new_tokens=n)
+        ids = [tp._sampled[(_ctx_key(tp.encode(c, TOOLS)[0]), x)] for c, x in zip(convs, t)]
+        assert h == [proc.tokenizer.decode(r, skip_special_tokens=True).strip() for r in ids]
+        assert hf.last_finish_reasons == tp.last_finish_reasons
