@@ -304,7 +304,7 @@ def format_trajectory(traj: Trajectory) -> str:
 # %% ../nbs/07_agent.ipynb #fdbf6988
 def cli_rollout(argv: list[str] | None = None) -> int:
     "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
-    from astra_wb.cli import load_settings
+    from astra_wb.settings import load_settings
     st = load_settings()
     ap = argparse.ArgumentParser(prog="astra-wb rollout", description="Roll out a policy with a world simulator and print the trajectories.")
     ap.add_argument("--policy", default=st.default_policy, help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")

@@ -679,7 +679,7 @@ def parse_motion_arg(text: str) -> Motion:
 
 def cli_imagine(argv: list[str]) -> int:
     "astra-wb imagine: one imagined view written as a PNG."
-    from astra_wb.cli import load_settings
+    from astra_wb.settings import load_settings
     p = argparse.ArgumentParser(prog="astra-wb imagine", description="Imagine the view after a camera motion.")
     p.add_argument("motion", help="'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward'")
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
