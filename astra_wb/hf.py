@@ -44,11 +44,13 @@ def image_only_processor_class(model_type: str):
     AutoProcessor.register(key, cls, exist_ok=True)
     return cls
 
+# %% ../nbs/06a_hf.ipynb #3e03c9f9
 def register_image_only_processors() -> None:
     "Register every image-only processor, so `AutoProcessor.from_pretrained` reloads folders saved with one."
     for t in IMAGE_ONLY_FAMILIES:
         image_only_processor_class(t)
 
+# %% ../nbs/06a_hf.ipynb #e7ce3855
 @lru_cache(None)
 def has_torchvision() -> bool:
     try:
@@ -115,6 +117,7 @@ def _corpus(template: str) -> list[str]:
               "Image 4: imagined from image 1 after turning 90 degrees to the right"] * 4
     return lines
 
+# %% ../nbs/06a_hf.ipynb #b69ac20e
 def train_qwen_tokenizer(corpus: list[str], vocab_size: int = 800, chat_template: str | None = None):
     "A `Qwen2Tokenizer` whose byte-level BPE is trained on `corpus`, with Qwen's added tokens."
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -266,6 +269,7 @@ def _default_device() -> str:
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
 
+# %% ../nbs/06a_hf.ipynb #63dcd1fb
 def _load_model(path: str, device: str, dtype, trust_remote_code: bool, attn_implementation: str | None):
     "The model of `path` in eval mode on `device` ('auto': sharded over the visible GPUs); bfloat16 on a GPU."
     import torch
@@ -282,6 +286,7 @@ def _load_model(path: str, device: str, dtype, trust_remote_code: bool, attn_imp
         raise PolicyError(f"hf:{path}: cannot load the model: {e}") from e
     return (model if device == "auto" else model.to(device)).eval()
 
+# %% ../nbs/06a_hf.ipynb #483bc421
 def _auto_threads(model, device: str) -> int | None:
     "1 for a small model on CPU (extra threads only spin), else None: torch's default."
     small = sum(p.numel() for p in model.parameters()) < 20_000_000
@@ -321,10 +326,12 @@ def _as_list(x) -> list:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
+# %% ../nbs/06a_hf.ipynb #2a316b08
 def stop_token_ids(model, tokenizer) -> list[int]:
     "The tokens that end a turn: the tokenizer's EOS and every EOS of the model's generation config."
     return sorted({tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id)))
 
+# %% ../nbs/06a_hf.ipynb #1214e26a
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 
 def vision_token_ids(processor) -> list[int]:
@@ -359,10 +366,12 @@ def cut_after_stop(row: list[int], stop_ids) -> list[int]:
     "`row` up to and including its first stop token (all of it when none)."
     return row[:next((j + 1 for j, t in enumerate(row) if t in stop_ids), len(row))]
 
+# %% ../nbs/06a_hf.ipynb #d01742a6
 def finish_reason(ids: list[int], stop_ids) -> str:
     "'stop' when the turn ended with a stop token, 'length' when max_new_tokens cut it."
     return "stop" if ids and ids[-1] in stop_ids else "length"
 
+# %% ../nbs/06a_hf.ipynb #0a4b9e2a
 def generate_ids(model, inputs: dict, gc, seed: int | None = None) -> list[list[int]]:
     """The new token ids of each row of a left-padded batch, cut after the first stop token; the caller's RNG
     is untouched."""
@@ -387,6 +396,7 @@ def _set_tokens(self: HFPolicy):
     self.stop_ids = set(stop_token_ids(self.model, tok))
     self.vision_ids = vision_token_ids(self.processor)
 
+# %% ../nbs/06a_hf.ipynb #54cb640f
 @patch
 def _inputs(self: HFPolicy, convs, tools) -> dict:
     """The processor's left-padded batch for `convs` on the policy's device; a template that drops images is an
@@ -417,6 +427,7 @@ def _generate(self: HFPolicy, convs, tools, temperature=0.0, top_p=1.0, max_new_
     texts = [tok.decode(r, skip_special_tokens=True).strip() for r in rows]
     return texts, [finish_reason(r, self.stop_ids) for r in rows]
 
+# %% ../nbs/06a_hf.ipynb #65f0ac98
 @contextmanager
 def torch_threads(n: int | None):
     "Run with `n` intra-op torch threads (None: leave as is), restoring the setting after."
@@ -456,6 +467,7 @@ def text_of(content) -> str:
         return content
     return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
 
+# %% ../nbs/06a_hf.ipynb #85961380
 def _images_of(messages) -> list:
     "Images of a conversation in template order."
     return [p["image"] for m in messages if isinstance(m.get("content"), list)
@@ -481,9 +493,11 @@ def seed_of(*parts) -> int:
     "A 32-bit seed from any parts (stable across processes and runs, unlike `hash`)."
     return int(hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()[:8], 16)
 
+# %% ../nbs/06a_hf.ipynb #61c2bf2a
 def _ctx_key(ids) -> str:
     return hashlib.blake2b(repr(ids).encode(), digest_size=16).hexdigest()
 
+# %% ../nbs/06a_hf.ipynb #3db01dc5
 class TokenPolicy:
     "A Policy over a live transformers VLM that remembers the exact tokens it sampled for every turn."
     name = "trainer"
@@ -589,6 +603,7 @@ def sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_toke
     self.n_generated += sum(map(len, rows))
     return rows
 
+# %% ../nbs/06a_hf.ipynb #eae52fca
 @patch
 def engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256) -> list[list[int]]:
     "Sampling through `self.engine`: the same stop tokens and suppressed placeholders, a seed per context."
@@ -609,6 +624,7 @@ def _turn(self: TokenPolicy, forced: str | None, sampled: list[int] | None) -> t
     body = sampled[:-1] if sampled and sampled[-1] in self.stop_ids else sampled
     return self.tokenizer.decode(body, skip_special_tokens=False), sampled
 
+# %% ../nbs/06a_hf.ipynb #b6137659
 @patch
 def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=None,
             **kw):

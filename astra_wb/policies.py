@@ -80,19 +80,23 @@ def to_pil(x) -> Image.Image:
         return Image.open(x).convert("RGB")
     raise TypeError(f"cannot read an image from {type(x).__name__}")
 
+# %% ../nbs/06_policies.ipynb #ce012fcc
 def image_to_data_url(img, fmt: str = "PNG") -> str:
     "A base64 `data:image/...` URL (PNG keeps synthetic renders exact; JPEG is smaller)."
     buf = io.BytesIO()
     to_pil(img).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/06_policies.ipynb #7562139c
 def _is_image_part(part) -> bool:
     return isinstance(part, dict) and (part.get("type") in ("image", "image_url") or "image" in part or "image_url" in part)
 
+# %% ../nbs/06_policies.ipynb #b88f4bda
 def _image_of(part):
     x = part.get("image", part.get("image_url"))
     return x.get("url") if isinstance(x, dict) else x
 
+# %% ../nbs/06_policies.ipynb #668b22ca
 def conversation_images(conversation: list[dict]) -> list[Image.Image]:
     "Every image of a conversation, in the order the chat template numbers them."
     return [to_pil(_image_of(p)) for m in conversation if isinstance(m.get("content"), list)
@@ -124,6 +128,7 @@ def _check_finish_reasons(policy, name: str, n: int) -> None:
     assert isinstance(finish, list) and len(finish) == n, f"{name}: last_finish_reasons must hold {n} reasons, got {finish!r}"
     assert all(f is None or isinstance(f, str) for f in finish), f"{name}: finish reasons must be str or None: {finish!r}"
 
+# %% ../nbs/06_policies.ipynb #287845da
 def _check_sample_ids(policy, name: str, convs, kw) -> None:
     "`needs_sample_ids` is a bool; when set, respond takes the ids and group indices the loop passes."
     needs = policy_attr(policy, "needs_sample_ids")
@@ -219,6 +224,7 @@ def tools_as_text(tools: list) -> str:
             "return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n"
             "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>")
 
+# %% ../nbs/06_policies.ipynb #5c4f0c19
 def _oa_parts(content, fmt) -> list | str:
     if isinstance(content, str):
         return content
@@ -230,6 +236,7 @@ def _oa_parts(content, fmt) -> list | str:
             parts.append({"type": "text", "text": p["text"]})
     return parts
 
+# %% ../nbs/06_policies.ipynb #5843bda8
 def _text_of(content) -> str:
     return content if isinstance(content, str) else "\n".join(p["text"] for p in content if "text" in p and not _is_image_part(p))
 
@@ -298,6 +305,7 @@ def _args_dict(a):
     except json.JSONDecodeError:
         return {}   # vLLM renders unparseable arguments as {}
 
+# %% ../nbs/06_policies.ipynb #9f7cfc04
 def vllm_chat_view(messages: list[dict]) -> list[dict]:
     "OpenAI messages as vLLM hands them to a chat template with the 'openai' content format."
     out = []
@@ -409,6 +417,7 @@ def forced_calls_left(conversation: list[dict]) -> int:
                and any(_is_image_part(p) for p in m["content"]))
     return max(0, int(k.group(1)) - done)
 
+# %% ../nbs/06_policies.ipynb #40011721
 def processor_pixel_limits(processor) -> dict:
     "The transformers image processor's resize limits as vLLM `mm_processor_kwargs`."
     ip = getattr(processor, "image_processor", processor)
@@ -422,6 +431,7 @@ class _HTTPError(Exception):
         super().__init__(f"HTTP {status}: {body[:500]}")
         self.status, self.body = status, body
 
+# %% ../nbs/06_policies.ipynb #89538a84
 _RETRY_STATUS = (429, 502, 503, 504)   # busy or restarting; a 500 is an error the same request would hit again
 
 @patch
@@ -463,6 +473,7 @@ def _model_id(self: OpenAIPolicy) -> str:
             self.name = f"openai:{self.base_url}#{self.model}"
     return self.model
 
+# %% ../nbs/06_policies.ipynb #40c2eb9f
 def _finish(choice: dict, usage: dict | None, max_tokens, n: int) -> str | None:
     "The finish reason, 'length' also when a tool-call reply used every token (vLLM then says 'tool_calls')."
     used = (usage or {}).get("completion_tokens")

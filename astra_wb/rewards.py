@@ -44,6 +44,7 @@ def _crash_turn(turn) -> bool:
     # the loop writes "<reason or exception>: message"
     return a.detail.split(":", 1)[0].strip() not in POLICY_SIMULATOR_ERRORS
 
+# %% ../nbs/10_rewards.ipynb #8aa3940c
 def simulator_crashed(traj: Trajectory) -> bool:
     """True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a
     bad query."""
@@ -59,6 +60,7 @@ def r_fmt(traj: Trajectory) -> float:
     crash_only = simulator_crashed(traj) and traj.meta.get("stop_reason", "answer") == "answer"
     return 1.0 if not own and (traj.valid or crash_only) else 0.0
 
+# %% ../nbs/10_rewards.ipynb #23816ae0
 def capped_calls(traj: Trajectory, config: RewardConfig | None = None) -> float:
     "min(n_tool, c): the calls the usage bonus pays for, capped so more calls earn nothing."
     config = config or RewardConfig()
@@ -71,6 +73,7 @@ def gain_term(e: float, e_direct: float, config: RewardConfig | None = None) -> 
     delta = float(e) - float(e_direct)
     return config.alpha * max(0.0, delta) - config.beta * max(0.0, -delta)
 
+# %% ../nbs/10_rewards.ipynb #fc1f780a
 def reward_weights(config: RewardConfig | None = None) -> dict:
     "The weight of each term in the total: r_em + l_fmt * r_fmt + l_use * tool_use + gain."
     config = config or RewardConfig()
@@ -83,6 +86,7 @@ def _e_direct(baseline) -> float | None:
         return None
     return r_em(baseline) if isinstance(baseline, Trajectory) else float(baseline)
 
+# %% ../nbs/10_rewards.ipynb #a5bbc2d3
 def reward_terms(traj: Trajectory, phase: int = 1, baseline: Trajectory | float | bool | None = None,
                  config: RewardConfig | None = None) -> dict:
     """Every term of the reward of one rollout (em, fmt, tool_use, gain), their weighted total, e_direct and
@@ -110,6 +114,7 @@ def crash_filled(values: list[float], trajectory: list[Trajectory], groups: list
     fill = {g: sum(v) / len(v) for g, v in kept.items()}
     return [fill.get(g, 0.0) if simulator_crashed(t) else v for v, t, g in zip(values, trajectory, groups)]
 
+# %% ../nbs/10_rewards.ipynb #81824201
 def group_rewards(trajs: list[Trajectory], phase: int = 1, baseline: Trajectory | float | bool | None = None,
                   config: RewardConfig | None = None) -> list[float]:
     "Total rewards of one GRPO group (Phase 2: against its one direct baseline), crashed rollouts filled."

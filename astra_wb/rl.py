@@ -118,6 +118,7 @@ def _colocate(self: VllmEngine, contexts, kw, seeds):
     outs = self.llm.generate(prompts, sampling_params=[params(**kw, seed=s) for s in seeds], use_tqdm=False)
     return [list(o.outputs[0].token_ids) for o in outs]
 
+# %% ../nbs/11_rl.ipynb #45b8cee4
 @patch
 def _server(self: VllmEngine, contexts, kw, seeds):
     """`trl vllm-serve`: image features placed on the ids' image-token runs (TRL's `_place_features`), one
@@ -159,6 +160,7 @@ def _term_function(key: str, config: RewardConfig):
     term.__name__ = term.__qualname__ = key   # TRL logs rewards/<name>/mean
     return term
 
+# %% ../nbs/11_rl.ipynb #ae32382f
 def reward_functions(config: RewardConfig | None = None) -> tuple[list, list[float]]:
     "TRL reward functions (em, fmt, tool_use, gain) and their weights; they read the rollout's trajectories."
     weights = reward_weights(config or RewardConfig())
@@ -223,6 +225,7 @@ def _log_lengths(self, toks):
     for k, f in (("mean", torch.mean), ("min", torch.min), ("max", torch.max)):
         m[f"completions/{k}_length"].append(f(clen.float()).item())
 
+# %% ../nbs/11_rl.ipynb #229b97a2
 def _log_step(self, trajs, e_direct, phase, toks, seconds):
     "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
     import torch
@@ -255,6 +258,7 @@ def _agent_config(cfg: TrainConfig, mode: str | None = None):
                        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                        seed=cfg.seed, group_size=1)
 
+# %% ../nbs/11_rl.ipynb #a804927d
 def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[list, dict]:
     "One direct no-tool rollout per distinct sample (never in the update); its exact match per row."
     from astra_wb.agent import rollout
@@ -314,6 +318,7 @@ def _transcript(t: Trajectory) -> str:
             out.append(f"[feedback] {turn.feedback}")
     return "\n".join(out)
 
+# %% ../nbs/11_rl.ipynb #43cea5c6
 def _write_rollouts(self, step, phase, trajs, e_direct):
     "Append this step's rollouts to output_dir/rollouts.rank<r>.jsonl (sample ids, turns, answers, rewards)."
     path = Path(self.args.output_dir) / f"rollouts.rank{self.accelerator.process_index}.jsonl"

@@ -59,6 +59,7 @@ def _empty_dataset():
                          "k": Value("int64"), "sample_dir": Value("string")})
     return Dataset.from_dict({k: [] for k in features}, features=features)
 
+# %% ../nbs/11b_rl_data.ipynb #203387c0
 def _record(s: Sample, row: dict, rel: str) -> dict:
     "The dataset row of one kept sample saved under `rel`."
     return dict(sample_id=s.id, prompt=[{"role": "user", "content": s.prompt_text()}], answer=str(s.answer),
@@ -85,6 +86,7 @@ def save_rl_data(samples: list[Sample], rows: list[dict], folder, info: dict | N
 def is_rl_data(folder) -> bool:
     return (Path(folder) / MARKER).is_file()
 
+# %% ../nbs/11b_rl_data.ipynb #db795e62
 def load_rl_data(folder) -> list[Sample]:
     "The samples of a folder written by `save_rl_data` / `filter_rl_data`, in dataset order."
     from datasets import load_from_disk
@@ -141,6 +143,7 @@ def filter_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N candidates")
     return p
 
+# %% ../nbs/11b_rl_data.ipynb #81a97c51
 def cli_filter_rl_data(argv: list[str] | None = None) -> int:
     "`astra-wb filter-rl-data`."
     a = filter_parser().parse_args(argv)
