@@ -282,7 +282,8 @@ class _ClientError(ValueError):
 def _stub_imagine(images: list, instruction: str, size: tuple[int, int], seed: int) -> Image.Image:
     from astra_wb.geometry import intrinsics
     from astra_wb.motion import parse_instruction
-    from astra_wb.simulators import View, UNPOSED, reproject_views
+    from astra_wb.simulators import View, UNPOSED
+    from astra_wb.splat import reproject_views
     ref, motion = parse_instruction(instruction)
     image = images[-1] if re.search(r"\blast image\b", instruction, re.I) else images[min(ref or 1, len(images)) - 1]
     K = intrinsics(*image.size, 60.0)
