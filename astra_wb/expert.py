@@ -419,48 +419,67 @@ def decide_view(c: _Ctx) -> Decision:
     if gone and rest: return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
     return c.guess(list(q.options), why + " Without that view I cannot tell.")
 
-# %% ../nbs/06b_expert.ipynb #d410b385
+# %% ../nbs/06b_expert.ipynb #a1152446
 _TURNS = {"to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}
 
 def decide_cam_reg(c: _Ctx) -> Decision:
+    "Where image k's area is, seen from image r: in front if image r shows it, else look left and right."
     q = c.q
     region = set(c.det(q.k))
-    if not region: return c.guess(list(q.options), f"Image {q.k} shows none of the objects I can recognise.")
+    if not region:
+        return c.guess(list(q.options), f"Image {q.k} shows none of the objects I can recognise.")
     here = region & set(c.det(q.r))
     head = f"Image {q.k} shows {describe(c.det(q.k), c.W)}."
-    if here:
-        k = c.letter_of("in front of you")
-        if k: return Decision(f"{head} Image {q.r} also shows the {', '.join(sorted(here))}, so that area is in front of me.", letter=k)
-    ruled = [c.letter_of("in front of you")]
-    notes = [f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."]
+    front = c.letter_of("in front of you")
+    if here and front:
+        return Decision(f"{head} Image {q.r} also shows the {', '.join(sorted(here))}, so that area is in front of me.",
+                        letter=front)
+    note = f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."
+    return _look_around(c, region, [note])
+
+# %% ../nbs/06b_expert.ipynb #658d4506
+def _look_around(c: _Ctx, region: set, notes: list[str]) -> Decision:
+    "Look left, then right from image r for the area's objects; behind if neither view shows them."
+    q, ruled = c.q, [c.letter_of("in front of you")]
     for text, m in _TURNS.items():
         i = c.image_for(q.r, m)
         if i is None:
-            if c.can_call and not c.called(q.r, m): return c.call(q.r, m, " ".join(notes) + f" I look {text.split()[-1]}.")
+            if c.can_call and not c.called(q.r, m):
+                return c.call(q.r, m, " ".join(notes) + f" I look {text.split()[-1]}.")
             break
         found = region & set(c.det(i))
         if found:
-            return Decision(" ".join(notes) + f" After I {m.instruction()} (image {i}) I see the {', '.join(sorted(found))}: the area is {text.replace('your', 'my')}.",
+            seen = f" After I {m.instruction()} (image {i}) I see the {', '.join(sorted(found))}"
+            return Decision(" ".join(notes) + seen + f": the area is {text.replace('your', 'my')}.",
                             letter=c.letter_of(text))
         notes.append(f"After I {m.instruction()} (image {i}) I still do not see it.")
         ruled.append(c.letter_of(text))
     else:
-        k = c.letter_of("behind you")
-        if k: return Decision(" ".join(notes) + " It is neither in front, nor to my left or right, so it is behind me.", letter=k)
+        behind = c.letter_of("behind you")
+        if behind:
+            return Decision(" ".join(notes) + " It is neither in front, nor to my left or right, so it is behind me.",
+                            letter=behind)
     return c.guess([k for k in q.options if k not in ruled], " ".join(notes))
 
+# %% ../nbs/06b_expert.ipynb #74e8c24c
+_DIRECTIONS = {"forward": ("forward", 1), "backward": ("forward", -1), "to the left": ("lateral", -1),
+               "to the right": ("lateral", 1)}
+
 def _hypotheses(c: _Ctx) -> dict[str, Motion]:
+    "The motion each option claims (options that name no motion are left out)."
     q, out = c.q, {}
     for k, v in q.options.items():
         try:
-            if q.family == "motion": out[k] = parse_instruction(v)[1]
+            if q.family == "motion":
+                out[k] = parse_instruction(v)[1]
             else:
-                d = q.distance or 1.0
-                out[k] = {"forward": Motion("forward", d), "backward": Motion("forward", -d),
-                          "to the left": Motion("lateral", -d), "to the right": Motion("lateral", d)}[v.strip().lower()]
-        except (MotionError, KeyError): pass
+                kind, sign = _DIRECTIONS[v.strip().lower()]
+                out[k] = Motion(kind, sign * (q.distance or 1.0))
+        except (MotionError, KeyError):
+            pass
     return out
 
+# %% ../nbs/06b_expert.ipynb #7e228338
 def turn_evidence(A: Blob, B: Blob, W: int, H: int) -> tuple[list, float, float]:
     """(turn estimates, lower bound, upper bound) in degrees from one object seen before (A) and after (B) a turn.
     Uncut silhouette edges (and the centre of an uncut object) give estimates; an edge cut by the border in one
@@ -477,72 +496,129 @@ def turn_evidence(A: Blob, B: Blob, W: int, H: int) -> tuple[list, float, float]
         est.append(turn_from_points([(A.cu, A.cv)], [(B.cu, B.cv)], W, H)[0])
     return est, lo, hi
 
-def _from_shift(c: _Ctx, shared: list[str], hyp: dict) -> Decision:
-    q, W = c.q, c.W
-    H = to_rgb(c.st.images[q.r - 1]).shape[0]
-    A, B = c.det(q.r), c.det(q.k)
-    if q.family == "motion":
-        yaw = {k: m.value for k, m in hyp.items() if m.kind == "yaw"}
-        if not yaw: return c.guess(list(q.options), "I cannot read the options as turns.")
-        ev = [turn_evidence(A[n], B[n], W, H) for n in shared]
-        est = [e for x in ev for e in x[0]]
-        lo, hi = max(x[1] for x in ev), min(x[2] for x in ev)
-        if est:
-            turn = float(np.clip(np.median(est), lo, hi)) if lo <= hi else float(np.median(est))
-            how = f"their edges shifted by about {abs(turn):.0f} degrees, so the camera turned {'right' if turn > 0 else 'left'}"
-        else:
-            ok = {k: v for k, v in yaw.items() if lo - 3 <= v <= hi + 3} or yaw
-            target = (lo + hi) / 2 if lo > -180 and hi < 180 else lo if lo > -180 else hi   # the tightest side
-            turn = min(ok.values(), key=lambda v: abs(v - target))
-            how = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees (right positive)"
-        k = min(yaw, key=lambda k: abs((yaw[k] - turn + 180) % 360 - 180))
-        return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {how}. The closest option is {q.options[k]}.", letter=k)
+# %% ../nbs/06b_expert.ipynb #76943b88
+def _bounded_turn(yaw: dict, lo: float, hi: float) -> tuple[float, str]:
+    "(turn, why) when the border cuts every shared edge: the option nearest the tightest bound."
+    ok = {k: v for k, v in yaw.items() if lo - 3 <= v <= hi + 3} or yaw
+    target = (lo + hi) / 2 if lo > -180 and hi < 180 else lo if lo > -180 else hi   # the tightest side
+    turn = min(ok.values(), key=lambda v: abs(v - target))
+    why = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees"
+    return turn, why + " (right positive)"
+
+def _turn_from_shift(c: _Ctx, shared: list[str], hyp: dict, H: int) -> Decision:
+    "The turn option closest to what the shared objects' edges say."
+    q, A, B = c.q, c.det(c.q.r), c.det(c.q.k)
+    yaw = {k: m.value for k, m in hyp.items() if m.kind == "yaw"}
+    if not yaw:
+        return c.guess(list(q.options), "I cannot read the options as turns.")
+    ev = [turn_evidence(A[n], B[n], c.W, H) for n in shared]
+    est = [e for x in ev for e in x[0]]
+    lo, hi = max(x[1] for x in ev), min(x[2] for x in ev)
+    if est:
+        turn = float(np.clip(np.median(est), lo, hi)) if lo <= hi else float(np.median(est))
+        how = f"their edges shifted by about {abs(turn):.0f} degrees, so the camera turned {'right' if turn > 0 else 'left'}"
+    else:
+        turn, how = _bounded_turn(yaw, lo, hi)
+    k = min(yaw, key=lambda k: abs((yaw[k] - turn + 180) % 360 - 180))
+    return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {how}. The closest option is {q.options[k]}.",
+                    letter=k)
+
+# %% ../nbs/06b_expert.ipynb #6f99769e
+def _shift_px(c: _Ctx, shared: list[str], H: int) -> tuple[float, float]:
+    "(du, dv) in pixels: the shared objects' median sideways shift and their bases' shift down the image."
+    A, B = c.det(c.q.r), c.det(c.q.k)
     du = float(np.median([B[n].cu - A[n].cu for n in shared]))
     base = [n for n in shared if A[n].vmax < H - 2 and B[n].vmax < H - 2]   # floor contact in view in both
-    dv = float(np.median([B[n].vmax - A[n].vmax for n in base])) if base else None
-    if dv is None:
-        core = [n for n in shared if not (A[n].edge or B[n].edge)] or shared
-        grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
-        dv = 40 * grow
+    if base:
+        return du, float(np.median([B[n].vmax - A[n].vmax for n in base]))
+    core = [n for n in shared if not (A[n].edge or B[n].edge)] or shared
+    grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
+    return du, 40 * grow                                                   # growth as a base shift in pixels
+
+def _move_from_shift(c: _Ctx, shared: list[str], H: int) -> Decision:
+    "The direction option that the shared objects' shift shows."
+    q = c.q
+    du, dv = _shift_px(c, shared, H)
     if abs(dv) > 8 and abs(dv) > 0.3 * abs(du):
         text = "forward" if dv > 0 else "backward"
-        why = f"the shared objects' bases moved {abs(dv):.0f} px {'down' if dv > 0 else 'up'} the image, as when the camera moves {text}"
+        why = f"the shared objects' bases moved {abs(dv):.0f} px {'down' if dv > 0 else 'up'} the image"
     else:
         text = "to the right" if du < 0 else "to the left"
-        why = f"the shared objects slid {abs(du):.0f} px to the {'left' if du < 0 else 'right'} at the same depth, as when the camera moves {text.split()[-1]}"
+        why = f"the shared objects slid {abs(du):.0f} px to the {'left' if du < 0 else 'right'} at the same depth"
     k = c.letter_of(text)
-    if k is None: return c.guess(list(q.options), "The options do not name a direction I know.")
+    if k is None:
+        return c.guess(list(q.options), "The options do not name a direction I know.")
+    why += f", as when the camera moves {text.split()[-1] if text.startswith('to ') else text}"
     return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {why}. The camera moved {text}.", letter=k)
 
-def decide_pair(c: _Ctx) -> Decision:
-    q = c.q
-    hyp = _hypotheses(c)
-    shared = sorted(set(c.det(q.r)) & set(c.det(q.k)))
-    if shared: return _from_shift(c, shared, hyp)
-    head = f"Images {q.r} and {q.k} share no object (image {q.r}: {describe(c.det(q.r), c.W)}; image {q.k}: {describe(c.det(q.k), c.W)})."
-    tested = {}
+# %% ../nbs/06b_expert.ipynb #0eebbe07
+def _from_shift(c: _Ctx, shared: list[str], hyp: dict) -> Decision:
+    "The answer from objects both images show: a turn (motion questions) or a move (camera-to-camera ones)."
+    H = to_rgb(c.st.images[c.q.r - 1]).shape[0]
+    if c.q.family == "motion":
+        return _turn_from_shift(c, shared, hyp, H)
+    return _move_from_shift(c, shared, H)
+
+# %% ../nbs/06b_expert.ipynb #61311e7b
+def _tested_text(q: Question, tested: dict) -> str:
+    return "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
+
+def _test_options(c: _Ctx, hyp: dict, head: str) -> tuple[dict, Decision | None]:
+    "(difference to image k of each option's imagined view, the call that imagines the next one or None)."
+    q, tested = c.q, {}
     for k, m in hyp.items():
         i = c.image_for(q.r, m)
         if i is None:
             if c.can_call and not c.called(q.r, m):
-                done = "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
-                return c.call(q.r, m, head + (f" Tested so far: {done}." if done else "") + f" I test option {k} ({q.options[k]}).")
+                done = _tested_text(q, tested)
+                why = head + (f" Tested so far: {done}." if done else "") + f" I test option {k} ({q.options[k]})."
+                return tested, c.call(q.r, m, why)
             continue
         tested[k] = image_distance(c.st.images[i - 1], c.st.images[q.k - 1])
-    done = "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
-    untested = [k for k in q.options if k not in tested]
+    return tested, None
+
+# %% ../nbs/06b_expert.ipynb #b3d5bf9d
+def _clear_winner(tested: dict, untested: list) -> str | None:
+    "The best tested option, if it is plausible and clearly closer than the next (or the only option)."
     ranked = sorted(tested, key=tested.get)
-    if ranked and tested[ranked[0]] < MATCH_PLAUSIBLE and (len(ranked) == 1 and not untested or
-                                                           len(ranked) > 1 and tested[ranked[0]] < MATCH_RATIO * tested[ranked[1]]):
-        k = ranked[0]
+    if not ranked or tested[ranked[0]] >= MATCH_PLAUSIBLE:
+        return None
+    if len(ranked) == 1:
+        return None if untested else ranked[0]
+    return ranked[0] if tested[ranked[0]] < MATCH_RATIO * tested[ranked[1]] else None
+
+# %% ../nbs/06b_expert.ipynb #ecaebde1
+def _judge_tests(c: _Ctx, hyp: dict, head: str, tested: dict) -> Decision:
+    "The answer once every option that can be tested is: a clear winner, else a guess among the rest."
+    q = c.q
+    done, untested = _tested_text(q, tested), [k for k in q.options if k not in tested]
+    k = _clear_winner(tested, untested)
+    if k is not None:
         return Decision(head + f" Imagined views vs image {q.k}: {done}. {q.options[k]} is clearly the closest.", letter=k)
     if tested and untested:
-        return c.guess(untested, head + f" None of the imagined views matches image {q.k} ({done}), so it is one of the others.")
-    if tested: return Decision(head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[ranked[0]]}.", letter=ranked[0])
+        why = f" None of the imagined views matches image {q.k} ({done}), so it is one of the others."
+        return c.guess(untested, head + why)
+    if tested:
+        best = min(tested, key=tested.get)
+        return Decision(head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[best]}.", letter=best)
     if q.family == "motion":
         big = [k for k, m in hyp.items() if abs(m.value) >= ASSUMED_FOV_DEG]
-        return c.guess(big or list(q.options), head + " With no object in common the camera must have turned at least a field of view.")
+        why = " With no object in common the camera must have turned at least a field of view."
+        return c.guess(big or list(q.options), head + why)
     return c.guess(list(q.options), head + " Nothing in common shows the direction.")
+
+# %% ../nbs/06b_expert.ipynb #dcf413e1
+def decide_pair(c: _Ctx) -> Decision:
+    "Which way the camera moved or turned from image r to image k: from shared objects, else by testing the options."
+    q = c.q
+    hyp = _hypotheses(c)
+    shared = sorted(set(c.det(q.r)) & set(c.det(q.k)))
+    if shared:
+        return _from_shift(c, shared, hyp)
+    head = (f"Images {q.r} and {q.k} share no object (image {q.r}: {describe(c.det(q.r), c.W)}; "
+            f"image {q.k}: {describe(c.det(q.k), c.W)}).")
+    tested, call = _test_options(c, hyp, head)
+    return call or _judge_tests(c, hyp, head, tested)
 
 # %% ../nbs/06b_expert.ipynb #56b27df8
 _FAMILY_DECIDERS = {"nearest": decide_view, "side": decide_view, "between": decide_view, "relation": decide_view,
