@@ -65,7 +65,8 @@ class LabelStore:
             mode = _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0], busy_timeout_s)
         except sqlite3.DatabaseError as e: raise LabelError(f"{self.path}: cannot open as a label store: {e}") from e
         if mode.lower() != "wal": raise LabelError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
-        db.execute("PRAGMA synchronous = FULL"); db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
         self._db = db
         if _retry_locked(lambda: db.execute("PRAGMA user_version").fetchone()[0], busy_timeout_s) == SCHEMA_VERSION:
             return   # opening is read-only
@@ -218,7 +219,8 @@ class LabelConflict(Exception):
 def save_label(self: LabelStore, annotator: str, trajectory: str, label: str, *, base_version: int = 0,
                subtags=(), note: str = "", turn: int | None = None, event_id: str | None = None) -> LabelEvent:
     "Append a label event (an edit when `base_version` > 0); raises `LabelConflict` when stale."
-    check_name(annotator); check_name(trajectory, "trajectory", max_len=512)
+    check_name(annotator)
+    check_name(trajectory, "trajectory", max_len=512)
     label, subtags, note, turn = check_label(label, list(subtags) if isinstance(subtags, (tuple, set)) else subtags, note, turn)
     event_id = check_name(event_id, "event_id", max_len=128) if event_id is not None else uuid.uuid4().hex
     with self._write() as db:
@@ -349,7 +351,8 @@ def stats(self: LabelStore) -> dict:
 # %% ../nbs/15_annotate.ipynb #9889408f
 @dataclass
 class PairAgreement:
-    a: str; b: str
+    a: str
+    b: str
     n: int                    # trajectories both labelled
     observed: float           # share of them with the same label
     kappa: float              # Cohen's kappa (nan when undefined)
@@ -394,7 +397,9 @@ def agreement(self: LabelStore) -> Agreement:
     for a, b in combinations(coders, 2):
         shared = [(v[a], v[b]) for v in items.values() if a in v and b in v]
         if not shared: continue
-        same = sum(x == y for x, y in shared); agree += same; total += len(shared)
+        same = sum(x == y for x, y in shared)
+        agree += same
+        total += len(shared)
         pairs.append(PairAgreement(a, b, len(shared), same / len(shared), cohen_kappa(*map(list, zip(*shared)))))
     kappas = [p.kappa for p in pairs if not math.isnan(p.kappa)]
     return Agreement(len(items), coders, alpha, sum(kappas) / len(kappas) if kappas else math.nan,
@@ -462,7 +467,8 @@ def import_jsonl(self: LabelStore, path) -> dict:
         for where, ev in evs:
             if old := _event(db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (ev.event_id,)).fetchone()):
                 if old != ev: raise field_error(where, "event_id", f"{ev.event_id!r} is already in the store with different content")
-                out["events_skipped"] += 1; continue
+                out["events_skipped"] += 1
+                continue
             if db.execute("SELECT 1 FROM trajectories WHERE id = ?", (ev.trajectory,)).fetchone() is None:
                 raise field_error(where, "trajectory", f"unknown trajectory {ev.trajectory!r} (not in the file nor the store)")
             have = db.execute("SELECT coalesce(max(version), 0) FROM events WHERE annotator = ? AND trajectory = ?",
@@ -497,12 +503,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("register", parents=[db], help="queue the trajectories of run folders").add_argument("runs", nargs="+")
     ex = sub.add_parser("export", parents=[db], help="write all events to JSONL (--out FILE, as in the other commands)")
-    ex.add_argument("out", nargs="?", help=argparse.SUPPRESS); ex.add_argument("--out", dest="out_flag", metavar="FILE")
+    ex.add_argument("out", nargs="?", help=argparse.SUPPRESS)
+    ex.add_argument("--out", dest="out_flag", metavar="FILE")
     sub.add_parser("import", parents=[db], help="merge a JSONL export").add_argument("file")
     sub.add_parser("agreement", parents=[db], help="kappa / alpha on overlapping items").add_argument("--json", action="store_true")
     sub.add_parser("stats", parents=[db], help="counts of items, events and labels")
     c = sub.add_parser("configure", parents=[db], help="assignment settings")
-    c.add_argument("--overlap-fraction", type=float); c.add_argument("--overlap-k", type=int); c.add_argument("--lease-s", type=float)
+    c.add_argument("--overlap-fraction", type=float)
+    c.add_argument("--overlap-k", type=int)
+    c.add_argument("--lease-s", type=float)
     return p
 
 def cli_annotate(argv: list[str]) -> int:
@@ -510,12 +519,15 @@ def cli_annotate(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
     if a.cmd == "export":
         a.out = a.out_flag or a.out
-        if not a.out: print("astra-wb annotate export: give the output file with --out FILE", file=sys.stderr); return 2
+        if not a.out:
+            print("astra-wb annotate export: give the output file with --out FILE", file=sys.stderr)
+            return 2
     if a.db is None:
         from astra_wb.cli import load_settings
         a.db = load_settings().label_db
     if a.cmd in ("export", "agreement", "stats") and not Path(a.db).exists():
-        print(f"astra-wb annotate {a.cmd}: no label store at {a.db}", file=sys.stderr); return 2
+        print(f"astra-wb annotate {a.cmd}: no label store at {a.db}", file=sys.stderr)
+        return 2
     try:
         store = LabelStore(a.db)
         if a.cmd == "register":   # a run folder, or a folder of runs such as runs/demo
@@ -524,11 +536,14 @@ def cli_annotate(argv: list[str]) -> int:
             print(sum(len(store.register_run(f)) for f in folders), "trajectories registered")
         elif a.cmd == "export": print(store.export_jsonl(a.out), "rows written to", a.out)
         elif a.cmd == "import": print(json.dumps(store.import_jsonl(a.file)))
-        elif a.cmd == "agreement": ag = store.agreement(); print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
+        elif a.cmd == "agreement":
+            ag = store.agreement()
+            print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
         elif a.cmd == "stats": print(json.dumps(store.stats(), indent=1))
         elif a.cmd == "configure":
             ch = {k: v for k, v in dict(overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s).items() if v is not None}
             print(json.dumps(asdict(store.configure(**ch))))
     except (ValueError, OSError, sqlite3.Error) as e:   # LabelError, and RunError for a folder with no runs
-        print(f"astra-wb annotate {a.cmd}: {e}", file=sys.stderr); return 2
+        print(f"astra-wb annotate {a.cmd}: {e}", file=sys.stderr)
+        return 2
     return 0

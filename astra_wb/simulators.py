@@ -169,7 +169,10 @@ def register_simulator(name: str, target: str | type, wrapper: bool = False):
 def _split_args(s: str) -> list[str]:
     out, depth, cur = [], 0, ""
     for ch in s:
-        if ch == "," and depth == 0: out.append(cur.strip()); cur = ""; continue
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
         depth += (ch == "(") - (ch == ")")
         if depth < 0: raise ValueError("unbalanced ')'")
         cur += ch
@@ -271,7 +274,8 @@ def cli_imagine(argv: list[str]) -> int:
     p.add_argument("--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder")
     p.add_argument("--reference", type=int, default=1, help="1-based reference image")
     p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed")
-    p.add_argument("--out", default="imagined.png"); p.add_argument("--side-by-side", action="store_true")
+    p.add_argument("--out", default="imagined.png")
+    p.add_argument("--side-by-side", action="store_true")
     a = p.parse_args(argv)
     try:
         motion = parse_motion_arg(a.motion)
@@ -287,12 +291,14 @@ def cli_imagine(argv: list[str]) -> int:
         else: sample = scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
         obs = sim.imagine(sample, [], a.reference, motion)
     except (MotionError, ValueError, OSError, SimulatorError) as e:
-        print(f"astra-wb imagine: error: {e}", file=sys.stderr); return 2
+        print(f"astra-wb imagine: error: {e}", file=sys.stderr)
+        return 2
     img = obs.image
     if a.side_by_side:
         ref = sample.images[a.reference - 1].convert("RGB").resize(img.size)
         img = Image.fromarray(np.concatenate([np.asarray(ref), np.asarray(img)], 1))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True); img.save(a.out)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    img.save(a.out)
     print(f"{obs.provenance()} [{sim.name}] -> {a.out}")
     return 0
 

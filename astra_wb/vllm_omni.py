@@ -78,7 +78,8 @@ def omni_instruction(m: Motion, template: str = "workbench") -> str:
 # %% ../nbs/05b_vllm_omni.ipynb #1a2738be
 def image_data_url(image: Image.Image, fmt: str = "PNG") -> str:
     "A `data:image/...;base64,` URL of a PIL image."
-    buf = io.BytesIO(); image.convert("RGB").save(buf, format=fmt)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format=fmt)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=\s]+)")
@@ -197,7 +198,8 @@ def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     for k, v in fields.items():
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
     for i, im in enumerate(files):
-        buf = io.BytesIO(); im.convert("RGB").save(buf, format="PNG")
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="PNG")
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="image{i}.png"\r\n'
                   f'Content-Type: image/png\r\n\r\n'.encode() + buf.getvalue() + b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())
@@ -404,9 +406,12 @@ def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, dela
         def log_message(self, *a): pass
         def _send(self, code: int, obj: dict, headers: dict):
             data = json.dumps(obj).encode()
-            self.send_response(code); self.send_header("Content-Type", "application/json")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
             for k, v in headers.items(): self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         def do_GET(self):
             if self.path in ("/stats", "/health"): self._send(200, {k: v for k, v in state.items() if k != "image_stage"}, {})
             else: self._send(404, _error_body(f"no route {self.path}", 404), {})
@@ -421,11 +426,15 @@ def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, dela
 def main(argv=None) -> int:
     import argparse
     p = argparse.ArgumentParser(prog="python -m astra_wb.vllm_omni", description="Serve the stub vLLM-Omni world simulator.")
-    p.add_argument("--host", default="127.0.0.1"); p.add_argument("--port", type=int, default=8091)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8091)
     p.add_argument("--deployment", choices=("two-stage", "single-stage"), default="two-stage")
-    p.add_argument("--max-side", type=int, default=BAGEL_MAX_SIDE); p.add_argument("--limit-mm", type=int, default=4)
-    p.add_argument("--fail-first", type=int, default=0); p.add_argument("--retry-after", type=float, default=0.0)
-    p.add_argument("--delay", type=float, default=0.0); p.add_argument("--no-image", action="store_true")
+    p.add_argument("--max-side", type=int, default=BAGEL_MAX_SIDE)
+    p.add_argument("--limit-mm", type=int, default=4)
+    p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--retry-after", type=float, default=0.0)
+    p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--no-image", action="store_true")
     p.add_argument("--pipeline-error", action="store_true")
     a = p.parse_args(argv)
     srv = serve_stub(a.host, a.port, a.fail_first, a.delay, a.no_image, a.deployment, a.max_side, a.limit_mm,
