@@ -48,67 +48,24 @@ def _retry_locked(fn, timeout_s: float):
     # would deadlock, so SQLite answers one of them "database is locked" at once, without its busy handler.
     deadline = time.monotonic() + timeout_s
     while True:
-        try: return fn()
+        try:
+            return fn()
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline: raise
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                raise
             time.sleep(random.uniform(0.001, 0.01))
 
+# %% ../nbs/15_annotate.ipynb #e13e37b9
 class LabelStore:
     "The annotators' label store: one SQLite file (WAL, synchronous=FULL), every write in BEGIN IMMEDIATE."
     def __init__(self, path, busy_timeout_s: float = 30.0, clock=time.time):
         self.path, self.clock, self._lock = Path(path), clock, threading.RLock()
         self.busy_timeout_s, self._busy_ms = busy_timeout_s, int(busy_timeout_s * 1000)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-            db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            mode = _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0], busy_timeout_s)
-        except sqlite3.DatabaseError as e: raise LabelError(f"{self.path}: cannot open as a label store: {e}") from e
-        if mode.lower() != "wal": raise LabelError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        self._db = db
-        if _retry_locked(lambda: db.execute("PRAGMA user_version").fetchone()[0], busy_timeout_s) == SCHEMA_VERSION:
-            return   # opening is read-only
-        with self._write() as c:
-            v = c.execute("PRAGMA user_version").fetchone()[0]
-            if v > SCHEMA_VERSION: raise LabelError(f"{self.path}: label store schema v{v} is newer than this code (v{SCHEMA_VERSION})")
-            if v == 0:
-                for stmt in SCHEMA: c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _begin_immediate(self):
-        "BEGIN IMMEDIATE, waiting up to busy_timeout for the write lock in short random sleeps."
-        # SQLite's own busy handler backs off to 100 ms sleeps, leaving the lock idle while a queue of
-        # writers sleeps; polling every 0.2-2 ms gave 2-3x the throughput with 8 writers.
-        db, deadline = self._db, time.monotonic() + self.busy_timeout_s
-        db.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try: return db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline: raise
-                    time.sleep(random.uniform(0.0002, 0.002))
-        finally: db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-
-    @contextmanager
-    def _write(self):
-        "An immediate write transaction: the write lock is taken (waiting up to busy_timeout) before any read."
-        with self._lock:
-            self._begin_immediate()
-            try: yield self._db
-            except BaseException:
-                if self._db.in_transaction: self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    @contextmanager
-    def _read(self):
-        "A read transaction: one consistent snapshot for several queries."
-        with self._lock:
-            self._db.execute("BEGIN")
-            try: yield self._db
-            finally: self._db.execute("COMMIT")
+        self._db = self._connect()
+        version = _retry_locked(lambda: self._db.execute("PRAGMA user_version").fetchone()[0], busy_timeout_s)
+        if version != SCHEMA_VERSION:   # else opening is read-only
+            self._create_schema()
 
     def _all(self, sql: str, args=()) -> list:
         "Rows of one read query (under the connection lock: app handlers share a store across threads)."
@@ -118,6 +75,80 @@ class LabelStore:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
     def __repr__(self): return f"LabelStore({str(self.path)!r})"
+
+# %% ../nbs/15_annotate.ipynb #87ebdcd4
+@patch
+def _connect(self: LabelStore) -> sqlite3.Connection:
+    "The connection in WAL mode with synchronous=FULL and foreign keys, or `LabelError` naming the file."
+    t = self.busy_timeout_s
+    try:
+        db = sqlite3.connect(self.path, timeout=t, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        mode = _retry_locked(lambda: db.execute("PRAGMA journal_mode = WAL").fetchone()[0], t)
+    except sqlite3.DatabaseError as e:
+        raise LabelError(f"{self.path}: cannot open as a label store: {e}") from e
+    if mode.lower() != "wal":
+        raise LabelError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); use a local disk")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+@patch
+def _create_schema(self: LabelStore):
+    "Create the tables of a new file (idempotent); refuse a file written by newer code."
+    with self._write() as c:
+        v = c.execute("PRAGMA user_version").fetchone()[0]
+        if v > SCHEMA_VERSION:
+            raise LabelError(f"{self.path}: label store schema v{v} is newer than this code (v{SCHEMA_VERSION})")
+        if v == 0:
+            for stmt in SCHEMA:
+                c.execute(stmt)
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+# %% ../nbs/15_annotate.ipynb #a930ea38
+@patch
+def _begin_immediate(self: LabelStore):
+    "BEGIN IMMEDIATE, waiting up to busy_timeout for the write lock in short random sleeps."
+    # SQLite's own busy handler backs off to 100 ms sleeps, leaving the lock idle while a queue of
+    # writers sleeps; polling every 0.2-2 ms gave 2-3x the throughput with 8 writers.
+    db, deadline = self._db, time.monotonic() + self.busy_timeout_s
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                return db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0002, 0.002))
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+# %% ../nbs/15_annotate.ipynb #efebf799
+@patch
+@contextmanager
+def _write(self: LabelStore):
+    "An immediate write transaction: the write lock is taken (waiting up to busy_timeout) before any read."
+    with self._lock:
+        self._begin_immediate()
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+@patch
+@contextmanager
+def _read(self: LabelStore):
+    "A read transaction: one consistent snapshot for several queries."
+    with self._lock:
+        self._db.execute("BEGIN")
+        try:
+            yield self._db
+        finally:
+            self._db.execute("COMMIT")
 
 # %% ../nbs/15_annotate.ipynb #a3173adf
 @dataclass(frozen=True)

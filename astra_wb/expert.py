@@ -310,43 +310,69 @@ class _Ctx:
     def seen_anywhere(self) -> set:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
 
-# %% ../nbs/06b_expert.ipynb #ca343375
-def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
-    "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence there is incomplete."
+# %% ../nbs/06b_expert.ipynb #958788b7
+def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "Of the options in view, the one nearest the image centre."
+    if not opts:
+        return None
+    W = c.W
+    k = min(opts, key=lambda k: abs(blobs[opts[k]].cu - W / 2))
+    where = f"(column {blobs[opts[k]].cu:.0f} of {W})"
+    return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre {where}.", letter=k)
+
+def _read_side(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "The option farthest to the asked side of the named object (at least 3 % of the width away)."
+    q = c.q
+    a, sgn = blobs[q.names[0]], -1 if q.side == "left" else 1
+    cand = {k: sgn * (blobs[v].cu - a.cu) for k, v in opts.items() if v != q.names[0]}
+    cand = {k: d for k, d in cand.items() if d > 0.03 * c.W}
+    if not cand:
+        return None
+    k = max(cand, key=cand.get)
+    where = f"the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}"
+    return Decision(f"{seen} The {q.names[0]} is at column {a.cu:.0f}; {where}.", letter=k)
+
+# %% ../nbs/06b_expert.ipynb #0e64e10a
+def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "The option nearest the midpoint of the two named objects, among those between them."
+    q = c.q
+    lo, hi = sorted((blobs[q.names[0]].cu, blobs[q.names[1]].cu))
+    cand = {k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi}
+    if not cand:
+        return None
+    k = min(cand, key=cand.get)
+    span = f"The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}"
+    return Decision(f"{seen} {span}; the {q.options[k]} lies between them.", letter=k)
+
+def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "Left/right from the columns of the two named objects when far apart, else nearer/farther from their bases."
     q, W = c.q, c.W
+    a, b = blobs[q.names[0]], blobs[q.names[1]]
+    du, dv = a.cu - b.cu, a.vmax - b.vmax
+    if abs(du) >= 0.18 * W:
+        rel = "to the left of it" if du < 0 else "to the right of it"
+        why = f"the {q.names[0]} is {abs(du):.0f} px to the {'left' if du < 0 else 'right'} of the {q.names[1]} at a similar depth"
+    else:
+        rel = "closer to you than it" if dv > 0 else "farther from you than it"
+        why = (f"they are in the same direction, and the {q.names[0]}'s base is {'lower' if dv > 0 else 'higher'} in the image "
+               f"(row {a.vmax:.0f} vs {b.vmax:.0f}), so it is {'closer' if dv > 0 else 'farther'}")
+    k = c.letter_of(rel)
+    return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
+
+# %% ../nbs/06b_expert.ipynb #7d1a3742
+_READERS = {"nearest": _read_nearest, "side": _read_side, "between": _read_between, "relation": _read_relation}
+
+def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
+    "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence is incomplete."
+    q = c.q
     blobs = c.det(i) if blobs is None else blobs
     opts = {k: v for k, v in q.options.items() if v in blobs}
-    seen = f"In {origin or c.origin(i)} I see {describe(blobs, W)}."
-    if q.family == "nearest":
-        if not opts: return None
-        k = min(opts, key=lambda k: abs(blobs[opts[k]].cu - W / 2))
-        return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre (column {blobs[opts[k]].cu:.0f} of {W}).", letter=k)
-    if any(n not in blobs for n in q.names): return None
-    if q.family == "side":
-        a, sgn = blobs[q.names[0]], -1 if q.side == "left" else 1
-        cand = {k: sgn * (blobs[v].cu - a.cu) for k, v in opts.items() if v != q.names[0]}
-        cand = {k: d for k, d in cand.items() if d > 0.03 * W}
-        if not cand: return None
-        k = max(cand, key=cand.get)
-        return Decision(f"{seen} The {q.names[0]} is at column {a.cu:.0f}; the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}.", letter=k)
-    if q.family == "between":
-        lo, hi = sorted((blobs[q.names[0]].cu, blobs[q.names[1]].cu))
-        cand = {k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi}
-        if not cand: return None
-        k = min(cand, key=cand.get)
-        return Decision(f"{seen} The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}; the {q.options[k]} lies between them.", letter=k)
-    if q.family == "relation":
-        a, b = blobs[q.names[0]], blobs[q.names[1]]
-        du, dv = a.cu - b.cu, a.vmax - b.vmax
-        if abs(du) >= 0.18 * W:
-            rel, why = ("to the left of it" if du < 0 else "to the right of it"), f"the {q.names[0]} is {abs(du):.0f} px to the {'left' if du < 0 else 'right'} of the {q.names[1]} at a similar depth"
-        else:
-            rel = "closer to you than it" if dv > 0 else "farther from you than it"
-            why = f"they are in the same direction, and the {q.names[0]}'s base is {'lower' if dv > 0 else 'higher'} in the image (row {a.vmax:.0f} vs {b.vmax:.0f}), so it is {'closer' if dv > 0 else 'farther'}"
-        k = c.letter_of(rel)
-        return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
-    return None
+    seen = f"In {origin or c.origin(i)} I see {describe(blobs, c.W)}."
+    if q.family not in _READERS or (q.family != "nearest" and any(n not in blobs for n in q.names)):
+        return None
+    return _READERS[q.family](c, blobs, opts, seen)
 
+# %% ../nbs/06b_expert.ipynb #83027a4d
 def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> dict:
     """Where the objects of a view appear after turning in place by `yaw` degrees (+ right): a turn moves every
     direction by the same angle whatever its depth, so no depth is needed. Objects turned out of view are dropped."""
@@ -362,12 +388,13 @@ def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -
 def _predicted(c: _Ctx) -> Decision | None:
     "Direct reasoning for a turn from a given image: read the question off the predicted view."
     q = c.q
-    if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90: return None
+    if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90:
+        return None
     pred = rotated(c.det(q.r), q.motion.value, c.W)
     how = f"image {q.r} turned {q.motion.value:+g} degrees (predicted: a turn in place shifts every direction equally)"
-    d = _read_view(c, None, pred, how)
-    return d
+    return _read_view(c, None, pred, how)
 
+# %% ../nbs/06b_expert.ipynb #14930e63
 def hole_share(image) -> float:
     "Share of an image's pixels in the simulators' hole colour (what the simulator did not see)."
     return float((np.abs(to_rgb(image).astype(np.int16) - np.array(HOLE_RGB)).max(-1) <= 40).mean())
@@ -376,48 +403,80 @@ def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     """A careful reading of an imagined view with holes: an option that no given image shows can only be in the
     hole, so when there are such options the answer is more likely one of them than what the view shows."""
     share = hole_share(c.st.images[i - 1])
-    if share < 0.05 or c.q.family == "relation": return None
+    if share < 0.05 or c.q.family == "relation":
+        return None
     shown = set(c.det(i)) | c.seen_anywhere()
     unseen = [k for k, v in c.q.options.items() if v not in shown]
-    if not unseen: return None
+    if not unseen:
+        return None
+    names = ", ".join(c.q.options[k] for k in unseen)
     return c.guess(unseen, f"{c.origin(i).capitalize()} leaves {100 * share:.0f} % unseen (holes), and "
-                           f"{', '.join(c.q.options[k] for k in unseen)} appear in no given image: the answer is probably hidden there.")
+                           f"{names} appear in no given image: the answer is probably hidden there.")
 
 def _closer_look(c: _Ctx, i: int) -> int | None:
     "The latest imagined closer look (a move forward) from image i, if the conversation has one."
     got = [j for (r, kind, v), j in c.st.imagined.items() if r == i and kind == "forward" and v > 0]
     return max(got) if got else None
 
-def decide_view(c: _Ctx) -> Decision:
+# %% ../nbs/06b_expert.ipynb #646ae8f1
+def _asked_view(c: _Ctx) -> str:
+    "The view the question asks about, in words."
     q = c.q
     what = f"image {q.r}" if q.motion is None else f"image {q.r} after I {q.motion.instruction()}"
     if q.planned:   # the question named no motion: say which view it means
         side = {-90.0: "to my left", 90.0: "to my right", 180.0: "behind me"}[q.motion.value]
         what += f" (the question asks what is {side}: that view)"
-    i = c.image_for(q.r, q.motion)
-    if i is not None and (d := _read_view(c, i)) is not None:
-        if c.st.mode != "forced" and i > c.st.n_given and (g := _hole_doubt(c, i)) is not None: return g
-        if c.st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
-            e.reasoning = (f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects "
-                           f"larger, so I trust it. " + e.reasoning)
-            return e
-        if q.motion is not None and i <= c.st.n_given and i != q.r:
-            d.reasoning = f"The images turn 90 degrees to the right one after another, so the view from {what} is image {i}. " + d.reasoning
-        return d
-    if i is None and q.motion is not None:
-        given = "; ".join(f"image {j}: {describe(c.det(j), c.W)}" for j in range(1, c.st.n_given + 1))
-        why = f"The question is about the view from {what}, which none of the given images shows ({given})."
-        if c.can_call and not c.called(q.r, q.motion): return c.call(q.r, q.motion, why)
-    else: why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
-    if (d := _predicted(c)) is not None: return Decision(why + " " + d.reasoning, letter=d.letter)
+    return what
+
+def _answer_from_view(c: _Ctx, i: int, d: Decision, what: str) -> Decision:
+    "The reading `d` of image i, unless holes cast doubt on it or a closer look (Forced mode) reads better."
+    q, st = c.q, c.st
+    if st.mode != "forced" and i > st.n_given and (g := _hole_doubt(c, i)) is not None:
+        return g
+    if st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
+        e.reasoning = (f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects "
+                       f"larger, so I trust it. " + e.reasoning)
+        return e
+    if q.motion is not None and i <= st.n_given and i != q.r:
+        turn = "The images turn 90 degrees to the right one after another"
+        d.reasoning = f"{turn}, so the view from {what} is image {i}. " + d.reasoning
+    return d
+
+# %% ../nbs/06b_expert.ipynb #596ad552
+def _guess_without_view(c: _Ctx, why: str) -> Decision:
+    "Without the asked view: a guess among options no given image shows, or those a turn does not move out of view."
+    q = c.q
     unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere()]
-    if q.family == "relation": return c.guess(list(q.options), why + " Without that view I cannot tell.")
-    if unseen: return c.guess(unseen, why + f" The answer is probably something the given images do not show: {', '.join(q.options[k] for k in unseen)}.")
+    if q.family == "relation":
+        return c.guess(list(q.options), why + " Without that view I cannot tell.")
+    if unseen:
+        names = ", ".join(q.options[k] for k in unseen)
+        return c.guess(unseen, why + f" The answer is probably something the given images do not show: {names}.")
     turned = q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given
     gone = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if turned else set()
     rest = [k for k, v in q.options.items() if v not in gone]      # what the turn moves out of view cannot be the answer
-    if gone and rest: return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
+    if gone and rest:
+        return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
     return c.guess(list(q.options), why + " Without that view I cannot tell.")
+
+# %% ../nbs/06b_expert.ipynb #cfbbe1eb
+def decide_view(c: _Ctx) -> Decision:
+    "A one-viewpoint question: read the asked view, imagine it, predict it, or guess."
+    q = c.q
+    what = _asked_view(c)
+    i = c.image_for(q.r, q.motion)
+    if i is not None and (d := _read_view(c, i)) is not None:
+        return _answer_from_view(c, i, d, what)
+    if i is None and q.motion is not None:
+        given = "; ".join(f"image {j}: {describe(c.det(j), c.W)}" for j in range(1, c.st.n_given + 1))
+        why = f"The question is about the view from {what}, which none of the given images shows ({given})."
+        if c.can_call and not c.called(q.r, q.motion):
+            return c.call(q.r, q.motion, why)
+    else:
+        why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
+    if (d := _predicted(c)) is not None:
+        return Decision(why + " " + d.reasoning, letter=d.letter)
+    return _guess_without_view(c, why)
 
 # %% ../nbs/06b_expert.ipynb #a1152446
 _TURNS = {"to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}
