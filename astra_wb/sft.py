@@ -52,15 +52,15 @@ def teacher_view(traj: Trajectory, style: str = "full") -> Trajectory:
     for x in t.turns: x.text = with_reasoning(x.text, style)
     return t
 
-# %% ../nbs/11c_sft.ipynb #594f19a6
+# %% ../nbs/11c_sft.ipynb #24655ac0
 def token_policy(model, processor):
     "The rollout policy of the RL loop (exact tokens per turn) over a live model."
-    from astra_wb.rl import TokenPolicy
+    from astra_wb.hf import TokenPolicy
     return TokenPolicy(model, processor)
 
 def sft_example(policy, traj: Trajectory, max_tool_rounds: int = 3) -> dict:
     "input_ids, labels (-100 off the assistant turns) and the images of a trajectory, tokenised as its rollout was."
-    from astra_wb.rl import split_conversation
+    from astra_wb.hf import split_conversation
     msgs = build_messages(traj, max_tool_rounds)
     images = [p["image"] for m in msgs if isinstance(m["content"], list) for p in m["content"] if p.get("type") == "image"]
     tools, k, ids, labels = (None if traj.mode == "direct" else TOOLS), 0, [], []

@@ -86,8 +86,8 @@ def ours(model, processor, samples, steps, out, a):
 
 
 def vision_ids(processor):
-    vocab = processor.tokenizer.get_vocab()
-    return sorted(vocab[t] for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>") if t in vocab)
+    from astra_wb.hf import vision_token_ids
+    return vision_token_ids(processor)
 
 
 def trl_builtin(model, processor, samples, steps, out, a):
