@@ -79,7 +79,7 @@ def arm_config(config: CurriculumConfig, arm: str, seed: int, model: str, data: 
                        max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns, seed=seed, save_steps=max(1, n // 2),
                        gradient_checkpointing=False, resume=True, reward=reward)
 
-# %% ../nbs/11d_curriculum.ipynb #d228042b
+# %% ../nbs/11d_curriculum.ipynb #c8b2719a
 def stage(marker: Path, run, what: str, log=print):
     "Run `run()` unless `marker` exists (a finished stage); returns whether it ran."
     if Path(marker).exists():
@@ -89,14 +89,14 @@ def stage(marker: Path, run, what: str, log=print):
     log(f"[done] {what} in {time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} CPU s)")
     return True
 
-def make_splits(config: CurriculumConfig, root: Path):
+def make_splits(config: CurriculumConfig, root: Path, log=print):
     "Export the training and held-out splits (with depths, which `reproject` reads)."
     from astra_wb.synthqa import generate_bench, export_bench
     for name, n, seed in (("train", config.train_n, config.train_seed), ("heldout", config.heldout_n, config.heldout_seed)):
-        stage(root / "splits" / name / "bench.jsonl", lambda: export_bench(generate_bench(n, seed=seed), root / "splits" / name), f"{name} split")
+        stage(root / "splits" / name / "bench.jsonl", lambda: export_bench(generate_bench(n, seed=seed), root / "splits" / name), f"{name} split", log)
 
-# %% ../nbs/11d_curriculum.ipynb #7cc36498
-def teacher_and_sft(config: CurriculumConfig, root: Path) -> str:
+# %% ../nbs/11d_curriculum.ipynb #25ef6975
+def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
     "Expert trajectories on the training split, and the cold start on them; returns the checkpoint folder."
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.expert import ExpertPolicy
@@ -105,15 +105,15 @@ def teacher_and_sft(config: CurriculumConfig, root: Path) -> str:
     from astra_wb.sft import SFTRunConfig, sft
     acfg = AgentConfig(mode="agentic", max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns)
     stage(root / "teacher.jsonl", lambda: save_trajectories_jsonl(
-        rollout(load_bench(root / "splits" / "train"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher")
+        rollout(load_bench(root / "splits" / "train"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
     s = SFTRunConfig(model=config.model, data=str(root / "teacher.jsonl"), output_dir=str(root / "sft"), reasoning=config.reasoning,
                      max_steps=config.sft_steps, batch_size=config.sft_batch, learning_rate=config.sft_lr,
                      max_tool_rounds=config.max_tool_rounds, logging_steps=10, seed=config.seed_list[0])
-    stage(root / "sft" / "sft_summary.json", lambda: sft(s), "cold start")
+    stage(root / "sft" / "sft_summary.json", lambda: sft(s), "cold start", log)
     return str(root / "sft" / "final")
 
-# %% ../nbs/11d_curriculum.ipynb #469e6515
-def train_arms(config: CurriculumConfig, root: Path, model: str) -> dict:
+# %% ../nbs/11d_curriculum.ipynb #0a5e1e73
+def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
     "Every (arm, seed) from the cold-start checkpoint; returns {name: folder of its final policy}."
     from astra_wb.rl import train
     out = {}
@@ -122,11 +122,11 @@ def train_arms(config: CurriculumConfig, root: Path, model: str) -> dict:
             name = f"{arm}-s{seed}"
             folder = root / "arms" / name
             tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
-            stage(folder / "final" / "config.json", lambda: train(tc), f"arm {name}")
+            stage(folder / "final" / "config.json", lambda: train(tc), f"arm {name}", log)
             out[name] = str(folder / "final")
     return out
 
-# %% ../nbs/11d_curriculum.ipynb #2ede9452
+# %% ../nbs/11d_curriculum.ipynb #b30786ca
 EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
 
 def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> list[dict]:
@@ -141,7 +141,7 @@ def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> l
     return [dict(id=t.sample.id, family=t.sample.meta.get("family", ""), em=r_em(t), fmt=r_fmt(t), calls=t.n_tool_calls)
             for t in trajs]
 
-def evaluate_all(config: CurriculumConfig, root: Path, policies: dict) -> dict:
+def evaluate_all(config: CurriculumConfig, root: Path, policies: dict, log=print) -> dict:
     "{policy: {mode: rows}} on the held-out split, each (policy, mode) cached under eval/."
     from astra_wb.synthqa import load_bench
     held, out = load_bench(root / "splits" / "heldout"), {}
@@ -149,7 +149,7 @@ def evaluate_all(config: CurriculumConfig, root: Path, policies: dict) -> dict:
         for mode in EVAL_MODES:
             path = root / "eval" / f"{name}.{mode}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held, config, mode))), f"eval {name} {mode}")
+            stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held, config, mode))), f"eval {name} {mode}", log)
             out.setdefault(name, {})[mode] = json.loads(path.read_text())
     return out
 
@@ -253,7 +253,7 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
     (root / "curves.html").write_text("<html><body>" + "".join(figs) + "</body></html>")
     return root / 'report.md'
 
-# %% ../nbs/11d_curriculum.ipynb #4ca61806
+# %% ../nbs/11d_curriculum.ipynb #be0048f6
 def run_curriculum(config: CurriculumConfig, log=print) -> Path:
     "The whole experiment (each finished stage skipped on a rerun); returns the report's path."
     import torch
@@ -261,10 +261,10 @@ def run_curriculum(config: CurriculumConfig, log=print) -> Path:
     root = Path(config.output_dir); root.mkdir(parents=True, exist_ok=True)
     config = sized(config)
     (root / "curriculum_config.json").write_text(json.dumps(asdict(config), indent=1))
-    make_splits(config, root)
-    ckpt = teacher_and_sft(config, root)
-    arms = train_arms(config, root, ckpt)
-    results = evaluate_all(config, root, {"sft": ckpt, **arms})
+    make_splits(config, root, log)
+    ckpt = teacher_and_sft(config, root, log)
+    arms = train_arms(config, root, ckpt, log)
+    results = evaluate_all(config, root, {"sft": ckpt, **arms}, log)
     return write_report(config, root, results)
 
 # %% ../nbs/11d_curriculum.ipynb #6497c1f1
