@@ -14,7 +14,7 @@ row (model and tool-response tokens together, as TRL counts them), and the proce
 alternate (ours, TRL, ours, ...) so machine load affects both. The benchmark exits non-zero when either loop
 makes fewer than --min-calls calls per row: then the two loops are not doing the work being compared.
 
-python benchmarks/bench_grpo.py [--steps 3] [--rounds 2] [--max-new-tokens 48] [--temperature 0.7]
+python benchmarks/bench_grpo.py [--steps 3] [--rounds 2] [--max-new-tokens 96] [--temperature 0.3]
 """
 import argparse, copy, os, statistics, sys, tempfile, time
 from pathlib import Path
@@ -145,8 +145,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--temperature", type=float, default=0.3)
     ap.add_argument("--min-calls", type=float, default=1.0)
     a = ap.parse_args(argv)
     import torch
