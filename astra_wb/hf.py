@@ -266,11 +266,11 @@ def cached_tiny_qwen3vl(family: str = "qwen3_vl") -> str:
     return build_tiny_vlm(root / f"tiny-{family.replace('_', '')}-v{TINY_BUILDER_VERSION}", family=family)
 
 # %% ../nbs/06a_hf.ipynb #25bc69e5
-SMALL_BUILDER_VERSION = 1
+SMALL_BUILDER_VERSION = 2   # 2: width 128 x 2 layers (was 256 x 4)
 SMALL_PRESET = dict(   # the `small` Qwen3-VL (see the measurements above)
-    hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-    head_dim=64, mrope_section=[12, 10, 10],            # M-RoPE sections sum to head_dim / 2
-    vision_depth=2, vision_hidden_size=128, vision_intermediate_size=256, vision_heads=2,
+    hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    head_dim=32, mrope_section=[6, 5, 5],               # M-RoPE sections sum to head_dim / 2
+    vision_depth=1, vision_hidden_size=64, vision_intermediate_size=128, vision_heads=2,
     vocab_size=2000,                                    # an upper bound: the lab's text saturates at whole words
     min_pixels=32 * 32, max_pixels=128 * 96,            # 256x192 lab views become 128x96: 12 merged tokens each
     corpus_samples=16, corpus_seed=7919)                # lab text for the tokenizer, from a seed no split uses

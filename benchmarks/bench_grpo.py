@@ -1,8 +1,8 @@
 """Seconds per GRPO step: astra-wb's agent loop inside GRPOTrainer vs TRL's built-in tool loop, on equal work.
 
 Equal work means: the same model, data, sampling, group size, tool rounds (2) and turns (3), and a model
-that really calls the simulator in both loops. The model is the `small` Qwen3-VL preset narrowed to width 128
-x 2 layers, cold-started with `astra_wb.sft` (TRL's SFTTrainer) on expert trajectories that call the simulator
+that really calls the simulator in both loops. The model is the `small` Qwen3-VL preset (1 M parameters),
+cold-started with `astra_wb.sft` (TRL's SFTTrainer) on expert trajectories that call the simulator
 twice and then answer (the expert in Forced(2) mode, shown the agentic system prompt), cached after the first
 run. Both loops get the agentic prompt; ours caps each turn at --max-new-tokens, TRL's loop caps the whole
 completion (tool responses included) at 3 x that plus the tool responses' tokens, so neither cap binds
@@ -22,12 +22,10 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-NARROW = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, head_dim=32, mrope_section=[6, 5, 5],
-              vision_depth=1, vision_hidden_size=64, vision_intermediate_size=128)
 
 
 def fitted_caller(cache: Path, steps: int = 150):
-    "The narrowed small model after SFT on expert trajectories that call the simulator twice (built once, cached)."
+    "The small model after SFT on expert trajectories that call the simulator twice (built once, cached)."
     from astra_wb.hf import build_small_qwen3vl, load_tiny
     from astra_wb.sft import SFTRunConfig, make_sft_trainer
     from astra_wb.agent import rollout, AgentConfig
@@ -35,7 +33,7 @@ def fitted_caller(cache: Path, steps: int = 150):
     from astra_wb.synthqa import generate_bench
     final = cache / "final"
     if (final / "config.json").exists(): return load_tiny(final)
-    model, proc = load_tiny(build_small_qwen3vl(cache / "base", seed=0, **NARROW))
+    model, proc = load_tiny(build_small_qwen3vl(cache / "base", seed=0))
     teacher = rollout(generate_bench(24, seed=11), ExpertPolicy(), "reproject", AgentConfig(mode="forced", forced_k=2, max_tool_rounds=2))
     for t in teacher: t.mode, t.forced_k = "agentic", 0   # shown the agentic prompt: the model calls twice unprompted
     cfg = SFTRunConfig(model=str(cache / "base"), output_dir=str(cache / "sft"), max_steps=steps, batch_size=2,

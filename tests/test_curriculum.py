@@ -1,4 +1,4 @@
-"""`astra-wb curriculum --quick` end to end on a narrow small model: splits, teacher, cold start, the four arms,
+"""`astra-wb curriculum --quick` end to end on the small preset: splits, teacher, cold start, the four arms,
 held-out evaluation in every mode, the report; a rerun resumes (every stage skipped) and gives the same report."""
 import json, os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -6,12 +6,9 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from astra_wb.curriculum import ARMS, EVAL_MODES, CurriculumConfig, run_curriculum
 from astra_wb.hf import build_small_qwen3vl
 
-NARROW = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, head_dim=32, mrope_section=[6, 5, 5],
-              vision_depth=1, vision_hidden_size=64, vision_intermediate_size=128)
-
 
 def test_curriculum_quick_end_to_end_and_resume(tmp_path):
-    model = build_small_qwen3vl(tmp_path / "model", seed=0, **NARROW)
+    model = build_small_qwen3vl(tmp_path / "model", seed=0)
     cfg = CurriculumConfig(output_dir=str(tmp_path / "run"), model=model, quick=True)
     logs = []
     report = run_curriculum(cfg, log=logs.append)

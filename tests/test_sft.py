@@ -10,10 +10,6 @@ from astra_wb.rewards import r_fmt
 from astra_wb.sft import SFTRunConfig, make_sft_trainer, policy_rollouts
 from astra_wb.synthqa import generate_bench
 
-# the small preset narrowed to width 128 x 2 layers (1-layer vision tower) to keep CI cheap: ~40 CPU seconds of training
-NARROW = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, head_dim=32, mrope_section=[6, 5, 5],
-              vision_depth=1, vision_hidden_size=64, vision_intermediate_size=128)
-
 
 def format_validity(model, proc, samples) -> float:
     trajs = policy_rollouts(model, proc, samples, simulator="reproject", max_new_tokens=64, max_turns=3)
@@ -26,7 +22,7 @@ def test_sft_raises_heldout_format_validity(tmp_path):
     assert not {s.id for s in train} & {s.id for s in held}
     teacher = rollout(train, ExpertPolicy(), "reproject", AgentConfig())
     assert all(t.valid for t in teacher) and any(t.n_tool_calls for t in teacher)
-    path = build_small_qwen3vl(tmp_path / "model", seed=0, **NARROW)
+    path = build_small_qwen3vl(tmp_path / "model", seed=0)
     model, proc = load_tiny(path)
     before = format_validity(model, proc, held)
     assert before <= 0.1, before
