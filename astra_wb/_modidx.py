@@ -846,6 +846,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.simulators.WorldSimulator.imagine': ( 'simulators.html#worldsimulator.imagine',
                                                                                      'astra_wb/simulators.py'),
                                      'astra_wb.simulators.__getattr__': ('simulators.html#__getattr__', 'astra_wb/simulators.py'),
+                                     'astra_wb.simulators._check_observation': ( 'simulators.html#_check_observation',
+                                                                                 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._item': ('simulators.html#_item', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._split_args': ('simulators.html#_split_args', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._value': ('simulators.html#_value', 'astra_wb/simulators.py'),
