@@ -93,6 +93,7 @@ def _connect(self: LabelStore) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys = ON")
     return db
 
+# %% ../nbs/15_annotate.ipynb #4ef2b52e
 @patch
 def _create_schema(self: LabelStore):
     "Create the tables of a new file (idempotent); refuse a file written by newer code."
@@ -139,6 +140,7 @@ def _write(self: LabelStore):
             raise
         self._db.execute("COMMIT")
 
+# %% ../nbs/15_annotate.ipynb #18a6e3e4
 @patch
 @contextmanager
 def _read(self: LabelStore):
@@ -188,6 +190,7 @@ def _n_turns(folder: Path) -> int | None:
     except (SafeIOError, AttributeError): return None
     return len(turns) if isinstance(turns, list) else None
 
+# %% ../nbs/15_annotate.ipynb #89e90fca
 @patch
 def register(self: LabelStore, trajectories, run: str | None = None) -> int:
     "Queue trajectories for labelling: ids, or (id, folder) pairs. Returns how many were given."
@@ -204,6 +207,7 @@ def register(self: LabelStore, trajectories, run: str | None = None) -> int:
             n_turns = coalesce(excluded.n_turns, n_turns)""", rows)
     return len(rows)
 
+# %% ../nbs/15_annotate.ipynb #69be5eff
 @patch
 def register_run(self: LabelStore, run_folder) -> list[str]:
     "Register every `trajectories/<id>/trajectory.json` of a run folder; returns the ids."
@@ -223,6 +227,7 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
     self.register(list(zip(ids, paths)), run=run_folder.name)
     return ids
 
+# %% ../nbs/15_annotate.ipynb #38b86e6a
 @patch
 def trajectory_path(self: LabelStore, trajectory: str) -> str | None:
     "The folder a registered trajectory was registered with (None: no folder); LabelError if unknown."
@@ -317,6 +322,7 @@ def next_item(self: LabelStore, annotator: str) -> Item | None:
         db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (row[0], annotator, now + lease_s))
     return Item(row[0], row[1], row[2], row[3], now + lease_s, row[4], row[5])
 
+# %% ../nbs/15_annotate.ipynb #e75ad64e
 @patch
 def release(self: LabelStore, annotator: str, trajectory: str, skip: bool = False):
     "Give a leased trajectory back; with `skip`, never serve it to `annotator` again."
@@ -352,6 +358,7 @@ class Progress:
     events: int               # label events including edits
     available: int            # trajectories that could still be served to them
 
+# %% ../nbs/15_annotate.ipynb #0a1bf04a
 @patch
 def login(self: LabelStore, annotator: str) -> Progress:
     "Register an annotator (idempotent) and return their progress."
@@ -359,6 +366,7 @@ def login(self: LabelStore, annotator: str) -> Progress:
     with self._write() as db: db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, self.clock()))
     return self.progress(annotator)
 
+# %% ../nbs/15_annotate.ipynb #38a80863
 @patch
 def progress(self: LabelStore, annotator: str) -> Progress:
     with self._read() as db:
@@ -366,6 +374,7 @@ def progress(self: LabelStore, annotator: str) -> Progress:
         avail = db.execute(_OPEN.format(cols="count(*)"), dict(a=annotator, now=self.clock())).fetchone()[0]
     return Progress(annotator, n_traj, n_ev, avail)
 
+# %% ../nbs/15_annotate.ipynb #e3124ba3
 @patch
 def stats(self: LabelStore) -> dict:
     "Counts for dashboards and `astra-wb annotate stats`."
@@ -388,6 +397,7 @@ class PairAgreement:
     observed: float           # share of them with the same label
     kappa: float              # Cohen's kappa (nan when undefined)
 
+# %% ../nbs/15_annotate.ipynb #365e2e3e
 @dataclass
 class Agreement:
     n_items: int              # trajectories labelled by >= 2 annotators
@@ -467,6 +477,7 @@ def _traj_row(d: dict, where: str) -> tuple:
         raise field_error(where, "added", f"expected unix seconds, got {d['added']!r}")
     return d["id"], d["path"], d["run"], d["n_turns"], float(d["added"])
 
+# %% ../nbs/15_annotate.ipynb #d96bfc8a
 def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
     "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
     trajs, evs = [], []
@@ -545,6 +556,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lease-s", type=float)
     return p
 
+# %% ../nbs/15_annotate.ipynb #641550da
 def cli_annotate(argv: list[str]) -> int:
     "Entry point of `astra-wb annotate`."
     a = _parser().parse_args(argv)

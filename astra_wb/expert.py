@@ -31,6 +31,7 @@ def _hue_table(step: float = 0.5) -> np.ndarray:
     err = np.abs((h[:, None] - _CAT_HUES + 180) % 360 - 180)
     return np.where(err.min(1) <= MAX_HUE_ERR, err.argmin(1), -1).astype(np.int16)
 
+# %% ../nbs/06b_expert.ipynb #835442f4
 _HUE_LUT = _hue_table()
 
 @dataclass
@@ -46,6 +47,7 @@ class Blob:
     left_cut: bool = False
     right_cut: bool = False
 
+# %% ../nbs/06b_expert.ipynb #82d5db0e
 def to_rgb(image) -> np.ndarray:
     "An (H, W, 3) uint8 array from a PIL image, an array or a path."
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
@@ -55,6 +57,7 @@ def to_rgb(image) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] < 3: raise ValueError(f"expected an RGB image, got an array of shape {a.shape}")
     return a[..., :3].astype(np.uint8)
 
+# %% ../nbs/06b_expert.ipynb #58c48c9f
 def classify(rgb: np.ndarray) -> np.ndarray:
     "(H, W) category index per pixel (-1: wall, floor, hole or unknown) by nearest category hue."
     x = rgb.astype(np.float32)
@@ -67,6 +70,7 @@ def classify(rgb: np.ndarray) -> np.ndarray:
     idx = np.nan_to_num(h / 0.5, nan=0).astype(np.int32) % len(_HUE_LUT)
     return np.where(ok, _HUE_LUT[idx], -1)
 
+# %% ../nbs/06b_expert.ipynb #95f8b3e8
 _DET_CACHE: dict = {}
 
 def detect(image, min_pixels: int = MIN_PIXELS) -> dict[str, Blob]:
@@ -118,6 +122,7 @@ class Question:
     planned: bool = False   # the question names no motion: the expert planned it ("behind you" -> turn around)
     text: str = ""
 
+# %% ../nbs/06b_expert.ipynb #af9ad8d1
 def parse_question(text: str) -> Question:
     "The family, viewpoint and options of a synthetic-bench question (options as 'A. ...' lines)."
     opts = dict(re.findall(r"^\s*([A-D])[.:)]\s*(.+?)\s*$", text, flags=re.M))
@@ -158,6 +163,7 @@ class State:
     calls: list = field(default_factory=list)           # (ref, kind, value) of every tool call made
     text: str = ""
 
+# %% ../nbs/06b_expert.ipynb #54682935
 def _data_url_image(url: str):
     "The image of a base64 `data:image/...` URL; None if `url` is not one or does not decode."
     head = url.partition(",")[0]
@@ -165,6 +171,7 @@ def _data_url_image(url: str):
     try: return to_pil(url)
     except Exception: return None
 
+# %% ../nbs/06b_expert.ipynb #923fdc7f
 def _parts(content) -> list[dict]:
     "Message parts, with OpenAI-style `image_url` data URLs turned into `image` parts."
     if isinstance(content, str): return [{"type": "text", "text": content}]
@@ -178,6 +185,7 @@ def _parts(content) -> list[dict]:
         else: out.append(p)
     return out
 
+# %% ../nbs/06b_expert.ipynb #b6c922e8
 def read_conversation(messages: list[dict], tools=None) -> State:
     "The `State` of a chat conversation (system, user, assistant, tool messages)."
     st = State()
@@ -222,11 +230,13 @@ MATCH_PLAUSIBLE = 0.08   # ...and this close (a wrong motion on the oracle score
 def where(b: Blob, W: int) -> str:
     return "on the left" if b.cu < W / 3 else "on the right" if b.cu > 2 * W / 3 else "near the centre"
 
+# %% ../nbs/06b_expert.ipynb #4da6b719
 def describe(blobs: dict, W: int, only=None) -> str:
     "'sofa on the left, tv near the centre' (or 'no option objects')."
     items = [(b.cu, f"{k} {where(b, W)}") for k, b in blobs.items() if only is None or k in only]
     return ", ".join(t for _, t in sorted(items)) or ("none of the options" if only is not None else "no objects")
 
+# %% ../nbs/06b_expert.ipynb #02538143
 def image_distance(a, b, size=(96, 72)) -> float:
     "How unlike two images are (0-2): mean colour difference plus the share of pixels whose object class differs; holes ignored."
     A = np.asarray(Image.fromarray(to_rgb(a)).resize(size, Image.NEAREST))
@@ -236,11 +246,13 @@ def image_distance(a, b, size=(96, 72)) -> float:
     rgb = np.abs(A.astype(np.float32) - B.astype(np.float32))[ok].mean() / 255
     return float(rgb + (classify(A) != classify(B))[ok].mean())
 
+# %% ../nbs/06b_expert.ipynb #6a9e3c8e
 def turn_from_shift(cu_from: float, cu_to: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> float:
     "Yaw (degrees, + right) that moves a point on the horizon from column `cu_from` to `cu_to`."
     f = W / 2 / math.tan(math.radians(fov_deg) / 2)
     return math.degrees(math.atan((cu_from - W / 2) / f) - math.atan((cu_to - W / 2) / f))
 
+# %% ../nbs/06b_expert.ipynb #aecb029e
 def turn_from_points(p_from: list, p_to: list, W: int, H: int, fov_deg: float = ASSUMED_FOV_DEG) -> tuple[float, float]:
     """(yaw, camera pitch) in degrees from pixels (u, v) of the same points before and after a turn in place.
     A turn about gravity keeps each point's elevation, which pins the (unknown) camera pitch; the yaw is then
@@ -267,6 +279,7 @@ class Decision:
     ref: int | None = None
     motion: Motion | None = None
 
+# %% ../nbs/06b_expert.ipynb #2627d574
 class _Ctx:
     def __init__(self, st: State, q: Question, rng):
         self.st, self.q, self.rng, self._det = st, q, rng, {}
@@ -344,6 +357,7 @@ def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | Non
     span = f"The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}"
     return Decision(f"{seen} {span}; the {q.options[k]} lies between them.", letter=k)
 
+# %% ../nbs/06b_expert.ipynb #4e1166e8
 def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
     "Left/right from the columns of the two named objects when far apart, else nearer/farther from their bases."
     q, W = c.q, c.W
@@ -399,6 +413,7 @@ def hole_share(image) -> float:
     "Share of an image's pixels in the simulators' hole colour (what the simulator did not see)."
     return float((np.abs(to_rgb(image).astype(np.int16) - np.array(HOLE_RGB)).max(-1) <= 40).mean())
 
+# %% ../nbs/06b_expert.ipynb #83c6a98a
 def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     """A careful reading of an imagined view with holes: an option that no given image shows can only be in the
     hole, so when there are such options the answer is more likely one of them than what the view shows."""
@@ -413,6 +428,7 @@ def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     return c.guess(unseen, f"{c.origin(i).capitalize()} leaves {100 * share:.0f} % unseen (holes), and "
                            f"{names} appear in no given image: the answer is probably hidden there.")
 
+# %% ../nbs/06b_expert.ipynb #b98388bb
 def _closer_look(c: _Ctx, i: int) -> int | None:
     "The latest imagined closer look (a move forward) from image i, if the conversation has one."
     got = [j for (r, kind, v), j in c.st.imagined.items() if r == i and kind == "forward" and v > 0]
@@ -428,6 +444,7 @@ def _asked_view(c: _Ctx) -> str:
         what += f" (the question asks what is {side}: that view)"
     return what
 
+# %% ../nbs/06b_expert.ipynb #453bbbee
 def _answer_from_view(c: _Ctx, i: int, d: Decision, what: str) -> Decision:
     "The reading `d` of image i, unless holes cast doubt on it or a closer look (Forced mode) reads better."
     q, st = c.q, c.st
@@ -564,6 +581,7 @@ def _bounded_turn(yaw: dict, lo: float, hi: float) -> tuple[float, str]:
     why = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees"
     return turn, why + " (right positive)"
 
+# %% ../nbs/06b_expert.ipynb #3bafc572
 def _turn_from_shift(c: _Ctx, shared: list[str], hyp: dict, H: int) -> Decision:
     "The turn option closest to what the shared objects' edges say."
     q, A, B = c.q, c.det(c.q.r), c.det(c.q.k)
@@ -594,6 +612,7 @@ def _shift_px(c: _Ctx, shared: list[str], H: int) -> tuple[float, float]:
     grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
     return du, 40 * grow                                                   # growth as a base shift in pixels
 
+# %% ../nbs/06b_expert.ipynb #0b0bde09
 def _move_from_shift(c: _Ctx, shared: list[str], H: int) -> Decision:
     "The direction option that the shared objects' shift shows."
     q = c.q
@@ -704,6 +723,7 @@ def _top_up(c: _Ctx, d: Decision) -> Decision:
                             f"I already think the answer is {d.letter}; I look around image {r} to double-check.", ref=r, motion=m)
     return d
 
+# %% ../nbs/06b_expert.ipynb #34723e1e
 def decide(st: State, rng) -> Decision:
     "The expert's next move for a conversation state."
     q = parse_question(st.text)

@@ -248,6 +248,7 @@ def _check_observation(sim, sample: Sample, obs) -> None:
     json.dumps(obs.meta)                                                     # meta must be JSON-able
     assert obs.provenance().startswith(f"Image {n + 1}: imagined from image 1 after")
 
+# %% ../nbs/05_simulators.ipynb #b803ba82
 def check_simulator(sim, sample: Sample | None = None) -> Observation:
     "Assert that `sim` honours the `WorldSimulator` contract; returns the first observation."
     assert isinstance(sim, WorldSimulator), f"{type(sim).__name__} lacks name/imagine"
@@ -275,6 +276,7 @@ def parse_motion_arg(text: str) -> Motion:
     try: return parse_instruction(text)[1]
     except MotionError as e: raise MotionError(f"motion {text!r}: {e} (write e.g. 'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward')") from None
 
+# %% ../nbs/05_simulators.ipynb #a45a1130
 def cli_imagine(argv: list[str]) -> int:
     "astra-wb imagine: one imagined view written as a PNG."
     from astra_wb.cli import load_settings

@@ -192,6 +192,7 @@ def chat_body(self: VllmOmniSimulator, images: list, instruction: str, gen: dict
             "modalities": ["image"], "extra_body": dict(gen)}
     return body | ({"model": self.model} if self.model else {})
 
+# %% ../nbs/05b_vllm_omni.ipynb #ed098f71
 def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     "A multipart/form-data body (the images API takes form fields and image files)."
     boundary, out = uuid.uuid4().hex, io.BytesIO()
@@ -205,6 +206,7 @@ def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
+# %% ../nbs/05b_vllm_omni.ipynb #3159b991
 @patch
 def edits_form(self: VllmOmniSimulator, images: list, instruction: str, gen: dict) -> tuple[bytes, str]:
     "The `/v1/images/edits` request: prompt, settings as form fields (lists as JSON), the images as files."
@@ -374,6 +376,7 @@ def _error_body(message: str, code: int) -> dict:
     # vLLM's ErrorResponse; serving_chat's _create_error_response keeps the type BadRequestError even for a 500
     return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": code}}
 
+# %% ../nbs/05b_vllm_omni.ipynb #dee3eb73
 def _stub_handle(cfg: dict, state: dict, path: str, content_type: str, data: bytes) -> tuple[int, dict, dict]:
     "(status, body, extra headers) for one POST."
     state["requests"] += 1
