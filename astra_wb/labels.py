@@ -148,7 +148,9 @@ def from_dict(cls: LabelEvent, d: dict, where: str = "") -> LabelEvent:
     "Validate a JSON object (e.g. an export row without its 'type') into an event."
     _check_event_fields(d, [f.name for f in fields(cls)], where)
     label, subtags, note, turn = check_label(d["label"], d["subtags"], d["note"], d["turn"], where)
-    return cls(d["event_id"], d["annotator"], d["trajectory"], label, subtags, note, turn, d["version"], float(d["time"]))
+    return cls(
+        d["event_id"], d["annotator"], d["trajectory"], label, subtags, note, turn, d["version"], float(d["time"])
+    )
 
 # %% ../nbs/15b_labels.ipynb #5bf1d5f3
 def cohen_kappa(a: list, b: list) -> float:

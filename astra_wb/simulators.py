@@ -36,7 +36,9 @@ class SimulatorError(Exception):
 @runtime_checkable
 class WorldSimulator(Protocol):
     name: str
-    def imagine(self, sample: Sample, observations: list, reference_image: int, motion: Motion) -> Observation: ...
+    def imagine(
+        self, sample: Sample, observations: list, reference_image: int, motion: Motion
+    ) -> Observation: ...
 
 # %% ../nbs/05_simulators.ipynb #16bee57f
 DEFAULT_FOV_DEG = 60.0
@@ -63,7 +65,9 @@ def conversation_views(sample: Sample, observations: list) -> list[View]:
     "Views for the given images (1..n) followed by the imagined observations."
     views = [View(i + 1, im, _item(sample.poses, i), _item(sample.intrinsics, i), _item(sample.depths, i))
              for i, im in enumerate(sample.images)]
-    views += [View(len(views) + j + 1, o.image, o.pose, o.intrinsics, o.depth) for j, o in enumerate(observations)]
+    views += [
+        View(len(views) + j + 1, o.image, o.pose, o.intrinsics, o.depth) for j, o in enumerate(observations)
+    ]
     return views
 
 # %% ../nbs/05_simulators.ipynb #630ba377
@@ -80,7 +84,9 @@ def reference_view(sample: Sample, observations: list, reference_image) -> View:
 # %% ../nbs/05_simulators.ipynb #964e5926
 def spec_name(name: str, *args, **kwargs) -> str:
     "The canonical spec of a simulator: `name`, or `name(arg, key=value, ...)` (only settings that change its images)."
-    fmt = lambda v: ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+    fmt = lambda v: (
+        ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+    )
     parts = [fmt(a) for a in args] + [f"{k}={fmt(v)}" for k, v in kwargs.items()]
     return f"{name}({','.join(parts)})" if parts else name
 
@@ -239,7 +245,10 @@ def _check_observation(sim, sample: Sample, obs) -> None:
     assert got == (n + 1, 1, Motion("yaw", 30)), got
     assert obs.simulator == sim.name, f"observation.simulator {obs.simulator!r} != sim.name {sim.name!r}"
     im = obs.image
-    assert isinstance(im, Image.Image) and im.mode == "RGB" and im.size == sample.images[0].size, (im.mode, im.size)
+    assert isinstance(im, Image.Image) and im.mode == "RGB" and im.size == sample.images[0].size, (
+        im.mode,
+        im.size,
+    )
     W, H = im.size
     if obs.pose is not None: assert np.asarray(obs.pose).shape == (4, 4)
     if obs.intrinsics is not None: assert np.asarray(obs.intrinsics).shape == (3, 3)
@@ -284,12 +293,18 @@ def cli_imagine(argv: list[str]) -> int:
     p.add_argument("motion", help="'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward'")
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--scene-seed", type=int, default=0, help="render a synthetic scene from this seed (default 0)")
+    src.add_argument(
+        "--scene-seed", type=int, default=0, help="render a synthetic scene from this seed (default 0)"
+    )
     src.add_argument("--sample", help="a sample folder written by protocol.save_sample, or a bench folder from "
                      "`astra-wb make-synth` (pick the question with --index)")
-    p.add_argument("--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder")
+    p.add_argument(
+        "--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder"
+    )
     p.add_argument("--reference", type=int, default=1, help="1-based reference image")
-    p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed")
+    p.add_argument(
+        "--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed"
+    )
     p.add_argument("--out", default="imagined.png")
     p.add_argument("--side-by-side", action="store_true")
     a = p.parse_args(argv)
@@ -301,7 +316,8 @@ def cli_imagine(argv: list[str]) -> int:
             if (Path(a.sample) / "bench.jsonl").exists():   # an exported synthetic bench: one of its questions
                 from astra_wb.synthqa import load_bench
                 bench = load_bench(a.sample)
-                if not 0 <= a.index < len(bench): raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
+                if not 0 <= a.index < len(bench):
+                    raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
                 sample = bench[a.index]
             else: sample = load_sample(a.sample)
         else: sample = scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
