@@ -7,17 +7,16 @@ from __future__ import annotations
 import argparse, hashlib, json, math, random, sqlite3, sys, threading, time, uuid
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 from fastcore.basics import patch
-from .labels import (LabelError, LabelEvent, check_label, check_name, cohen_kappa, field_error,
-                             krippendorff_alpha)
-from .safeio import SafeIOError, iter_jsonl, read_json
+from .labels import (TRAJECTORY_FIELDS, Agreement, LabelError, LabelEvent, PairAgreement, check_label,
+                             check_name, cohen_kappa, field_error, krippendorff_alpha, read_jsonl)
+from .safeio import SafeIOError, read_json
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'SCHEMA', 'LabelStore', 'AssignConfig', 'LabelConflict', 'Item', 'Progress', 'PairAgreement',
-           'Agreement', 'read_jsonl', 'cli_annotate']
+__all__ = ['SCHEMA_VERSION', 'SCHEMA', 'LabelStore', 'AssignConfig', 'LabelConflict', 'Item', 'Progress', 'cli_annotate']
 
 # %% ../nbs/15_annotate.ipynb #86e9746f
 SCHEMA_VERSION = 1
@@ -432,43 +431,6 @@ def stats(self: LabelStore) -> dict:
                     annotators=dict(db.execute("SELECT annotator, count(*) FROM current_labels GROUP BY annotator ORDER BY annotator").fetchall()),
                     labels=dict(db.execute("SELECT label, count(*) FROM current_labels GROUP BY label ORDER BY count(*) DESC, label").fetchall()))
 
-# %% ../nbs/15_annotate.ipynb #9889408f
-@dataclass
-class PairAgreement:
-    a: str
-    b: str
-    n: int                    # trajectories both labelled
-    observed: float           # share of them with the same label
-    kappa: float              # Cohen's kappa (nan when undefined)
-
-# %% ../nbs/15_annotate.ipynb #365e2e3e
-@dataclass
-class Agreement:
-    n_items: int              # trajectories labelled by >= 2 annotators
-    annotators: list
-    alpha: float              # Krippendorff's alpha, nominal
-    kappa: float              # Cohen's (2 annotators) or Light's (mean pairwise)
-    observed: float           # pairwise observed agreement
-    pairs: list = field(default_factory=list)
-    label_counts: dict = field(default_factory=dict)   # current labels on these items
-    alpha_subtags: float = math.nan  # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
-    observed_subtags: float = math.nan  # pairwise observed agreement on the label and its sub-tags together
-    def to_dict(self) -> dict:
-        clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x   # JSON has no NaN
-        d = asdict(self)
-        return {
-            k: ([{kk: clean(vv) for kk, vv in p.items()} for p in v] if k == "pairs" else clean(v))
-            for k, v in d.items()
-        }
-    def __str__(self):
-        f = lambda x: "n/a" if math.isnan(x) else f"{x:.3f}"
-        lines = [
-            f"items with >= 2 annotators: {self.n_items}   alpha: {f(self.alpha)}   kappa: {f(self.kappa)}   observed: {f(self.observed)}"
-        ]
-        lines += [f"with sub-tags: alpha: {f(self.alpha_subtags)}   observed: {f(self.observed_subtags)}"]
-        lines += [f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs]
-        return "\n".join(lines)
-
 # %% ../nbs/15_annotate.ipynb #1fa33891
 @patch
 def agreement(self: LabelStore) -> Agreement:
@@ -498,15 +460,13 @@ def agreement(self: LabelStore) -> Agreement:
                      sum(x == y for x, y in pair_sub) / len(pair_sub) if pair_sub else math.nan)
 
 # %% ../nbs/15_annotate.ipynb #17dc1e9e
-_TRAJ_FIELDS = ("id", "path", "run", "n_turns", "added")
-
 @patch
 def export_jsonl(self: LabelStore, path) -> int:
     "Write trajectories and every event to a JSONL file; returns the number of rows."
     with self._read() as db:
-        trajs = db.execute(f"SELECT {', '.join(_TRAJ_FIELDS)} FROM trajectories ORDER BY added, rowid").fetchall()
+        trajs = db.execute(f"SELECT {', '.join(TRAJECTORY_FIELDS)} FROM trajectories ORDER BY added, rowid").fetchall()
         evs = [_event(r) for r in db.execute(f"SELECT {_EV} FROM events ORDER BY seq").fetchall()]
-    rows = [{"type": "trajectory", **dict(zip(_TRAJ_FIELDS, t))} for t in trajs] + [
+    rows = [{"type": "trajectory", **dict(zip(TRAJECTORY_FIELDS, t))} for t in trajs] + [
         {"type": "event", **e.to_dict()} for e in evs
     ]
     tmp = Path(f"{path}.tmp")
@@ -514,37 +474,6 @@ def export_jsonl(self: LabelStore, path) -> int:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return len(rows)
-
-# %% ../nbs/15_annotate.ipynb #37a9cee3
-def _traj_row(d: dict, where: str) -> tuple:
-    if extra := sorted(set(d) - set(_TRAJ_FIELDS)): raise field_error(where, extra[0], "unknown field")
-    if missing := [k for k in _TRAJ_FIELDS if k not in d]: raise field_error(where, missing[0], "missing")
-    check_name(d["id"], "trajectory", where, 512)
-    for k in ("path", "run"):
-        if d[k] is not None and not isinstance(d[k], str):
-            raise field_error(where, k, f"expected a string or null, got {d[k]!r}")
-    if d["n_turns"] is not None and (isinstance(d["n_turns"], bool) or not isinstance(d["n_turns"], int) or not 0 <= d["n_turns"] <= 10**6):
-        raise field_error(where, "n_turns", f"expected a count or null, got {d['n_turns']!r}")
-    if isinstance(d["added"], bool) or not isinstance(d["added"], (int, float)) or not math.isfinite(d["added"]):
-        raise field_error(where, "added", f"expected unix seconds, got {d['added']!r}")
-    return d["id"], d["path"], d["run"], d["n_turns"], float(d["added"])
-
-# %% ../nbs/15_annotate.ipynb #d96bfc8a
-def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
-    "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
-    trajs, evs = [], []
-    path = Path(path)
-    try: lines = list(iter_jsonl(path.parent, path.name, str(path)))   # bounded: depth, integer size, line size
-    except SafeIOError as e: raise LabelError(str(e)) from None
-    for n, d in lines:
-        where = f"{path}:{n}"
-        if not isinstance(d, dict):
-            raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        kind = d.pop("type", None)
-        if kind == "trajectory": trajs.append(_traj_row(d, where))
-        elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
-        else: raise field_error(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
-    return trajs, evs
 
 # %% ../nbs/15_annotate.ipynb #0f09bb43
 @patch
