@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from astra_wb import viz
-from astra_wb.cli import Settings, load_settings
+from astra_wb.settings import Settings, load_settings
 from astra_wb.motion import TOOL_MOTION_TYPES, Motion, MotionError, parse_instruction
 from astra_wb.protocol import Invoke, Sample, Trajectory, load_trajectory, render_answer, render_tool_call
 

@@ -558,7 +558,7 @@ def cli_annotate(argv: list[str]) -> int:
             print("astra-wb annotate export: give the output file with --out FILE", file=sys.stderr)
             return 2
     if a.db is None:
-        from astra_wb.cli import load_settings
+        from astra_wb.settings import load_settings
         a.db = load_settings().label_db
     if a.cmd in ("export", "agreement", "stats") and not Path(a.db).exists():
         print(f"astra-wb annotate {a.cmd}: no label store at {a.db}", file=sys.stderr)

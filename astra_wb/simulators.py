@@ -14,6 +14,7 @@ from PIL import Image
 from .geometry import intrinsics as make_K, level_pose
 from .motion import Motion, MotionError, parse_instruction
 from .protocol import Sample, Observation
+from .registry import Registry
 from .scene import Scene, make_scene, render, sample_cameras
 
 # %% auto #0
@@ -164,19 +165,25 @@ def frames_to_sample(frames: list, id: str = "scan", question: str = "", meta: d
                   depths=[np.asarray(f.depth, np.float32) for f in frames])
 
 # %% ../nbs/05_simulators.ipynb #b2ee604d
-SIMULATORS: dict[str, str | type] = {   # name -> 'module:Class', imported on first use (backends sit beside this module)
-    "oracle": "astra_wb.backends:OracleSimulator", "reproject": "astra_wb.backends:ReprojectSimulator",
-    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator", "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": "astra_wb.backends:PerturbedSimulator", "cached": "astra_wb.backends:CachedSimulator",
-    "blank": "astra_wb.backends:BlankSimulator", "copy": "astra_wb.backends:CopySimulator"}
-WRAPPERS = {"perturbed", "cached"}
+SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
+    "oracle": "astra_wb.backends:OracleSimulator",
+    "reproject": "astra_wb.backends:ReprojectSimulator",
+    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
+    "learned": "astra_wb.learned_sim:LearnedSimulator",
+    "perturbed": "astra_wb.backends:PerturbedSimulator",
+    "cached": "astra_wb.backends:CachedSimulator",
+    "blank": "astra_wb.backends:BlankSimulator",
+    "copy": "astra_wb.backends:CopySimulator",
+})
+WRAPPERS = {"perturbed", "cached"}   # these take a nested spec as their first argument
 
-def register_simulator(name: str, target: str | type, wrapper: bool = False):
+def register_simulator(name: str, target: str, wrapper: bool = False):
     "Register `name` -> `'module:Class'` (a wrapper takes a nested spec as its first argument)."
-    if not re.fullmatch(r"[A-Za-z][\w.-]*", name): raise ValueError(f"bad simulator name {name!r}")
-    if isinstance(target, str) and ":" not in target: raise ValueError(f"target must be 'module:Class', got {target!r}")
-    SIMULATORS[name] = target
-    (WRAPPERS.add if wrapper else WRAPPERS.discard)(name)
+    SIMULATORS.register(name, target)
+    if wrapper:
+        WRAPPERS.add(name)
+    else:
+        WRAPPERS.discard(name)
 
 # %% ../nbs/05_simulators.ipynb #e7e63dc8
 def _split_args(s: str) -> list[str]:
@@ -217,23 +224,32 @@ def parse_spec(spec: str) -> tuple[str, list, dict]:
     return name, args, kwargs
 
 # %% ../nbs/05_simulators.ipynb #178c18d4
+def _simulator_class(name: str, spec: str) -> type:
+    "The class registered as `name`; an import failure is a ValueError naming the spec."
+    try:
+        return SIMULATORS.load(name)
+    except ImportError as e:
+        raise ValueError(f"simulator spec {spec!r}: {e}") from None
+
 def get_simulator(spec: str):
     "A simulator from a spec string, e.g. 'oracle', 'vllm-omni:http://h:p', 'cached(perturbed(oracle,pose_noise=0.2))'."
-    try: name, args, kwargs = parse_spec(spec)
-    except ValueError as e: raise ValueError(f"simulator spec {spec!r}: {e}") from None
-    if name not in SIMULATORS: raise ValueError(f"unknown simulator {name!r} in {spec!r}; registered: {sorted(SIMULATORS)}")
-    klass = SIMULATORS[name]
-    if isinstance(klass, str):
-        mod, cls = klass.split(":")
-        try: klass = getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError) as e: raise ValueError(f"simulator {name!r} -> {SIMULATORS[name]!r} cannot be imported: {e}") from None
+    try:
+        name, args, kwargs = parse_spec(spec)
+    except ValueError as e:
+        raise ValueError(f"simulator spec {spec!r}: {e}") from None
+    klass = _simulator_class(name, spec)
     if name in WRAPPERS:
-        if not args: raise ValueError(f"{name!r} wraps a simulator: write {name}(<spec>, ...)")
+        if not args:
+            raise ValueError(f"{name!r} wraps a simulator: write {name}(<spec>, ...)")
         args = [get_simulator(args[0])] + [_value(a) for a in args[1:]]
-    else: args = [_value(a) if not isinstance(a, str) or "://" not in a else a for a in args]
-    try: sim = klass(*args, **kwargs)
-    except (TypeError, ValueError) as e: raise ValueError(f"simulator spec {spec!r}: {e}") from None
-    if not getattr(sim, "name", None): sim.name = spec
+    else:
+        args = [_value(a) if not isinstance(a, str) or "://" not in a else a for a in args]
+    try:
+        sim = klass(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"simulator spec {spec!r}: {e}") from None
+    if not getattr(sim, "name", None):
+        sim.name = spec
     return sim
 
 # %% ../nbs/05_simulators.ipynb #bbb76116
@@ -288,7 +304,7 @@ def parse_motion_arg(text: str) -> Motion:
 # %% ../nbs/05_simulators.ipynb #a45a1130
 def cli_imagine(argv: list[str]) -> int:
     "astra-wb imagine: one imagined view written as a PNG."
-    from astra_wb.cli import load_settings
+    from astra_wb.settings import load_settings
     p = argparse.ArgumentParser(prog="astra-wb imagine", description="Imagine the view after a camera motion.")
     p.add_argument("motion", help="'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward'")
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
