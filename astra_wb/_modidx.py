@@ -892,6 +892,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.simulators.__getattr__': ('simulators.html#__getattr__', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._check_observation': ( 'simulators.html#_check_observation',
                                                                                  'astra_wb/simulators.py'),
+                                     'astra_wb.simulators._cli_sample': ('simulators.html#_cli_sample', 'astra_wb/simulators.py'),
+                                     'astra_wb.simulators._imagine_parser': ('simulators.html#_imagine_parser', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._item': ('simulators.html#_item', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._simulator_class': ('simulators.html#_simulator_class', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._split_args': ('simulators.html#_split_args', 'astra_wb/simulators.py'),

@@ -301,42 +301,46 @@ def parse_motion_arg(text: str) -> Motion:
     try: return parse_instruction(text)[1]
     except MotionError as e: raise MotionError(f"motion {text!r}: {e} (write e.g. 'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward')") from None
 
-# %% ../nbs/05_simulators.ipynb #a45a1130
-def cli_imagine(argv: list[str]) -> int:
-    "astra-wb imagine: one imagined view written as a PNG."
-    from astra_wb.settings import load_settings
+# %% ../nbs/05_simulators.ipynb #0a4436c4
+def _imagine_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-wb imagine", description="Imagine the view after a camera motion.")
     p.add_argument("motion", help="'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward'")
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--scene-seed", type=int, default=0, help="render a synthetic scene from this seed (default 0)"
-    )
+    src.add_argument("--scene-seed", type=int, default=0, help="render a synthetic scene from this seed (default 0)")
     src.add_argument("--sample", help="a sample folder written by protocol.save_sample, or a bench folder from "
                      "`astra-wb make-synth` (pick the question with --index)")
-    p.add_argument(
-        "--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder"
-    )
+    p.add_argument("--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder")
     p.add_argument("--reference", type=int, default=1, help="1-based reference image")
-    p.add_argument(
-        "--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed"
-    )
+    p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"),
+                   help="render size for --scene-seed")
     p.add_argument("--out", default="imagined.png")
     p.add_argument("--side-by-side", action="store_true")
-    a = p.parse_args(argv)
+    return p
+
+# %% ../nbs/05_simulators.ipynb #1ccaa51d
+def _cli_sample(a) -> Sample:
+    "The sample the command line names: a sample folder, one question of a bench folder, or a rendered scene."
+    if not a.sample:
+        return scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
+    from astra_wb.protocol import load_sample
+    if not (Path(a.sample) / "bench.jsonl").exists():
+        return load_sample(a.sample)
+    from astra_wb.synthqa import load_bench   # an exported synthetic bench: one of its questions
+    bench = load_bench(a.sample)
+    if not 0 <= a.index < len(bench):
+        raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
+    return bench[a.index]
+
+# %% ../nbs/05_simulators.ipynb #a45a1130
+def cli_imagine(argv: list[str]) -> int:
+    "astra-wb imagine: one imagined view written as a PNG."
+    from astra_wb.settings import load_settings
+    a = _imagine_parser().parse_args(argv)
     try:
         motion = parse_motion_arg(a.motion)
         sim = get_simulator(a.simulator or load_settings().default_simulator)
-        if a.sample:
-            from astra_wb.protocol import load_sample
-            if (Path(a.sample) / "bench.jsonl").exists():   # an exported synthetic bench: one of its questions
-                from astra_wb.synthqa import load_bench
-                bench = load_bench(a.sample)
-                if not 0 <= a.index < len(bench):
-                    raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
-                sample = bench[a.index]
-            else: sample = load_sample(a.sample)
-        else: sample = scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
+        sample = _cli_sample(a)
         obs = sim.imagine(sample, [], a.reference, motion)
     except (MotionError, ValueError, OSError, SimulatorError) as e:
         print(f"astra-wb imagine: error: {e}", file=sys.stderr)
