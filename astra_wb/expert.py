@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, math
 from dataclasses import dataclass
 import numpy as np
+from fastcore.basics import patch
 from .motion import Motion, MotionError, parse_instruction
 from .perception import (ASSUMED_FOV_DEG, HOLE_RGB, MATCH_PLAUSIBLE, MATCH_RATIO, Blob, Question, State,
                                  describe, detect, image_distance, parse_question, read_conversation, to_rgb,
@@ -28,11 +29,13 @@ class Decision:
 
 # %% ../nbs/06b_expert.ipynb #2627d574
 class _Ctx:
+    "What a decision works from: the conversation state, the parsed question, a seeded generator, detections."
     def __init__(self, st: State, q: Question, rng):
         self.st, self.q, self.rng, self._det = st, q, rng, {}
         self.W = to_rgb(st.images[0]).shape[1] if st.images else 256
 
     def det(self, i: int) -> dict:
+        "Detections of image i (1-based), computed once."
         if i not in self._det: self._det[i] = detect(self.st.images[i - 1])
         return self._det[i]
 
@@ -41,38 +44,46 @@ class _Ctx:
 
     def called(self, r: int, m: Motion) -> bool: return (r, m.kind, m.value) in self.st.calls
 
-    def image_for(self, r: int, m: Motion | None) -> int | None:
-        "Number of an image showing image r's viewpoint after `m`, if the conversation has one."
-        if m is None: return r if 1 <= r <= len(self.st.images) else None
-        if self.q.rotation_layout and m.kind == "yaw" and m.value % 90 == 0 and r <= self.st.n_given:
-            j = r + int(m.value // 90)
-            if self.st.n_given == 4: j = (j - 1) % 4 + 1        # four quarter turns close the circle
-            if 1 <= j <= self.st.n_given: return j
-        return self.st.imagined.get((r, m.kind, m.value))
-
-    def origin(self, i: int) -> str:
-        if i <= self.st.n_given: return f"image {i}"
-        for (r, kind, v), j in self.st.imagined.items():
-            if j == i: return f"image {i} (imagined from image {r}: {Motion(kind, v).instruction()})"
-        return f"image {i}"
-
-    def letter_of(self, text: str) -> str | None:
-        return next((k for k, v in self.q.options.items() if v.strip().lower() == text.strip().lower()), None)
-
-    def guess(self, letters: list[str], why: str) -> Decision:
-        letters = sorted(letters) or sorted(self.q.options) or ["A"]
-        pick = letters[int(self.rng.integers(len(letters)))]
-        return Decision(f"{why} I guess {pick} ({self.q.options.get(pick, '?')}).", letter=pick)
-
-    def call(self, r: int, m: Motion, why: str) -> Decision:
-        return Decision(
-            f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}.",
-            ref=r,
-            motion=m,
-        )
-
     def seen_anywhere(self) -> set:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
+
+# %% ../nbs/06b_expert.ipynb #6bc844e0
+@patch
+def image_for(self: _Ctx, r: int, m: Motion | None) -> int | None:
+    "Number of an image showing image r's viewpoint after `m`, if the conversation has one."
+    if m is None: return r if 1 <= r <= len(self.st.images) else None
+    if self.q.rotation_layout and m.kind == "yaw" and m.value % 90 == 0 and r <= self.st.n_given:
+        j = r + int(m.value // 90)
+        if self.st.n_given == 4: j = (j - 1) % 4 + 1        # four quarter turns close the circle
+        if 1 <= j <= self.st.n_given: return j
+    return self.st.imagined.get((r, m.kind, m.value))
+
+@patch
+def origin(self: _Ctx, i: int) -> str:
+    "Image i in words, saying where an imagined one came from."
+    if i <= self.st.n_given: return f"image {i}"
+    for (r, kind, v), j in self.st.imagined.items():
+        if j == i: return f"image {i} (imagined from image {r}: {Motion(kind, v).instruction()})"
+    return f"image {i}"
+
+# %% ../nbs/06b_expert.ipynb #cb6773b4
+@patch
+def letter_of(self: _Ctx, text: str) -> str | None:
+    "The option letter whose text is `text` (case and edge spaces ignored)."
+    return next((k for k, v in self.q.options.items() if v.strip().lower() == text.strip().lower()), None)
+
+@patch
+def guess(self: _Ctx, letters: list[str], why: str) -> Decision:
+    "A seeded guess among `letters` (all options if empty), with the reason."
+    letters = sorted(letters) or sorted(self.q.options) or ["A"]
+    pick = letters[int(self.rng.integers(len(letters)))]
+    return Decision(f"{why} I guess {pick} ({self.q.options.get(pick, '?')}).", letter=pick)
+
+@patch
+def call(self: _Ctx, r: int, m: Motion, why: str) -> Decision:
+    "A tool call for image r's view after `m`, with the reason."
+    why = f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}."
+    return Decision(why, ref=r, motion=m)
 
 # %% ../nbs/06b_expert.ipynb #958788b7
 def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
