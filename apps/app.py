@@ -9,12 +9,14 @@ import argparse, inspect, json, math, os, re, sys, tempfile, traceback, uuid
 from dataclasses import replace
 from functools import lru_cache, partial, wraps
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from PIL import Image
 
 from astra_wb import viz
+from astra_wb.registry import resolve
 from astra_wb.settings import Settings, load_settings
 from astra_wb.motion import TOOL_MOTION_TYPES, Motion, MotionError, parse_instruction
 from astra_wb.protocol import Invoke, Sample, Trajectory, load_trajectory, render_answer, render_tool_call
@@ -73,13 +75,11 @@ def _choice(value, allowed, what: str):
 # ----------------------------------------------------------------------------- library access (cached)
 @lru_cache(maxsize=8)
 def _simulator(spec: str):
-    from astra_wb.simulators import get_simulator
-    return get_simulator(spec)
+    return resolve(spec)
 
 @lru_cache(maxsize=4)
 def _policy(spec: str):
-    from astra_wb.policies import get_policy
-    return get_policy(spec)
+    return resolve(spec, "policy")
 
 @lru_cache(maxsize=4)
 def _synth_bench(seed: int) -> list:
@@ -394,9 +394,9 @@ def runs_open(settings: Settings, names, filt):
         except RunError as e: raise gr.Error(str(e).replace(str(Path(settings.runs_root).resolve()), "<runs>")) from None
         groups[name], metrics[name] = run.rows, run.metrics
     st = {"run": names[0], "rows": groups[names[0]]}
-    rows = {k: v for k, v in groups.items() if v}
-    acc = viz.accuracy_figure(rows) if rows else None
-    tools = viz.tool_use_figure(rows) if rows else None
+    runs = {k: metrics[k] for k, v in groups.items() if v}   # charts read compute_metrics: the official Overall
+    acc = viz.accuracy_figure(runs) if runs else None
+    tools = viz.tool_use_figure(runs) if runs else None
     return (metrics_table(metrics), acc, tools) + runs_show(settings, st, filt, 1)
 
 def runs_show(settings: Settings, st, filt, pos):
@@ -584,6 +584,232 @@ def _sample_picker(settings: Settings, simulator_tab: bool):
                          label="folder under the data root (empty: generated synthetic bench)", visible=not simulator_tab)
     return source, seed, kind, folder, index
 
+def _simulator_tab(settings: Settings, sims: tuple) -> SimpleNamespace:
+    "The Simulator tab's components: a sample, a simulator, motion buttons, the view, map and history."
+    s_state = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            source, seed, kind, folder, index = _sample_picker(settings, True)
+            files = gr.File(file_count="multiple", file_types=["image"], label="upload images", height=90, visible=False)
+            load = gr.Button("Load", variant="primary", size="sm")
+            with gr.Row():
+                spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
+                ref = gr.Dropdown([1], value=1, label="reference image", min_width=80, allow_custom_value=True)
+            with gr.Row():
+                dist = gr.Slider(0.1, 5.0, 1.0, step=0.1, label="distance (m)", min_width=120, elem_id="awb-dist")
+                ang = gr.Slider(5, 180, 30, step=5, label="angle (deg)", min_width=120)
+            motion_btns = {}
+            with gr.Row(elem_id="awb-motions"):
+                for mt in TOOL_MOTION_TYPES:
+                    motion_btns[mt] = gr.Button(mt.replace("_", " "), size="sm", elem_id=f"btn-{mt}",
+                                                min_width=90, interactive=False)
+            with gr.Row():
+                instr = gr.Textbox(show_label=False, placeholder="or type: turn 60 degrees left", scale=4, min_width=150)
+                go_text = gr.Button("Imagine", scale=1, size="sm", min_width=70, interactive=False)
+        with gr.Column(scale=3, min_width=420):
+            s_status = gr.Markdown("Press **Load** to start.", elem_classes="awb-status", elem_id="awb-sim-status")
+            with gr.Row():
+                view = gr.Image(label="reference view (the next motion starts here)", type="pil", format="png",
+                                elem_id="awb-imagined", height=330, min_width=200)
+                topmap = gr.Plot(label="top-down map", elem_id="awb-map", min_width=200)
+    history = gr.Gallery(label="views so far (newest first)", columns=6, height=200)
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ('settings', 'sims')})
+
+
+def _wire_simulator(c: SimpleNamespace, settings: Settings, sims: tuple):
+    "The Simulator tab's events: load, each motion, typed instructions, picking the reference."
+    ang, dist, files, folder, go_text, history = c.ang, c.dist, c.files, c.folder, c.go_text, c.history
+    index, instr = c.index, c.instr
+    kind, load, motion_btns, ref, s_state = c.kind, c.load, c.motion_btns, c.ref, c.s_state
+    s_status, seed = c.s_status, c.seed
+    source, spec, topmap, view = c.source, c.spec, c.topmap, c.view
+    outs = [s_state, view, ref, s_status]
+    controls = list(motion_btns.values()) + [go_text]
+    # the image first; history and map follow in a chained event (fast feedback on every motion)
+    views = dict(fn=sim_views, inputs=[s_state], outputs=[history, topmap], queue=False)
+    source.change(picker_visibility, [source], [kind, folder, index, files], queue=False, api_visibility="private")
+    load.click(guarded(partial(sim_load, settings), outs, s_status), [source, seed, kind, folder, index, files], outs,
+               api_name="load_sample").then(**views, api_visibility="private").then(
+        partial(sim_controls, n=len(controls)), [s_state], controls, queue=False, api_visibility="private")
+    for mt, b in motion_btns.items():
+        # queue=False: a motion is milliseconds of work; the queue's round trip would dominate it
+        b.click(guarded(partial(sim_motion, mt, sims), outs, s_status, mt), [s_state, ref, dist, ang, spec], outs,
+                api_name=mt, queue=False, trigger_mode="always_last").then(**views, api_visibility="private")
+    # always_last: a second Enter while the first is still drawing runs after it instead of being dropped
+    ev_text = dict(fn=guarded(partial(sim_text, sims), outs, s_status), inputs=[s_state, ref, instr, spec], outputs=outs,
+                   queue=False, trigger_mode="always_last")
+    go_text.click(**ev_text, api_name="imagine_text").then(**views, api_visibility="private")
+    instr.submit(**ev_text, api_visibility="private").then(**views, api_visibility="private")
+    refresh_views = gr.Button("refresh views", visible=False)
+    refresh_views.click(**views, api_name="views")
+    ref.input(sim_pick_reference, [s_state, ref], [s_state, view], api_visibility="private", queue=False).then(
+        **views, api_visibility="private")
+
+def _agent_tab(settings: Settings, sims: tuple, pols: tuple) -> SimpleNamespace:
+    "The Agent tab's components: a question, a simulator and mode, the human player's panel, the chat."
+    a_state = gr.State(None)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            with gr.Row():
+                a_seed = gr.Number(0, precision=0, label="seed", min_width=70)
+                a_index = gr.Number(0, precision=0, label="sample #", min_width=70)
+                a_kind = gr.Dropdown(list(BENCHMARK_KINDS), value="synth", label="benchmark", min_width=100,
+                                     allow_custom_value=True)
+            with gr.Row():
+                a_spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
+                mode = gr.Dropdown(list(MODES), value="agentic", label="mode", min_width=100, allow_custom_value=True)
+                k = gr.Number(2, precision=0, label="forced k", min_width=70)
+            play = gr.Button("▶ Play it yourself", variant="primary", elem_id="awb-play")
+            with gr.Group(visible=False, elem_id="awb-human") as panel:
+                gr.Markdown("**Your move**: press your answer, or imagine a view first.")
+                with gr.Row(elem_id="awb-options"):
+                    ans_btns = [gr.Button(visible=False, elem_id=f"awb-ans-{i}", min_width=80, variant="primary")
+                                for i in range(MAX_OPTIONS)]
+                with gr.Row():
+                    h_ref = gr.Number(1, precision=0, label="from image", min_width=70)
+                    h_mt = gr.Dropdown(list(TOOL_MOTION_TYPES), value="turn_left", label="motion", min_width=110, allow_custom_value=True)
+                    h_val = gr.Number(45, label="m or deg", min_width=70)
+                h_call = gr.Button("Imagine this view", elem_id="awb-h-call")
+                reasoning = gr.Textbox(label="your reasoning (optional)", lines=1)
+            with gr.Row():
+                policy = gr.Dropdown(list(pols), value=pols[0], label="or let a policy play", min_width=120, allow_custom_value=True)
+                run = gr.Button("Run", variant="secondary", min_width=70)
+            a_folder = gr.Dropdown([""] + list_names(settings.data_root, depth=2), value="", allow_custom_value=True,
+                                   label="benchmark folder under the data root (empty: generated synthetic bench)")
+        with gr.Column(scale=3, min_width=420):
+            a_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-agent-status")
+            chat = gr.Chatbot(label="trajectory", height=470, elem_id="awb-chat", autoscroll=True)
+            a_map = gr.Plot(label="cameras")
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ('settings', 'sims', 'pols')})
+
+
+def _wire_agent(c: SimpleNamespace, settings: Settings, sims: tuple, pols: tuple):
+    "The Agent tab's events: a policy's run, a person's play (calls and answers)."
+    a_folder, a_index, a_kind, a_map, a_seed = c.a_folder, c.a_index, c.a_kind, c.a_map, c.a_seed
+    a_spec, a_state = c.a_spec, c.a_state
+    a_status, ans_btns, chat, h_call, h_mt = c.a_status, c.ans_btns, c.chat, c.h_call, c.h_mt
+    h_ref, h_val, k = c.h_ref, c.h_val, c.k
+    mode, panel, play, policy, reasoning, run = c.mode, c.panel, c.play, c.policy, c.reasoning, c.run
+    a_outs = [chat, a_status, a_map, a_state]
+    show_panel = dict(fn=human_panel, inputs=[a_state], outputs=[panel] + ans_btns, queue=False, api_visibility="private")
+    # the newest message (an imagined view) into sight once its image has loaded
+    follow = "() => setTimeout(() => { const m = document.querySelectorAll('#awb-chat .message-row'); if (m.length) m[m.length - 1].scrollIntoView({block: 'end'}); }, 400)"
+    run.click(guarded(partial(agent_run, settings, pols, sims), a_outs, a_status),
+              [a_kind, a_folder, a_seed, a_index, policy, a_spec, mode, k], a_outs, api_name="agent_run").then(**show_panel)
+    play.click(guarded(partial(agent_play, settings, sims), a_outs, a_status),
+               [a_kind, a_folder, a_seed, a_index, a_spec, mode, k], a_outs, api_name="play").then(**show_panel)
+    h_call.click(guarded(human_call, a_outs, a_status), [a_state, reasoning, h_ref, h_mt, h_val], a_outs,
+                 api_name="human_call").then(**show_panel).then(None, js=follow)
+    hidden_answer = gr.Textbox(visible=False)
+    gr.Button(visible=False).click(guarded(human_answer, a_outs, a_status), [a_state, reasoning, hidden_answer], a_outs,
+                                   api_name="human_answer")
+    for i, b in enumerate(ans_btns):
+        b.click(guarded(partial(_answer_nth, i), a_outs, a_status), [a_state, reasoning], a_outs,
+                api_visibility="private").then(**show_panel).then(None, js=follow)
+
+def _runs_tab(settings: Settings) -> SimpleNamespace:
+    "The Runs tab's components: run folders, their metrics and charts, one trajectory at a time."
+    r_state = gr.State(None)
+    with gr.Row():
+        runs = gr.Dropdown(list_names(settings.runs_root, runs=True, depth=2), multiselect=True, allow_custom_value=True,
+                           label="runs (first one is browsed)", scale=4)
+        refresh = gr.Button("Refresh", size="sm", min_width=80)
+        open_btn = gr.Button("Open", variant="primary", min_width=80)
+    r_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-runs-status")
+    metrics = gr.Dataframe(label="metrics", interactive=False, max_height=220)
+    with gr.Row():
+        acc_plot, tool_plot = gr.Plot(label="accuracy"), gr.Plot(label="tool use")
+    with gr.Row():
+        filt = gr.Dropdown(list(viz.FILTERS), value="all", label="show", min_width=100, allow_custom_value=True)
+        prev_b, next_b = gr.Button("◀ previous", min_width=90), gr.Button("next ▶", min_width=90)
+        pos = gr.Number(1, precision=0, label="trajectory #", min_width=90)
+    traj_html = gr.HTML()
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ('settings')})
+
+
+def _wire_runs(c: SimpleNamespace, settings: Settings):
+    "The Runs tab's events: list and open runs, filter and step through trajectories."
+    acc_plot, filt, metrics, next_b, open_btn = c.acc_plot, c.filt, c.metrics, c.next_b, c.open_btn
+    pos, prev_b = c.pos, c.prev_b
+    r_state, r_status, refresh, runs, tool_plot = c.r_state, c.r_status, c.refresh, c.runs, c.tool_plot
+    traj_html = c.traj_html
+    show_outs = [r_state, pos, r_status, traj_html]
+    refresh.click(lambda: gr.update(choices=list_names(settings.runs_root, runs=True, depth=2)), None, runs,
+                  api_name="list_runs", queue=False)
+    open_outs = [metrics, acc_plot, tool_plot] + show_outs
+    open_btn.click(guarded(partial(runs_open, settings), open_outs, r_status), [runs, filt], open_outs, api_name="open_runs")
+    filt.change(guarded(lambda st, f: runs_show(settings, st, f, 1), show_outs, r_status, "runs_show"), [r_state, filt],
+                show_outs, api_visibility="private")
+    pos.submit(guarded(partial(runs_show, settings), show_outs, r_status), [r_state, filt, pos], show_outs, api_name="show_trajectory")
+    prev_b.click(guarded(partial(runs_step, settings, delta=-1), show_outs, r_status), [r_state, filt, pos], show_outs, api_visibility="private")
+    next_b.click(guarded(partial(runs_step, settings, delta=1), show_outs, r_status), [r_state, filt, pos], show_outs, api_visibility="private")
+
+def _annotate_tab(settings: Settings) -> SimpleNamespace:
+    "The Annotate tab's components: log in, queue a run, label a trajectory, agreement."
+    from astra_wb.annotate import SUBTAG_TITLES, label_choices
+    n_state = gr.State(None)
+    overlap0, k0 = ann_config(settings)
+    with gr.Row():
+        who = gr.Textbox(label="annotator", max_lines=1, min_width=120)
+        login = gr.Button("Log in", min_width=80)
+        q_run = gr.Dropdown(list_names(settings.runs_root, runs=True, depth=2), allow_custom_value=True,
+                            label="queue a run for labelling", min_width=160)
+        overlap = gr.Slider(0, 1, overlap0, step=0.05, label="share labelled twice (for agreement)", min_width=160, elem_id="awb-overlap")
+        ov_k = gr.Number(k0, precision=0, label="annotators each", min_width=80)
+        q_btn = gr.Button("Queue run", min_width=90)
+    n_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-ann-status")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3): n_html = gr.HTML()
+        with gr.Column(scale=2, min_width=320):
+            label = gr.Radio(label_choices(), label="label (keys 1-8; Enter = save & next)", elem_id="awb-label")
+            label_desc = gr.Markdown("Pick the label that fits; its description shows here.", elem_id="awb-label-desc")
+            subtags = gr.CheckboxGroup([(t, c) for c, t in SUBTAG_TITLES.items()], label="sub-tags", visible=False)
+            with gr.Row():
+                save_next = gr.Button("Save & next ⏎", variant="primary", elem_id="awb-save-next")
+                save, skip = gr.Button("Save", min_width=70), gr.Button("Skip", min_width=70)
+            saved = gr.Markdown(elem_id="awb-saved")
+            with gr.Accordion("note, turn, and what each label means", open=False):
+                note = gr.Textbox(label="note (required for 'Other')", lines=2)
+                turn = gr.Number(0, precision=0, label="turn it refers to (0: the whole trajectory)")
+                gr.Markdown(label_help(), elem_id="awb-label-help")
+            nxt = gr.Button("Next trajectory", size="sm")
+    with gr.Accordion("Agreement", open=True):
+        agr_btn = gr.Button("Compute agreement", size="sm")
+        agr_txt, agr_plot = gr.Textbox(label="summary", lines=3, elem_id="awb-agreement"), gr.Plot()
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ('settings')})
+
+
+def _wire_annotate(c: SimpleNamespace, settings: Settings):
+    "The Annotate tab's events: log in, queue, next / skip, save, agreement."
+    agr_btn, agr_plot, agr_txt, label, label_desc = c.agr_btn, c.agr_plot, c.agr_txt, c.label, c.label_desc
+    login, n_html = c.login, c.n_html
+    n_state, n_status, note, nxt, ov_k, overlap = c.n_state, c.n_status, c.note, c.nxt, c.ov_k, c.overlap
+    q_btn, q_run = c.q_btn, c.q_run
+    save, save_next, saved, skip, subtags, turn = c.save, c.save_next, c.saved, c.skip, c.subtags, c.turn
+    who = c.who
+    def _login(name, request: gr.Request):   # a real function: gradio injects the request by annotation
+        return ann_login(settings, name, request)
+    login.click(guarded(_login, [n_state, n_status], n_status, "login"), [who], [n_state, n_status], api_name="login")
+    who.submit(guarded(_login, [n_state, n_status], n_status, "login"), [who], [n_state, n_status], api_visibility="private")
+    q_btn.click(guarded(partial(ann_queue, settings), [n_status], n_status), [q_run, overlap, ov_k], [n_status], api_name="queue_run")
+    blank = dict(fn=lambda: (None, gr.update(value=[], visible=False), "", 0, ""), inputs=None,
+                 outputs=[label, subtags, note, turn, saved], api_visibility="private")
+    next_outs = [n_state, n_status, n_html]
+    nxt.click(guarded(partial(ann_next, settings), next_outs, n_status), [n_state], next_outs,
+              api_name="next_trajectory").then(**blank)
+    skip.click(guarded(partial(ann_skip, settings), next_outs, n_status), [n_state], next_outs, api_name="skip").then(**blank)
+    label.change(subtag_update, [label], [subtags], api_visibility="private", queue=False)
+    label.change(label_description, [label], [label_desc], api_visibility="private", queue=False)
+    save_outs = [n_state, saved]
+    save.click(lambda: "saving…", None, saved, api_visibility="private").then(
+        guarded(partial(ann_save, settings), save_outs, saved), [n_state, label, subtags, note, turn], save_outs, api_name="save_label")
+    sn_outs = [n_state, n_status, n_html, saved, label, subtags, note, turn]
+    save_next.click(lambda: "saving…", None, saved, api_visibility="private").then(
+        guarded(partial(ann_save_next, settings), sn_outs, saved), [n_state, label, subtags, note, turn], sn_outs,
+        api_name="save_and_next")
+    agr_btn.click(guarded(partial(ann_agreement, settings), [agr_txt, agr_plot], agr_txt), None, [agr_txt, agr_plot],
+                  api_name="agreement")
+
 def create_app(settings: Settings | None = None) -> gr.Blocks:
     "The workbench UI wired to the library (launch it with `main`)."
     settings = settings or load_settings()
@@ -592,186 +818,13 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
     with gr.Blocks(title="astra-wb") as demo:
         gr.Markdown("### astra-wb · thinking with imagination", elem_id="awb-title")
         with gr.Tab("Simulator", id="simulator"):
-            s_state = gr.State(None)
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=2, min_width=300):
-                    source, seed, kind, folder, index = _sample_picker(settings, True)
-                    files = gr.File(file_count="multiple", file_types=["image"], label="upload images", height=90, visible=False)
-                    load = gr.Button("Load", variant="primary", size="sm")
-                    with gr.Row():
-                        spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
-                        ref = gr.Dropdown([1], value=1, label="reference image", min_width=80, allow_custom_value=True)
-                    with gr.Row():
-                        dist = gr.Slider(0.1, 5.0, 1.0, step=0.1, label="distance (m)", min_width=120, elem_id="awb-dist")
-                        ang = gr.Slider(5, 180, 30, step=5, label="angle (deg)", min_width=120)
-                    motion_btns = {}
-                    with gr.Row(elem_id="awb-motions"):
-                        for mt in TOOL_MOTION_TYPES:
-                            motion_btns[mt] = gr.Button(mt.replace("_", " "), size="sm", elem_id=f"btn-{mt}",
-                                                        min_width=90, interactive=False)
-                    with gr.Row():
-                        instr = gr.Textbox(show_label=False, placeholder="or type: turn 60 degrees left", scale=4, min_width=150)
-                        go_text = gr.Button("Imagine", scale=1, size="sm", min_width=70, interactive=False)
-                with gr.Column(scale=3, min_width=420):
-                    s_status = gr.Markdown("Press **Load** to start.", elem_classes="awb-status", elem_id="awb-sim-status")
-                    with gr.Row():
-                        view = gr.Image(label="reference view (the next motion starts here)", type="pil", format="png",
-                                        elem_id="awb-imagined", height=330, min_width=200)
-                        topmap = gr.Plot(label="top-down map", elem_id="awb-map", min_width=200)
-            history = gr.Gallery(label="views so far (newest first)", columns=6, height=200)
-            outs = [s_state, view, ref, s_status]
-            controls = list(motion_btns.values()) + [go_text]
-            # the image first; history and map follow in a chained event (fast feedback on every motion)
-            views = dict(fn=sim_views, inputs=[s_state], outputs=[history, topmap], queue=False)
-            source.change(picker_visibility, [source], [kind, folder, index, files], queue=False, api_visibility="private")
-            load.click(guarded(partial(sim_load, settings), outs, s_status), [source, seed, kind, folder, index, files], outs,
-                       api_name="load_sample").then(**views, api_visibility="private").then(
-                partial(sim_controls, n=len(controls)), [s_state], controls, queue=False, api_visibility="private")
-            for mt, b in motion_btns.items():
-                # queue=False: a motion is milliseconds of work; the queue's round trip would dominate it
-                b.click(guarded(partial(sim_motion, mt, sims), outs, s_status, mt), [s_state, ref, dist, ang, spec], outs,
-                        api_name=mt, queue=False, trigger_mode="always_last").then(**views, api_visibility="private")
-            # always_last: a second Enter while the first is still drawing runs after it instead of being dropped
-            ev_text = dict(fn=guarded(partial(sim_text, sims), outs, s_status), inputs=[s_state, ref, instr, spec], outputs=outs,
-                           queue=False, trigger_mode="always_last")
-            go_text.click(**ev_text, api_name="imagine_text").then(**views, api_visibility="private")
-            instr.submit(**ev_text, api_visibility="private").then(**views, api_visibility="private")
-            refresh_views = gr.Button("refresh views", visible=False)
-            refresh_views.click(**views, api_name="views")
-            ref.input(sim_pick_reference, [s_state, ref], [s_state, view], api_visibility="private", queue=False).then(
-                **views, api_visibility="private")
-
+            _wire_simulator(_simulator_tab(settings, sims), settings, sims)
         with gr.Tab("Agent", id="agent"):
-            a_state = gr.State(None)
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=2, min_width=300):
-                    with gr.Row():
-                        a_seed = gr.Number(0, precision=0, label="seed", min_width=70)
-                        a_index = gr.Number(0, precision=0, label="sample #", min_width=70)
-                        a_kind = gr.Dropdown(list(BENCHMARK_KINDS), value="synth", label="benchmark", min_width=100,
-                                             allow_custom_value=True)
-                    with gr.Row():
-                        a_spec = gr.Dropdown(list(sims), value=sims[0], label="simulator", min_width=120, allow_custom_value=True)
-                        mode = gr.Dropdown(list(MODES), value="agentic", label="mode", min_width=100, allow_custom_value=True)
-                        k = gr.Number(2, precision=0, label="forced k", min_width=70)
-                    play = gr.Button("▶ Play it yourself", variant="primary", elem_id="awb-play")
-                    with gr.Group(visible=False, elem_id="awb-human") as panel:
-                        gr.Markdown("**Your move**: press your answer, or imagine a view first.")
-                        with gr.Row(elem_id="awb-options"):
-                            ans_btns = [gr.Button(visible=False, elem_id=f"awb-ans-{i}", min_width=80, variant="primary")
-                                        for i in range(MAX_OPTIONS)]
-                        with gr.Row():
-                            h_ref = gr.Number(1, precision=0, label="from image", min_width=70)
-                            h_mt = gr.Dropdown(list(TOOL_MOTION_TYPES), value="turn_left", label="motion", min_width=110, allow_custom_value=True)
-                            h_val = gr.Number(45, label="m or deg", min_width=70)
-                        h_call = gr.Button("Imagine this view", elem_id="awb-h-call")
-                        reasoning = gr.Textbox(label="your reasoning (optional)", lines=1)
-                    with gr.Row():
-                        policy = gr.Dropdown(list(pols), value=pols[0], label="or let a policy play", min_width=120, allow_custom_value=True)
-                        run = gr.Button("Run", variant="secondary", min_width=70)
-                    a_folder = gr.Dropdown([""] + list_names(settings.data_root, depth=2), value="", allow_custom_value=True,
-                                           label="benchmark folder under the data root (empty: generated synthetic bench)")
-                with gr.Column(scale=3, min_width=420):
-                    a_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-agent-status")
-                    chat = gr.Chatbot(label="trajectory", height=470, elem_id="awb-chat", autoscroll=True)
-                    a_map = gr.Plot(label="cameras")
-            a_outs = [chat, a_status, a_map, a_state]
-            show_panel = dict(fn=human_panel, inputs=[a_state], outputs=[panel] + ans_btns, queue=False, api_visibility="private")
-            # the newest message (an imagined view) into sight once its image has loaded
-            follow = "() => setTimeout(() => { const m = document.querySelectorAll('#awb-chat .message-row'); if (m.length) m[m.length - 1].scrollIntoView({block: 'end'}); }, 400)"
-            run.click(guarded(partial(agent_run, settings, pols, sims), a_outs, a_status),
-                      [a_kind, a_folder, a_seed, a_index, policy, a_spec, mode, k], a_outs, api_name="agent_run").then(**show_panel)
-            play.click(guarded(partial(agent_play, settings, sims), a_outs, a_status),
-                       [a_kind, a_folder, a_seed, a_index, a_spec, mode, k], a_outs, api_name="play").then(**show_panel)
-            h_call.click(guarded(human_call, a_outs, a_status), [a_state, reasoning, h_ref, h_mt, h_val], a_outs,
-                         api_name="human_call").then(**show_panel).then(None, js=follow)
-            hidden_answer = gr.Textbox(visible=False)
-            gr.Button(visible=False).click(guarded(human_answer, a_outs, a_status), [a_state, reasoning, hidden_answer], a_outs,
-                                           api_name="human_answer")
-            for i, b in enumerate(ans_btns):
-                b.click(guarded(partial(_answer_nth, i), a_outs, a_status), [a_state, reasoning], a_outs,
-                        api_visibility="private").then(**show_panel).then(None, js=follow)
-
+            _wire_agent(_agent_tab(settings, sims, pols), settings, sims, pols)
         with gr.Tab("Runs", id="runs"):
-            r_state = gr.State(None)
-            with gr.Row():
-                runs = gr.Dropdown(list_names(settings.runs_root, runs=True, depth=2), multiselect=True, allow_custom_value=True,
-                                   label="runs (first one is browsed)", scale=4)
-                refresh = gr.Button("Refresh", size="sm", min_width=80)
-                open_btn = gr.Button("Open", variant="primary", min_width=80)
-            r_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-runs-status")
-            metrics = gr.Dataframe(label="metrics", interactive=False, max_height=220)
-            with gr.Row():
-                acc_plot, tool_plot = gr.Plot(label="accuracy"), gr.Plot(label="tool use")
-            with gr.Row():
-                filt = gr.Dropdown(list(viz.FILTERS), value="all", label="show", min_width=100, allow_custom_value=True)
-                prev_b, next_b = gr.Button("◀ previous", min_width=90), gr.Button("next ▶", min_width=90)
-                pos = gr.Number(1, precision=0, label="trajectory #", min_width=90)
-            traj_html = gr.HTML()
-            show_outs = [r_state, pos, r_status, traj_html]
-            refresh.click(lambda: gr.update(choices=list_names(settings.runs_root, runs=True, depth=2)), None, runs,
-                          api_name="list_runs", queue=False)
-            open_outs = [metrics, acc_plot, tool_plot] + show_outs
-            open_btn.click(guarded(partial(runs_open, settings), open_outs, r_status), [runs, filt], open_outs, api_name="open_runs")
-            filt.change(guarded(lambda st, f: runs_show(settings, st, f, 1), show_outs, r_status, "runs_show"), [r_state, filt],
-                        show_outs, api_visibility="private")
-            pos.submit(guarded(partial(runs_show, settings), show_outs, r_status), [r_state, filt, pos], show_outs, api_name="show_trajectory")
-            prev_b.click(guarded(partial(runs_step, settings, delta=-1), show_outs, r_status), [r_state, filt, pos], show_outs, api_visibility="private")
-            next_b.click(guarded(partial(runs_step, settings, delta=1), show_outs, r_status), [r_state, filt, pos], show_outs, api_visibility="private")
-
+            _wire_runs(_runs_tab(settings), settings)
         with gr.Tab("Annotate", id="annotate", elem_id="awb-annotate"):
-            from astra_wb.annotate import SUBTAG_TITLES, label_choices
-            n_state = gr.State(None)
-            overlap0, k0 = ann_config(settings)
-            with gr.Row():
-                who = gr.Textbox(label="annotator", max_lines=1, min_width=120)
-                login = gr.Button("Log in", min_width=80)
-                q_run = gr.Dropdown(list_names(settings.runs_root, runs=True, depth=2), allow_custom_value=True,
-                                    label="queue a run for labelling", min_width=160)
-                overlap = gr.Slider(0, 1, overlap0, step=0.05, label="share labelled twice (for agreement)", min_width=160, elem_id="awb-overlap")
-                ov_k = gr.Number(k0, precision=0, label="annotators each", min_width=80)
-                q_btn = gr.Button("Queue run", min_width=90)
-            n_status = gr.Markdown(elem_classes="awb-status", elem_id="awb-ann-status")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=3): n_html = gr.HTML()
-                with gr.Column(scale=2, min_width=320):
-                    label = gr.Radio(label_choices(), label="label (keys 1-8; Enter = save & next)", elem_id="awb-label")
-                    label_desc = gr.Markdown("Pick the label that fits; its description shows here.", elem_id="awb-label-desc")
-                    subtags = gr.CheckboxGroup([(t, c) for c, t in SUBTAG_TITLES.items()], label="sub-tags", visible=False)
-                    with gr.Row():
-                        save_next = gr.Button("Save & next ⏎", variant="primary", elem_id="awb-save-next")
-                        save, skip = gr.Button("Save", min_width=70), gr.Button("Skip", min_width=70)
-                    saved = gr.Markdown(elem_id="awb-saved")
-                    with gr.Accordion("note, turn, and what each label means", open=False):
-                        note = gr.Textbox(label="note (required for 'Other')", lines=2)
-                        turn = gr.Number(0, precision=0, label="turn it refers to (0: the whole trajectory)")
-                        gr.Markdown(label_help(), elem_id="awb-label-help")
-                    nxt = gr.Button("Next trajectory", size="sm")
-            with gr.Accordion("Agreement", open=True):
-                agr_btn = gr.Button("Compute agreement", size="sm")
-                agr_txt, agr_plot = gr.Textbox(label="summary", lines=3, elem_id="awb-agreement"), gr.Plot()
-            def _login(name, request: gr.Request):   # a real function: gradio injects the request by annotation
-                return ann_login(settings, name, request)
-            login.click(guarded(_login, [n_state, n_status], n_status, "login"), [who], [n_state, n_status], api_name="login")
-            who.submit(guarded(_login, [n_state, n_status], n_status, "login"), [who], [n_state, n_status], api_visibility="private")
-            q_btn.click(guarded(partial(ann_queue, settings), [n_status], n_status), [q_run, overlap, ov_k], [n_status], api_name="queue_run")
-            blank = dict(fn=lambda: (None, gr.update(value=[], visible=False), "", 0, ""), inputs=None,
-                         outputs=[label, subtags, note, turn, saved], api_visibility="private")
-            next_outs = [n_state, n_status, n_html]
-            nxt.click(guarded(partial(ann_next, settings), next_outs, n_status), [n_state], next_outs,
-                      api_name="next_trajectory").then(**blank)
-            skip.click(guarded(partial(ann_skip, settings), next_outs, n_status), [n_state], next_outs, api_name="skip").then(**blank)
-            label.change(subtag_update, [label], [subtags], api_visibility="private", queue=False)
-            label.change(label_description, [label], [label_desc], api_visibility="private", queue=False)
-            save_outs = [n_state, saved]
-            save.click(lambda: "saving…", None, saved, api_visibility="private").then(
-                guarded(partial(ann_save, settings), save_outs, saved), [n_state, label, subtags, note, turn], save_outs, api_name="save_label")
-            sn_outs = [n_state, n_status, n_html, saved, label, subtags, note, turn]
-            save_next.click(lambda: "saving…", None, saved, api_visibility="private").then(
-                guarded(partial(ann_save_next, settings), sn_outs, saved), [n_state, label, subtags, note, turn], sn_outs,
-                api_name="save_and_next")
-            agr_btn.click(guarded(partial(ann_agreement, settings), [agr_txt, agr_plot], agr_txt), None, [agr_txt, agr_plot],
-                          api_name="agreement")
+            _wire_annotate(_annotate_tab(settings), settings)
     return demo
 
 def _answer_nth(i: int, st, reasoning):

@@ -4,17 +4,18 @@
 
 # %% ../nbs/07_agent.ipynb #cdcbfaeb
 from __future__ import annotations
-import argparse, json, sys, time
+import difflib, time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Iterator
 from .protocol import (DIALECTS, TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn, build_messages,
                                extract_answer)
+from .registry import resolve
 
 # %% auto #0
 __all__ = ['MODES', 'PREMATURE', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout',
-           'run_one', 'apply_turn', 'format_trajectory', 'cli_rollout', 'trajectory_summary']
+           'run_one', 'apply_turn', 'format_trajectory', 'trajectory_summary']
 
 # %% ../nbs/07_agent.ipynb #4eb3de57
 MODES = ("direct", "forced", "agentic")
@@ -28,7 +29,7 @@ class AgentConfig:
     max_tool_rounds: int = 3         # simulator calls allowed per trajectory (paper: 3)
     max_turns: int = 10              # assistant turns per trajectory (paper: 10)
     temperature: float = 0.0         # 0 = greedy
-    top_p: float = 1.0
+    top_p: float = 1.0               # nucleus sampling
     max_new_tokens: int = 1024       # per assistant turn
     seed: int = 0                    # policy sampling seed (the policy call of step t uses seed + t)
     group_size: int = 1              # rollouts per sample (GRPO's G)
@@ -40,7 +41,10 @@ class AgentConfig:
     dialect: str = "workbench"       # turn parser: "workbench" (hermes <tool_call>) | "astra" (Astra page's <action>)
 
     def __post_init__(self):
-        if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode not in MODES:
+            close = difflib.get_close_matches(str(self.mode), MODES, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown mode {self.mode!r}: mode must be one of {', '.join(MODES)}{hint}")
         if self.max_turns < 1 or self.max_tool_rounds < 0 or self.group_size < 1:
             raise ValueError("max_turns and group_size must be >= 1 and max_tool_rounds >= 0")
         if self.mode == "forced" and not 1 <= self.forced_k <= min(self.max_tool_rounds, self.max_turns - 1):
@@ -96,14 +100,8 @@ def final_answer(action: Answer, text: str, sample: Sample) -> str | None:
 def _name(x) -> str: return "" if x is None else str(getattr(x, "name", type(x).__name__))
 
 def _resolve(policy, simulator):
-    "Specs ('expert', 'oracle', ...) or objects."
-    if isinstance(policy, str):
-        from astra_wb.policies import get_policy
-        policy = get_policy(policy)
-    if isinstance(simulator, str):
-        from astra_wb.simulators import get_simulator
-        simulator = get_simulator(simulator)
-    return policy, simulator
+    "Specs ('expert', 'oracle', 'none', ...) or objects."
+    return resolve(policy, "policy"), resolve(simulator)
 
 class _Rollout:
     def __init__(self, items, policy, simulator, config: AgentConfig):
@@ -277,12 +275,6 @@ def apply_turn(traj: Trajectory, text: str, simulator, config: AgentConfig | Non
     return traj
 
 # %% ../nbs/07_agent.ipynb #57f617c1
-def _load_samples(a) -> list[Sample]:
-    from astra_wb.benchmarks import SynthBench, get_benchmark
-    if a.benchmark == "synth" and not a.data: bench = SynthBench.generate(a.n, seed=a.seed, limit=a.limit)
-    else: bench = get_benchmark(a.benchmark, a.data, limit=a.limit)
-    return bench.load()
-
 def format_trajectory(traj: Trajectory) -> str:
     "A trajectory as readable text: each turn's action and what came back."
     s = traj.sample
@@ -301,48 +293,6 @@ def format_trajectory(traj: Trajectory) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07_agent.ipynb #fdbf6988
-def cli_rollout(argv: list[str] | None = None) -> int:
-    "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
-    from astra_wb.settings import load_settings
-    st = load_settings()
-    ap = argparse.ArgumentParser(prog="astra-wb rollout", description="Roll out a policy with a world simulator and print the trajectories.")
-    ap.add_argument("--policy", default=st.default_policy, help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")
-    ap.add_argument("--simulator", default=st.default_simulator, help="simulator spec (oracle, reproject, ...)")
-    ap.add_argument("--benchmark", default="synth", help="synth | mmsi | mindcube | mmsi-video")
-    ap.add_argument("--data", default=None, help="benchmark file/folder (synth: generated when omitted)")
-    ap.add_argument("--n", type=int, default=4, help="synthetic questions to generate when --data is omitted")
-    ap.add_argument("--limit", type=int, default=None, help="first N samples only")
-    from fastcore.docments import docments
-    d, helps = AgentConfig(), docments(AgentConfig)   # each flag's help is the field's comment
-    for f in fields(AgentConfig):
-        if f.name in ("progress",): continue
-        v = getattr(d, f.name)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(v), default=v,
-                        help=f"{helps.get(f.name) or f.name} (default: {v!r})")
-    ap.add_argument("--progress", action="store_true", help="show a progress bar")
-    ap.add_argument("--json", action="store_true", help="print one JSON summary per trajectory instead of text")
-    ap.add_argument("--out", default=None, help="save the trajectories here (trajectories.jsonl + images)")
-    a = ap.parse_args(argv)
-    try:
-        config = AgentConfig(**{f.name: getattr(a, f.name) for f in fields(AgentConfig)})
-        from astra_wb.policies import get_policy
-        from astra_wb.simulators import get_simulator
-        samples = _load_samples(a)
-        policy = get_policy(a.policy)
-        simulator = None if a.simulator in ("", "none") else get_simulator(a.simulator)
-    except (ValueError, KeyError, OSError, ImportError, RuntimeError) as e:  # bad flags, files, specs, backends
-        print(f"astra-wb rollout: {e}", file=sys.stderr); return 2
-    trajs = rollout(samples, policy, simulator, config)
-    for t in trajs:
-        if a.json: print(json.dumps(trajectory_summary(t)))
-        else: print(format_trajectory(t))
-    if a.out:
-        from pathlib import Path
-        from astra_wb.protocol import save_trajectories_jsonl
-        path = save_trajectories_jsonl(trajs, Path(a.out) / "trajectories.jsonl")
-        print(f"saved {len(trajs)} trajectories to {path}", file=sys.stderr)
-    return 0
-
 def trajectory_summary(t: Trajectory) -> dict:
     "A JSON-able one-line summary of a trajectory."
     return {"id": t.sample.id, "group_index": t.meta.get("group_index"), "mode": t.mode, "final_answer": t.final_answer,

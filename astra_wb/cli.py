@@ -21,7 +21,7 @@ for _name, _target, _summary in [
     ("make-synth", "astra_wb.synthqa:cli_make_synth", "Generate the synthetic spatial-QA bench (JSONL + PNG)."),
     ("imagine", "astra_wb.simulators:cli_imagine",
      "Imagine one view: a simulator applied to an image and a camera motion."),
-    ("rollout", "astra_wb.agent:cli_rollout",
+    ("rollout", "astra_wb.eval:cli_rollout",
      "Roll out a policy with a simulator on a few samples and print the trajectories."),
     ("app", "apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
     ("annotate", "astra_wb.annotate:cli_annotate",

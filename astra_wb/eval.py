@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_eval.ipynb #6af2b58d
 from __future__ import annotations
-import argparse, dataclasses, difflib, json, os, re, sys, time, hashlib
+import argparse, dataclasses, json, os, re, sys, time, hashlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -13,30 +13,27 @@ from .protocol import Answer, Invalid, Invoke, Trajectory, save_trajectory, load
 from .benchmarks import (Benchmark, SynthBench, get_benchmark, extract_for, MMSI_GROUPS, MMSI_CATEGORIES,
                                  MINDCUBE_SETTINGS, MINDCUBE_EXCLUDED_FROM_OVERALL)
 from .official import LLMChoiceExtractor, official_correct, official_scored
+from .settings import config_from_args, dataclass_parser, flat_dict, load_settings, nests
+from .registry import NONE_SPECS, UnknownNameError, resolve
+from .agent import AgentConfig, rollout
 
 # %% auto #0
 __all__ = ['OFFICIAL_SOURCES', 'ROW_FIELDS', 'EvalConfig', 'traj_dirname', 'predicted_text', 'raw_response', 'official_score',
            'result_row', 'lean_trajectory', 'error_row', 'score_tables', 'compute_metrics', 'paired_delta', 'RunError',
            'check_row', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run', 'write_metrics', 'RunResult',
            'open_benchmark', 'agent_config', 'check_config', 'config_from_dict', 'run_eval', 'find_runs', 'load_run',
-           'format_metrics', 'cli_eval']
+           'eval_parser', 'format_metrics', 'cli_eval', 'rollout_parser', 'cli_rollout']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
+@nests("agent")
 @dataclass
 class EvalConfig:
-    "One evaluation run: policy x simulator x mode x benchmark, plus seed, sampling and limits."
+    "One evaluation run: policy x simulator x benchmark, the agent loop (mode, sampling, limits) nested."
     benchmark: str = "synth"          # mmsi | mindcube | mmsi-video | synth
     path: str = ""                    # benchmark file or folder ("" for synth: generate synth_n questions)
     policy: str = "expert"            # policy spec (astra_wb.policies.get_policy)
     simulator: str = "oracle"         # simulator spec (astra_wb.simulators.get_simulator); unused in direct mode
-    mode: str = "agentic"             # direct | forced | agentic
-    forced_k: int = 2                 # simulator calls required in forced mode
-    max_tool_rounds: int = 3          # paper: at most 3 tool rounds ...
-    max_turns: int = 10               # ... and 10 assistant turns per trajectory
-    temperature: float = 0.0          # sampling temperature (0 = greedy)
-    top_p: float = 1.0                # nucleus sampling
-    max_new_tokens: int = 1024        # per assistant turn
-    seed: int = 0                     # sampling seed
+    agent: AgentConfig = field(default_factory=AgentConfig)   # mode, forced_k, limits, sampling, seed, dialect
     limit: int | None = None          # evaluate only the first `limit` samples (after filters)
     categories: list | None = None    # keep these categories / groups / settings
     ids: list | None = None           # keep these sample ids
@@ -53,18 +50,22 @@ class EvalConfig:
     baseline: str = ""                # a Direct run folder: metrics add the paired per-category change
     name: str = ""                    # label in tables and reports (default: mode)
     progress: bool = False            # a progress bar on stderr (`astra-wb eval` turns it on)
-    dialect: str = "workbench"        # turn format the policy writes: workbench (hermes) | astra (released Astra-VL)
 
+    # the fields that make two runs the same run (the agent's among them); config.json stays one flat mapping
     IDENTITY = ("benchmark", "path", "policy", "simulator", "mode", "forced_k", "max_tool_rounds", "max_turns",
                 "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed", "video_layout",
                 "mindcube_prompt", "prompt_style", "llm_extract", "dialect")
     @property
-    def label(self) -> str: return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
-    def to_dict(self) -> dict: return asdict(self)
+    def label(self) -> str:
+        return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
+
+    def to_dict(self) -> dict:
+        return flat_dict(self)
+
     @classmethod
     def from_dict(cls, d: dict) -> "EvalConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(AgentConfig)}
+        return cls(**{k: v for k, v in d.items() if k in known and k != "agent"})
 
 # %% ../nbs/09_eval.ipynb #d814a473
 def traj_dirname(sample_id: str) -> str:
@@ -340,12 +341,9 @@ def open_benchmark(config: EvalConfig) -> Benchmark:
     if config.benchmark == "mindcube": kw["prompt_setting"] = config.mindcube_prompt
     return get_benchmark(config.benchmark, config.path, **kw)
 
-def agent_config(config: EvalConfig):
-    "The `astra_wb.agent.AgentConfig` of a run."
-    from astra_wb.agent import AgentConfig
-    return AgentConfig(mode=config.mode, forced_k=config.forced_k, max_tool_rounds=config.max_tool_rounds,
-                       max_turns=config.max_turns, temperature=config.temperature, top_p=config.top_p,
-                       max_new_tokens=config.max_new_tokens, seed=config.seed, dialect=config.dialect)
+def agent_config(config: EvalConfig) -> AgentConfig:
+    "The run's `AgentConfig`, checked again (a field set after construction is checked here)."
+    return dataclasses.replace(config.agent)
 
 def _check_same_run(folder: Path, config: EvalConfig):
     path = folder / "config.json"
@@ -357,53 +355,54 @@ def _check_same_run(folder: Path, config: EvalConfig):
     if diff: raise RunError(f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder")
 
 # %% ../nbs/09_eval.ipynb #d94d59d3
-_BUILTIN_SIMULATORS = ("oracle", "reproject", "vllm-omni", "perturbed", "cached")   # known without importing them
-
-def _did_you_mean(value, known) -> str:
-    close = difflib.get_close_matches(str(value), list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def _spec_name(spec) -> str:
+    "The registered name a simulator spec starts with ('perturbed(oracle,...)' -> 'perturbed')."
+    m = re.match(r"\s*([A-Za-z][\w.-]*)", str(spec))
+    return m.group(1) if m else str(spec)
 
 def check_config(config: EvalConfig, policy: bool = True, simulator: bool = True):
-    "Refuse a config that cannot run, in one line, before a run folder is written or a backend imported."
-    from astra_wb.agent import MODES
+    "Refuse a config that cannot run, in one line, before a run folder is written or a backend built."
     from astra_wb.benchmarks import BENCHMARKS
-    from astra_wb.policies import policy_names
-    if config.mode not in MODES: raise RunError(f"unknown mode {config.mode!r}; known: {', '.join(MODES)}{_did_you_mean(config.mode, MODES)}")
-    if config.benchmark not in BENCHMARKS:
-        raise RunError(f"unknown benchmark {config.benchmark!r}; known: {', '.join(BENCHMARKS)}{_did_you_mean(config.benchmark, BENCHMARKS)}")
-    agent_config(config)   # forced_k, turn and round limits
-    name = str(config.policy).partition(":")[0]
-    if policy and name not in policy_names():
-        raise RunError(f"policy spec {config.policy!r}: unknown policy {name!r}; known: {', '.join(policy_names())}"
-                       f"{_did_you_mean(name, policy_names())}")
-    m = re.match(r"\s*([A-Za-z][\w.-]*)", str(config.simulator))
-    sim = m.group(1) if m else str(config.simulator)
-    if simulator and config.mode != "direct" and config.simulator not in ("", "none") and sim not in _BUILTIN_SIMULATORS:
-        known, hint = _BUILTIN_SIMULATORS, _did_you_mean(sim, _BUILTIN_SIMULATORS)   # a near-miss is a typo: no import
-        if not hint:
-            from astra_wb.simulators import SIMULATORS   # else it may be a backend registered elsewhere
-            known = sorted(SIMULATORS)
-        if hint or sim not in known:
-            raise RunError(f"simulator spec {config.simulator!r}: unknown simulator {sim!r}; known: {', '.join(known)}{hint}")
+    from astra_wb.policies import POLICIES
+    agent_config(config)   # mode, forced_k, turn and round limits
+    if config.group_size != 1:
+        raise RunError(f"group_size={config.group_size}: a run scores one trajectory per sample")
+    try:
+        BENCHMARKS.check(config.benchmark)
+        if policy:
+            POLICIES.check(str(config.policy).partition(":")[0])
+    except UnknownNameError as e:
+        raise RunError(f"{e.kind} spec {config.policy!r}: {e}" if e.kind == "policy" else str(e)) from None
+    if simulator and config.mode != "direct" and config.simulator not in NONE_SPECS:
+        _check_simulator_name(config.simulator)
 
+def _check_simulator_name(spec: str):
+    "A simulator spec whose name is not registered is a RunError naming the spec."
+    from astra_wb.registry import SIMULATORS   # the names only: the backends (numba) stay unimported
+    try:
+        SIMULATORS.check(_spec_name(spec))
+    except UnknownNameError as e:
+        raise RunError(f"simulator spec {spec!r}: {e}") from None
 
 # %% ../nbs/09_eval.ipynb #1ede14b6
+_OPTIONAL = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}   # None or this type
+
 def config_from_dict(d: dict, where: str) -> EvalConfig:
     "An `EvalConfig` from a stored config.json, every known field checked against its default's type."
+    defaults = flat_dict(EvalConfig())
     try:
-        for f in dataclasses.fields(EvalConfig):
-            if f.name not in d: continue
-            t = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}.get(f.name, type(f.default))
-            check_value(d[f.name], float if t is float else t, where, f.name)
-    except SafeIOError as e: raise RunError(str(e)) from None
+        for name, default in defaults.items():
+            if name in d:
+                t = _OPTIONAL.get(name, type(default))
+                check_value(d[name], float if t is float else t, where, name)
+    except SafeIOError as e:
+        raise RunError(str(e)) from None
     return EvalConfig.from_dict(d)
 
 # %% ../nbs/09_eval.ipynb #08cec84b
 def _resolve_simulator(config: EvalConfig):
-    if config.simulator in ("", "none"): return None
     try:
-        from astra_wb.simulators import get_simulator
-        return get_simulator(config.simulator)
+        return resolve(config.simulator)
     except Exception:
         if config.mode == "direct": return None     # direct answering never calls the simulator
         raise
@@ -443,16 +442,13 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
     todo = [i for i, e in enumerate(bench.entries) if i % world == rank and e["id"] not in done]
     if todo:
         try:
-            if policy is None:
-                from astra_wb.policies import get_policy
-                policy = get_policy(config.policy)
+            policy = resolve(config.policy if policy is None else policy, "policy")
             if simulator is None: simulator = _resolve_simulator(config)
         except Exception:   # a policy/simulator spec that cannot be built: no half-made run folder left behind
             if fresh and world == 1: (folder / "config.json").unlink(missing_ok=True); _rmdir_if_empty(folder)
             raise
         if done and config.progress: print(f"resuming {folder}: {len(done)} rows already done, {len(todo)} to go", file=sys.stderr)
-        if rollout_fn is None:
-            from astra_wb.agent import rollout as rollout_fn
+        rollout_fn = rollout_fn or rollout
         acfg, bs = agent_config(config), max(1, config.batch_size)
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), desc=f"{config.label}" + (f" rank {rank}" if world > 1 else ""), unit="sample",
@@ -517,20 +513,12 @@ _FLAG_HELP = {   # where the field comment alone is not enough on the command li
     "llm_extract": "MMSI-Bench's LLM fallback for replies the rules cannot read: http://HOST:PORT/v1#MODEL ('' = off)",
 }
 
-def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
-    "An argparse parser with one flag per `EvalConfig` field; the help is the field's comment."
-    from fastcore.docments import docments
-    ap = argparse.ArgumentParser(prog=prog, description=description)
-    helps = {**docments(EvalConfig), **_FLAG_HELP}
-    for f in dataclasses.fields(EvalConfig):
-        flag, default, h = "--" + f.name.replace("_", "-"), f.default, helps.get(f.name) or ""
-        if f.name in ("categories", "ids"): ap.add_argument(flag, nargs="+", default=None, help=h)
-        elif isinstance(default, bool): ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=h)
-        elif f.name == "limit": ap.add_argument(flag, type=int, default=None, help=h)
-        else: ap.add_argument(flag, type=type(default), default=default,
-                              help=f"{h} (default: {default!r})" if h else f"default: {default!r}")
-    return ap
+def eval_parser(prog: str = "astra-wb eval",
+                description: str = "Evaluate a policy x simulator x mode on a benchmark (resumable run folder)."):
+    "An argparse parser with one flag per `EvalConfig` field (the agent's included); the help is the field's comment."
+    return dataclass_parser(EvalConfig, skip=("group_size",), helps=_FLAG_HELP, prog=prog, description=description)
 
+# %% ../nbs/09_eval.ipynb #7f9c9e47
 def format_metrics(m: dict, label: str = "") -> str:
     "A few lines: overall, per group, and tool-use behaviour."
     pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"
@@ -544,28 +532,99 @@ def format_metrics(m: dict, label: str = "") -> str:
     if "delta" in m: lines.append(f"  vs direct: {m['delta']['overall']:+.1f} points overall (n={m['delta']['n_paired']})")
     return "\n".join(lines)
 
-def cli_eval(argv: list[str]) -> int:
-    "astra-wb eval: run (or resume) one evaluation into a run folder."
-    ap = _parser_from_config("astra-wb eval", "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).")
+# %% ../nbs/09_eval.ipynb #4de07ca6
+def _eval_args(argv: list[str]) -> tuple[EvalConfig, str | None, bool]:
+    "(config, out, merge_only) from the command line; a bad value is a ValueError naming it."
+    ap = eval_parser()
     ap.add_argument("--out", default=None, help="run folder (default: <runs_root>/<benchmark>-<label>)")
     ap.add_argument("--merge-only", action="store_true", help="merge shard files of a run folder and write its metrics")
     ap.set_defaults(progress=True)   # a long command shows its progress unless told not to (--no-progress)
-    a = vars(ap.parse_args(argv)); out, merge_only = a.pop("out"), a.pop("merge_only")
-    config = EvalConfig(**a)
-    try: check_config(config)   # a typo is one line, before any folder is written or a backend imported
-    except (RunError, ValueError) as e: print(f"astra-wb eval: {e}", file=sys.stderr); return 2
-    if out is None:
-        from astra_wb.settings import load_settings
-        out = Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
+    a = vars(ap.parse_args(argv))
+    out, merge_only = a.pop("out"), a.pop("merge_only")
+    config = config_from_args(EvalConfig, a)
+    check_config(config)   # a typo is one line, before any folder is written or a backend imported
+    return config, out, merge_only
+
+def _merge_only(out, config: EvalConfig) -> int:
+    if not (Path(out) / "config.json").exists():
+        raise RunError(f"{out}: not a run folder (no config.json)")
+    print(format_metrics(compute_metrics(merge_run(out)), config.label))
+    return 0
+
+def _user_error(e: BaseException) -> bool:
+    "A bad flag, file or spec (one line for the user), as opposed to a bug (a traceback)."
+    return isinstance(e, (ValueError, FileNotFoundError, KeyError)) or type(e).__name__ in ("PolicyError", "SimulatorError")
+
+
+# %% ../nbs/09_eval.ipynb #2e5a0253
+def cli_eval(argv: list[str]) -> int:
+    "astra-wb eval: run (or resume) one evaluation into a run folder."
+    try:
+        config, out, merge_only = _eval_args(argv)
+    except ValueError as e:
+        print(f"astra-wb eval: {e}", file=sys.stderr)
+        return 2
+    out = out or Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
     try:
         if merge_only:
-            if not (Path(out) / "config.json").exists(): raise RunError(f"{out}: not a run folder (no config.json)")
-            print(format_metrics(compute_metrics(merge_run(out)), config.label)); return 0
+            return _merge_only(out, config)
         res = run_eval(config, out)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2
-    except Exception as e:   # a policy or simulator spec that cannot be built is a user error, not a traceback
-        if type(e).__name__ not in ("PolicyError", "SimulatorError"): raise
-        print(f"astra-wb eval: {e}", file=sys.stderr); return 2
-    if res.metrics: print(format_metrics(res.metrics, config.label)); print(f"run folder: {res.folder}")
+    except Exception as e:
+        if not _user_error(e):
+            raise
+        print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    if res.metrics:
+        print(format_metrics(res.metrics, config.label))
+        print(f"run folder: {res.folder}")
+    return 0
+
+# %% ../nbs/09_eval.ipynb #13ecfa6d
+def _load_samples(a) -> list:
+    "The samples a rollout command names: a generated synthetic bench, or a benchmark file."
+    if a.benchmark == "synth" and not a.data:
+        bench = SynthBench.generate(a.n, seed=a.seed, limit=a.limit)
+    else:
+        bench = get_benchmark(a.benchmark, a.data, limit=a.limit)
+    return bench.load()
+
+def rollout_parser() -> argparse.ArgumentParser:
+    "The flags of `astra-wb rollout`: what to roll out, `AgentConfig`'s fields, and what to print."
+    st = load_settings()
+    ap = argparse.ArgumentParser(prog="astra-wb rollout",
+                                 description="Roll out a policy with a world simulator and print the trajectories.")
+    ap.add_argument("--policy", default=st.default_policy,
+                    help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")
+    ap.add_argument("--simulator", default=st.default_simulator, help="simulator spec (oracle, reproject, ..., none)")
+    ap.add_argument("--benchmark", default="synth", help="synth | mmsi | mindcube | mmsi-video")
+    ap.add_argument("--data", default=None, help="benchmark file/folder (synth: generated when omitted)")
+    ap.add_argument("--n", type=int, default=4, help="synthetic questions to generate when --data is omitted")
+    ap.add_argument("--limit", type=int, default=None, help="first N samples only")
+    dataclass_parser(AgentConfig, ap, skip=("progress",))
+    ap.add_argument("--progress", action="store_true", help="show a progress bar")
+    ap.add_argument("--json", action="store_true", help="print one JSON summary per trajectory instead of text")
+    ap.add_argument("--out", default=None, help="save the trajectories here (trajectories.jsonl + images)")
+    return ap
+
+# %% ../nbs/09_eval.ipynb #e2638ac5
+def _print_trajectories(trajs, as_json: bool, out: str | None):
+    from astra_wb.agent import format_trajectory, trajectory_summary
+    from astra_wb.protocol import save_trajectories_jsonl
+    for t in trajs:
+        print(json.dumps(trajectory_summary(t)) if as_json else format_trajectory(t))
+    if out:
+        path = save_trajectories_jsonl(trajs, Path(out) / "trajectories.jsonl")
+        print(f"saved {len(trajs)} trajectories to {path}", file=sys.stderr)
+
+def cli_rollout(argv: list[str] | None = None) -> int:
+    "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
+    a = rollout_parser().parse_args(argv)
+    try:
+        config = config_from_args(AgentConfig, a)
+        samples = _load_samples(a)
+        policy, simulator = resolve(a.policy, "policy"), resolve(a.simulator)
+    except (ValueError, KeyError, OSError, ImportError, RuntimeError) as e:  # bad flags, files, specs, backends
+        print(f"astra-wb rollout: {e}", file=sys.stderr)
+        return 2
+    _print_trajectories(rollout(samples, policy, simulator, config), a.json, a.out)
     return 0

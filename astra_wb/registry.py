@@ -8,7 +8,7 @@ import difflib, importlib, re
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FACTORIES', 'NONE_SPECS', 'UnknownNameError', 'Registry', 'resolve']
+__all__ = ['SIMULATORS', 'FACTORIES', 'NONE_SPECS', 'UnknownNameError', 'Registry', 'resolve']
 
 # %% ../nbs/00c_registry.ipynb #1767d230
 class UnknownNameError(ValueError):
@@ -64,6 +64,18 @@ def load(self: Registry, name: str):
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:
         raise ImportError(f"{self.kind} {name!r} cannot be imported (cannot import {self[name]}: {e})") from e
+
+# %% ../nbs/00c_registry.ipynb #314e22ed
+SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
+    "oracle": "astra_wb.simulators:OracleSimulator",
+    "reproject": "astra_wb.simulators:ReprojectSimulator",
+    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
+    "learned": "astra_wb.learned_sim:LearnedSimulator",
+    "perturbed": "astra_wb.simulators:PerturbedSimulator",
+    "cached": "astra_wb.simulators:CachedSimulator",
+    "blank": "astra_wb.simulators:BlankSimulator",
+    "copy": "astra_wb.simulators:CopySimulator",
+})
 
 # %% ../nbs/00c_registry.ipynb #15c66bed
 FACTORIES = Registry("kind", {

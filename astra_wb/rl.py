@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from .protocol import Sample, Trajectory, INVALID_REASONS, build_messages
 from .rewards import RewardConfig, r_em, r_fmt, gain_term, simulator_crashed
+from .agent import AgentConfig
+from .registry import resolve
+from .settings import config_from_args, dataclass_parser, nests
 
 # %% auto #0
 __all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine',
@@ -17,6 +20,7 @@ __all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_token
            'training_curves', 'train_parser', 'cli_train', 'cli_filter_rl_data']
 
 # %% ../nbs/11_rl.ipynb #daf35480
+@nests("agent")
 @dataclass
 class TrainConfig:
     "One GRPO run (paper 4.1 defaults)."
@@ -24,7 +28,7 @@ class TrainConfig:
     data: str = "synth:64"              # "synth:N[:seed]", a filter-rl-data folder, or an exported synthetic bench folder
     simulator: str = "oracle"           # world simulator spec (`simulators.get_simulator`)
     output_dir: str = "runs/train"      # checkpoints, trainer logs, rollouts.rank<r>.jsonl
-    mode: str = "agentic"               # workflow mode of the training rollouts
+    agent: AgentConfig = field(default_factory=lambda: AgentConfig(temperature=1.0, max_new_tokens=256))  # rollouts: mode, limits, sampling
     phase1_steps: int = 50              # curriculum: Phase 1 for this many optimiser steps, then Phase 2
     max_steps: int = 100                # optimiser steps
     prompts_per_step: int = 4           # distinct prompts per optimiser step (over all processes)
@@ -36,11 +40,6 @@ class TrainConfig:
     kl_coef: float = 0.0                # KL coefficient, TRL's beta (0: no KL, no reference model)
     loss_type: str = "dapo"             # TRL loss aggregation (token-level, as with Clip-Higher)
     num_iterations: int = 1             # optimisation passes per generated batch
-    temperature: float = 1.0            # rollout sampling temperature
-    top_p: float = 1.0                  # rollout nucleus sampling
-    max_new_tokens: int = 256           # per assistant turn
-    max_tool_rounds: int = 3            # simulator calls per trajectory
-    max_turns: int = 10                 # assistant turns per trajectory
     freeze_vision: bool = True          # keep the vision tower fixed
     gradient_checkpointing: bool = True # recompute activations in the backward pass (paper 4.1)
     bf16: bool | None = None            # None: on when a CUDA GPU supports it
@@ -529,9 +528,7 @@ def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model
         use_vllm=config.use_vllm, vllm_mode=config.vllm_mode, vllm_server_base_url=config.vllm_server_base_url or None)
     trainer = trainer_class()(model=model, reward_funcs=funcs, args=args, train_dataset=prompts_dataset(samples),
                               processing_class=processor, tools=[world_simulator], callbacks=callbacks)
-    if simulator is None:
-        from astra_wb.simulators import get_simulator
-        simulator = get_simulator(config.simulator)
+    simulator = resolve(config.simulator) if simulator is None else simulator
     trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, TokenPolicy(trainer.model, processor, forced=forced))
     return trainer
 
@@ -575,30 +572,15 @@ def training_curves(logs: list[dict], title: str = "GRPO training"):
     return fig
 
 # %% ../nbs/11_rl.ipynb #c6404504
-def _add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=()):
-    import dataclasses, typing
-    from fastcore.docments import docments
-    hints, helps = typing.get_type_hints(cls), docments(cls)   # each flag's help is the field's comment
-    for f in dataclasses.fields(cls):
-        if f.name in skip: continue
-        t, default = hints[f.name], f.default
-        flag, kw = "--" + f.name.replace("_", "-"), dict(default=default, help=f"{helps.get(f.name) or f.name} (default: %(default)s)")
-        if t is bool: p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif t == (bool | None): p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), **kw)
-        elif t == (int | None): p.add_argument(flag, type=int, **kw)
-        else: p.add_argument(flag, type=t, **kw)
+_UNUSED_AGENT_FLAGS = ("forced_k", "group_size", "progress", "premature", "simulator_workers", "max_batch", "dialect")
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-wb train", description="GRPO training with the world simulator in the loop (Phase 1 then Phase 2).")
-    _add_dataclass_flags(p, TrainConfig, skip=("reward",))
-    _add_dataclass_flags(p, RewardConfig)
-    return p
+    return dataclass_parser(TrainConfig, p, skip=_UNUSED_AGENT_FLAGS)   # the reward's fields are flags too
 
 def cli_train(argv: list[str] | None = None) -> int:
     "`astra-wb train`: parse flags into a TrainConfig and train."
-    a = vars(train_parser().parse_args(argv))
-    reward = RewardConfig(**{k: a.pop(k) for k in list(a) if k in RewardConfig.__dataclass_fields__})
-    config = TrainConfig(**a, reward=reward)
+    config = config_from_args(TrainConfig, train_parser().parse_args(argv))
     trainer = train(config)
     logs = step_logs(trainer)
     if logs: print(json.dumps({k: logs[-1].get(k) for k in ("step", "loss", "reward", "astra/exact_match", "astra/tool_call_rate", "astra/phase")}))

@@ -16,12 +16,12 @@ from PIL import Image
 from .geometry import intrinsics as make_K, apply_motion, decompose, level_pose
 from .motion import Motion, MotionError, parse_instruction, render_instruction
 from .protocol import Sample, Observation
-from .registry import Registry
+from .registry import SIMULATORS
 from .scene import Scene, make_scene, render, sample_cameras
 
 # %% auto #0
-__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
-           'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
+__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'WRAPPERS', 'SimulatorError', 'WorldSimulator', 'View',
+           'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
            'OracleSimulator', 'scene_sample', 'frames_to_sample', 'reproject_views', 'MonocularDepth', 'noisy_depth',
            'fill_rows', 'ReprojectSimulator', 'build_tiny_depth_model', 'jitter_colors', 'noisy_pose',
            'PerturbedSimulator', 'call_key', 'CachedSimulator', 'BlankSimulator', 'CopySimulator', 'register_simulator',
@@ -572,16 +572,7 @@ class CopySimulator(PosedSimulator):
         return Rendering(ref.image.convert("RGB").copy(), None, None, {"privileged": False, "control": "copy"})
 
 # %% ../nbs/05_simulators.ipynb #b2ee604d
-SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
-    "oracle": "astra_wb.simulators:OracleSimulator",
-    "reproject": "astra_wb.simulators:ReprojectSimulator",
-    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
-    "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": "astra_wb.simulators:PerturbedSimulator",
-    "cached": "astra_wb.simulators:CachedSimulator",
-    "blank": "astra_wb.simulators:BlankSimulator",
-    "copy": "astra_wb.simulators:CopySimulator",
-})
+# SIMULATORS (name -> 'module:Class') lives in `registry`, so a spec's name is checked without importing this
 WRAPPERS = {"perturbed", "cached"}   # these take a nested spec as their first argument
 
 def register_simulator(name: str, target: str, wrapper: bool = False):

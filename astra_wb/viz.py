@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64, hashlib, html, io, json, math, re, tempfile, uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,10 +16,11 @@ from plotly.subplots import make_subplots
 from PIL import Image
 from .geometry import fov_from_K, heading_pitch, level_pose, intrinsics
 from .motion import Motion, render_instruction
+from .eval import compute_metrics, result_row
 
 # %% auto #0
 __all__ = ['ROLE_COLORS', 'FILTERS', 'CameraView', 'sample_cameras', 'trajectory_cameras', 'category_color', 'label_box',
-           'place_labels', 'topdown_figure', 'result_rows', 'accuracy_table', 'accuracy_figure', 'tool_use_table',
+           'place_labels', 'topdown_figure', 'run_metrics', 'accuracy_table', 'accuracy_figure', 'tool_use_table',
            'tool_use_figure', 'agreement_figure', 'image_data_uri', 'all_images', 'trajectory_html', 'image_file',
            'trajectory_to_messages', 'filter_trajectories', 'TrajectoryViewer', 'run_trajectories']
 
@@ -172,60 +174,65 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
     return go.Figure(data=data, layout=layout)
 
 # %% ../nbs/14_viz.ipynb #cc0956f9
-def _row(x) -> dict:
-    "One result row from a Trajectory or a result dict."
+def _metrics(x) -> dict:
+    "A run's metrics: given, a RunResult's, or computed from its rows (result dicts or trajectories)."
+    if hasattr(x, "metrics"):
+        return x.metrics
     if isinstance(x, dict):
-        c = x.get("correct")
-        return dict(id=x.get("id", x.get("sample_id")), category=x.get("category", "?"),
-                    correct=None if c is None else bool(c), n_tool_calls=int(x.get("n_tool_calls", 0) or 0),
-                    valid=bool(x.get("valid", True)))
-    return dict(id=x.sample.id, category=x.sample.category, correct=x.correct, n_tool_calls=int(x.n_tool_calls), valid=bool(x.valid))
+        return x
+    return compute_metrics([r if isinstance(r, dict) else result_row(r, i) for i, r in enumerate(x)])
 
-def result_rows(groups: dict) -> pd.DataFrame:
-    "Long table (group, id, category, correct, n_tool_calls, valid) from {label: rows or trajectories}."
-    recs = [dict(group=str(label), **_row(x)) for label, rows in groups.items() for x in rows]
-    cols = ["group", "id", "category", "correct", "n_tool_calls", "valid"]
-    return pd.DataFrame(recs, columns=cols)
+def run_metrics(runs: dict) -> dict:
+    "{label: metrics} of {label: metrics | RunResult | rows | trajectories}."
+    return {str(label): _metrics(x) for label, x in runs.items()}
+
+def _pct(v) -> float: return float("nan") if v is None else 100 * v
 
 # %% ../nbs/14_viz.ipynb #5a3ea892
-def accuracy_table(groups: dict, overall: bool = True) -> pd.DataFrame:
-    "Exact-match accuracy (%) per category (rows) and group (columns); unanswered rows count as wrong."
-    df = result_rows(groups)
-    df["correct"] = df["correct"].fillna(False).astype(float) * 100
-    tab = df.pivot_table(index="category", columns="group", values="correct", aggfunc="mean", sort=False)
-    if overall: tab.loc["Overall"] = df.groupby("group", sort=False)["correct"].mean()
-    return tab[[g for g in map(str, groups) if g in tab.columns]]
+def accuracy_table(runs: dict, by: str = "category") -> pd.DataFrame:
+    "Accuracy (%) per category (or `by=\"group\"`) and run, then each run's Overall (`compute_metrics`' accuracy)."
+    ms = run_metrics(runs)
+    key = "per_category" if by == "category" else "per_group"
+    names = list(dict.fromkeys(k for m in ms.values() for k in m[key]))
+    cols = {label: [_pct(m[key].get(k, {}).get("accuracy")) for k in names] + [_pct(m["accuracy"])]
+            for label, m in ms.items()}
+    return pd.DataFrame(cols, index=names + ["Overall"])
 
-def accuracy_figure(groups: dict, title: str = "Accuracy by category", height: int = 420) -> go.Figure:
-    "Grouped bars: accuracy (%) per category, one bar per group (mode / run)."
-    tab = accuracy_table(groups)
+def accuracy_figure(runs: dict, by: str = "category", title: str = "Accuracy by category", height: int = 420):
+    "Grouped bars: accuracy (%) per category (or group) and Overall, one bar per run."
+    tab = accuracy_table(runs, by)
     fig = go.Figure([go.Bar(name=g, x=list(tab.index), y=tab[g].round(1).tolist(), texttemplate="%{y:.0f}",
                             textposition="outside", cliponaxis=False, textfont_size=10) for g in tab.columns])
-    # value labels that would overlap (many groups x categories) are hidden rather than drawn over each other
-    fig.update_layout(barmode="group", title=title, height=height, template="plotly_white", uniformtext=dict(minsize=9, mode="hide"),
-                      yaxis=dict(title="exact match (%)", range=[0, 110]), legend_title="")
+    # value labels that would overlap (many runs x categories) are hidden rather than drawn over each other
+    fig.update_layout(barmode="group", title=title, height=height, template="plotly_white", legend_title="",
+                      uniformtext=dict(minsize=9, mode="hide"), yaxis=dict(title="exact match (%)", range=[0, 110]))
     return fig
 
 # %% ../nbs/14_viz.ipynb #0c1e8c1a
-def tool_use_table(groups: dict) -> pd.DataFrame:
-    "Per group: rows, tool-call rate (% rows with >= 1 call), calls per row, accuracy (%), valid rate (%)."
-    df = result_rows(groups)
-    g = df.groupby("group", sort=False)
-    tab = pd.DataFrame({"rows": g.size(), "tool_rate": g["n_tool_calls"].apply(lambda s: (s > 0).mean() * 100),
-                        "calls_per_row": g["n_tool_calls"].mean(),
-                        "accuracy": g["correct"].apply(lambda s: s.fillna(False).astype(float).mean() * 100),
-                        "valid_rate": g["valid"].mean() * 100})
-    return tab.reindex([l for l in map(str, groups) if l in tab.index])
+def tool_use_table(runs: dict) -> pd.DataFrame:
+    "Per run: rows, tool-call rate (% rows with >= 1 call), calls per row, invalid turns, accuracy and valid rate (%)."
+    ms = run_metrics(runs)
+    cols = {"rows": "n", "tool_rate": "tool_call_rate", "calls_per_row": "calls_per_row",
+            "invalid_turn_rate": "invalid_turn_rate", "accuracy": "accuracy", "valid_rate": "valid_rate"}
+    scale = {"rows": 1, "calls_per_row": 1}
+    data = {c: [(m[k] or 0) * scale.get(c, 100) for m in ms.values()] for c, k in cols.items()}
+    return pd.DataFrame(data, index=list(ms))
 
-def tool_use_figure(groups: dict, title: str = "Tool use", height: int = 360) -> go.Figure:
-    "Three panels across groups: tool-call rate, calls per row and accuracy (paper Table 3's columns)."
-    tab = tool_use_table(groups)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("tool-call rate (%)", "calls per row", "accuracy (%)"))
-    for col, (name, fmt) in enumerate([("tool_rate", "{:.1f}"), ("calls_per_row", "{:.2f}"), ("accuracy", "{:.1f}")], 1):
+def tool_use_figure(runs: dict, title: str = "Tool use", height: int = 360):
+    "Three panels across runs: tool-call rate (paper Table 3), calls per row and invalid turns."
+    tab = tool_use_table(runs)
+    panels = [("tool_rate", "tool-call rate (%)", "{:.1f}"), ("calls_per_row", "calls per row", "{:.2f}"),
+              ("invalid_turn_rate", "invalid turns (%)", "{:.1f}")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
+    for col, (name, _, fmt) in enumerate(panels, 1):
         fig.add_trace(go.Bar(x=list(tab.index), y=tab[name].tolist(), text=[fmt.format(v) for v in tab[name]],
-                             textposition="outside", cliponaxis=False, marker_color=_PALETTE[col + 3], showlegend=False), row=1, col=col)
+                             textposition="outside", cliponaxis=False, marker_color=_PALETTE[col + 3], showlegend=False),
+                      row=1, col=col)
         top = float(np.nanmax(tab[name].to_numpy(float), initial=0.0))
-        fig.update_yaxes(range=[0, (top or 1.0) * 1.25], row=1, col=col)   # room for the value labels under the titles
+        fig.update_yaxes(range=[0, (top or 1.0) * 1.25], row=1, col=col)   # room for the value labels
+    if not tab["invalid_turn_rate"].any():   # an empty panel would read as missing data
+        fig.add_annotation(text="none", xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=16))
     fig.update_layout(title=title, height=height, template="plotly_white")
     return fig
 
@@ -441,8 +448,7 @@ def run_trajectories(folder, limit: int | None = None) -> list:
     rels = [r["trajectory"] for r in run.rows if r.get("trajectory")][:limit]
     return [load_trajectory(Path(folder) / rel) for rel in rels]
 
-@classmethod
-def _from_run(cls, folder, limit: int | None = None, **kw) -> "TrajectoryViewer":
+@patch(cls_method=True)
+def from_run(cls: TrajectoryViewer, folder, limit: int | None = None, **kw) -> "TrajectoryViewer":
     "A viewer over the trajectories of an eval run folder."
     return cls(run_trajectories(folder, limit), **kw)
-TrajectoryViewer.from_run = _from_run
