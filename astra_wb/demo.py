@@ -18,8 +18,11 @@ __all__ = ['LADDER', 'HEADLINE', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'FAMILY_TITLE',
            'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'demo_parser', 'cli_demo']
 
 # %% ../nbs/16a_demo.ipynb #f7d4a6f8
-LADDER = ("reproject(depth_noise=0.05,pose_noise=0.05)", "reproject(depth_noise=0.15,pose_noise=0.15,max_views=2)",
-          "reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)")
+LADDER = (
+    "reproject(depth_noise=0.05,pose_noise=0.05)",
+    "reproject(depth_noise=0.15,pose_noise=0.15,max_views=2)",
+    "reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)",
+)
 
 @dataclass
 class DemoConfig:
@@ -28,17 +31,19 @@ class DemoConfig:
     n: int = 200                             # synthetic questions
     seed: int = 0                            # bench seed (and sampling seed)
     policy: str = "expert"                   # policy spec
-    simulator: str = "reproject"             # the headline simulator: non-privileged (given RGB-D and poses only)
+    simulator: str = "reproject"  # the headline simulator: non-privileged (given RGB-D and poses only)
     forced_k: int = 2                        # calls required in Forced mode (paper Table 2: k = 2)
-    ladder: tuple = LADDER                   # the quality ladder: ever worse non-privileged simulators, best first
+    ladder: tuple = LADDER  # the quality ladder: ever worse non-privileged simulators, best first
     fill: str = "reproject(fill=true)"       # the headline simulator with hole filling on ("" to skip)
     controls: tuple = ("blank", "copy")      # uninformative tool replies, run beside the gain
     ceiling: str = "oracle"                  # the privileged ceiling (reads the whole scene; "" to skip)
-    misleading: str = "reproject(wrong_reference=0.5)"   # confidently wrong at times: Forced vs Agentic ("" to skip)
+    misleading: str = (
+        "reproject(wrong_reference=0.5)"  # confidently wrong at times: Forced vs Agentic ("" to skip)
+    )
     batch_size: int = 50                     # samples per rollout call
-    save_trajectories: bool = True           # write trajectories (needed for the report's examples and the app)
+    save_trajectories: bool = True  # write trajectories (needed for the report's examples and the app)
     workers: int = 2                         # runs in parallel (forked processes sharing the generated bench)
-    fresh: bool = False                      # delete this demo's earlier run folders first (else they are resumed)
+    fresh: bool = False  # delete this demo's earlier run folders first (else they are resumed)
 
 # %% ../nbs/16a_demo.ipynb #3b56da09
 @dataclass
@@ -55,6 +60,7 @@ class DemoResult:
 def _folder(spec: str) -> str:
     return "agentic-" + re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-")
 
+# %% ../nbs/16a_demo.ipynb #9200e576
 def _mode_configs(cfg: DemoConfig, common: dict) -> list[tuple[str, EvalConfig]]:
     "Direct, Forced(k) and Agentic with the headline simulator, then Forced and Agentic with the misleading one."
     out = [("direct", EvalConfig(mode="direct", simulator=cfg.simulator, **common)),
@@ -66,11 +72,26 @@ def _mode_configs(cfg: DemoConfig, common: dict) -> list[tuple[str, EvalConfig]]
         out.append((f"{mode}-" + _folder(cfg.misleading)[len("agentic-"):], c))
     return out
 
+# %% ../nbs/16a_demo.ipynb #488b0592
 def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tuple[str, EvalConfig]]:
     "(folder name, EvalConfig) of every demo run: the modes first, then Agentic on `viewpoint_ids` per simulator."
-    common = dict(benchmark="synth", path="", policy=cfg.policy, forced_k=cfg.forced_k, seed=cfg.seed, synth_n=cfg.n,
-                  synth_seed=cfg.seed, batch_size=cfg.batch_size, save_trajectories=cfg.save_trajectories)
-    extra = [*cfg.ladder, *([cfg.fill] if cfg.fill else []), *cfg.controls, *([cfg.ceiling] if cfg.ceiling else [])]
+    common = dict(
+        benchmark="synth",
+        path="",
+        policy=cfg.policy,
+        forced_k=cfg.forced_k,
+        seed=cfg.seed,
+        synth_n=cfg.n,
+        synth_seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        save_trajectories=cfg.save_trajectories,
+    )
+    extra = [
+        *cfg.ladder,
+        *([cfg.fill] if cfg.fill else []),
+        *cfg.controls,
+        *([cfg.ceiling] if cfg.ceiling else []),
+    ]
     out = _mode_configs(cfg, common)
     for spec in dict.fromkeys(extra):
         c = EvalConfig(mode="agentic", simulator=spec, name=f"agentic {spec}", ids=viewpoint_ids, **common)
@@ -80,13 +101,18 @@ def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tup
 
 # %% ../nbs/16a_demo.ipynb #71b85b3a
 HEADLINE = ("direct", "perspective")   # the families of the headline "All"; `hidden` is the control
-_FAMILY_ROWS = (("direct", ("direct",)), ("perspective", ("perspective",)), ("All (direct + perspective)", HEADLINE),
-                ("hidden (control, not in All)", ("hidden",)))
+_FAMILY_ROWS = (
+    ("direct", ("direct",)),
+    ("perspective", ("perspective",)),
+    ("All (direct + perspective)", HEADLINE),
+    ("hidden (control, not in All)", ("hidden",)),
+)
 
 def _fam_acc(rows: list[dict], fams) -> tuple[float | None, int]:
     rs = [r for r in rows if r.get("family") in fams]
     return (sum(bool(r["correct"]) for r in rs) / len(rs) if rs else None), len(rs)
 
+# %% ../nbs/16a_demo.ipynb #c8e8b8ab
 def family_rows(runs: list[RunResult]) -> list[list[str]]:
     "Rows (families, headline All, the hidden control, calls) x runs; changes against the first run in brackets."
     out = [["family", *[r.label for r in runs]]]
@@ -95,7 +121,9 @@ def family_rows(runs: list[RunResult]) -> list[list[str]]:
         cells = []
         for r in runs:
             a, n = _fam_acc(r.rows, fams)
-            cells.append(_fmt(a, None if r is runs[0] or a is None or b is None else 100 * (a - b)) + f" n={n}")
+            cells.append(
+                _fmt(a, None if r is runs[0] or a is None or b is None else 100 * (a - b)) + f" n={n}"
+            )
         out.append([name, *cells])
     out.append(["calls / row", *[f"{r.metrics['calls_per_row']:.2f}" for r in runs]])
     return out
@@ -106,7 +134,9 @@ def paired_bootstrap(rows: list[dict], base_rows: list[dict], family: str | None
     "Mean paired difference (points) of `rows` minus `base_rows` on shared ids (of one family), 95 % bootstrap interval."
     import numpy as np
     base = {r["id"]: r for r in base_rows if family is None or r.get("family") == family}
-    d = np.array([float(bool(r["correct"])) - float(bool(base[r["id"]]["correct"])) for r in rows if r["id"] in base])
+    d = np.array(
+        [float(bool(r["correct"])) - float(bool(base[r["id"]]["correct"])) for r in rows if r["id"] in base]
+    )
     if not len(d):
         return {"n": 0, "mean": None, "lo": None, "hi": None}
     means = d[np.random.default_rng(seed).integers(0, len(d), (n, len(d)))].mean(1)
@@ -119,7 +149,9 @@ def ladder_rows(runs: list[RunResult]) -> list[list[str]]:
     "Rows: simulator, privileged?, perspective and hidden accuracy, calls per question on those two families."
     out = [["simulator (agentic)", "reads the scene", "perspective", "hidden (control)", "calls/question"]]
     for r in runs:
-        priv = "YES: privileged ceiling" if r.config.simulator.split("(")[0] in ("oracle", "perturbed") else "no"
+        priv = (
+            "YES: privileged ceiling" if r.config.simulator.split("(")[0] in ("oracle", "perturbed") else "no"
+        )
         vp = [x for x in r.rows if x.get("family") in ("perspective", "hidden")]
         calls = sum(x["n_tool_calls"] for x in vp) / len(vp) if vp else 0.0
         persp, hidden = _fam_acc(r.rows, ("perspective",))[0], _fam_acc(r.rows, ("hidden",))[0]
@@ -135,19 +167,29 @@ Next:
   compare runs         astra-wb report {out}/direct {out}/agentic --out compare.html
   a real benchmark     astra-wb eval --benchmark mmsi --path MMSI_bench.parquet --policy hf:/path/to/model \\
                          --simulator vllm-omni:http://host:port --mode agentic --out runs/mmsi-agentic"""
-PRIVILEGE_NOTE = ("Privileged access: only the rows marked 'reads the scene: YES' (the oracle ceiling) use the full "
-                  "synthetic scene; every other number uses the given images, their depth and poses only.")
+PRIVILEGE_NOTE = (
+    "Privileged access: only the rows marked 'reads the scene: YES' (the oracle ceiling) use the full "
+    "synthetic scene; every other number uses the given images, their depth and poses only."
+)
 FAMILY_TITLE = ("Exact match (%) by evidence family; expert policy, simulator {simulator} (non-privileged); "
                 "change against Direct in brackets")
-MISLEADING_TITLE = ("With a simulator that is confidently wrong at times ({misleading}: the motion applied to another "
-                    "given image)")
-LADDER_TITLE = ("Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators "
-                "(best first)")
-TABLE1_TITLE = ("\nExact match (%) per category (all families, the hidden control included), change against Direct "
-                "in brackets\n")
+MISLEADING_TITLE = (
+    "With a simulator that is confidently wrong at times ({misleading}: the motion applied to another "
+    "given image)"
+)
+LADDER_TITLE = (
+    "Quality ladder: Agentic on the questions that need a viewpoint, ever worse non-privileged simulators "
+    "(best first)"
+)
+TABLE1_TITLE = (
+    "\nExact match (%) per category (all families, the hidden control included), change against Direct "
+    "in brackets\n"
+)
 
 # %% ../nbs/16a_demo.ipynb #d7b79e65
-_BENCH = _VIEWPOINT = None   # the demo's bench and its questions that need a viewpoint, inherited by forked workers
+_BENCH = _VIEWPOINT = (
+    None  # the demo's bench and its questions that need a viewpoint, inherited by forked workers
+)
 
 def _demo_run(job):
     name, ec, folder = job
@@ -155,12 +197,16 @@ def _demo_run(job):
     r = run_eval(ec, folder, benchmark=_VIEWPOINT if ec.ids else _BENCH)
     return name, r, time.perf_counter() - t
 
+# %% ../nbs/16a_demo.ipynb #8c590cce
 def _warm_up(cfg: DemoConfig, bench):
     "One agentic rollout in this process, so forked workers inherit loaded modules and compiled kernels."
     from astra_wb.agent import AgentConfig, rollout
     s = next((x for x in bench if x.meta.get("family") == "perspective"), bench[0])
-    rollout([s], resolve(cfg.policy, "policy"), resolve(cfg.simulator), AgentConfig(mode="agentic", seed=cfg.seed))
+    rollout(
+        [s], resolve(cfg.policy, "policy"), resolve(cfg.simulator), AgentConfig(mode="agentic", seed=cfg.seed)
+    )
 
+# %% ../nbs/16a_demo.ipynb #b25d4712
 def _run_all(jobs, workers: int) -> list:
     "Run the jobs in `workers` forked processes (in this process when 1 or when fork is unavailable)."
     import multiprocessing as mp
@@ -173,18 +219,23 @@ def _run_all(jobs, workers: int) -> list:
 def _interval_text(name: str, ci: dict) -> str:
     if not ci["n"]:
         return f"{name}: no paired questions"
-    return (f"{name}: {ci['mean']:+.1f} points, 95 % paired bootstrap interval [{ci['lo']:+.1f}, {ci['hi']:+.1f}] "
-            f"(n={ci['n']}, {ci['wins']} won, {ci['losses']} lost)")
+    return (
+        f"{name}: {ci['mean']:+.1f} points, 95 % paired bootstrap interval [{ci['lo']:+.1f}, {ci['hi']:+.1f}] "
+        f"(n={ci['n']}, {ci['wins']} won, {ci['losses']} lost)"
+    )
 
+# %% ../nbs/16a_demo.ipynb #731162f5
 def parts_text(parts: list) -> str:
     "Summary parts (a line, or table rows) as printable text."
     return "\n".join(p if isinstance(p, str) else format_table(p) for p in parts)
 
+# %% ../nbs/16a_demo.ipynb #342dff00
 def _part_html(p) -> str:
     if not isinstance(p, str):
         return table_html(p)
     return f"<p>{html.escape(p)}</p>" if p else ""
 
+# %% ../nbs/16a_demo.ipynb #fa1f447e
 def parts_html(parts: list) -> str:
     "Summary parts as HTML: tables as real tables (readable at any width), lines as paragraphs."
     return "".join(_part_html(p) for p in parts)
@@ -193,20 +244,30 @@ def parts_html(parts: list) -> str:
 def _headline_runs(runs: dict, cfg: DemoConfig) -> list[RunResult]:
     return [runs["direct"], runs[f"forced({cfg.forced_k})"], runs["agentic"]]
 
+# %% ../nbs/16a_demo.ipynb #401c4888
 def _intervals(runs: dict, cfg: DemoConfig) -> dict:
     "The paired bootstrap intervals against Direct, in the order the summary prints them."
     direct, forced, agentic = _headline_runs(runs, cfg)
-    iv = {"agentic - direct, perspective": paired_bootstrap(agentic.rows, direct.rows, "perspective", seed=cfg.seed)}
+    iv = {
+        "agentic - direct, perspective": paired_bootstrap(
+            agentic.rows, direct.rows, "perspective", seed=cfg.seed
+        )
+    }
     for f in ("direct", "perspective", "hidden"):
-        iv[f"forced({cfg.forced_k}) - direct, {f}"] = paired_bootstrap(forced.rows, direct.rows, f, seed=cfg.seed)
+        iv[f"forced({cfg.forced_k}) - direct, {f}"] = paired_bootstrap(
+            forced.rows, direct.rows, f, seed=cfg.seed
+        )
     if not cfg.misleading:
         return iv
     mf, ma = runs[f"forced {cfg.misleading}"], runs[f"agentic {cfg.misleading}"]
     for f in ("direct", "perspective"):
-        iv[f"forced({cfg.forced_k}) - direct, {f}, misleading"] = paired_bootstrap(mf.rows, direct.rows, f, seed=cfg.seed)
+        iv[f"forced({cfg.forced_k}) - direct, {f}, misleading"] = paired_bootstrap(
+            mf.rows, direct.rows, f, seed=cfg.seed
+        )
         iv[f"agentic - direct, {f}, misleading"] = paired_bootstrap(ma.rows, direct.rows, f, seed=cfg.seed)
     return iv
 
+# %% ../nbs/16a_demo.ipynb #12a2b6be
 def _misleading_parts(runs: dict, cfg: DemoConfig) -> list:
     if not cfg.misleading:
         return []
@@ -227,6 +288,7 @@ def _ladder_parts(runs: dict, cfg: DemoConfig) -> tuple[list, list, str]:
             f"({'monotone' if mono else 'NOT monotone'})")
     return ladder + others, table, line
 
+# %% ../nbs/16a_demo.ipynb #6d59e76f
 def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str, str]:
     "(family table, ladder rows, intervals, printable text, the same as HTML) of finished demo runs."
     fams = family_rows(_headline_runs(runs, cfg))
@@ -240,6 +302,7 @@ def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str, st
 def _quiet(*args, **kw):
     "`print`'s stand-in when the demo runs silently."
 
+# %% ../nbs/16a_demo.ipynb #5fb0571d
 def _make_bench(cfg: DemoConfig, say) -> float:
     "Generate the bench and its questions that need a viewpoint (the globals forked workers inherit); seconds."
     global _BENCH, _VIEWPOINT
@@ -253,6 +316,7 @@ def _make_bench(cfg: DemoConfig, say) -> float:
     say(f"synthetic bench: {len(_BENCH)} questions (seed {cfg.seed}; {counts}) in {secs:.1f}s")
     return secs
 
+# %% ../nbs/16a_demo.ipynb #48aecf60
 def _demo_jobs(cfg: DemoConfig, out: Path) -> list:
     "(name, EvalConfig, folder) of every run; `fresh` clears earlier folders; the non-Direct runs name their baseline."
     jobs = []
@@ -277,6 +341,7 @@ def _collect(done: list, jobs: list, secs: dict, say) -> dict:
         say(f"  {ec.label:<58} {100 * r.metrics['accuracy']:5.1f} % of {len(r.rows)}  ({s:.1f}s)")
     return runs
 
+# %% ../nbs/16a_demo.ipynb #30282a0f
 def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoResult:
     "The main job: bench, the mode / ladder / control / ceiling runs, the family table, the report."
     cfg = cfg or DemoConfig(**kw)
@@ -292,8 +357,13 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     say("\n" + text)
     say(TABLE1_TITLE + format_table(table1_rows(_headline_runs(runs, cfg), runs["direct"])))
     t = time.perf_counter()
-    report = write_report(list(runs.values()), out / "report.html", "astra-wb demo: expert policy on the synthetic bench",
-                          runs["direct"], preamble=f"<h2>Headline</h2>{text_html}")
+    report = write_report(
+        list(runs.values()),
+        out / "report.html",
+        "astra-wb demo: expert policy on the synthetic bench",
+        runs["direct"],
+        preamble=f"<h2>Headline</h2>{text_html}",
+    )
     secs["report"] = time.perf_counter() - t
     secs["total"] = time.perf_counter() - t0
     say(f"\nrun folders and report written to {out} in {secs['total']:.1f}s\n")
@@ -305,21 +375,30 @@ _DEMO_HELP = {"policy": "policy spec: expert | hf:MODEL_DIR | openai:URL#MODEL"}
 
 def demo_parser() -> argparse.ArgumentParser:
     "One flag per `DemoConfig` field (the output folder under the settings' runs root), and `--no-trajectories`."
-    ap = dataclass_parser(DemoConfig, defaults=DemoConfig(out=str(Path(load_settings().runs_root) / "demo")),
-                          helps=_DEMO_HELP, prog="astra-wb demo",
-                          description="Synthetic bench x expert policy x reproject (non-privileged): accuracy by "
-                          "evidence family, the quality ladder, controls, the privileged oracle ceiling, HTML report.")
+    ap = dataclass_parser(
+        DemoConfig,
+        defaults=DemoConfig(out=str(Path(load_settings().runs_root) / "demo")),
+        helps=_DEMO_HELP,
+        prog="astra-wb demo",
+        description="Synthetic bench x expert policy x reproject (non-privileged): accuracy by "
+        "evidence family, the quality ladder, controls, the privileged oracle ceiling, HTML report.",
+    )
     ap.add_argument("--no-trajectories", dest="save_trajectories", action="store_false",
                     help="do not save trajectories (faster; the report shows none)")
     return ap
 
+# %% ../nbs/16a_demo.ipynb #38fc207b
 def cli_demo(argv: list[str]) -> int:
     "astra-wb demo: the main job on the synthetic world (no weights, no network)."
     cfg = config_from_args(DemoConfig, demo_parser().parse_args(argv))
     try:
         run_demo(cfg)
     except (ValueError, KeyError) as e:
-        hint = " (rerun with --fresh to replace the earlier demo, or pick another --out)" if "different run" in str(e) else ""
+        hint = (
+            " (rerun with --fresh to replace the earlier demo, or pick another --out)"
+            if "different run" in str(e)
+            else ""
+        )
         print(f"astra-wb demo: {e}{hint}", file=sys.stderr)
         return 2
     return 0

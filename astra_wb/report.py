@@ -17,51 +17,84 @@ __all__ = ['short_name', 'table1_rows', 'sub_benchmark_rows', 'format_table', 't
 def short_name(category: str) -> str:
     "A column-width name: 'Positional Relationship (Cam.–Obj.)' -> 'PR Cam.–Obj.', 'MindCube rotation' -> 'MC rotation'."
     m = re.match(r"Positional Relationship \((.*)\)$", category)
-    if m: return f"PR {m.group(1)}"
-    if category.startswith("MindCube "): return "MC " + category[len("MindCube "):]
+    if m:
+        return f"PR {m.group(1)}"
+    if category.startswith("MindCube "):
+        return "MC " + category[len("MindCube ") :]
     return category
 
+# %% ../nbs/14b_report.ipynb #1c68aba9
 def _fmt(acc, delta=None) -> str:
-    if acc is None: return "-"
+    if acc is None:
+        return "-"
     return f"{100 * acc:.1f}" + ("" if delta is None else f" ({delta:+.1f})")
 
+# %% ../nbs/14b_report.ipynb #f950ec21
 def table1_rows(results: list[RunResult], base: RunResult | None = None, by: str = "category",
                 behaviour: bool = True) -> list[list[str]]:
     "Rows (categories or groups, the imagination split, All, protocol score, tool use) x runs of official 'acc (+delta)'."
     key = "per_category" if by == "category" else "per_group"
-    deltas = [paired_delta(r.rows, base.rows) if base is not None and r is not base else None for r in results]
+    deltas = [
+        paired_delta(r.rows, base.rows) if base is not None and r is not base else None for r in results
+    ]
     names = list(dict.fromkeys(k for r in results for k in r.metrics[key]))
     out = [["", *[r.label for r in results]]]
     for k in names:
-        out.append([short_name(k) if by == "category" else k,
-                    *[_fmt(r.metrics[key].get(k, {}).get("accuracy"), d and d[key].get(k)) for r, d in zip(results, deltas)]])
+        out.append(
+            [
+                short_name(k) if by == "category" else k,
+                *[
+                    _fmt(r.metrics[key].get(k, {}).get("accuracy"), d and d[key].get(k))
+                    for r, d in zip(results, deltas)
+                ],
+            ]
+        )
     if all("imagination" in r.metrics for r in results):
         for k, label in (("needs_imagination", "needs imagination"), ("no_imagination", "no imagination")):
-            out.append([label, *[_fmt(r.metrics["imagination"][k]["accuracy"], d and d["imagination"][k]) for r, d in zip(results, deltas)]])
+            out.append(
+                [
+                    label,
+                    *[
+                        _fmt(r.metrics["imagination"][k]["accuracy"], d and d["imagination"][k])
+                        for r, d in zip(results, deltas)
+                    ],
+                ]
+            )
     out.append(["All", *[_fmt(r.metrics["accuracy"], d and d["overall"]) for r, d in zip(results, deltas)]])
     out.append(["protocol score", *[_fmt(r.metrics.get("protocol", {}).get("accuracy")) for r in results]])
-    if not behaviour: return out
+    if not behaviour:
+        return out
     out.append(["valid %", *[_fmt(r.metrics.get("protocol", {}).get("valid_rate")) for r in results]])
     out.append(["tool-call rate %", *[f"{100 * r.metrics['tool_call_rate']:.1f}" for r in results]])
     out.append(["calls / row", *[f"{r.metrics['calls_per_row']:.2f}" for r in results]])
     out.append(["invalid turns %", *[f"{100 * r.metrics['invalid_turn_rate']:.1f}" for r in results]])
-    if any(r.config.mode == "forced" for r in results):   # early answers under Forced(k) (0 in the other modes)
+    if any(
+        r.config.mode == "forced" for r in results
+    ):  # early answers under Forced(k) (0 in the other modes)
         out.append(["premature %", *[f"{100 * r.metrics.get('premature_rate', 0.0):.1f}" for r in results]])
     return out
 
+# %% ../nbs/14b_report.ipynb #2513bc13
 def sub_benchmark_rows(results: list[RunResult]) -> list[list[str]] | None:
     "MMSI-Video-Bench's sub-benchmark keys ('(Robot)Avg', ...) x runs, or None when no run has them."
     keys = list(dict.fromkeys(k for r in results for k in r.metrics.get("sub_benchmarks", {})))
-    if not keys: return None
-    return [["", *[r.label for r in results]]] + [[k, *[_fmt(r.metrics.get("sub_benchmarks", {}).get(k, {}).get("accuracy")) for r in results]]
-                                                  for k in keys]
+    if not keys:
+        return None
+    return [["", *[r.label for r in results]]] + [
+        [k, *[_fmt(r.metrics.get("sub_benchmarks", {}).get(k, {}).get("accuracy")) for r in results]]
+        for k in keys
+    ]
 
+# %% ../nbs/14b_report.ipynb #33dbe0ef
 def format_table(rows: list[list[str]]) -> str:
     "Plain-text table with aligned columns."
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    line = lambda r: "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+    )
     return "\n".join([line(rows[0]), "  ".join("-" * w for w in widths), *map(line, rows[1:])])
 
+# %% ../nbs/14b_report.ipynb #1725cfa8
 def table_html(rows: list[list[str]]) -> str:
     "The same table as HTML."
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
@@ -80,24 +113,46 @@ def dial_points(dial: list[tuple[float, RunResult]]) -> list[dict]:
                     "calls_per_row": r.metrics["calls_per_row"]})
     return pts
 
-def dial_figure(points: list[dict], direct: RunResult | None = None, title: str = "Quality dial: simulator pose noise"):
+# %% ../nbs/14b_report.ipynb #3a4f0417
+def dial_figure(
+    points: list[dict], direct: RunResult | None = None, title: str = "Quality dial: simulator pose noise"
+):
     "Accuracy against pose noise (all questions, and those that need imagination), Direct as a reference line."
     import plotly.graph_objects as go
     x = [p["noise"] for p in points]
-    fig = go.Figure([go.Scatter(x=x, y=[100 * (p[k] or 0) for p in points], mode="lines+markers", name=name)
-                     for k, name in (("accuracy", "agentic, all"), ("needs_imagination", "agentic, needs imagination"))])
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=[100 * (p[k] or 0) for p in points], mode="lines+markers", name=name)
+            for k, name in (("accuracy", "agentic, all"), ("needs_imagination", "agentic, needs imagination"))
+        ]
+    )
     if direct is not None:
         fig.add_hline(y=100 * direct.metrics["accuracy"], line_dash="dash", annotation_text="direct, all")
-    fig.update_layout(title=title, xaxis_title="pose noise (perturbed simulator)", yaxis=dict(title="exact match (%)", range=[0, 100]),
-                      template="plotly_white", height=380)
+    fig.update_layout(
+        title=title,
+        xaxis_title="pose noise (perturbed simulator)",
+        yaxis=dict(title="exact match (%)", range=[0, 100]),
+        template="plotly_white",
+        height=380,
+    )
     return fig
 
+# %% ../nbs/14b_report.ipynb #7b75e5cc
 def dial_rows(points: list[dict]) -> list[list[str]]:
     "The quality-dial curve as table rows (header first), for `format_table` or `table_html`."
     rows = [["pose noise", "all", "needs imagination", "no imagination", "calls/row"]]
-    return rows + [[f"{p['noise']:g}", _fmt(p["accuracy"]), _fmt(p["needs_imagination"]), _fmt(p["no_imagination"]),
-                    f"{p['calls_per_row']:.2f}"] for p in points]
+    return rows + [
+        [
+            f"{p['noise']:g}",
+            _fmt(p["accuracy"]),
+            _fmt(p["needs_imagination"]),
+            _fmt(p["no_imagination"]),
+            f"{p['calls_per_row']:.2f}",
+        ]
+        for p in points
+    ]
 
+# %% ../nbs/14b_report.ipynb #fd62a265
 def dial_text(points: list[dict]) -> str:
     "The quality-dial curve as a small text table."
     return format_table(dial_rows(points))
@@ -114,7 +169,9 @@ def report_figures(results: list[RunResult], base: RunResult | None = None, dial
     return figs
 
 # %% ../nbs/14b_report.ipynb #1d4656c5
-def pick_examples(results: list[RunResult], base: RunResult | None, k: int = 4) -> list[tuple[RunResult, str, str]]:
+def pick_examples(
+    results: list[RunResult], base: RunResult | None, k: int = 4
+) -> list[tuple[RunResult, str, str]]:
     """(run, sample id, why) for up to `k` trajectories: two questions the (first) agentic run won over Direct, then
     one question each other run lost against Direct (noisiest simulator first), else anything saved."""
     others = [r for r in results if r is not base]
@@ -124,65 +181,111 @@ def pick_examples(results: list[RunResult], base: RunResult | None, k: int = 4) 
     picks, seen = [], set()
     for r in first + rest:
         saved = [x for x in r.rows if x.get("trajectory") and x["id"] in b]
-        wins = [(x, "imagination helped") for x in saved if x["correct"] and not b[x["id"]]["correct"] and x["n_tool_calls"]]
+        wins = [
+            (x, "imagination helped")
+            for x in saved
+            if x["correct"] and not b[x["id"]]["correct"] and x["n_tool_calls"]
+        ]
         losses = [(x, "worse than direct") for x in saved if not x["correct"] and b[x["id"]]["correct"]]
         cands = wins[:2] if r in first else (losses or wins)[:1]
         for x, why in cands:
-            if (r.label, x["id"]) not in seen: picks.append((r, x["id"], why)); seen.add((r.label, x["id"]))
+            if (r.label, x["id"]) not in seen:
+                picks.append((r, x["id"], why))
+                seen.add((r.label, x["id"]))
     if not picks:
         picks = [(r, x["id"], "example") for r in results for x in r.rows[:1] if x.get("trajectory")]
     return picks[:k]
 
-_CSS = ("<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padding:1em}"
-        "table.t1{border-collapse:collapse;font-size:14px}table.t1 td,table.t1 th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "table.t1 td:first-child{text-align:left}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}"
-        ".traj img{margin:2px}</style>")
+# %% ../nbs/14b_report.ipynb #b47684b4
+_CSS = (
+    "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    "table.t1{border-collapse:collapse;font-size:14px}table.t1 td,table.t1 th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "table.t1 td:first-child{text-align:left}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}"
+    ".traj img{margin:2px}</style>"
+)
 
-def write_report(results: list[RunResult], path, title: str = "astra-wb report", base: RunResult | None = None,
-                 dial: list[tuple[float, RunResult]] | None = None, n_trajectories: int = 4, preamble: str = "") -> Path:
+def write_report(
+    results: list[RunResult],
+    path,
+    title: str = "astra-wb report",
+    base: RunResult | None = None,
+    dial: list[tuple[float, RunResult]] | None = None,
+    n_trajectories: int = 4,
+    preamble: str = "",
+) -> Path:
     "Write one self-contained HTML report of `results` (compared with `base`, a Direct run; `preamble`: HTML put first) and return its path."
-    if base is None: base = next((r for r in results if r.config.mode == "direct"), None)
+    if base is None:
+        base = next((r for r in results if r.config.mode == "direct"), None)
     figs = list(report_figures(results, base, dial).values())
     fig_html = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    cfgs = "".join(f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.config.policy)} x {html.escape(r.config.simulator)}, "
-                   f"mode {r.config.mode}, benchmark {html.escape(r.config.benchmark)}, {r.metrics['n']} rows "
-                   f"(<code>{html.escape(str(r.folder))}</code>)</li>" for r in results)
-    body = [f"<h1>{html.escape(title)}</h1>{preamble}<ul>{cfgs}</ul>",
-            f"<h2>Accuracy (%, official score), change against {html.escape(base.label) if base else 'none'} in brackets</h2>",
-            table_html(table1_rows(results, base)), "<h3>By group</h3>", table_html(table1_rows(results, base, by="group", behaviour=False))]
+    cfgs = "".join(
+        f"<li><b>{html.escape(r.label)}</b>: {html.escape(r.config.policy)} x {html.escape(r.config.simulator)}, "
+        f"mode {r.config.mode}, benchmark {html.escape(r.config.benchmark)}, {r.metrics['n']} rows "
+        f"(<code>{html.escape(str(r.folder))}</code>)</li>"
+        for r in results
+    )
+    body = [
+        f"<h1>{html.escape(title)}</h1>{preamble}<ul>{cfgs}</ul>",
+        f"<h2>Accuracy (%, official score), change against {html.escape(base.label) if base else 'none'} in brackets</h2>",
+        table_html(table1_rows(results, base)),
+        "<h3>By group</h3>",
+        table_html(table1_rows(results, base, by="group", behaviour=False)),
+    ]
     subs = sub_benchmark_rows(results)
-    if subs: body += ["<h3>Sub-benchmarks</h3>", table_html(subs)]
-    if dial: body += ["<h2>Quality dial</h2>", table_html(dial_rows(dial_points(dial)))]
+    if subs:
+        body += ["<h3>Sub-benchmarks</h3>", table_html(subs)]
+    if dial:
+        body += ["<h2>Quality dial</h2>", table_html(dial_rows(dial_points(dial)))]
     body += ["<h2>Figures</h2>", fig_html, "<h2>Trajectories</h2>"]
     examples = pick_examples(results, base, n_trajectories)
     for r, sid, why in examples:
-        try: block = trajectory_html(r.trajectory(sid))
-        except Exception as e: block = f"<p>trajectory {html.escape(sid)} unavailable: {html.escape(str(e))}</p>"
+        try:
+            block = trajectory_html(r.trajectory(sid))
+        except Exception as e:
+            block = f"<p>trajectory {html.escape(sid)} unavailable: {html.escape(str(e))}</p>"
         body.append(f"<h3>{html.escape(r.label)}: {html.escape(sid)} ({why})</h3>{block}")
     total = sum(len(r.rows) for r in results)
-    body.append(f"<p class='more'>{len(examples)} of {total} trajectories shown. The rest: the Runs tab of <code>astra-wb app</code> "
-                "(filters: wrong, used tool, invalid), <code>astra_wb.run_trajectories(folder)</code> in Jupyter, or "
-                "<code>astra-wb report ... --trajectories N</code> for more here.</p>")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{_CSS}</head>"
-                    f"<body>{''.join(body)}</body></html>", encoding="utf-8")
+    body.append(
+        f"<p class='more'>{len(examples)} of {total} trajectories shown. The rest: the Runs tab of <code>astra-wb app</code> "
+        "(filters: wrong, used tool, invalid), <code>astra_wb.run_trajectories(folder)</code> in Jupyter, or "
+        "<code>astra-wb report ... --trajectories N</code> for more here.</p>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{_CSS}</head>"
+        f"<body>{''.join(body)}</body></html>",
+        encoding="utf-8",
+    )
     return path
 
 # %% ../nbs/14b_report.ipynb #91cfff22
 def cli_report(argv: list[str]) -> int:
     "astra-wb report RUN [RUN ...] --out report.html: one HTML report comparing run folders."
-    ap = argparse.ArgumentParser(prog="astra-wb report", description="Write the HTML report of one or more run folders.")
-    ap.add_argument("runs", nargs="+", help="run folders or folders of runs (the Direct one, if any, is the baseline)")
-    ap.add_argument("--out", default=None, help="HTML file (default: report.html inside the one folder given; "
-                                                "./report.html for several)")
+    ap = argparse.ArgumentParser(
+        prog="astra-wb report", description="Write the HTML report of one or more run folders."
+    )
+    ap.add_argument(
+        "runs", nargs="+", help="run folders or folders of runs (the Direct one, if any, is the baseline)"
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="HTML file (default: report.html inside the one folder given; " "./report.html for several)",
+    )
     ap.add_argument("--title", default="astra-wb report")
     ap.add_argument("--trajectories", type=int, default=4, help="how many trajectories to render")
     a = ap.parse_args(argv)
-    try: results = [load_run(f) for p in a.runs for f in find_runs(p)]
-    except (ValueError, FileNotFoundError) as e: print(f"astra-wb report: {e}", file=sys.stderr); return 2
+    try:
+        results = [load_run(f) for p in a.runs for f in find_runs(p)]
+    except (ValueError, FileNotFoundError) as e:
+        print(f"astra-wb report: {e}", file=sys.stderr)
+        return 2
     base = next((r for r in results if r.config.mode == "direct"), None)
     print(format_table(table1_rows(results, base)))
-    default = Path(a.runs[0]) / "report.html" if len(a.runs) == 1 else Path("report.html")   # never inside one of several
+    default = (
+        Path(a.runs[0]) / "report.html" if len(a.runs) == 1 else Path("report.html")
+    )  # never inside one of several
     out = write_report(results, a.out or default, a.title, base, n_trajectories=a.trajectories)
     print(f"report: {out}")
     return 0

@@ -63,10 +63,14 @@ def load_settings(path: str | os.PathLike | None = None, env: dict | None = None
         raise ValueError(f"{path}: bad setting value: {e}") from e
 
 # %% ../nbs/00b_settings.ipynb #2d4d3a0d
-def _is_dataclass_type(t) -> bool: return isinstance(t, type) and dataclasses.is_dataclass(t)
+def _is_dataclass_type(t) -> bool:
+    return isinstance(t, type) and dataclasses.is_dataclass(t)
 
-def _bool(text: str) -> bool: return text.strip().lower() in ("1", "true", "yes", "on")
+# %% ../nbs/00b_settings.ipynb #8d1ea481
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
 
+# %% ../nbs/00b_settings.ipynb #3287eccd
 def _inner(t):
     "The type inside `X | None` (and `typing.Optional[X]`), else `t`."
     if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
@@ -84,13 +88,16 @@ def _flag_kwargs(t, default, help_text: str) -> dict:
         return dict(nargs="+", default=default, help=help_text)
     if inner is tuple or typing.get_origin(inner) is tuple:   # a tuple may be given empty ("no controls")
         return dict(nargs="*", type=str, default=default, help=f"{help_text} (default: %(default)s)")
-    kw = dict(default=default, help=f"{help_text} (default: %(default)r)" if help_text else "default: %(default)r")
+    kw = dict(
+        default=default, help=f"{help_text} (default: %(default)r)" if help_text else "default: %(default)r"
+    )
     return dict(kw, type=_bool if inner is bool else inner)
 
 # %% ../nbs/00b_settings.ipynb #d8730a09
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
+# %% ../nbs/00b_settings.ipynb #2f00d181
 def dataclass_parser(cls, parser: argparse.ArgumentParser | None = None, skip=(), helps: dict | None = None,
                      defaults=None, **kw) -> argparse.ArgumentParser:
     """`parser` (or a new `ArgumentParser(**kw)`) with one flag per field of the dataclass `cls`, nested dataclasses
@@ -122,7 +129,9 @@ def config_from_args(cls, args, **given):
             out[f.name] = config_from_args(hints[f.name], {k: v for k, v in values.items() if k not in own})
         elif f.name in values:
             tuple_field = _inner(hints[f.name]) is tuple or typing.get_origin(_inner(hints[f.name])) is tuple
-            out[f.name] = tuple(values[f.name]) if tuple_field and values[f.name] is not None else values[f.name]
+            out[f.name] = (
+                tuple(values[f.name]) if tuple_field and values[f.name] is not None else values[f.name]
+            )
     return cls(**out)
 
 # %% ../nbs/00b_settings.ipynb #80c5490a
@@ -131,6 +140,7 @@ def _inner_names(cls, name: str) -> set[str]:
     inner = typing.get_type_hints(cls)[name]
     return {f.name for f in fields(inner)} - {f.name for f in fields(cls)}
 
+# %% ../nbs/00b_settings.ipynb #b731e1cf
 def _nested_init(init, name: str, names: set[str], factory):
     "An `__init__` that folds the inner config's fields given by name into the nested config."
     @functools.wraps(init)   # keeps the signature and the field comments readable (`docments`)
