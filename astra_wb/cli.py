@@ -18,7 +18,8 @@ COMMANDS.register("demo", "astra_wb.demo:cli_demo",
 COMMANDS.register("eval", "astra_wb.eval:cli_eval",
                   "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).")
 COMMANDS.register("report", "astra_wb.report:cli_report", "Write the HTML report of one or more run folders.")
-COMMANDS.register("make-synth", "astra_wb.synthqa:cli_make_synth", "Generate the synthetic spatial-QA bench (JSONL + PNG).")
+COMMANDS.register("make-synth", "astra_wb.synthqa:cli_make_synth",
+                  "Generate the synthetic spatial-QA bench (JSONL + PNG).")
 COMMANDS.register("imagine", "astra_wb.simulators:cli_imagine",
                   "Imagine one view: a simulator applied to an image and a camera motion.")
 COMMANDS.register("rollout", "astra_wb.eval:cli_rollout",
@@ -26,7 +27,8 @@ COMMANDS.register("rollout", "astra_wb.eval:cli_rollout",
 COMMANDS.register("app", "apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate).")
 COMMANDS.register("annotate", "astra_wb.annotate:cli_annotate",
                   "Label-store tools: register, stats, export, import, agreement, configure.")
-COMMANDS.register("train", "astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop.")
+COMMANDS.register("train", "astra_wb.rl:cli_train",
+                  "Two-phase GRPO training with the world simulator in the loop.")
 COMMANDS.register("filter-rl-data", "astra_wb.rl_data:cli_filter_rl_data",
                   "Keep questions the policy answers correctly at most once in k tries.")
 COMMANDS.register("make-wm-data", "astra_wb.wm_data:cli_make_wm_data",
@@ -34,7 +36,8 @@ COMMANDS.register("make-wm-data", "astra_wb.wm_data:cli_make_wm_data",
 COMMANDS.register("sim-quality", "astra_wb.sim_quality:cli_sim_quality",
                   "Score a simulator's pose and content consistency (paper Table 2).")
 COMMANDS.register("tune-wm", "astra_wb.tune_wm:cli_tune_wm",
-                  "Train the learned world simulator (generic pre-training, view-consistency tuning) and measure it.")
+                  "Train the learned world simulator (generic pre-training, view-consistency tuning) "
+                  "and measure it.")
 
 # %% ../nbs/16_cli.ipynb #1f5544ee
 def _command(name: str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse, html, re, sys
 from pathlib import Path
 from .eval import RunResult, find_runs, load_run, paired_delta
-from .viz import accuracy_figure, tool_use_figure, trajectory_html
 
 # %% auto #0
 __all__ = ['short_name', 'table1_rows', 'sub_benchmark_rows', 'format_table', 'table_html', 'dial_points', 'dial_figure',
@@ -160,6 +159,7 @@ def dial_text(points: list[dict]) -> str:
 # %% ../nbs/14b_report.ipynb #37237e04
 def report_figures(results: list[RunResult], base: RunResult | None = None, dial: list | None = None) -> dict:
     "The figure set of a comparison: {name: go.Figure} (categories, groups, tool use, and the quality dial when given)."
+    from astra_wb.viz import accuracy_figure, tool_use_figure   # plotly and pandas load when a figure is drawn
     runs = {r.label: r.metrics for r in results}
     figs = {"categories": accuracy_figure(runs, title="Exact match by category"),
             "groups": accuracy_figure(runs, by="group", title="Exact match by group"),
@@ -214,6 +214,7 @@ def write_report(
     preamble: str = "",
 ) -> Path:
     "Write one self-contained HTML report of `results` (compared with `base`, a Direct run; `preamble`: HTML put first) and return its path."
+    from astra_wb.viz import trajectory_html   # plotly and pandas load only when a report is written
     if base is None:
         base = next((r for r in results if r.config.mode == "direct"), None)
     figs = list(report_figures(results, base, dial).values())
