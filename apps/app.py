@@ -569,7 +569,7 @@ def _progress_line(p) -> str:
     )
 
 def ann_login(settings, name, request=None):
-    from astra_wb.annotate import LabelError
+    from astra_wb.labels import LabelError
     try:
         with _store(settings) as s:
             p = s.login(_annotator(name, request))
@@ -579,7 +579,7 @@ def ann_login(settings, name, request=None):
 
 def ann_queue(settings, run, overlap=None, k=None):
     "Queue a run's trajectories; `overlap` (share labelled by `k` annotators) is applied to the whole store."
-    from astra_wb.annotate import LabelError
+    from astra_wb.labels import LabelError
     if not run:
         raise gr.Error("choose a run to queue")
     folder = safe_path(settings.runs_root, run, "run")
@@ -646,7 +646,8 @@ def ann_next(settings, st):
     )
 
 def ann_save(settings, st, label, subtags, note, turn):
-    from astra_wb.annotate import LabelConflict, LabelError
+    from astra_wb.annotate import LabelConflict
+    from astra_wb.labels import LabelError
     if not st or not st.get("item"):
         raise gr.Error("get a trajectory first")
     if not label:
@@ -696,7 +697,7 @@ def ann_skip(settings, st):
     return ann_next(settings, {**st, "item": None})
 
 def ann_agreement(settings):
-    from astra_wb.annotate import LABELS
+    from astra_wb.labels import LABELS
     with _store(settings) as s:
         agr, stats = s.agreement(), s.stats()
     if not agr.n_items:
@@ -711,18 +712,18 @@ def ann_agreement(settings):
 
 def label_help() -> str:
     "Each label with its number key and one-line description, beside the choices."
-    from astra_wb.annotate import TAXONOMY
+    from astra_wb.labels import TAXONOMY
     return "\n".join(f"{i}. **{c.title}**: {c.description}" for i, c in enumerate(TAXONOMY, 1))
 
 def label_description(label) -> str:
     "The chosen label's one-line guidance, shown beside the choices."
-    from astra_wb.annotate import LABELS
+    from astra_wb.labels import LABELS
     c = LABELS.get(label)
     return f"**{c.title}**: {c.description}" if c else "Pick the label that fits; its description shows here."
 
 def subtag_update(label):
     "Sub-tags appear only for a label that has them."
-    from astra_wb.annotate import subtag_choices
+    from astra_wb.labels import subtag_choices
     ch = subtag_choices(label) if label else []
     return gr.update(choices=ch, value=[], visible=bool(ch))
 
@@ -823,10 +824,9 @@ def _simulator_tab(settings: Settings, sims: tuple) -> SimpleNamespace:
 def _wire_simulator(c: SimpleNamespace, settings: Settings, sims: tuple):
     "The Simulator tab's events: load, each motion, typed instructions, picking the reference."
     ang, dist, files, folder, go_text, history = c.ang, c.dist, c.files, c.folder, c.go_text, c.history
-    index, instr = c.index, c.instr
-    kind, load, motion_btns, ref, s_state = c.kind, c.load, c.motion_btns, c.ref, c.s_state
-    s_status, seed = c.s_status, c.seed
-    source, spec, topmap, view = c.source, c.spec, c.topmap, c.view
+    index, instr, kind, load, motion_btns, ref = c.index, c.instr, c.kind, c.load, c.motion_btns, c.ref
+    s_state, s_status, seed, source, spec = c.s_state, c.s_status, c.seed, c.source, c.spec
+    topmap, view = c.topmap, c.view
     outs = [s_state, view, ref, s_status]
     controls = list(motion_btns.values()) + [go_text]
     # the image first; history and map follow in a chained event (fast feedback on every motion)
@@ -930,10 +930,9 @@ def _agent_tab(settings: Settings, sims: tuple, pols: tuple) -> SimpleNamespace:
 def _wire_agent(c: SimpleNamespace, settings: Settings, sims: tuple, pols: tuple):
     "The Agent tab's events: a policy's run, a person's play (calls and answers)."
     a_folder, a_index, a_kind, a_map, a_seed = c.a_folder, c.a_index, c.a_kind, c.a_map, c.a_seed
-    a_spec, a_state = c.a_spec, c.a_state
-    a_status, ans_btns, chat, h_call, h_mt = c.a_status, c.ans_btns, c.chat, c.h_call, c.h_mt
-    h_ref, h_val, k = c.h_ref, c.h_val, c.k
-    mode, panel, play, policy, reasoning, run = c.mode, c.panel, c.play, c.policy, c.reasoning, c.run
+    a_spec, a_state, a_status, ans_btns, chat = c.a_spec, c.a_state, c.a_status, c.ans_btns, c.chat
+    h_call, h_mt, h_ref, h_val, k, mode, panel = c.h_call, c.h_mt, c.h_ref, c.h_val, c.k, c.mode, c.panel
+    play, policy, reasoning, run = c.play, c.policy, c.reasoning, c.run
     a_outs = [chat, a_status, a_map, a_state]
     show_panel = dict(
         fn=human_panel, inputs=[a_state], outputs=[panel] + ans_btns, queue=False, api_visibility="private"
@@ -994,9 +993,8 @@ def _runs_tab(settings: Settings) -> SimpleNamespace:
 def _wire_runs(c: SimpleNamespace, settings: Settings):
     "The Runs tab's events: list and open runs, filter and step through trajectories."
     acc_plot, filt, metrics, next_b, open_btn = c.acc_plot, c.filt, c.metrics, c.next_b, c.open_btn
-    pos, prev_b = c.pos, c.prev_b
-    r_state, r_status, refresh, runs, tool_plot = c.r_state, c.r_status, c.refresh, c.runs, c.tool_plot
-    traj_html = c.traj_html
+    pos, prev_b, r_state, r_status, refresh = c.pos, c.prev_b, c.r_state, c.r_status, c.refresh
+    runs, tool_plot, traj_html = c.runs, c.tool_plot, c.traj_html
     show_outs = [r_state, pos, r_status, traj_html]
     refresh.click(lambda: gr.update(choices=list_names(settings.runs_root, runs=True, depth=2)), None, runs,
                   api_name="list_runs", queue=False)
@@ -1034,7 +1032,7 @@ def _wire_runs(c: SimpleNamespace, settings: Settings):
 
 def _annotate_tab(settings: Settings) -> SimpleNamespace:
     "The Annotate tab's components: log in, queue a run, label a trajectory, agreement."
-    from astra_wb.annotate import SUBTAG_TITLES, label_choices
+    from astra_wb.labels import SUBTAG_TITLES, label_choices
     n_state = gr.State(None)
     overlap0, k0 = ann_config(settings)
     with gr.Row():
@@ -1084,11 +1082,9 @@ def _annotate_tab(settings: Settings) -> SimpleNamespace:
 def _wire_annotate(c: SimpleNamespace, settings: Settings):
     "The Annotate tab's events: log in, queue, next / skip, save, agreement."
     agr_btn, agr_plot, agr_txt, label, label_desc = c.agr_btn, c.agr_plot, c.agr_txt, c.label, c.label_desc
-    login, n_html = c.login, c.n_html
-    n_state, n_status, note, nxt, ov_k, overlap = c.n_state, c.n_status, c.note, c.nxt, c.ov_k, c.overlap
-    q_btn, q_run = c.q_btn, c.q_run
-    save, save_next, saved, skip, subtags, turn = c.save, c.save_next, c.saved, c.skip, c.subtags, c.turn
-    who = c.who
+    login, n_html, n_state, n_status, note, nxt = c.login, c.n_html, c.n_state, c.n_status, c.note, c.nxt
+    ov_k, overlap, q_btn, q_run, save, save_next = c.ov_k, c.overlap, c.q_btn, c.q_run, c.save, c.save_next
+    saved, skip, subtags, turn, who = c.saved, c.skip, c.subtags, c.turn, c.who
     def _login(name, request: gr.Request):   # a real function: gradio injects the request by annotation
         return ann_login(settings, name, request)
     login.click(

@@ -22,6 +22,7 @@ from astra_wb.protocol import (
     build_messages,
     extract_answer,
 )
+from .policies import policy_attr
 from .registry import resolve
 
 # %% auto #0
@@ -172,7 +173,7 @@ class _Rollout:
             max_new_tokens=c.max_new_tokens,
             seed=c.seed + self.step_index,
         )
-        if getattr(p, "needs_sample_ids", False):
+        if policy_attr(p, "needs_sample_ids"):
             kw.update(
                 sample_ids=[self.trajs[i].sample.id for i in idx],
                 group_indices=[self.trajs[i].meta["group_index"] for i in idx],
@@ -185,7 +186,7 @@ class _Rollout:
                 f"policy {getattr(p, 'name', p)!r} returned {len(texts) if isinstance(texts, list) else type(texts).__name__} "
                 f"turns for {len(idx)} conversations"
             )
-        finish = getattr(p, "last_finish_reasons", None)
+        finish = policy_attr(p, "last_finish_reasons")
         finish = finish if isinstance(finish, list) and len(finish) == len(idx) else [None] * len(idx)
         return [t if isinstance(t, str) else "" for t in texts], finish, dt
 

@@ -48,7 +48,6 @@ def register(self: Registry, name: str, target: str, summary: str = "") -> None:
     self[name] = target
     self.summaries[name] = summary
 
-# %% ../nbs/00c_registry.ipynb #7c63c05a
 @patch
 def check(self: Registry, name: str) -> str:
     "`name` when registered, else `UnknownNameError` (nothing is imported)."
@@ -68,24 +67,21 @@ def load(self: Registry, name: str):
 
 # %% ../nbs/00c_registry.ipynb #314e22ed
 SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
-    "oracle": "astra_wb.simulators:OracleSimulator",
-    "reproject": "astra_wb.simulators:ReprojectSimulator",
+    "oracle": "astra_wb.backends:OracleSimulator",
+    "reproject": "astra_wb.backends:ReprojectSimulator",
     "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
     "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": "astra_wb.simulators:PerturbedSimulator",
-    "cached": "astra_wb.simulators:CachedSimulator",
-    "blank": "astra_wb.simulators:BlankSimulator",
-    "copy": "astra_wb.simulators:CopySimulator",
+    "perturbed": "astra_wb.backends:PerturbedSimulator",
+    "cached": "astra_wb.backends:CachedSimulator",
+    "blank": "astra_wb.backends:BlankSimulator",
+    "copy": "astra_wb.backends:CopySimulator",
 })
 
 # %% ../nbs/00c_registry.ipynb #15c66bed
-FACTORIES = Registry(
-    "kind",
-    {
-        "policy": "astra_wb.policies:get_policy",  # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
-        "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
-    },
-)
+FACTORIES = Registry("kind", {
+    "policy": "astra_wb.policies:get_policy",          # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
+    "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
+})
 NONE_SPECS = (None, "", "none")   # the spellings of "no simulator"
 
 def resolve(spec_or_object, kind: str = "simulator"):
