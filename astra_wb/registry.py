@@ -48,6 +48,7 @@ def register(self: Registry, name: str, target: str, summary: str = "") -> None:
     self[name] = target
     self.summaries[name] = summary
 
+# %% ../nbs/00c_registry.ipynb #439f2d95
 @patch
 def check(self: Registry, name: str) -> str:
     "`name` when registered, else `UnknownNameError` (nothing is imported)."
@@ -78,10 +79,13 @@ SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a
 })
 
 # %% ../nbs/00c_registry.ipynb #15c66bed
-FACTORIES = Registry("kind", {
-    "policy": "astra_wb.policies:get_policy",          # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
-    "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
-})
+FACTORIES = Registry(
+    "kind",
+    {
+        "policy": "astra_wb.policies:get_policy",  # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
+        "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
+    },
+)
 NONE_SPECS = (None, "", "none")   # the spellings of "no simulator"
 
 def resolve(spec_or_object, kind: str = "simulator"):

@@ -66,11 +66,11 @@ def load_settings(path: str | os.PathLike | None = None, env: dict | None = None
 def _is_dataclass_type(t) -> bool:
     return isinstance(t, type) and dataclasses.is_dataclass(t)
 
-# %% ../nbs/00b_settings.ipynb #8d1ea481
+# %% ../nbs/00b_settings.ipynb #1d045d95
 def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
-# %% ../nbs/00b_settings.ipynb #3287eccd
+# %% ../nbs/00b_settings.ipynb #14785424
 def _inner(t):
     "The type inside `X | None` (and `typing.Optional[X]`), else `t`."
     if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
@@ -97,7 +97,7 @@ def _flag_kwargs(t, default, help_text: str) -> dict:
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
-# %% ../nbs/00b_settings.ipynb #2f00d181
+# %% ../nbs/00b_settings.ipynb #178427f0
 def dataclass_parser(cls, parser: argparse.ArgumentParser | None = None, skip=(), helps: dict | None = None,
                      defaults=None, **kw) -> argparse.ArgumentParser:
     """`parser` (or a new `ArgumentParser(**kw)`) with one flag per field of the dataclass `cls`, nested dataclasses
@@ -113,7 +113,8 @@ def dataclass_parser(cls, parser: argparse.ArgumentParser | None = None, skip=()
             dataclass_parser(hints[f.name], parser, {*skip, *(g.name for g in fields(cls))}, helps, default)
             continue
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, **_flag_kwargs(hints[f.name], default, comments.get(f.name) or ""))
+        help_text = comments.get(f.name) or f.name.replace("_", " ")   # no comment: the field's name
+        parser.add_argument(flag, **_flag_kwargs(hints[f.name], default, help_text))
     return parser
 
 # %% ../nbs/00b_settings.ipynb #fcf93b59
@@ -140,7 +141,7 @@ def _inner_names(cls, name: str) -> set[str]:
     inner = typing.get_type_hints(cls)[name]
     return {f.name for f in fields(inner)} - {f.name for f in fields(cls)}
 
-# %% ../nbs/00b_settings.ipynb #b731e1cf
+# %% ../nbs/00b_settings.ipynb #deef28fa
 def _nested_init(init, name: str, names: set[str], factory):
     "An `__init__` that folds the inner config's fields given by name into the nested config."
     @functools.wraps(init)   # keeps the signature and the field comments readable (`docments`)
