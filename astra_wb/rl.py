@@ -377,7 +377,8 @@ def load_policy_model(spec: str, output_dir: str):
     "(model, processor) for training; 'tiny' builds the tiny random Qwen3-VL under output_dir."
     import torch
     from transformers import AutoModelForImageTextToText
-    from astra_wb.hf import load_processor, build_tiny_qwen3vl
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl
     path = build_tiny_qwen3vl(Path(output_dir) / "tiny-model") if spec == "tiny" else spec
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     return model, load_processor(path)
