@@ -166,26 +166,32 @@ def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -
     return summary
 
 # %% ../nbs/06_policies.ipynb #cec1f5ac
+def _scripted_turns(turns, name: str) -> tuple:
+    "(turns, name) from a list, a dict id -> list, or a JSON file of either; anything else is a clear error."
+    if isinstance(turns, (str, Path)):
+        path = Path(turns)
+        from astra_wb.safeio import SafeIOError, read_json, split_path
+        try:
+            turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
+        except SafeIOError as e:
+            raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
+        name = f"scripted:{path}"
+    if isinstance(turns, dict):
+        bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]
+        if bad:
+            raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
+    elif not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
+        raise ValueError("scripted turns must be a list of strings or a dict id -> list of strings")
+    return turns, name
+
+# %% ../nbs/06_policies.ipynb #f4bc493d
 class ScriptedPolicy:
     "Replays scripted assistant turns, by turn number, per sample id or for every conversation."
     needs_sample_ids = True
 
     def __init__(self, turns: list[str] | dict[str, list[str]] | str | Path, name: str = "scripted"):
-        if isinstance(turns, (str, Path)):
-            path = Path(turns)
-            from astra_wb.safeio import SafeIOError, read_json, split_path
-            try:
-                turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
-            except SafeIOError as e:
-                raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
-            name = f"scripted:{path}"
-        if isinstance(turns, dict):
-            bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]
-            if bad:
-                raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
-        elif not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
-            raise ValueError("scripted turns must be a list of strings or a dict id -> list of strings")
-        self.turns, self.name, self.batch_sizes = turns, name, []
+        self.turns, self.name = _scripted_turns(turns, name)
+        self.batch_sizes = []
 
     def _script(self, sample_id, group_index) -> list[str]:
         if isinstance(self.turns, list):
@@ -195,23 +201,26 @@ class ScriptedPolicy:
         key = f"{sample_id}#{group_index}"
         return self.turns.get(key, self.turns.get(str(sample_id), []))
 
-    def respond(self, conversations, tools=None, sample_ids=None, group_indices=None, **sampling) -> list[str]:
-        self.batch_sizes.append(len(conversations))
-        out = []
-        for i, conv in enumerate(conversations):
-            script = self._script(sample_ids[i] if sample_ids else None, group_indices[i] if group_indices else 0)
-            k = sum(m.get("role") == "assistant" for m in conv)
-            out.append(script[k] if k < len(script) else "")
-        return out
+# %% ../nbs/06_policies.ipynb #03ed19fb
+@patch
+def respond(self: ScriptedPolicy, conversations, tools=None, sample_ids=None, group_indices=None, **sampling) -> list[str]:
+    "The next scripted turn of each conversation (by its number of assistant turns); '' when the script ran out."
+    self.batch_sizes.append(len(conversations))
+    out = []
+    for i, conv in enumerate(conversations):
+        script = self._script(sample_ids[i] if sample_ids else None, group_indices[i] if group_indices else 0)
+        k = sum(m.get("role") == "assistant" for m in conv)
+        out.append(script[k] if k < len(script) else "")
+    return out
 
-    @classmethod
-    def from_trajectories(cls, trajs, name: str = "replay") -> "ScriptedPolicy":
-        "Replay the assistant turns of saved trajectories (keyed 'id#g' when a sample repeats)."
-        turns, seen = {}, {}
-        for t in trajs:
-            g = seen[t.sample.id] = seen.get(t.sample.id, -1) + 1
-            turns[f"{t.sample.id}#{g}"] = [turn.text for turn in t.turns]
-        return cls(turns, name=name)
+@patch(cls_method=True)
+def from_trajectories(cls: ScriptedPolicy, trajs, name: str = "replay") -> ScriptedPolicy:
+    "Replay the assistant turns of saved trajectories (keyed 'id#g' when a sample repeats)."
+    turns, seen = {}, {}
+    for t in trajs:
+        g = seen[t.sample.id] = seen.get(t.sample.id, -1) + 1
+        turns[f"{t.sample.id}#{g}"] = [turn.text for turn in t.turns]
+    return cls(turns, name=name)
 
 # %% ../nbs/06_policies.ipynb #c73fdc5a
 _TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
@@ -252,6 +261,27 @@ def _tool_turn(content, tid: str, image_format: str, tool_images: str) -> list[d
     return msgs
 
 # %% ../nbs/06_policies.ipynb #80270210
+def _assistant_message(text: str, tools, native_tools: bool, n_calls: int) -> tuple[dict, list[str]]:
+    "An assistant turn as an OpenAI message, its well-formed `<tool_call>` blocks as `tool_calls`; and their ids."
+    calls = _TOOL_CALL_RE.findall(text) if native_tools and tools else []
+    parsed = []
+    for body in calls:
+        try:
+            c = json.loads(body)
+            parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return {"role": "assistant", "content": text}, []   # one bad block: the turn goes as text
+    if not parsed:
+        return {"role": "assistant", "content": text}, []
+    ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
+    calls = [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]
+    return {"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None, "tool_calls": calls}, ids
+
+def _not_executed(ids) -> list[dict]:
+    "Tool messages for calls left unanswered: every tool call id needs one."
+    return [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in ids]
+
+# %% ../nbs/06_policies.ipynb #d08d82c6
 def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG",
                        tool_images: str = "inline") -> list[dict]:
     "Our chat messages as OpenAI chat-completions messages (see above for how tool turns map)."
@@ -260,31 +290,16 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
     out, pending, n_calls = [], [], 0
     for m in conversation:
         role, content = m.get("role"), m.get("content")
-        if role != "tool":   # every tool call id needs a tool message: calls left over were not executed
-            out += [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
+        if role != "tool":
+            out += _not_executed(pending)
             pending = []
         if role == "system":
             text = _text_of(content) + (("\n\n" + tools_as_text(tools)) if tools and not native_tools else "")
             out.append({"role": "system", "content": text})
         elif role == "assistant":
-            text = _text_of(content)
-            calls = _TOOL_CALL_RE.findall(text) if native_tools and tools else []
-            parsed = []
-            for body in calls:
-                try:
-                    c = json.loads(body)
-                    parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    parsed = []
-                    break
-            if parsed:
-                ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
-                n_calls += len(parsed)
-                pending = ids
-                out.append({"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
-                            "tool_calls": [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]})
-            else:
-                out.append({"role": "assistant", "content": text})
+            msg, pending = _assistant_message(_text_of(content), tools, native_tools, n_calls)
+            n_calls += len(pending)
+            out.append(msg)
         elif role == "tool" and pending:
             out += _tool_turn(content, pending.pop(0), image_format, tool_images)
         elif role == "tool":
@@ -294,7 +309,7 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
                                                     {"type": "text", "text": "\n</tool_response>"}]})
         else:
             out.append({"role": role or "user", "content": _oa_parts(content, image_format)})
-    return out + [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
+    return out + _not_executed(pending)
 
 # %% ../nbs/06_policies.ipynb #92c082a2
 def _args_dict(a):
