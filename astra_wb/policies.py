@@ -12,10 +12,11 @@ from fastcore.basics import patch
 import numpy as np
 from PIL import Image
 from .protocol import TOOLS, system_prompt
+from .registry import Registry
 
 # %% auto #0
-__all__ = ['SAMPLING_KEYS', 'Policy', 'policy_attr', 'PolicyError', 'register_policy', 'policy_names', 'get_policy', 'to_pil',
-           'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
+__all__ = ['SAMPLING_KEYS', 'POLICIES', 'Policy', 'policy_attr', 'PolicyError', 'register_policy', 'policy_names', 'get_policy',
+           'to_pil', 'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
            'to_openai_messages', 'vllm_chat_view', 'from_openai_message', 'OpenAIPolicy', 'forced_calls_left',
            'processor_pixel_limits']
 
@@ -38,31 +39,31 @@ class PolicyError(RuntimeError):
     "A policy backend failed (unreachable server, bad model folder); the message names the backend."
 
 # %% ../nbs/06_policies.ipynb #1a89fb08
-_REGISTRY: dict[str, str] = {
+POLICIES = Registry("policy", {   # name -> 'module:Class', imported when a spec asks for it
     "hf": "astra_wb.hf:HFPolicy",
     "openai": "astra_wb.policies:OpenAIPolicy",
     "expert": "astra_wb.expert:ExpertPolicy",
     "scripted": "astra_wb.policies:ScriptedPolicy",
-}
+})
 
 def register_policy(name: str, target: str) -> None:
     "Map spec `name` to the class at `target` (`'module:Class'`)."
-    if not re.fullmatch(r"[A-Za-z_][\w.-]*", name): raise ValueError(f"bad policy name {name!r}")
-    if target.count(":") != 1: raise ValueError(f"target must be 'module:Class', got {target!r}")
-    _REGISTRY[name] = target
+    POLICIES.register(name, target)
 
-def policy_names() -> list[str]: return sorted(_REGISTRY)
+def policy_names() -> list[str]:
+    return POLICIES.names()
 
 def get_policy(spec, **kw) -> Policy:
     "The policy for `spec` ('hf:/path', 'openai:http://h:p/v1#model', 'expert', 'scripted'); a Policy passes through."
     if not isinstance(spec, str):
-        if hasattr(spec, "respond"): return spec
+        if hasattr(spec, "respond"):
+            return spec
         raise TypeError(f"policy spec must be a string or a Policy, got {type(spec).__name__}")
     name, _, arg = spec.partition(":")
-    if name not in _REGISTRY: raise ValueError(f"unknown policy {name!r} in spec {spec!r}; known: {policy_names()}")
-    module, cls = _REGISTRY[name].split(":")
-    try: klass = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e: raise PolicyError(f"policy {name!r}: cannot import {_REGISTRY[name]}: {e}") from e
+    try:
+        klass = POLICIES.load(name)
+    except ImportError as e:
+        raise PolicyError(str(e)) from e
     return klass(arg, **kw) if arg else klass(**kw)
 
 # %% ../nbs/06_policies.ipynb #eca9225f

@@ -92,7 +92,7 @@ def sample():
 def _check_rollout(pol, sample, engine_calls):
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.rl import trajectory_tokens
-    from astra_wb.simulators import OracleSimulator
+    from astra_wb.backends import OracleSimulator
     traj = rollout([sample], pol, OracleSimulator(), AgentConfig(max_new_tokens=128, temperature=1.0, seed=3))[0]
     assert [t.text for t in traj.turns] == SCRIPT and traj.final_answer == "B" and traj.valid
     toks = trajectory_tokens(pol, traj)
