@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_policies.ipynb #f5e81c9b
 from __future__ import annotations
-import base64, importlib, io, json, random, re, threading, time, urllib.error, urllib.request
+import base64, io, json, random, re, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol

@@ -4,8 +4,8 @@
 
 # %% ../nbs/11_rl.ipynb #e572a9f5
 from __future__ import annotations
-import argparse, json, math, os, sys, time
-from dataclasses import dataclass, field, asdict, replace
+import argparse, json, os, sys, time
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from fastcore.basics import patch
 from .hf import TokenPolicy, seed_of

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11b_rl_data.ipynb #9bd3a079
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json
 from collections import Counter
 from pathlib import Path
 from .protocol import Sample, Trajectory, save_sample, load_sample, ProtocolError
