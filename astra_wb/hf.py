@@ -35,8 +35,10 @@ def image_only_processor_class(model_type: str):
     base = getattr(importlib.import_module(module), base_name)
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         base.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-    cls = type(base_name.replace("Processor", "ImageOnlyProcessor"), (base,), {"__init__": __init__, "__module__": __name__})
-    key = type(f"_{cls.__name__}Config", (PretrainedConfig,), {"model_type": f"astra_wb_{cls.__name__.lower()}"})
+    cls = type(base_name.replace("Processor", "ImageOnlyProcessor"), (base,),
+               {"__init__": __init__, "__module__": __name__})
+    key = type(f"_{cls.__name__}Config", (PretrainedConfig,),
+               {"model_type": f"astra_wb_{cls.__name__.lower()}"})
     AutoProcessor.register(key, cls, exist_ok=True)
     return cls
 
@@ -103,7 +105,8 @@ def _load_model(path: str, device: str, dtype, trust_remote_code: bool, attn_imp
         kw["device_map"] = "auto"
     dtype = dtype or (torch.bfloat16 if gpu else torch.float32)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype,
+                                                            trust_remote_code=trust_remote_code,
                                                             **kw)
     except (OSError, ValueError) as e:
         raise PolicyError(f"hf:{path}: cannot load the model: {e}") from e
@@ -120,7 +123,8 @@ class HFPolicy:
     "A transformers image-text-to-text chat model as a policy (Qwen3-VL, Qwen2.5-VL, ...)."
     needs_sample_ids = False   # the Policy protocol's optional flag: respond takes no sample ids
 
-    def __init__(self, path: str | None = None, dtype=None, device: str | None = None, trust_remote_code: bool = False,
+    def __init__(self, path: str | None = None, dtype=None, device: str | None = None,
+                 trust_remote_code: bool = False,
                  batch_size: int = 8, min_pixels: int | None = None, max_pixels: int | None = None,
                  attn_implementation: str | None = None, model=None, processor=None, name: str | None = None,
                  num_threads: int | str | None = "auto"):
@@ -140,7 +144,8 @@ class HFPolicy:
         self.num_threads = _auto_threads(model, self.device) if num_threads == "auto" else num_threads
 
     @classmethod
-    def from_model(cls, model, processor, name: str = "hf:in-memory", batch_size: int = 8, **kw) -> "HFPolicy":
+    def from_model(cls, model, processor, name: str = "hf:in-memory", batch_size: int = 8,
+                   **kw) -> "HFPolicy":
         return cls(model=model, processor=processor, name=name, batch_size=batch_size, **kw)
 
 # %% ../nbs/06a_hf.ipynb #65c019d3
@@ -165,7 +170,8 @@ def vision_token_ids(processor) -> list[int]:
     return sorted({vocab[t] for t in VISION_TOKENS if t in vocab} | {image_token})
 
 # %% ../nbs/06a_hf.ipynb #5b1b9362
-def turn_generation_config(model, stop_ids, pad_id: int, suppress_ids, temperature: float = 0.0, top_p: float = 1.0,
+def turn_generation_config(model, stop_ids, pad_id: int, suppress_ids, temperature: float = 0.0,
+                           top_p: float = 1.0,
                            max_new_tokens: int = 256, base=None, **extra):
     """A copy of `base` (default: the model's generation config) set for one turn; `extra`: top_k,
     repetition_penalty."""
@@ -238,11 +244,13 @@ def _inputs(self: HFPolicy, convs, tools) -> dict:
 
 # %% ../nbs/06a_hf.ipynb #2ffbf95b
 @patch
-def _generate(self: HFPolicy, convs, tools, temperature=0.0, top_p=1.0, max_new_tokens=1024, seed=None, **extra):
+def _generate(self: HFPolicy, convs, tools, temperature=0.0, top_p=1.0, max_new_tokens=1024, seed=None,
+              **extra):
     "One batch on the shared path; the texts drop special tokens (`<think>` / `<tool_call>` are not special)."
     tok = self.processor.tokenizer
     inputs = self._inputs(convs, tools)
-    gc = turn_generation_config(self.model, self.stop_ids, tok.pad_token_id, self.vision_ids, temperature, top_p,
+    gc = turn_generation_config(self.model, self.stop_ids, tok.pad_token_id, self.vision_ids, temperature,
+                                top_p,
                                 max_new_tokens, **extra)
     rows = generate_ids(self.model, inputs, gc, seed)
     self.stats["prompt_tokens"] += int(inputs["attention_mask"].sum())
@@ -297,7 +305,8 @@ def _images_of(messages) -> list:
             for p in m["content"] if isinstance(p, dict) and (p.get("type") == "image" or "image" in p)]
 
 # %% ../nbs/06a_hf.ipynb #88f46c93
-def split_conversation(processor, messages: list[dict], tools=None, add_generation_prompt: bool = True) -> list:
+def split_conversation(processor, messages: list[dict], tools=None,
+                       add_generation_prompt: bool = True) -> list:
     "Template pieces and assistant texts in order: [('env', text), ('model', text), ...]."
     texts, msgs = [], []
     for m in messages:
@@ -306,7 +315,8 @@ def split_conversation(processor, messages: list[dict], tools=None, add_generati
             texts.append(text_of(m["content"]))
         else:
             msgs.append(m)
-    rendered = processor.apply_chat_template(msgs, tools=tools or None, add_generation_prompt=add_generation_prompt,
+    rendered = processor.apply_chat_template(msgs, tools=tools or None,
+                                             add_generation_prompt=add_generation_prompt,
                                              tokenize=False)
     parts = _SENTINEL_RE.split(rendered)
     return [("env", p) if i % 2 == 0 else ("model", texts[int(p)]) for i, p in enumerate(parts)]
@@ -428,7 +438,8 @@ def sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_toke
 
 # %% ../nbs/06a_hf.ipynb #eae52fca
 @patch
-def engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256) -> list[list[int]]:
+def engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0,
+                  max_new_tokens=256) -> list[list[int]]:
     "Sampling through `self.engine`: the same stop tokens and suppressed placeholders, a seed per context."
     seeds = [seed_of(self.seed, self.calls, i) for i in range(len(contexts))]
     self.calls += 1
@@ -449,7 +460,8 @@ def _turn(self: TokenPolicy, forced: str | None, sampled: list[int] | None) -> t
 
 # %% ../nbs/06a_hf.ipynb #b6137659
 @patch
-def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=None,
+def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256,
+            seed=None,
             **kw):
     "Policy.respond: one assistant turn per conversation, remembering its exact tokens."
     enc = [self.encode(c, tools) for c in conversations]
@@ -458,7 +470,8 @@ def respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p
             self._tools[text_of(c[0]["content"])] = tools
     forced = [self.forced(c, i) if self.forced else None for i, c in enumerate(conversations)]
     todo = [i for i, f in enumerate(forced) if f is None]
-    rows = self.sample([(enc[i][0], enc[i][2]) for i in todo], temperature, top_p, max_new_tokens) if todo else []
+    rows = self.sample([(enc[i][0], enc[i][2]) for i in todo], temperature, top_p,
+                       max_new_tokens) if todo else []
     sampled = dict(zip(todo, rows))
     turns = [self._turn(forced[i], sampled.get(i)) for i in range(len(conversations))]
     for (ids, *_), (text, new) in zip(enc, turns):

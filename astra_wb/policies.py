@@ -204,7 +204,8 @@ class ScriptedPolicy:
 
 # %% ../nbs/06_policies.ipynb #03ed19fb
 @patch
-def respond(self: ScriptedPolicy, conversations, tools=None, sample_ids=None, group_indices=None, **sampling) -> list[str]:
+def respond(self: ScriptedPolicy, conversations, tools=None, sample_ids=None, group_indices=None,
+            **sampling) -> list[str]:
     "The next scripted turn of each conversation (by its number of assistant turns); '' when the script ran out."
     self.batch_sizes.append(len(conversations))
     out = []
@@ -276,14 +277,16 @@ def _assistant_message(text: str, tools, native_tools: bool, n_calls: int) -> tu
         return {"role": "assistant", "content": text}, []
     ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
     calls = [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]
-    return {"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None, "tool_calls": calls}, ids
+    return {"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
+            "tool_calls": calls}, ids
 
 def _not_executed(ids) -> list[dict]:
     "Tool messages for calls left unanswered: every tool call id needs one."
     return [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in ids]
 
 # %% ../nbs/06_policies.ipynb #d08d82c6
-def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG",
+def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool,
+                       image_format: str = "PNG",
                        tool_images: str = "inline") -> list[dict]:
     "Our chat messages as OpenAI chat-completions messages (see above for how tool turns map)."
     if tool_images not in ("inline", "split"):
@@ -335,7 +338,8 @@ def vllm_chat_view(messages: list[dict]) -> list[dict]:
             if all(p["type"] == "text" for p in msg["content"]):
                 msg["content"] = "\n".join(p["text"] for p in msg["content"])
         if m["role"] == "assistant" and m.get("tool_calls"):
-            msg["tool_calls"] = [{**t, "function": {**t["function"], "arguments": _args_dict(t["function"].get("arguments"))}}
+            msg["tool_calls"] = [{**t, "function": {**t["function"],
+                                                    "arguments": _args_dict(t["function"].get("arguments"))}}
                                  for t in m["tool_calls"]]
         out.append(msg)
     return out
@@ -367,7 +371,8 @@ def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
     return text.strip()
 
 # %% ../nbs/06_policies.ipynb #c70b068e
-_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool, "image_format": str,
+_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool,
+              "image_format": str,
               "timeout": float, "max_retries": int}
 
 def _spec_settings(query: str, spec: str) -> dict:
@@ -387,7 +392,8 @@ def _spec_settings(query: str, spec: str) -> dict:
 # %% ../nbs/06_policies.ipynb #55f2d6fd
 class OpenAIPolicy:
     "A policy served by an OpenAI-compatible chat-completions endpoint."
-    def __init__(self, spec: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
+    def __init__(self, spec: str, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0,
                  max_retries: int = 4, backoff: float = 1.0, tools_mode: str = "auto", max_workers: int = 8,
                  image_format: str = "PNG", extra_body: dict | None = None, tool_images: str = "inline",
                  use_n: bool = True, forced_required: bool = True, mm_processor_kwargs: dict | None = None,
@@ -501,7 +507,8 @@ def _finish(choice: dict, usage: dict | None, max_tokens, n: int) -> str | None:
 @patch
 def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bool, n: int) -> dict:
     payload = {"model": self._model_id(), **self.extra_body}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"), ("seed", "seed")):
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"),
+                         ("seed", "seed")):
         if sampling.get(ours) is not None:
             payload[theirs] = sampling[ours]
     payload["messages"] = to_openai_messages(conversation, tools, native, self.image_format, self.tool_images)
@@ -514,7 +521,8 @@ def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bo
 
 # %% ../nbs/06_policies.ipynb #9d8b9d44
 @patch
-def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict, n: int = 1) -> list[tuple[str, str | None]]:
+def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict,
+              n: int = 1) -> list[tuple[str, str | None]]:
     "n turns for one conversation: [(text, finish_reason)]."
     for _ in range(3):
         native = bool(tools) and self.native_tools
@@ -553,7 +561,8 @@ def respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[s
         return []
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(conversations):
-        key = json.dumps(to_openai_messages(c, tools, False, self.image_format), sort_keys=True) if self.use_n else str(i)
+        key = json.dumps(to_openai_messages(c, tools, False, self.image_format),
+                         sort_keys=True) if self.use_n else str(i)
         groups.setdefault(key, []).append(i)
     jobs = list(groups.values())
     with ThreadPoolExecutor(min(self.max_workers, len(jobs))) as ex:

@@ -98,10 +98,12 @@ class VllmEngine:
             raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
-    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
+    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids,
+               bad_words=()) -> list[list[int]]:
         """One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision
         placeholders)."""
-        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
+        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                  stop_token_ids=list(stop_ids))
         if bad_words:
             kw["bad_words"] = list(bad_words)
         return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
@@ -144,7 +146,8 @@ def use_trl_engine(trainer) -> VllmEngine | None:
     if not getattr(args, "use_vllm", False) or vg is None:
         return None
     step = trainer.state.global_step
-    if getattr(trainer, "_last_loaded_step", None) != step:   # TRL's own generate path does this; ours replaces it
+    if getattr(trainer, "_last_loaded_step",
+               None) != step:   # TRL's own generate path does this; ours replaces it
         vg.sync_weights()
         trainer._last_loaded_step = step
     if args.vllm_mode == "colocate":
@@ -265,7 +268,8 @@ def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[li
     cfg, base = self.astra.config, {}
     for s in rows:
         if s.id not in base:
-            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process with this group
+            pol.reset(seed=_seed(cfg.seed, step, s.id,
+                                 "direct"))   # the same on every process with this group
             base[s.id] = rollout([s], pol, self.astra.simulator, _agent_config(cfg, "direct"))[0]
     return [r_em(base[s.id]) for s in rows], base
 
@@ -284,7 +288,8 @@ def _rollouts(self, rows: list, step: int, phase: int) -> tuple[list, list, list
         st.policy.reset(seed=_seed(cfg.seed, step, self.accelerator.process_index, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
-        e_direct, base = ([None] * len(rows), {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
+        e_direct, base = ([None] * len(rows),
+                          {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
     return trajs, toks, e_direct, base
 
 # %% ../nbs/11_rl.ipynb #6d1a8549
@@ -304,7 +309,8 @@ def _astra_generate(self, prompts):
     completions = [[{"role": "assistant", "content": _transcript(t)}] for t in trajs]
     extra = {"trajectory": trajs, "phase": [phase] * len(trajs), "e_direct": e_direct}
     ids = [t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks]
-    return (*ids, completions, None, extra, images, images)   # the order of TRL's _generate; no sampling logprobs
+    return (*ids, completions, None, extra, images,
+            images)   # the order of TRL's _generate; no sampling logprobs
 
 # %% ../nbs/11_rl.ipynb #39d9c23b
 def _transcript(t: Trajectory) -> str:
@@ -356,7 +362,8 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle,
+                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count,
+                                          s.shuffle,
                                           s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS

@@ -37,7 +37,8 @@ def trl_chat_template(name: str = "qwen3_vl") -> str:
 def _corpus(template: str) -> list[str]:
     lines = [template, json.dumps(TOOLS), *[system_prompt(m) for m in ("direct", "forced", "agentic")]]
     lines += [t for t, _, _ in GOLDEN_TURNS]
-    lines += [Motion(k, v).instruction() for k in ("lateral", "forward", "vertical", "yaw", "pitch") for v in (-1.5, 2, 30, -45)]
+    lines += [Motion(k, v).instruction() for k in ("lateral", "forward", "vertical", "yaw",
+                                                   "pitch") for v in (-1.5, 2, 30, -45)]
     lines += ["Which object is behind the camera? The chair is to the left of the table, the lamp is near the sofa.",
               "Image 4: imagined from image 1 after turning 90 degrees to the right"] * 4
     return lines
@@ -49,10 +50,13 @@ def train_qwen_tokenizer(corpus: list[str], vocab_size: int = 800, chat_template
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX),
+                                                                      behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                                          use_regex=False)])
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=[QWEN_SPECIAL[0]],
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                                        special_tokens=[QWEN_SPECIAL[0]],
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]
     tok = Qwen2Tokenizer(vocab=bpe.get_vocab(), merges=merges, errors="replace")
@@ -68,22 +72,27 @@ def train_qwen_tokenizer(corpus: list[str], vocab_size: int = 800, chat_template
 TINY_BUILDER_VERSION = 2   # 2: untied lm_head, so every weight is in the checkpoint and loading never depends on tying
 
 def _tiny_config(family: str, tok):
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                     "<|vision_end|>")}
+    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=None,
                 eos_token_id=tok.eos_token_id)
     common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                   vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
     if family == "qwen3_vl":
         from transformers import Qwen3VLConfig
-        text.update(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e5, "mrope_section": [2, 3, 3], "mrope_interleaved": True})
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+        text.update(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e5,
+                                                  "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2,
                       out_hidden_size=64, num_position_embeddings=64, deepstack_visual_indexes=[0])
         return Qwen3VLConfig(text_config=text, vision_config=vision, **common), 16
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
         text.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]})
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2,
                       out_hidden_size=64, window_size=112, fullatt_block_indexes=[1])
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common), 14
     raise ValueError(f"unknown tiny family {family!r}; expected 'qwen3_vl' or 'qwen2_5_vl'")
@@ -100,13 +109,16 @@ def _write_tiny(folder: Path, family: str, seed: int, vocab_size: int) -> None:
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
     gc = model.generation_config
-    gc.eos_token_id, gc.pad_token_id, gc.bos_token_id = [tok.eos_token_id, tok.pad_token_id], tok.pad_token_id, None
-    ip = Qwen2VLImageProcessorPil(patch_size=patch, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    gc.eos_token_id, gc.pad_token_id, gc.bos_token_id = [tok.eos_token_id,
+                                                         tok.pad_token_id], tok.pad_token_id, None
+    ip = Qwen2VLImageProcessorPil(patch_size=patch, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3,
                                   size={"shortest_edge": (2 * patch) ** 2, "longest_edge": (8 * patch) ** 2})
     proc = image_only_processor_class(family)(image_processor=ip, tokenizer=tok, chat_template=template)
     model.save_pretrained(folder)
     proc.save_pretrained(folder)
-    (folder / "astra_tiny.json").write_text(json.dumps({"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed,
+    (folder / "astra_tiny.json").write_text(json.dumps({"builder_version": TINY_BUILDER_VERSION,
+                                                        "family": family, "seed": seed,
                                                         "vocab_size": vocab_size}))
 
 # %% ../nbs/06c_tiny_vlm.ipynb #3c9e01a0
@@ -165,7 +177,8 @@ def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overw
 # %% ../nbs/06c_tiny_vlm.ipynb #d8b1a28d
 _BUILD_LOCK = threading.Lock()  # transformers' init contexts patch process-wide state: threads build one at a time
 
-def build_tiny_vlm(folder, family: str = "qwen3_vl", seed: int = 0, vocab_size: int = 800, overwrite: bool = False) -> str:
+def build_tiny_vlm(folder, family: str = "qwen3_vl", seed: int = 0, vocab_size: int = 800,
+                   overwrite: bool = False) -> str:
     """Build, save and reload (offline) a tiny random Qwen-VL in `folder`; reuse it when already built. Returns
     the path."""
     with _BUILD_LOCK:
