@@ -64,7 +64,8 @@ def load_processor(path: str, trust_remote_code: bool = False, image_only: bool 
     from transformers import AutoConfig, AutoProcessor
     register_image_only_processors()
     p = Path(str(path)).expanduser()
-    if not p.exists() and (str(path).startswith((".", "/", "~")) or str(path).count("/") > 1):   # a local path, not a hub id
+    local = str(path).startswith((".", "/", "~")) or str(path).count("/") > 1   # a local path, not a hub id
+    if not p.exists() and local:
         raise PolicyError(f"{path}: no such model folder")
     try:
         model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
@@ -74,20 +75,26 @@ def load_processor(path: str, trust_remote_code: bool = False, image_only: bool 
     if image_only is None:
         image_only = model_type in IMAGE_ONLY_FAMILIES and not has_torchvision()
     if image_only and model_type not in IMAGE_ONLY_FAMILIES:
-        raise PolicyError(f"{path}: no image-only processor for model_type {model_type!r}; known: {sorted(IMAGE_ONLY_FAMILIES)}")
+        raise PolicyError(f"{path}: no image-only processor for model_type {model_type!r}; "
+                          f"known: {sorted(IMAGE_ONLY_FAMILIES)}")
     cls = image_only_processor_class(model_type) if image_only else AutoProcessor
     proc = cls.from_pretrained(path, trust_remote_code=trust_remote_code, **kw)
-    ip = getattr(proc, "image_processor", None)
-    if ip is not None and (min_pixels or max_pixels):
-        size = dict(getattr(ip, "size", None) or {})
-        if min_pixels:
-            size["shortest_edge"] = ip.min_pixels = min_pixels
-        if max_pixels:
-            size["longest_edge"] = ip.max_pixels = max_pixels
-        ip.size = size
+    _limit_pixels(getattr(proc, "image_processor", None), min_pixels, max_pixels)
     if getattr(proc, "tokenizer", None) is not None:
         proc.tokenizer.padding_side = "left"
     return proc
+
+# %% ../nbs/06a_hf.ipynb #30d436b8
+def _limit_pixels(ip, min_pixels: int | None, max_pixels: int | None) -> None:
+    "Set an image processor's resize limits (both the `size` dict and the min/max_pixels attributes)."
+    if ip is None or not (min_pixels or max_pixels):
+        return
+    size = dict(getattr(ip, "size", None) or {})
+    if min_pixels:
+        size["shortest_edge"] = ip.min_pixels = min_pixels
+    if max_pixels:
+        size["longest_edge"] = ip.max_pixels = max_pixels
+    ip.size = size
 
 # %% ../nbs/06a_hf.ipynb #2a78a25e
 def _default_device() -> str:

@@ -519,6 +519,21 @@ def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bo
         payload.update(tools=tools, tool_choice="required" if required else "auto")
     return payload
 
+# %% ../nbs/06_policies.ipynb #f31224b1
+@patch
+def _downgrade(self: OpenAIPolicy, e: _HTTPError, payload: dict) -> bool:
+    "After a 400 about tools: stop asking for what this server lacks (required tool choice, then tool calling)."
+    low = e.body.lower()
+    if e.status != 400:
+        return False
+    if payload.get("tool_choice") == "required" and "tool_choice" in low:
+        self.forced_required = False   # this server has no required tool choice
+        return True
+    if self.tools_mode == "auto" and "tool" in low:
+        self.native_tools = False   # this server has no tool calling: describe tools in text
+        return True
+    return False
+
 # %% ../nbs/06_policies.ipynb #9d8b9d44
 @patch
 def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict,
@@ -531,13 +546,8 @@ def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dic
             reply = self._request("POST", "/chat/completions", payload)
             choices = reply["choices"]
         except _HTTPError as e:
-            low = e.body.lower()
-            if native and payload.get("tool_choice") == "required" and e.status == 400 and "tool_choice" in low:
-                self.forced_required = False
-                continue   # this server has no required tool choice
-            if native and self.tools_mode == "auto" and e.status == 400 and "tool" in low:
-                self.native_tools = False
-                continue   # this server has no tool calling: describe tools in text
+            if native and self._downgrade(e, payload):
+                continue
             raise PolicyError(f"{self.name}: POST {self.base_url}/chat/completions: {e}") from e
         except (KeyError, IndexError, TypeError) as e:
             raise PolicyError(f"{self.name}: malformed reply ({e})") from e

@@ -232,23 +232,24 @@ def _log_lengths(self, toks):
 def _log_step(self, trajs, e_direct, phase, toks, seconds):
     "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
     import torch
-    dev, m = self.accelerator.device, self._metrics["train"]
+    m = self._metrics["train"]
     _log_lengths(self, toks)
     stats = [_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)]
-    rows = torch.tensor(stats, device=dev)
-    rows = self.accelerator.gather(rows)
+    rows = self.accelerator.gather(torch.tensor(stats, device=self.accelerator.device))
     col = dict(zip(_STATS, rows[:, :len(_STATS)].T))
     m["astra/phase"].append(float(phase))
-    m["astra/exact_match"].append(col["em"].mean().item())
-    m["astra/format_valid"].append(col["fmt"].mean().item())
-    m["astra/tool_call_rate"].append(col["used"].mean().item())
-    m["astra/calls_per_row"].append(col["calls"].mean().item())
-    m["astra/turns_per_row"].append(col["turns"].mean().item())
+    for key, stat in (("exact_match", "em"), ("format_valid", "fmt"), ("tool_call_rate", "used"),
+                      ("calls_per_row", "calls"), ("turns_per_row", "turns")):
+        m[f"astra/{key}"].append(col[stat].mean().item())
     m["astra/rollout_seconds"].append(seconds)
     if phase == 2:
         m["astra/direct_exact_match"].append(torch.nanmean(col["e_direct"]).item())
         m["astra/gain"].append(col["gain"].mean().item())
-    inv = rows[:, len(_STATS):]
+    _log_invalid(m, rows[:, len(_STATS):])
+
+# %% ../nbs/11_rl.ipynb #ae5b9584
+def _log_invalid(m, inv) -> None:
+    "Invalid turns per row, and the share of each reason that occurred this step."
     m["astra/invalid_turns_per_row"].append(inv.sum(1).mean().item())
     for reason, v in zip(INVALID_REASONS, inv.mean(0).tolist()):
         if v > 0:
@@ -337,6 +338,15 @@ def _write_rollouts(self, step, phase, trajs, e_direct):
         f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
 
 # %% ../nbs/11_rl.ipynb #b462d568
+def _epoch_sampler(RepeatSampler):
+    "TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays it."
+    class EpochRepeatSampler(RepeatSampler):
+        def set_epoch(self, epoch: int):
+            if self.shuffle:
+                self.generator.manual_seed(_seed(self.seed, epoch))
+    return EpochRepeatSampler
+
+# %% ../nbs/11_rl.ipynb #ae962ecf
 _TRAINER_CLS = None
 
 def trainer_class():
@@ -345,13 +355,7 @@ def trainer_class():
     if _TRAINER_CLS is None:
         from trl import GRPOTrainer
         from trl.trainer.utils import RepeatSampler
-
-        class EpochRepeatSampler(RepeatSampler):
-            """TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays
-            it."""
-            def set_epoch(self, epoch: int):
-                if self.shuffle:
-                    self.generator.manual_seed(_seed(self.seed, epoch))
+        sampler = _epoch_sampler(RepeatSampler)
 
         class AstraGRPOTrainer(GRPOTrainer):
             "TRL's GRPOTrainer whose rollouts are astra-wb's agent loop with the world simulator."
@@ -362,9 +366,7 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count,
-                                          s.shuffle,
-                                          s.seed)
+                return sampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS
 
