@@ -4,8 +4,8 @@
 
 # %% ../nbs/11_rl.ipynb #e572a9f5
 from __future__ import annotations
-import argparse, json, math, os, sys, time
-from dataclasses import dataclass, field, asdict, replace
+import argparse, json, os, sys, time
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from fastcore.basics import patch
 from .hf import TokenPolicy, seed_of
@@ -97,10 +97,12 @@ class VllmEngine:
             raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
-    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
+    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids,
+               bad_words=()) -> list[list[int]]:
         """One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision
         placeholders)."""
-        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
+        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                  stop_token_ids=list(stop_ids))
         if bad_words:
             kw["bad_words"] = list(bad_words)
         return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
@@ -143,7 +145,8 @@ def use_trl_engine(trainer) -> VllmEngine | None:
     if not getattr(args, "use_vllm", False) or vg is None:
         return None
     step = trainer.state.global_step
-    if getattr(trainer, "_last_loaded_step", None) != step:   # TRL's own generate path does this; ours replaces it
+    if getattr(trainer, "_last_loaded_step",
+               None) != step:   # TRL's own generate path does this; ours replaces it
         vg.sync_weights()
         trainer._last_loaded_step = step
     if args.vllm_mode == "colocate":
@@ -228,23 +231,24 @@ def _log_lengths(self, toks):
 def _log_step(self, trajs, e_direct, phase, toks, seconds):
     "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
     import torch
-    dev, m = self.accelerator.device, self._metrics["train"]
+    m = self._metrics["train"]
     _log_lengths(self, toks)
     stats = [_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)]
-    rows = torch.tensor(stats, device=dev)
-    rows = self.accelerator.gather(rows)
+    rows = self.accelerator.gather(torch.tensor(stats, device=self.accelerator.device))
     col = dict(zip(_STATS, rows[:, :len(_STATS)].T))
     m["astra/phase"].append(float(phase))
-    m["astra/exact_match"].append(col["em"].mean().item())
-    m["astra/format_valid"].append(col["fmt"].mean().item())
-    m["astra/tool_call_rate"].append(col["used"].mean().item())
-    m["astra/calls_per_row"].append(col["calls"].mean().item())
-    m["astra/turns_per_row"].append(col["turns"].mean().item())
+    for key, stat in (("exact_match", "em"), ("format_valid", "fmt"), ("tool_call_rate", "used"),
+                      ("calls_per_row", "calls"), ("turns_per_row", "turns")):
+        m[f"astra/{key}"].append(col[stat].mean().item())
     m["astra/rollout_seconds"].append(seconds)
     if phase == 2:
         m["astra/direct_exact_match"].append(torch.nanmean(col["e_direct"]).item())
         m["astra/gain"].append(col["gain"].mean().item())
-    inv = rows[:, len(_STATS):]
+    _log_invalid(m, rows[:, len(_STATS):])
+
+# %% ../nbs/11_rl.ipynb #ae5b9584
+def _log_invalid(m, inv) -> None:
+    "Invalid turns per row, and the share of each reason that occurred this step."
     m["astra/invalid_turns_per_row"].append(inv.sum(1).mean().item())
     for reason, v in zip(INVALID_REASONS, inv.mean(0).tolist()):
         if v > 0:
@@ -264,7 +268,8 @@ def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[li
     cfg, base = self.astra.config, {}
     for s in rows:
         if s.id not in base:
-            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process with this group
+            pol.reset(seed=_seed(cfg.seed, step, s.id,
+                                 "direct"))   # the same on every process with this group
             base[s.id] = rollout([s], pol, self.astra.simulator, _agent_config(cfg, "direct"))[0]
     return [r_em(base[s.id]) for s in rows], base
 
@@ -283,7 +288,8 @@ def _rollouts(self, rows: list, step: int, phase: int) -> tuple[list, list, list
         st.policy.reset(seed=_seed(cfg.seed, step, self.accelerator.process_index, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
-        e_direct, base = ([None] * len(rows), {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
+        e_direct, base = ([None] * len(rows),
+                          {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
     return trajs, toks, e_direct, base
 
 # %% ../nbs/11_rl.ipynb #6d1a8549
@@ -303,7 +309,8 @@ def _astra_generate(self, prompts):
     completions = [[{"role": "assistant", "content": _transcript(t)}] for t in trajs]
     extra = {"trajectory": trajs, "phase": [phase] * len(trajs), "e_direct": e_direct}
     ids = [t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks]
-    return (*ids, completions, None, extra, images, images)   # the order of TRL's _generate; no sampling logprobs
+    return (*ids, completions, None, extra, images,
+            images)   # the order of TRL's _generate; no sampling logprobs
 
 # %% ../nbs/11_rl.ipynb #39d9c23b
 def _transcript(t: Trajectory) -> str:
@@ -330,6 +337,15 @@ def _write_rollouts(self, step, phase, trajs, e_direct):
         f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
 
 # %% ../nbs/11_rl.ipynb #b462d568
+def _epoch_sampler(RepeatSampler):
+    "TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays it."
+    class EpochRepeatSampler(RepeatSampler):
+        def set_epoch(self, epoch: int):
+            if self.shuffle:
+                self.generator.manual_seed(_seed(self.seed, epoch))
+    return EpochRepeatSampler
+
+# %% ../nbs/11_rl.ipynb #ae962ecf
 _TRAINER_CLS = None
 
 def trainer_class():
@@ -338,13 +354,7 @@ def trainer_class():
     if _TRAINER_CLS is None:
         from trl import GRPOTrainer
         from trl.trainer.utils import RepeatSampler
-
-        class EpochRepeatSampler(RepeatSampler):
-            """TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays
-            it."""
-            def set_epoch(self, epoch: int):
-                if self.shuffle:
-                    self.generator.manual_seed(_seed(self.seed, epoch))
+        sampler = _epoch_sampler(RepeatSampler)
 
         class AstraGRPOTrainer(GRPOTrainer):
             "TRL's GRPOTrainer whose rollouts are astra-wb's agent loop with the world simulator."
@@ -355,8 +365,7 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle,
-                                          s.seed)
+                return sampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS
 
@@ -376,7 +385,8 @@ def load_policy_model(spec: str, output_dir: str):
     "(model, processor) for training; 'tiny' builds the tiny random Qwen3-VL under output_dir."
     import torch
     from transformers import AutoModelForImageTextToText
-    from astra_wb.hf import load_processor, build_tiny_qwen3vl
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl
     path = build_tiny_qwen3vl(Path(output_dir) / "tiny-model") if spec == "tiny" else spec
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     return model, load_processor(path)
