@@ -14,12 +14,12 @@ from PIL import Image
 from .geometry import intrinsics as make_K, level_pose
 from .motion import Motion, MotionError, parse_instruction
 from .protocol import Sample, Observation
-from .registry import Registry
+from .registry import SIMULATORS
 from .scene import Scene, make_scene, render, sample_cameras
 
 # %% auto #0
-__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
-           'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
+__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'WRAPPERS', 'SimulatorError', 'WorldSimulator', 'View',
+           'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
            'scene_sample', 'frames_to_sample', 'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator',
            'parse_motion_arg', 'cli_imagine']
 
@@ -165,16 +165,7 @@ def frames_to_sample(frames: list, id: str = "scan", question: str = "", meta: d
                   depths=[np.asarray(f.depth, np.float32) for f in frames])
 
 # %% ../nbs/05_simulators.ipynb #b2ee604d
-SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
-    "oracle": "astra_wb.backends:OracleSimulator",
-    "reproject": "astra_wb.backends:ReprojectSimulator",
-    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
-    "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": "astra_wb.backends:PerturbedSimulator",
-    "cached": "astra_wb.backends:CachedSimulator",
-    "blank": "astra_wb.backends:BlankSimulator",
-    "copy": "astra_wb.backends:CopySimulator",
-})
+# SIMULATORS (name -> 'module:Class') lives in `registry`, so a spec's name is checked without importing this
 WRAPPERS = {"perturbed", "cached"}   # these take a nested spec as their first argument
 
 def register_simulator(name: str, target: str, wrapper: bool = False):
