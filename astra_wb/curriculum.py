@@ -63,9 +63,10 @@ def sized(config: CurriculumConfig) -> CurriculumConfig:
     "The config itself, or its smoke size when `quick`."
     return replace(config, **QUICK, quick=False) if config.quick else config
 
-# %% ../nbs/11d_curriculum.ipynb #5bf499fa
+# %% ../nbs/11d_curriculum.ipynb #31a0060a
 def arm_config(config: CurriculumConfig, arm: str, seed: int, model: str, data: str, output_dir: str):
     "The `rl.TrainConfig` of one arm (same budget, sampling and seed for every arm)."
+    from astra_wb.agent import AgentConfig
     from astra_wb.rl import TrainConfig
     from astra_wb.rewards import RewardConfig
     n = config.rl_steps
@@ -73,11 +74,12 @@ def arm_config(config: CurriculumConfig, arm: str, seed: int, model: str, data: 
                       "usage_bonus": (RewardConfig(c=config.max_tool_rounds), n),     # single stage: every call pays
                       "phase1": (RewardConfig(), n),                                  # Phase 1 throughout
                       "phase1_2": (RewardConfig(), config.phase1_steps)}[arm]         # the curriculum
-    return TrainConfig(model=model, data=data, simulator=config.simulator, output_dir=output_dir, phase1_steps=phase1,
-                       max_steps=n, prompts_per_step=config.prompts_per_step, num_generations=config.num_generations,
-                       learning_rate=config.rl_lr, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-                       max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns, seed=seed, save_steps=max(1, n // 2),
-                       gradient_checkpointing=False, resume=True, reward=reward)
+    agent = AgentConfig(temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+                        max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns)
+    return TrainConfig(model=model, data=data, simulator=config.simulator, output_dir=output_dir, agent=agent,
+                       phase1_steps=phase1, max_steps=n, prompts_per_step=config.prompts_per_step,
+                       num_generations=config.num_generations, learning_rate=config.rl_lr, seed=seed,
+                       save_steps=max(1, n // 2), gradient_checkpointing=False, resume=True, reward=reward)
 
 # %% ../nbs/11d_curriculum.ipynb #c8b2719a
 def stage(marker: Path, run, what: str, log=print):
@@ -126,12 +128,12 @@ def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> d
             out[name] = str(folder / "final")
     return out
 
-# %% ../nbs/11d_curriculum.ipynb #b30786ca
+# %% ../nbs/11d_curriculum.ipynb #72aba2e0
 EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
 
 def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> list[dict]:
     "One greedy held-out rollout per sample of a policy folder in one workflow mode; a row per sample."
-    from astra_wb.hf import load_tiny
+    from astra_wb.tiny_vlm import load_tiny
     from astra_wb.rewards import r_em, r_fmt
     from astra_wb.sft import policy_rollouts
     model, proc = load_tiny(model_dir)
@@ -267,12 +269,11 @@ def run_curriculum(config: CurriculumConfig, log=print) -> Path:
     results = evaluate_all(config, root, {"sft": ckpt, **arms}, log)
     return write_report(config, root, results)
 
-# %% ../nbs/11d_curriculum.ipynb #6497c1f1
+# %% ../nbs/11d_curriculum.ipynb #369ed328
 def curriculum_parser() -> argparse.ArgumentParser:
-    from astra_wb.rl import _add_dataclass_flags
+    from astra_wb.settings import dataclass_parser
     p = argparse.ArgumentParser(prog="astra-wb curriculum", description="The Table-3 experiment: cold start, four reward arms, held-out evaluation (resumable).")
-    _add_dataclass_flags(p, CurriculumConfig)
-    return p
+    return dataclass_parser(CurriculumConfig, p)
 
 def cli_curriculum(argv: list[str] | None = None) -> int:
     "`astra-wb curriculum`: run (or resume) the experiment and print its report."

@@ -133,12 +133,13 @@ class SFTRunConfig:
         if self.reasoning not in REASONING: raise ValueError(f"SFTRunConfig.reasoning must be one of {REASONING}, got {self.reasoning!r}")
         if self.batch_size < 1: raise ValueError("SFTRunConfig.batch_size must be >= 1")
 
-# %% ../nbs/11c_sft.ipynb #efa78165
+# %% ../nbs/11c_sft.ipynb #0de79f73
 def load_policy(spec: str, bf16: bool | None = None, min_pixels: int | None = None, max_pixels: int | None = None):
     "(model, processor) to fine-tune: a folder or hub id, or the presets 'tiny' / 'small'; bf16 on a capable GPU."
     import torch
     from transformers import AutoModelForImageTextToText
-    from astra_wb.hf import load_processor, preset_path, quiet_progress
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import preset_path, quiet_progress
     path = preset_path(spec)
     cuda = torch.cuda.is_available()
     bf16 = bf16 if bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
@@ -205,12 +206,11 @@ def policy_rollouts(model, processor, samples, simulator="reproject", mode: str 
     try: return rollout(samples, pol, simulator, cfg)
     finally: model.train(was)
 
-# %% ../nbs/11c_sft.ipynb #4c67fde6
+# %% ../nbs/11c_sft.ipynb #cb9a44e5
 def sft_parser() -> argparse.ArgumentParser:
-    from astra_wb.rl import _add_dataclass_flags
+    from astra_wb.settings import dataclass_parser
     p = argparse.ArgumentParser(prog="astra-wb sft", description="Supervised cold start on teacher trajectories (TRL SFTTrainer).")
-    _add_dataclass_flags(p, SFTRunConfig)
-    return p
+    return dataclass_parser(SFTRunConfig, p)
 
 def cli_sft(argv: list[str] | None = None) -> int:
     "`astra-wb sft`: fine-tune a policy on teacher trajectories; a bad input is one line, not a traceback."

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def fitted_caller(cache: Path, steps: int = 150):
     "The small model after SFT on expert trajectories that call the simulator twice (built once, cached)."
-    from astra_wb.hf import build_small_qwen3vl, load_tiny
+    from astra_wb.tiny_vlm import build_small_qwen3vl, load_tiny
     from astra_wb.sft import SFTRunConfig, make_sft_trainer
     from astra_wb.agent import rollout, AgentConfig
     from astra_wb.expert import ExpertPolicy
@@ -65,11 +65,12 @@ class StepTimer:
 
 
 def ours(model, processor, samples, steps, out, a):
+    from astra_wb.agent import AgentConfig
     from astra_wb.rl import TrainConfig, make_trainer
     from astra_wb.simulators import get_simulator
-    cfg = TrainConfig(output_dir=out, max_steps=steps, phase1_steps=steps, prompts_per_step=4, num_generations=4,
-                      max_tool_rounds=2, max_turns=3, max_new_tokens=a.max_new_tokens, learning_rate=1e-6, save_steps=10_000,
-                      temperature=a.temperature, gradient_checkpointing=False)
+    agent = AgentConfig(max_tool_rounds=2, max_turns=3, max_new_tokens=a.max_new_tokens, temperature=a.temperature)
+    cfg = TrainConfig(output_dir=out, max_steps=steps, phase1_steps=steps, prompts_per_step=4, num_generations=4, agent=agent,
+                      learning_rate=1e-6, save_steps=10_000, gradient_checkpointing=False)
     timer, lengths = StepTimer(), []
     tr = make_trainer(cfg, samples=samples, model=model, processor=processor, simulator=get_simulator("oracle"), callbacks=[timer.callback()])
     step = tr._generate_and_score_completions
