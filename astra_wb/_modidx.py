@@ -595,6 +595,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'astra_wb.protocol.load_trajectory': ('protocol.html#load_trajectory', 'astra_wb/protocol.py'),
                                    'astra_wb.protocol.parse_astra_turn': ('protocol.html#parse_astra_turn', 'astra_wb/protocol.py'),
                                    'astra_wb.protocol.parse_turn': ('protocol.html#parse_turn', 'astra_wb/protocol.py'),
+                                   'astra_wb.protocol.png_bytes': ('protocol.html#png_bytes', 'astra_wb/protocol.py'),
                                    'astra_wb.protocol.render_answer': ('protocol.html#render_answer', 'astra_wb/protocol.py'),
                                    'astra_wb.protocol.render_astra_call': ('protocol.html#render_astra_call', 'astra_wb/protocol.py'),
                                    'astra_wb.protocol.render_tool_call': ('protocol.html#render_tool_call', 'astra_wb/protocol.py'),

@@ -193,9 +193,10 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     "The main job: bench, the mode / ladder / control / ceiling runs, the family table, the report."
     global _BENCH, _VIEWPOINT
     from astra_wb.benchmarks import SynthBench
+    from astra_wb.synthqa import generate_bench
     cfg = cfg or DemoConfig(**kw); out = Path(cfg.out); say = print if verbose else (lambda *a, **k: None)
     secs, t0 = {}, time.perf_counter()
-    _BENCH = SynthBench.generate(cfg.n, seed=cfg.seed)
+    _BENCH = SynthBench(samples=generate_bench(cfg.n, seed=cfg.seed, workers=cfg.workers))   # same bench, any workers
     _VIEWPOINT = SynthBench(samples=[s for s in _BENCH if s.meta.get("family") != "direct"])
     secs["bench"] = time.perf_counter() - t0
     fam = [s.meta.get("family") for s in _BENCH]
