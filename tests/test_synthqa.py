@@ -107,6 +107,14 @@ def test_reproducible_and_seed_sensitive():
     assert [s.question for s in a] != [s.question for s in c]
 
 
+def test_generation_splits_across_workers():
+    "Each question has its own seed: two forked workers build the same bench, and question k does not depend on n."
+    a, b = generate_bench(6, seed=7), generate_bench(6, seed=7, workers=2)
+    assert [(s.question, s.options, s.answer) for s in a] == [(s.question, s.options, s.answer) for s in b]
+    assert all(np.array_equal(np.asarray(x.images[0]), np.asarray(y.images[0])) for x, y in zip(a, b))
+    assert [s.question for s in generate_bench(3, seed=7)] == [s.question for s in a[:3]]
+
+
 def test_files_roundtrip_and_synth_benchmark(bench, tmp_path):
     export_bench(bench[:6], tmp_path / "synth")
     back = load_bench(tmp_path / "synth")
