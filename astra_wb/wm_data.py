@@ -27,6 +27,7 @@ class WMDataConfig:
     voxel_size: float = 0.05        # metres; edge of the voxels the coverage is counted in
     pixel_stride: int = 1           # back-project every n-th pixel (1 = all)
     min_coverage: float = 0.85      # paper: target points seen by the context cameras
+    max_coverage: float = 1.0       # keep only samples below this (1.0: no cap; < 1 gives test sets where filling matters)
     n_context: tuple = (2, 3)       # paper: 2-3 context cameras, one of them the source
     min_xy: float = 1.0             # paper diversity (3): xy distance >= 1 m ...
     min_dz: float = 1.0             # ... or height difference >= 1 m
@@ -238,7 +239,7 @@ def propose_sets(frames: list, n: int, cfg: WMDataConfig | None = None, rng=None
         if ctx is None: _bump(counts, "diversity"); continue
         if (t, s, tuple(sorted(ctx))) in used: _bump(counts, "duplicate"); continue
         cov = coverage(frames[t], [frames[i] for i in ctx], cfg.voxel_size, cfg.pixel_stride)
-        if cov < cfg.min_coverage: _bump(counts, "coverage"); continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         used.add((t, s, tuple(sorted(ctx))))
         order = [int(i) for i in rng.permutation(len(ctx))]
         out.append(WMSample(scene_id, [frames[ctx[i]] for i in order], frames[t], order.index(0), motions[s],
@@ -306,7 +307,7 @@ def synthetic_sets(scene, n: int, cfg: WMDataConfig | None = None, rng=None, cou
         if extra is None: _bump(counts, "diversity"); continue
         ctx = [render(scene, T, K, size, size) for T in [src_pose] + extra]
         cov = coverage(target, ctx, cfg.voxel_size, cfg.pixel_stride)
-        if cov < cfg.min_coverage: _bump(counts, "coverage"); continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         order = [int(i) for i in rng.permutation(len(ctx))]
         out.append(WMSample(scene.id, [ctx[i] for i in order], target, order.index(0), motion, d, cov, "synth", scene.to_dict()))
     counts["kept"] = counts.get("kept", 0) + len(out)
