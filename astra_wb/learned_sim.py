@@ -91,19 +91,19 @@ class FullResRefine(nn.Module):
     "A per-pixel MLP at full resolution over the warp, its contrast with its surroundings and the upsampled thumbnail output."
     def __init__(self, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(11, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 4, 1))
+        self.net = nn.Sequential(nn.Conv2d(12, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 4, 1))
         nn.init.zeros_(self.net[2].weight)   # starts as no correction: the coarse result
         nn.init.zeros_(self.net[2].bias)
 
     def forward(self, up: torch.Tensor, local: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        "Corrected logits; `up`: the thumbnail's logits, `local`: the thumbnail's warp colour, both upsampled."
-        # a splat stripe is a thin line whose colour differs from the warp around it: per-pixel layers see that cheaply
-        return up + self.net(torch.cat([warp, valid, warp - local, torch.sigmoid(up)], 1))
+        "Corrected logits; `up`: the thumbnail's logits, `local`: the thumbnail's warp colour and valid fraction, upsampled."
+        # a stripe is a thin line of other colour, or a thin gap, amid the warp: per-pixel layers see that cheaply
+        return up + self.net(torch.cat([warp, valid, warp - local[:, :3], local[:, 3:], torch.sigmoid(up)], 1))
 
 def compose(out: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor, refine: FullResRefine | None = None,
             x: torch.Tensor | None = None) -> torch.Tensor:
     "The image: the warp where the network trusts it, the network's colours elsewhere (holes always); `x`: the network input."
-    if refine is not None: out = torch.cat([out, x[:, :3]], 1)   # one upsampling for the logits and the thumbnail warp
+    if refine is not None: out = torch.cat([out, x[:, :4]], 1)   # one upsampling for the logits and the thumbnail warp
     out = F.interpolate(out, size=warp.shape[-2:], mode="bilinear", align_corners=False)
     if refine is not None: out = refine(out[:, :4], out[:, 4:], warp, valid)
     gate = torch.sigmoid(out[:, 3:4]) * valid

@@ -346,13 +346,14 @@ def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int 
 
 # %% ../nbs/13b_tune_wm.ipynb #f61cc32d
 def pick_cases(rows: dict, k: int = 2) -> list[str]:
-    "Sample ids worth looking at: tuning fixed the pose, tuning broke it, and the tuned model's pose failures."
+    "Sample ids worth looking at: tuning fixed the pose, tuning broke it, filling beat `reproject` on recall, tuned failures."
     un, tu = rows["learned untuned (generic)"], {r["id"]: r for r in rows["learned tuned"]}
-    ver = [r for r in un if r["verifiable"]]
-    fixed = [r["id"] for r in ver if not r["pose_ok"] and tu[r["id"]]["pose_ok"]]
-    broke = [r["id"] for r in ver if r["pose_ok"] and not tu[r["id"]]["pose_ok"]]
-    failed = [r["id"] for r in ver if not tu[r["id"]]["pose_ok"] and r["id"] not in broke]
-    return list(dict.fromkeys(fixed[:k] + broke[:k] + failed[:k]))
+    rp = {r["id"]: r for r in rows.get("reproject", [])}
+    fixed = [r["id"] for r in un if not r["pose_ok"] and tu[r["id"]]["pose_ok"]]
+    broke = [r["id"] for r in un if r["pose_ok"] and not tu[r["id"]]["pose_ok"]]
+    filled = [i for i, r in tu.items() if i in rp and (r["recall"] or 0) > (rp[i]["recall"] or 0)]
+    failed = [i for i, r in tu.items() if not r["pose_ok"] and i not in broke]
+    return list(dict.fromkeys(fixed[:k] + broke[:k] + filled[:k] + failed[:k]))
 
 # %% ../nbs/13b_tune_wm.ipynb #15a7a344
 def bagel_row(row: dict) -> dict:
@@ -439,7 +440,8 @@ def cli_tune_wm(argv: list[str]) -> int:
             print(format_table(summaries))
             ids = pick_cases(rows)
             samples = [s for s in read_wm_data(test_set) if s.sample_id in ids]
-            side_by_side({k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned")}, samples, rows).save(Path(a.run, "cases.png"))
+            shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k == "reproject"}
+            side_by_side(shown, samples, rows).save(Path(a.run, "cases.png"))
             if a.reference_only:
                 ref_summaries, _ = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress, ref_only=True,
                                              coverage=tuple(a.coverage))
