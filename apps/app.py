@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from astra_wb import viz
-from astra_wb.cli import Settings, load_settings
+from astra_wb.settings import Settings, load_settings
 from astra_wb.motion import TOOL_MOTION_TYPES, Motion, MotionError, parse_instruction
 from astra_wb.protocol import Invoke, Sample, Trajectory, load_trajectory, render_answer, render_tool_call
 
@@ -439,7 +439,7 @@ def _progress_line(p) -> str:
     return f"**{p.annotator}**: {p.labelled} of {total} done" + (" · all done, thank you!" if total and not p.available else "")
 
 def ann_login(settings, name, request=None):
-    from astra_wb.annotate import LabelError
+    from astra_wb.labels import LabelError
     try:
         with _store(settings) as s: p = s.login(_annotator(name, request))
     except LabelError as e: raise gr.Error(str(e)) from None
@@ -447,7 +447,7 @@ def ann_login(settings, name, request=None):
 
 def ann_queue(settings, run, overlap=None, k=None):
     "Queue a run's trajectories; `overlap` (share labelled by `k` annotators) is applied to the whole store."
-    from astra_wb.annotate import LabelError
+    from astra_wb.labels import LabelError
     if not run: raise gr.Error("choose a run to queue")
     folder = safe_path(settings.runs_root, run, "run")
     try:
@@ -492,7 +492,8 @@ def ann_next(settings, st):
             viz.trajectory_html(traj))
 
 def ann_save(settings, st, label, subtags, note, turn):
-    from astra_wb.annotate import LabelConflict, LabelError
+    from astra_wb.annotate import LabelConflict
+    from astra_wb.labels import LabelError
     if not st or not st.get("item"): raise gr.Error("get a trajectory first")
     if not label: return st, "⚠ not saved: choose a label first (keys 1-8 pick one)"
     turn = int(turn) if turn not in (None, "", 0) and not (isinstance(turn, float) and math.isnan(turn)) else None
@@ -523,7 +524,7 @@ def ann_skip(settings, st):
     return ann_next(settings, {**st, "item": None})
 
 def ann_agreement(settings):
-    from astra_wb.annotate import LABELS
+    from astra_wb.labels import LABELS
     with _store(settings) as s: agr, stats = s.agreement(), s.stats()
     if not agr.n_items:
         hint = ("No trajectory has labels from two annotators yet. Agreement needs overlap: queue runs with an overlap "
@@ -535,18 +536,18 @@ def ann_agreement(settings):
 
 def label_help() -> str:
     "Each label with its number key and one-line description, beside the choices."
-    from astra_wb.annotate import TAXONOMY
+    from astra_wb.labels import TAXONOMY
     return "\n".join(f"{i}. **{c.title}**: {c.description}" for i, c in enumerate(TAXONOMY, 1))
 
 def label_description(label) -> str:
     "The chosen label's one-line guidance, shown beside the choices."
-    from astra_wb.annotate import LABELS
+    from astra_wb.labels import LABELS
     c = LABELS.get(label)
     return f"**{c.title}**: {c.description}" if c else "Pick the label that fits; its description shows here."
 
 def subtag_update(label):
     "Sub-tags appear only for a label that has them."
-    from astra_wb.annotate import subtag_choices
+    from astra_wb.labels import subtag_choices
     ch = subtag_choices(label) if label else []
     return gr.update(choices=ch, value=[], visible=bool(ch))
 
@@ -720,7 +721,7 @@ def create_app(settings: Settings | None = None) -> gr.Blocks:
             next_b.click(guarded(partial(runs_step, settings, delta=1), show_outs, r_status), [r_state, filt, pos], show_outs, api_visibility="private")
 
         with gr.Tab("Annotate", id="annotate", elem_id="awb-annotate"):
-            from astra_wb.annotate import SUBTAG_TITLES, label_choices
+            from astra_wb.labels import SUBTAG_TITLES, label_choices
             n_state = gr.State(None)
             overlap0, k0 = ann_config(settings)
             with gr.Row():

@@ -27,7 +27,7 @@ _API = {   # name -> "module:attribute"
     "table1_rows": "astra_wb.report:table1_rows",               # Table-1-style rows comparing runs
     "format_table": "astra_wb.report:format_table",             # those rows as text
     "write_report": "astra_wb.report:write_report",             # a self-contained HTML report of runs
-    "run_demo": "astra_wb.report:run_demo",                     # the main job (`astra-wb demo`)
+    "run_demo": "astra_wb.demo:run_demo",                       # the main job (`astra-wb demo`)
     "LabelStore": "astra_wb.annotate:LabelStore",               # the annotators' SQLite label store
 }
 

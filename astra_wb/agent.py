@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Iterator
 from .protocol import (DIALECTS, TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn, build_messages,
                                extract_answer)
+from .policies import policy_attr
 
 # %% auto #0
 __all__ = ['MODES', 'PREMATURE', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout',
@@ -122,7 +123,7 @@ class _Rollout:
         c, p = self.config, self.policy
         convs = [build_messages(self.trajs[i], c.max_tool_rounds) for i in idx]
         kw = dict(temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens, seed=c.seed + self.step_index)
-        if getattr(p, "needs_sample_ids", False):
+        if policy_attr(p, "needs_sample_ids"):
             kw.update(sample_ids=[self.trajs[i].sample.id for i in idx], group_indices=[self.trajs[i].meta["group_index"] for i in idx])
         t0 = time.perf_counter()
         texts = p.respond(convs, tools=self.tools, **kw)
@@ -130,7 +131,7 @@ class _Rollout:
         if not isinstance(texts, list) or len(texts) != len(idx):
             raise ValueError(f"policy {getattr(p, 'name', p)!r} returned {len(texts) if isinstance(texts, list) else type(texts).__name__} "
                              f"turns for {len(idx)} conversations")
-        finish = getattr(p, "last_finish_reasons", None)
+        finish = policy_attr(p, "last_finish_reasons")
         finish = finish if isinstance(finish, list) and len(finish) == len(idx) else [None] * len(idx)
         return [t if isinstance(t, str) else "" for t in texts], finish, dt
 
@@ -303,7 +304,7 @@ def format_trajectory(traj: Trajectory) -> str:
 # %% ../nbs/07_agent.ipynb #fdbf6988
 def cli_rollout(argv: list[str] | None = None) -> int:
     "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
-    from astra_wb.cli import load_settings
+    from astra_wb.settings import load_settings
     st = load_settings()
     ap = argparse.ArgumentParser(prog="astra-wb rollout", description="Roll out a policy with a world simulator and print the trajectories.")
     ap.add_argument("--policy", default=st.default_policy, help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")

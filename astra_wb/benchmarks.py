@@ -12,14 +12,16 @@ from PIL import Image
 from .protocol import Sample
 from .safeio import SafeIOError, check_list, iter_jsonl, loads, open_under, read_bytes, read_image, split_path
 from .official import MINDCUBE_PROMPT_SETTINGS, mindcube_prompt
+from .registry import Registry
 
 # %% auto #0
 __all__ = ['MMSI_PR', 'MMSI_GROUPS', 'MMSI_CATEGORIES', 'MMSI_SHORT_NAMES', 'MINDCUBE_SETTINGS', 'MINDCUBE_EXCLUDED_FROM_OVERALL',
-           'MMSI_POST_PROMPT', 'PROMPT_STYLES', 'DEFAULT_PROMPT_STYLE', 'BENCHMARKS', 'BenchmarkError', 'bench_error',
-           'mmsi_category', 'mmsi_group', 'mindcube_setting', 'extract_mmsi', 'extract_mindcube', 'split_options',
-           'decode_image', 'open_image', 'encode_jpeg', 'check_prompt_style', 'Benchmark', 'find_benchmark_file',
-           'require_fields', 'image_list_cell', 'mmsi_vlmevalkit_prompt', 'MMSIBench', 'write_mmsi_fixture', 'MindCube',
-           'write_mindcube_fixture', 'SynthBench', 'benchmark_class', 'get_benchmark', 'extract_for']
+           'MMSI_POST_PROMPT', 'PROMPT_STYLES', 'DEFAULT_PROMPT_STYLE', 'BENCHMARKS', 'EXTRACTORS', 'BenchmarkError',
+           'bench_error', 'mmsi_category', 'mmsi_group', 'mindcube_setting', 'extract_mmsi', 'extract_mindcube',
+           'split_options', 'decode_image', 'open_image', 'encode_jpeg', 'check_prompt_style', 'Benchmark',
+           'find_benchmark_file', 'require_fields', 'image_list_cell', 'mmsi_vlmevalkit_prompt', 'MMSIBench',
+           'write_mmsi_fixture', 'MindCube', 'write_mindcube_fixture', 'SynthBench', 'benchmark_class', 'get_benchmark',
+           'extract_for']
 
 # %% ../nbs/08_benchmarks.ipynb #b645c907
 class BenchmarkError(ValueError):
@@ -472,28 +474,33 @@ class SynthBench(Benchmark):
     def _build(self, e): return e["sample"]
 
 # %% ../nbs/08_benchmarks.ipynb #f6ec4473
-BENCHMARKS = {"mmsi": "astra_wb.benchmarks:MMSIBench", "mindcube": "astra_wb.benchmarks:MindCube",
-              "mmsi-video": "astra_wb.video_bench:MMSIVideoBench", "synth": "astra_wb.benchmarks:SynthBench"}
+BENCHMARKS = Registry("benchmark", {   # name -> 'module:Class' of its loader
+    "mmsi": "astra_wb.benchmarks:MMSIBench",
+    "mindcube": "astra_wb.benchmarks:MindCube",
+    "mmsi-video": "astra_wb.video_bench:MMSIVideoBench",
+    "synth": "astra_wb.benchmarks:SynthBench",
+})
+EXTRACTORS = Registry("answer extractor", {   # benchmark -> its own answer extraction (the video one imports lazily)
+    "mmsi": "astra_wb.benchmarks:extract_mmsi",
+    "mindcube": "astra_wb.benchmarks:extract_mindcube",
+    "mmsi-video": "astra_wb.video_bench:extract_mmsi_video",
+    "synth": "astra_wb.protocol:extract_answer",
+})
 
 def benchmark_class(name: str) -> type:
     "The loader class of benchmark `name` (imported lazily: the video loader lives in `video_bench`)."
-    import importlib
-    if name not in BENCHMARKS: raise KeyError(f"unknown benchmark {name!r}; expected one of {list(BENCHMARKS)}")
-    module, cls = BENCHMARKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return BENCHMARKS.load(name)
 
 def get_benchmark(name: str, path=None, **kw) -> Benchmark:
     "Open benchmark `name` (mmsi | mindcube | mmsi-video | synth) at `path` with filters `limit`, `categories`, `ids`."
     cls = benchmark_class(name)
-    if path is None and name != "synth": raise ValueError(f"benchmark {name!r} needs a path")
+    if path is None and name != "synth":
+        raise ValueError(f"benchmark {name!r} needs a path")
     return cls(path, **kw)
 
 def extract_for(source: str, text: str | None) -> str | None:
     "The benchmark's own answer extraction for `source` (the synthetic bench uses `protocol.extract_answer`)."
-    if source == "mindcube": return extract_mindcube(text)
-    if source == "mmsi": return extract_mmsi(text)
-    if source == "mmsi-video":
-        from astra_wb.video_bench import extract_mmsi_video
-        return extract_mmsi_video(text)
-    from astra_wb.protocol import extract_answer
-    return extract_answer(text) if text is not None else None
+    name = source if source in EXTRACTORS else "synth"
+    if text is None and name == "synth":
+        return None   # protocol.extract_answer reads a string
+    return EXTRACTORS.load(name)(text)

@@ -19,7 +19,7 @@ __all__ = ['OFFICIAL_SOURCES', 'ROW_FIELDS', 'EvalConfig', 'traj_dirname', 'pred
            'result_row', 'lean_trajectory', 'error_row', 'score_tables', 'compute_metrics', 'paired_delta', 'RunError',
            'check_row', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run', 'write_metrics', 'RunResult',
            'open_benchmark', 'agent_config', 'check_config', 'config_from_dict', 'run_eval', 'find_runs', 'load_run',
-           'format_metrics', 'cli_eval', 'cli_report', 'cli_demo']
+           'format_metrics', 'cli_eval']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
 @dataclass
@@ -555,7 +555,7 @@ def cli_eval(argv: list[str]) -> int:
     try: check_config(config)   # a typo is one line, before any folder is written or a backend imported
     except (RunError, ValueError) as e: print(f"astra-wb eval: {e}", file=sys.stderr); return 2
     if out is None:
-        from astra_wb.cli import load_settings
+        from astra_wb.settings import load_settings
         out = Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
     try:
         if merge_only:
@@ -569,13 +569,3 @@ def cli_eval(argv: list[str]) -> int:
         print(f"astra-wb eval: {e}", file=sys.stderr); return 2
     if res.metrics: print(format_metrics(res.metrics, config.label)); print(f"run folder: {res.folder}")
     return 0
-
-def cli_report(argv: list[str]) -> int:
-    "astra-wb report: the HTML report of one or more run folders (see `astra_wb.report`)."
-    from astra_wb.report import cli_report as _cli
-    return _cli(argv)
-
-def cli_demo(argv: list[str]) -> int:
-    "astra-wb demo: the main job (see `astra_wb.report.run_demo`)."
-    from astra_wb.report import cli_demo as _cli
-    return _cli(argv)

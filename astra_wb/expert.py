@@ -310,43 +310,69 @@ class _Ctx:
     def seen_anywhere(self) -> set:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
 
-# %% ../nbs/06b_expert.ipynb #ca343375
-def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
-    "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence there is incomplete."
+# %% ../nbs/06b_expert.ipynb #958788b7
+def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "Of the options in view, the one nearest the image centre."
+    if not opts:
+        return None
+    W = c.W
+    k = min(opts, key=lambda k: abs(blobs[opts[k]].cu - W / 2))
+    where = f"(column {blobs[opts[k]].cu:.0f} of {W})"
+    return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre {where}.", letter=k)
+
+def _read_side(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "The option farthest to the asked side of the named object (at least 3 % of the width away)."
+    q = c.q
+    a, sgn = blobs[q.names[0]], -1 if q.side == "left" else 1
+    cand = {k: sgn * (blobs[v].cu - a.cu) for k, v in opts.items() if v != q.names[0]}
+    cand = {k: d for k, d in cand.items() if d > 0.03 * c.W}
+    if not cand:
+        return None
+    k = max(cand, key=cand.get)
+    where = f"the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}"
+    return Decision(f"{seen} The {q.names[0]} is at column {a.cu:.0f}; {where}.", letter=k)
+
+# %% ../nbs/06b_expert.ipynb #0e64e10a
+def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "The option nearest the midpoint of the two named objects, among those between them."
+    q = c.q
+    lo, hi = sorted((blobs[q.names[0]].cu, blobs[q.names[1]].cu))
+    cand = {k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi}
+    if not cand:
+        return None
+    k = min(cand, key=cand.get)
+    span = f"The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}"
+    return Decision(f"{seen} {span}; the {q.options[k]} lies between them.", letter=k)
+
+def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
+    "Left/right from the columns of the two named objects when far apart, else nearer/farther from their bases."
     q, W = c.q, c.W
+    a, b = blobs[q.names[0]], blobs[q.names[1]]
+    du, dv = a.cu - b.cu, a.vmax - b.vmax
+    if abs(du) >= 0.18 * W:
+        rel = "to the left of it" if du < 0 else "to the right of it"
+        why = f"the {q.names[0]} is {abs(du):.0f} px to the {'left' if du < 0 else 'right'} of the {q.names[1]} at a similar depth"
+    else:
+        rel = "closer to you than it" if dv > 0 else "farther from you than it"
+        why = (f"they are in the same direction, and the {q.names[0]}'s base is {'lower' if dv > 0 else 'higher'} in the image "
+               f"(row {a.vmax:.0f} vs {b.vmax:.0f}), so it is {'closer' if dv > 0 else 'farther'}")
+    k = c.letter_of(rel)
+    return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
+
+# %% ../nbs/06b_expert.ipynb #7d1a3742
+_READERS = {"nearest": _read_nearest, "side": _read_side, "between": _read_between, "relation": _read_relation}
+
+def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
+    "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence is incomplete."
+    q = c.q
     blobs = c.det(i) if blobs is None else blobs
     opts = {k: v for k, v in q.options.items() if v in blobs}
-    seen = f"In {origin or c.origin(i)} I see {describe(blobs, W)}."
-    if q.family == "nearest":
-        if not opts: return None
-        k = min(opts, key=lambda k: abs(blobs[opts[k]].cu - W / 2))
-        return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre (column {blobs[opts[k]].cu:.0f} of {W}).", letter=k)
-    if any(n not in blobs for n in q.names): return None
-    if q.family == "side":
-        a, sgn = blobs[q.names[0]], -1 if q.side == "left" else 1
-        cand = {k: sgn * (blobs[v].cu - a.cu) for k, v in opts.items() if v != q.names[0]}
-        cand = {k: d for k, d in cand.items() if d > 0.03 * W}
-        if not cand: return None
-        k = max(cand, key=cand.get)
-        return Decision(f"{seen} The {q.names[0]} is at column {a.cu:.0f}; the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}.", letter=k)
-    if q.family == "between":
-        lo, hi = sorted((blobs[q.names[0]].cu, blobs[q.names[1]].cu))
-        cand = {k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi}
-        if not cand: return None
-        k = min(cand, key=cand.get)
-        return Decision(f"{seen} The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}; the {q.options[k]} lies between them.", letter=k)
-    if q.family == "relation":
-        a, b = blobs[q.names[0]], blobs[q.names[1]]
-        du, dv = a.cu - b.cu, a.vmax - b.vmax
-        if abs(du) >= 0.18 * W:
-            rel, why = ("to the left of it" if du < 0 else "to the right of it"), f"the {q.names[0]} is {abs(du):.0f} px to the {'left' if du < 0 else 'right'} of the {q.names[1]} at a similar depth"
-        else:
-            rel = "closer to you than it" if dv > 0 else "farther from you than it"
-            why = f"they are in the same direction, and the {q.names[0]}'s base is {'lower' if dv > 0 else 'higher'} in the image (row {a.vmax:.0f} vs {b.vmax:.0f}), so it is {'closer' if dv > 0 else 'farther'}"
-        k = c.letter_of(rel)
-        return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
-    return None
+    seen = f"In {origin or c.origin(i)} I see {describe(blobs, c.W)}."
+    if q.family not in _READERS or (q.family != "nearest" and any(n not in blobs for n in q.names)):
+        return None
+    return _READERS[q.family](c, blobs, opts, seen)
 
+# %% ../nbs/06b_expert.ipynb #83027a4d
 def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> dict:
     """Where the objects of a view appear after turning in place by `yaw` degrees (+ right): a turn moves every
     direction by the same angle whatever its depth, so no depth is needed. Objects turned out of view are dropped."""
@@ -362,12 +388,13 @@ def rotated(blobs: dict, yaw: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -
 def _predicted(c: _Ctx) -> Decision | None:
     "Direct reasoning for a turn from a given image: read the question off the predicted view."
     q = c.q
-    if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90: return None
+    if q.motion is None or q.motion.kind != "yaw" or not 1 <= q.r <= c.st.n_given or abs(q.motion.value) >= 90:
+        return None
     pred = rotated(c.det(q.r), q.motion.value, c.W)
     how = f"image {q.r} turned {q.motion.value:+g} degrees (predicted: a turn in place shifts every direction equally)"
-    d = _read_view(c, None, pred, how)
-    return d
+    return _read_view(c, None, pred, how)
 
+# %% ../nbs/06b_expert.ipynb #14930e63
 def hole_share(image) -> float:
     "Share of an image's pixels in the simulators' hole colour (what the simulator did not see)."
     return float((np.abs(to_rgb(image).astype(np.int16) - np.array(HOLE_RGB)).max(-1) <= 40).mean())
@@ -376,91 +403,142 @@ def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     """A careful reading of an imagined view with holes: an option that no given image shows can only be in the
     hole, so when there are such options the answer is more likely one of them than what the view shows."""
     share = hole_share(c.st.images[i - 1])
-    if share < 0.05 or c.q.family == "relation": return None
+    if share < 0.05 or c.q.family == "relation":
+        return None
     shown = set(c.det(i)) | c.seen_anywhere()
     unseen = [k for k, v in c.q.options.items() if v not in shown]
-    if not unseen: return None
+    if not unseen:
+        return None
+    names = ", ".join(c.q.options[k] for k in unseen)
     return c.guess(unseen, f"{c.origin(i).capitalize()} leaves {100 * share:.0f} % unseen (holes), and "
-                           f"{', '.join(c.q.options[k] for k in unseen)} appear in no given image: the answer is probably hidden there.")
+                           f"{names} appear in no given image: the answer is probably hidden there.")
 
 def _closer_look(c: _Ctx, i: int) -> int | None:
     "The latest imagined closer look (a move forward) from image i, if the conversation has one."
     got = [j for (r, kind, v), j in c.st.imagined.items() if r == i and kind == "forward" and v > 0]
     return max(got) if got else None
 
-def decide_view(c: _Ctx) -> Decision:
+# %% ../nbs/06b_expert.ipynb #646ae8f1
+def _asked_view(c: _Ctx) -> str:
+    "The view the question asks about, in words."
     q = c.q
     what = f"image {q.r}" if q.motion is None else f"image {q.r} after I {q.motion.instruction()}"
     if q.planned:   # the question named no motion: say which view it means
         side = {-90.0: "to my left", 90.0: "to my right", 180.0: "behind me"}[q.motion.value]
         what += f" (the question asks what is {side}: that view)"
-    i = c.image_for(q.r, q.motion)
-    if i is not None and (d := _read_view(c, i)) is not None:
-        if c.st.mode != "forced" and i > c.st.n_given and (g := _hole_doubt(c, i)) is not None: return g
-        if c.st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
-            e.reasoning = (f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects "
-                           f"larger, so I trust it. " + e.reasoning)
-            return e
-        if q.motion is not None and i <= c.st.n_given and i != q.r:
-            d.reasoning = f"The images turn 90 degrees to the right one after another, so the view from {what} is image {i}. " + d.reasoning
-        return d
-    if i is None and q.motion is not None:
-        given = "; ".join(f"image {j}: {describe(c.det(j), c.W)}" for j in range(1, c.st.n_given + 1))
-        why = f"The question is about the view from {what}, which none of the given images shows ({given})."
-        if c.can_call and not c.called(q.r, q.motion): return c.call(q.r, q.motion, why)
-    else: why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
-    if (d := _predicted(c)) is not None: return Decision(why + " " + d.reasoning, letter=d.letter)
+    return what
+
+def _answer_from_view(c: _Ctx, i: int, d: Decision, what: str) -> Decision:
+    "The reading `d` of image i, unless holes cast doubt on it or a closer look (Forced mode) reads better."
+    q, st = c.q, c.st
+    if st.mode != "forced" and i > st.n_given and (g := _hole_doubt(c, i)) is not None:
+        return g
+    if st.mode == "forced" and (j := _closer_look(c, i)) and (e := _read_view(c, j)) is not None:
+        e.reasoning = (f"I was told to use the simulator; its closer look at the asked view (image {j}) shows the objects "
+                       f"larger, so I trust it. " + e.reasoning)
+        return e
+    if q.motion is not None and i <= st.n_given and i != q.r:
+        turn = "The images turn 90 degrees to the right one after another"
+        d.reasoning = f"{turn}, so the view from {what} is image {i}. " + d.reasoning
+    return d
+
+# %% ../nbs/06b_expert.ipynb #596ad552
+def _guess_without_view(c: _Ctx, why: str) -> Decision:
+    "Without the asked view: a guess among options no given image shows, or those a turn does not move out of view."
+    q = c.q
     unseen = [k for k, v in q.options.items() if v not in c.seen_anywhere()]
-    if q.family == "relation": return c.guess(list(q.options), why + " Without that view I cannot tell.")
-    if unseen: return c.guess(unseen, why + f" The answer is probably something the given images do not show: {', '.join(q.options[k] for k in unseen)}.")
+    if q.family == "relation":
+        return c.guess(list(q.options), why + " Without that view I cannot tell.")
+    if unseen:
+        names = ", ".join(q.options[k] for k in unseen)
+        return c.guess(unseen, why + f" The answer is probably something the given images do not show: {names}.")
     turned = q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given
     gone = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if turned else set()
     rest = [k for k, v in q.options.items() if v not in gone]      # what the turn moves out of view cannot be the answer
-    if gone and rest: return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
+    if gone and rest:
+        return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
     return c.guess(list(q.options), why + " Without that view I cannot tell.")
 
-# %% ../nbs/06b_expert.ipynb #d410b385
+# %% ../nbs/06b_expert.ipynb #cfbbe1eb
+def decide_view(c: _Ctx) -> Decision:
+    "A one-viewpoint question: read the asked view, imagine it, predict it, or guess."
+    q = c.q
+    what = _asked_view(c)
+    i = c.image_for(q.r, q.motion)
+    if i is not None and (d := _read_view(c, i)) is not None:
+        return _answer_from_view(c, i, d, what)
+    if i is None and q.motion is not None:
+        given = "; ".join(f"image {j}: {describe(c.det(j), c.W)}" for j in range(1, c.st.n_given + 1))
+        why = f"The question is about the view from {what}, which none of the given images shows ({given})."
+        if c.can_call and not c.called(q.r, q.motion):
+            return c.call(q.r, q.motion, why)
+    else:
+        why = f"I cannot find the objects the question names in {c.origin(i) if i else what}."
+    if (d := _predicted(c)) is not None:
+        return Decision(why + " " + d.reasoning, letter=d.letter)
+    return _guess_without_view(c, why)
+
+# %% ../nbs/06b_expert.ipynb #a1152446
 _TURNS = {"to your left": Motion("yaw", -90), "to your right": Motion("yaw", 90)}
 
 def decide_cam_reg(c: _Ctx) -> Decision:
+    "Where image k's area is, seen from image r: in front if image r shows it, else look left and right."
     q = c.q
     region = set(c.det(q.k))
-    if not region: return c.guess(list(q.options), f"Image {q.k} shows none of the objects I can recognise.")
+    if not region:
+        return c.guess(list(q.options), f"Image {q.k} shows none of the objects I can recognise.")
     here = region & set(c.det(q.r))
     head = f"Image {q.k} shows {describe(c.det(q.k), c.W)}."
-    if here:
-        k = c.letter_of("in front of you")
-        if k: return Decision(f"{head} Image {q.r} also shows the {', '.join(sorted(here))}, so that area is in front of me.", letter=k)
-    ruled = [c.letter_of("in front of you")]
-    notes = [f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."]
+    front = c.letter_of("in front of you")
+    if here and front:
+        return Decision(f"{head} Image {q.r} also shows the {', '.join(sorted(here))}, so that area is in front of me.",
+                        letter=front)
+    note = f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."
+    return _look_around(c, region, [note])
+
+# %% ../nbs/06b_expert.ipynb #658d4506
+def _look_around(c: _Ctx, region: set, notes: list[str]) -> Decision:
+    "Look left, then right from image r for the area's objects; behind if neither view shows them."
+    q, ruled = c.q, [c.letter_of("in front of you")]
     for text, m in _TURNS.items():
         i = c.image_for(q.r, m)
         if i is None:
-            if c.can_call and not c.called(q.r, m): return c.call(q.r, m, " ".join(notes) + f" I look {text.split()[-1]}.")
+            if c.can_call and not c.called(q.r, m):
+                return c.call(q.r, m, " ".join(notes) + f" I look {text.split()[-1]}.")
             break
         found = region & set(c.det(i))
         if found:
-            return Decision(" ".join(notes) + f" After I {m.instruction()} (image {i}) I see the {', '.join(sorted(found))}: the area is {text.replace('your', 'my')}.",
+            seen = f" After I {m.instruction()} (image {i}) I see the {', '.join(sorted(found))}"
+            return Decision(" ".join(notes) + seen + f": the area is {text.replace('your', 'my')}.",
                             letter=c.letter_of(text))
         notes.append(f"After I {m.instruction()} (image {i}) I still do not see it.")
         ruled.append(c.letter_of(text))
     else:
-        k = c.letter_of("behind you")
-        if k: return Decision(" ".join(notes) + " It is neither in front, nor to my left or right, so it is behind me.", letter=k)
+        behind = c.letter_of("behind you")
+        if behind:
+            return Decision(" ".join(notes) + " It is neither in front, nor to my left or right, so it is behind me.",
+                            letter=behind)
     return c.guess([k for k in q.options if k not in ruled], " ".join(notes))
 
+# %% ../nbs/06b_expert.ipynb #74e8c24c
+_DIRECTIONS = {"forward": ("forward", 1), "backward": ("forward", -1), "to the left": ("lateral", -1),
+               "to the right": ("lateral", 1)}
+
 def _hypotheses(c: _Ctx) -> dict[str, Motion]:
+    "The motion each option claims (options that name no motion are left out)."
     q, out = c.q, {}
     for k, v in q.options.items():
         try:
-            if q.family == "motion": out[k] = parse_instruction(v)[1]
+            if q.family == "motion":
+                out[k] = parse_instruction(v)[1]
             else:
-                d = q.distance or 1.0
-                out[k] = {"forward": Motion("forward", d), "backward": Motion("forward", -d),
-                          "to the left": Motion("lateral", -d), "to the right": Motion("lateral", d)}[v.strip().lower()]
-        except (MotionError, KeyError): pass
+                kind, sign = _DIRECTIONS[v.strip().lower()]
+                out[k] = Motion(kind, sign * (q.distance or 1.0))
+        except (MotionError, KeyError):
+            pass
     return out
 
+# %% ../nbs/06b_expert.ipynb #7e228338
 def turn_evidence(A: Blob, B: Blob, W: int, H: int) -> tuple[list, float, float]:
     """(turn estimates, lower bound, upper bound) in degrees from one object seen before (A) and after (B) a turn.
     Uncut silhouette edges (and the centre of an uncut object) give estimates; an edge cut by the border in one
@@ -477,72 +555,129 @@ def turn_evidence(A: Blob, B: Blob, W: int, H: int) -> tuple[list, float, float]
         est.append(turn_from_points([(A.cu, A.cv)], [(B.cu, B.cv)], W, H)[0])
     return est, lo, hi
 
-def _from_shift(c: _Ctx, shared: list[str], hyp: dict) -> Decision:
-    q, W = c.q, c.W
-    H = to_rgb(c.st.images[q.r - 1]).shape[0]
-    A, B = c.det(q.r), c.det(q.k)
-    if q.family == "motion":
-        yaw = {k: m.value for k, m in hyp.items() if m.kind == "yaw"}
-        if not yaw: return c.guess(list(q.options), "I cannot read the options as turns.")
-        ev = [turn_evidence(A[n], B[n], W, H) for n in shared]
-        est = [e for x in ev for e in x[0]]
-        lo, hi = max(x[1] for x in ev), min(x[2] for x in ev)
-        if est:
-            turn = float(np.clip(np.median(est), lo, hi)) if lo <= hi else float(np.median(est))
-            how = f"their edges shifted by about {abs(turn):.0f} degrees, so the camera turned {'right' if turn > 0 else 'left'}"
-        else:
-            ok = {k: v for k, v in yaw.items() if lo - 3 <= v <= hi + 3} or yaw
-            target = (lo + hi) / 2 if lo > -180 and hi < 180 else lo if lo > -180 else hi   # the tightest side
-            turn = min(ok.values(), key=lambda v: abs(v - target))
-            how = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees (right positive)"
-        k = min(yaw, key=lambda k: abs((yaw[k] - turn + 180) % 360 - 180))
-        return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {how}. The closest option is {q.options[k]}.", letter=k)
+# %% ../nbs/06b_expert.ipynb #76943b88
+def _bounded_turn(yaw: dict, lo: float, hi: float) -> tuple[float, str]:
+    "(turn, why) when the border cuts every shared edge: the option nearest the tightest bound."
+    ok = {k: v for k, v in yaw.items() if lo - 3 <= v <= hi + 3} or yaw
+    target = (lo + hi) / 2 if lo > -180 and hi < 180 else lo if lo > -180 else hi   # the tightest side
+    turn = min(ok.values(), key=lambda v: abs(v - target))
+    why = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees"
+    return turn, why + " (right positive)"
+
+def _turn_from_shift(c: _Ctx, shared: list[str], hyp: dict, H: int) -> Decision:
+    "The turn option closest to what the shared objects' edges say."
+    q, A, B = c.q, c.det(c.q.r), c.det(c.q.k)
+    yaw = {k: m.value for k, m in hyp.items() if m.kind == "yaw"}
+    if not yaw:
+        return c.guess(list(q.options), "I cannot read the options as turns.")
+    ev = [turn_evidence(A[n], B[n], c.W, H) for n in shared]
+    est = [e for x in ev for e in x[0]]
+    lo, hi = max(x[1] for x in ev), min(x[2] for x in ev)
+    if est:
+        turn = float(np.clip(np.median(est), lo, hi)) if lo <= hi else float(np.median(est))
+        how = f"their edges shifted by about {abs(turn):.0f} degrees, so the camera turned {'right' if turn > 0 else 'left'}"
+    else:
+        turn, how = _bounded_turn(yaw, lo, hi)
+    k = min(yaw, key=lambda k: abs((yaw[k] - turn + 180) % 360 - 180))
+    return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {how}. The closest option is {q.options[k]}.",
+                    letter=k)
+
+# %% ../nbs/06b_expert.ipynb #6f99769e
+def _shift_px(c: _Ctx, shared: list[str], H: int) -> tuple[float, float]:
+    "(du, dv) in pixels: the shared objects' median sideways shift and their bases' shift down the image."
+    A, B = c.det(c.q.r), c.det(c.q.k)
     du = float(np.median([B[n].cu - A[n].cu for n in shared]))
     base = [n for n in shared if A[n].vmax < H - 2 and B[n].vmax < H - 2]   # floor contact in view in both
-    dv = float(np.median([B[n].vmax - A[n].vmax for n in base])) if base else None
-    if dv is None:
-        core = [n for n in shared if not (A[n].edge or B[n].edge)] or shared
-        grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
-        dv = 40 * grow
+    if base:
+        return du, float(np.median([B[n].vmax - A[n].vmax for n in base]))
+    core = [n for n in shared if not (A[n].edge or B[n].edge)] or shared
+    grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
+    return du, 40 * grow                                                   # growth as a base shift in pixels
+
+def _move_from_shift(c: _Ctx, shared: list[str], H: int) -> Decision:
+    "The direction option that the shared objects' shift shows."
+    q = c.q
+    du, dv = _shift_px(c, shared, H)
     if abs(dv) > 8 and abs(dv) > 0.3 * abs(du):
         text = "forward" if dv > 0 else "backward"
-        why = f"the shared objects' bases moved {abs(dv):.0f} px {'down' if dv > 0 else 'up'} the image, as when the camera moves {text}"
+        why = f"the shared objects' bases moved {abs(dv):.0f} px {'down' if dv > 0 else 'up'} the image"
     else:
         text = "to the right" if du < 0 else "to the left"
-        why = f"the shared objects slid {abs(du):.0f} px to the {'left' if du < 0 else 'right'} at the same depth, as when the camera moves {text.split()[-1]}"
+        why = f"the shared objects slid {abs(du):.0f} px to the {'left' if du < 0 else 'right'} at the same depth"
     k = c.letter_of(text)
-    if k is None: return c.guess(list(q.options), "The options do not name a direction I know.")
+    if k is None:
+        return c.guess(list(q.options), "The options do not name a direction I know.")
+    why += f", as when the camera moves {text.split()[-1] if text.startswith('to ') else text}"
     return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {why}. The camera moved {text}.", letter=k)
 
-def decide_pair(c: _Ctx) -> Decision:
-    q = c.q
-    hyp = _hypotheses(c)
-    shared = sorted(set(c.det(q.r)) & set(c.det(q.k)))
-    if shared: return _from_shift(c, shared, hyp)
-    head = f"Images {q.r} and {q.k} share no object (image {q.r}: {describe(c.det(q.r), c.W)}; image {q.k}: {describe(c.det(q.k), c.W)})."
-    tested = {}
+# %% ../nbs/06b_expert.ipynb #0eebbe07
+def _from_shift(c: _Ctx, shared: list[str], hyp: dict) -> Decision:
+    "The answer from objects both images show: a turn (motion questions) or a move (camera-to-camera ones)."
+    H = to_rgb(c.st.images[c.q.r - 1]).shape[0]
+    if c.q.family == "motion":
+        return _turn_from_shift(c, shared, hyp, H)
+    return _move_from_shift(c, shared, H)
+
+# %% ../nbs/06b_expert.ipynb #61311e7b
+def _tested_text(q: Question, tested: dict) -> str:
+    return "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
+
+def _test_options(c: _Ctx, hyp: dict, head: str) -> tuple[dict, Decision | None]:
+    "(difference to image k of each option's imagined view, the call that imagines the next one or None)."
+    q, tested = c.q, {}
     for k, m in hyp.items():
         i = c.image_for(q.r, m)
         if i is None:
             if c.can_call and not c.called(q.r, m):
-                done = "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
-                return c.call(q.r, m, head + (f" Tested so far: {done}." if done else "") + f" I test option {k} ({q.options[k]}).")
+                done = _tested_text(q, tested)
+                why = head + (f" Tested so far: {done}." if done else "") + f" I test option {k} ({q.options[k]})."
+                return tested, c.call(q.r, m, why)
             continue
         tested[k] = image_distance(c.st.images[i - 1], c.st.images[q.k - 1])
-    done = "; ".join(f"{q.options[j]}: difference {d:.2f}" for j, d in tested.items())
-    untested = [k for k in q.options if k not in tested]
+    return tested, None
+
+# %% ../nbs/06b_expert.ipynb #b3d5bf9d
+def _clear_winner(tested: dict, untested: list) -> str | None:
+    "The best tested option, if it is plausible and clearly closer than the next (or the only option)."
     ranked = sorted(tested, key=tested.get)
-    if ranked and tested[ranked[0]] < MATCH_PLAUSIBLE and (len(ranked) == 1 and not untested or
-                                                           len(ranked) > 1 and tested[ranked[0]] < MATCH_RATIO * tested[ranked[1]]):
-        k = ranked[0]
+    if not ranked or tested[ranked[0]] >= MATCH_PLAUSIBLE:
+        return None
+    if len(ranked) == 1:
+        return None if untested else ranked[0]
+    return ranked[0] if tested[ranked[0]] < MATCH_RATIO * tested[ranked[1]] else None
+
+# %% ../nbs/06b_expert.ipynb #ecaebde1
+def _judge_tests(c: _Ctx, hyp: dict, head: str, tested: dict) -> Decision:
+    "The answer once every option that can be tested is: a clear winner, else a guess among the rest."
+    q = c.q
+    done, untested = _tested_text(q, tested), [k for k in q.options if k not in tested]
+    k = _clear_winner(tested, untested)
+    if k is not None:
         return Decision(head + f" Imagined views vs image {q.k}: {done}. {q.options[k]} is clearly the closest.", letter=k)
     if tested and untested:
-        return c.guess(untested, head + f" None of the imagined views matches image {q.k} ({done}), so it is one of the others.")
-    if tested: return Decision(head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[ranked[0]]}.", letter=ranked[0])
+        why = f" None of the imagined views matches image {q.k} ({done}), so it is one of the others."
+        return c.guess(untested, head + why)
+    if tested:
+        best = min(tested, key=tested.get)
+        return Decision(head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[best]}.", letter=best)
     if q.family == "motion":
         big = [k for k, m in hyp.items() if abs(m.value) >= ASSUMED_FOV_DEG]
-        return c.guess(big or list(q.options), head + " With no object in common the camera must have turned at least a field of view.")
+        why = " With no object in common the camera must have turned at least a field of view."
+        return c.guess(big or list(q.options), head + why)
     return c.guess(list(q.options), head + " Nothing in common shows the direction.")
+
+# %% ../nbs/06b_expert.ipynb #dcf413e1
+def decide_pair(c: _Ctx) -> Decision:
+    "Which way the camera moved or turned from image r to image k: from shared objects, else by testing the options."
+    q = c.q
+    hyp = _hypotheses(c)
+    shared = sorted(set(c.det(q.r)) & set(c.det(q.k)))
+    if shared:
+        return _from_shift(c, shared, hyp)
+    head = (f"Images {q.r} and {q.k} share no object (image {q.r}: {describe(c.det(q.r), c.W)}; "
+            f"image {q.k}: {describe(c.det(q.k), c.W)}).")
+    tested, call = _test_options(c, hyp, head)
+    return call or _judge_tests(c, hyp, head, tested)
 
 # %% ../nbs/06b_expert.ipynb #56b27df8
 _FAMILY_DECIDERS = {"nearest": decide_view, "side": decide_view, "between": decide_view, "relation": decide_view,

@@ -7,81 +7,97 @@ from __future__ import annotations
 import base64, importlib, io, json, random, re, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
+from fastcore.basics import patch
 import numpy as np
 from PIL import Image
 from .protocol import TOOLS, system_prompt
+from .registry import Registry
 
 # %% auto #0
-__all__ = ['SAMPLING_KEYS', 'Policy', 'PolicyError', 'register_policy', 'policy_names', 'get_policy', 'to_pil',
-           'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
+__all__ = ['SAMPLING_KEYS', 'POLICIES', 'Policy', 'policy_attr', 'PolicyError', 'register_policy', 'policy_names', 'get_policy',
+           'to_pil', 'image_to_data_url', 'conversation_images', 'check_policy', 'ScriptedPolicy', 'tools_as_text',
            'to_openai_messages', 'vllm_chat_view', 'from_openai_message', 'OpenAIPolicy', 'forced_calls_left',
-           'processor_pixel_limits', 'build_tiny_qwen3vl']
+           'processor_pixel_limits']
 
 # %% ../nbs/06_policies.ipynb #89453873
 SAMPLING_KEYS = ("temperature", "top_p", "max_new_tokens", "seed")
 
-@runtime_checkable
 class Policy(Protocol):
     "Anything that writes the next assistant turn of each conversation in a batch."
     name: str
-    def respond(self, conversations: list[list[dict]], tools: list | None = None, **sampling) -> list[str]: ...
+    needs_sample_ids: bool = False             # True: respond also takes sample_ids= and group_indices=
+    last_finish_reasons: list | None = None    # after respond: one finish reason per turn (None: unknown)
+    def respond(self, conversations: list[list[dict]], tools: list | None = None, **sampling) -> list[str]:
+        ...
+
+def policy_attr(policy, name: str):
+    "An attribute the `Policy` protocol declares: the policy's own, else the protocol's default."
+    return getattr(policy, name, getattr(Policy, name))
 
 class PolicyError(RuntimeError):
     "A policy backend failed (unreachable server, bad model folder); the message names the backend."
 
 # %% ../nbs/06_policies.ipynb #1a89fb08
-_REGISTRY: dict[str, str] = {
+POLICIES = Registry("policy", {   # name -> 'module:Class', imported when a spec asks for it
     "hf": "astra_wb.hf:HFPolicy",
     "openai": "astra_wb.policies:OpenAIPolicy",
     "expert": "astra_wb.expert:ExpertPolicy",
     "scripted": "astra_wb.policies:ScriptedPolicy",
-}
+})
 
 def register_policy(name: str, target: str) -> None:
     "Map spec `name` to the class at `target` (`'module:Class'`)."
-    if not re.fullmatch(r"[A-Za-z_][\w.-]*", name): raise ValueError(f"bad policy name {name!r}")
-    if target.count(":") != 1: raise ValueError(f"target must be 'module:Class', got {target!r}")
-    _REGISTRY[name] = target
+    POLICIES.register(name, target)
 
-def policy_names() -> list[str]: return sorted(_REGISTRY)
+def policy_names() -> list[str]:
+    return POLICIES.names()
 
 def get_policy(spec, **kw) -> Policy:
     "The policy for `spec` ('hf:/path', 'openai:http://h:p/v1#model', 'expert', 'scripted'); a Policy passes through."
     if not isinstance(spec, str):
-        if hasattr(spec, "respond"): return spec
+        if hasattr(spec, "respond"):
+            return spec
         raise TypeError(f"policy spec must be a string or a Policy, got {type(spec).__name__}")
     name, _, arg = spec.partition(":")
-    if name not in _REGISTRY: raise ValueError(f"unknown policy {name!r} in spec {spec!r}; known: {policy_names()}")
-    module, cls = _REGISTRY[name].split(":")
-    try: klass = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError) as e: raise PolicyError(f"policy {name!r}: cannot import {_REGISTRY[name]}: {e}") from e
+    try:
+        klass = POLICIES.load(name)
+    except ImportError as e:
+        raise PolicyError(str(e)) from e
     return klass(arg, **kw) if arg else klass(**kw)
 
 # %% ../nbs/06_policies.ipynb #eca9225f
 def to_pil(x) -> Image.Image:
     "An RGB PIL image from a PIL image, an HxWx3 uint8 array, a file path or a base64 data URL."
-    if isinstance(x, Image.Image): return x if x.mode == "RGB" else x.convert("RGB")
-    if isinstance(x, np.ndarray): return Image.fromarray(np.asarray(x, dtype=np.uint8)).convert("RGB")
+    if isinstance(x, Image.Image):
+        return x if x.mode == "RGB" else x.convert("RGB")
+    if isinstance(x, np.ndarray):
+        return Image.fromarray(np.asarray(x, dtype=np.uint8)).convert("RGB")
     if isinstance(x, str) and x.startswith("data:"):
         return Image.open(io.BytesIO(base64.b64decode(x.split(",", 1)[1]))).convert("RGB")
     if isinstance(x, (str, Path)):
-        if not Path(x).exists(): raise FileNotFoundError(f"image file not found: {x}")
+        if not Path(x).exists():
+            raise FileNotFoundError(f"image file not found: {x}")
         return Image.open(x).convert("RGB")
     raise TypeError(f"cannot read an image from {type(x).__name__}")
 
+# %% ../nbs/06_policies.ipynb #ce012fcc
 def image_to_data_url(img, fmt: str = "PNG") -> str:
     "A base64 `data:image/...` URL (PNG keeps synthetic renders exact; JPEG is smaller)."
-    buf = io.BytesIO(); to_pil(img).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    buf = io.BytesIO()
+    to_pil(img).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/06_policies.ipynb #7562139c
 def _is_image_part(part) -> bool:
     return isinstance(part, dict) and (part.get("type") in ("image", "image_url") or "image" in part or "image_url" in part)
 
+# %% ../nbs/06_policies.ipynb #b88f4bda
 def _image_of(part):
     x = part.get("image", part.get("image_url"))
     return x.get("url") if isinstance(x, dict) else x
 
+# %% ../nbs/06_policies.ipynb #668b22ca
 def conversation_images(conversation: list[dict]) -> list[Image.Image]:
     "Every image of a conversation, in the order the chat template numbers them."
     return [to_pil(_image_of(p)) for m in conversation if isinstance(m.get("content"), list)
@@ -103,8 +119,34 @@ def _probe_conversations() -> list[list[dict]]:
              {"role": "user", "content": [{"type": "text", "text": "Invalid turn (no_action): answer inside <answer></answer>."}]}]
     return [a, b]
 
+# %% ../nbs/06_policies.ipynb #01a73fdb
+def _check_finish_reasons(policy, name: str, n: int) -> None:
+    """After a call on `n` conversations, `last_finish_reasons` (if the policy has it) holds one str or None
+    per turn."""
+    finish = policy_attr(policy, "last_finish_reasons")
+    if finish is None:
+        return
+    assert isinstance(finish, list) and len(finish) == n, f"{name}: last_finish_reasons must hold {n} reasons, got {finish!r}"
+    assert all(f is None or isinstance(f, str) for f in finish), f"{name}: finish reasons must be str or None: {finish!r}"
+
+# %% ../nbs/06_policies.ipynb #287845da
+def _check_sample_ids(policy, name: str, convs, kw) -> None:
+    "`needs_sample_ids` is a bool; when set, respond takes the ids and group indices the loop passes."
+    needs = policy_attr(policy, "needs_sample_ids")
+    assert isinstance(needs, bool), f"{name}: needs_sample_ids must be a bool, got {needs!r}"
+    if not needs:
+        return
+    ids = dict(sample_ids=[f"probe-{i}" for i in range(len(convs))], group_indices=list(range(len(convs))))
+    try:
+        out = policy.respond(convs, tools=TOOLS, **kw, **ids)
+    except TypeError as e:
+        raise AssertionError(f"{name}: needs_sample_ids is set but respond rejects sample_ids= / group_indices=: {e}") from e
+    assert isinstance(out, list) and len(out) == len(convs), f"{name}: respond with sample ids returned {out!r}"
+
+# %% ../nbs/06_policies.ipynb #699b8586
 def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -> dict:
-    "Run the conformance checks on `policy`; raise AssertionError naming the failed check, else return a summary."
+    """Run the conformance checks on `policy`; raise AssertionError naming the failed check, else return a
+    summary."""
     name = getattr(policy, "name", None)
     assert isinstance(name, str) and name, f"policy {policy!r} needs a non-empty str `name`"
     convs, summary = _probe_conversations(), {"name": name}
@@ -112,12 +154,15 @@ def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -
     out = policy.respond(convs, tools=TOOLS, **kw)
     assert isinstance(out, list) and len(out) == len(convs), f"{name}: respond must return one turn per conversation, got {out!r}"
     assert all(isinstance(t, str) for t in out), f"{name}: turns must be str, got {[type(t).__name__ for t in out]}"
+    _check_finish_reasons(policy, name, len(convs))
     out2 = policy.respond(convs[:1], tools=None, **kw)
     assert isinstance(out2, list) and len(out2) == 1 and isinstance(out2[0], str), f"{name}: respond without tools failed: {out2!r}"
+    _check_finish_reasons(policy, name, 1)
     assert policy.respond([], tools=None, **kw) == [], f"{name}: an empty batch must give []"
     if deterministic:
         again = policy.respond(convs, tools=TOOLS, **kw)
         assert again == out, f"{name}: not deterministic under seed 0: {out!r} != {again!r}"
+    _check_sample_ids(policy, name, convs, kw)
     summary["turns"] = out
     return summary
 
@@ -130,19 +175,24 @@ class ScriptedPolicy:
         if isinstance(turns, (str, Path)):
             path = Path(turns)
             from astra_wb.safeio import SafeIOError, read_json, split_path
-            try: turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
-            except SafeIOError as e: raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
+            try:
+                turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
+            except SafeIOError as e:
+                raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
             name = f"scripted:{path}"
         if isinstance(turns, dict):
             bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]
-            if bad: raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
+            if bad:
+                raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
         elif not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
             raise ValueError("scripted turns must be a list of strings or a dict id -> list of strings")
         self.turns, self.name, self.batch_sizes = turns, name, []
 
     def _script(self, sample_id, group_index) -> list[str]:
-        if isinstance(self.turns, list): return self.turns
-        if sample_id is None: raise ValueError("ScriptedPolicy with per-sample turns needs sample_ids=")
+        if isinstance(self.turns, list):
+            return self.turns
+        if sample_id is None:
+            raise ValueError("ScriptedPolicy with per-sample turns needs sample_ids=")
         key = f"{sample_id}#{group_index}"
         return self.turns.get(key, self.turns.get(str(sample_id), []))
 
@@ -175,14 +225,19 @@ def tools_as_text(tools: list) -> str:
             "return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n"
             "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>")
 
+# %% ../nbs/06_policies.ipynb #5c4f0c19
 def _oa_parts(content, fmt) -> list | str:
-    if isinstance(content, str): return content
+    if isinstance(content, str):
+        return content
     parts = []
     for p in content:
-        if _is_image_part(p): parts.append({"type": "image_url", "image_url": {"url": image_to_data_url(_image_of(p), fmt)}})
-        elif "text" in p: parts.append({"type": "text", "text": p["text"]})
+        if _is_image_part(p):
+            parts.append({"type": "image_url", "image_url": {"url": image_to_data_url(_image_of(p), fmt)}})
+        elif "text" in p:
+            parts.append({"type": "text", "text": p["text"]})
     return parts
 
+# %% ../nbs/06_policies.ipynb #5843bda8
 def _text_of(content) -> str:
     return content if isinstance(content, str) else "\n".join(p["text"] for p in content if "text" in p and not _is_image_part(p))
 
@@ -193,13 +248,16 @@ def _tool_turn(content, tid: str, image_format: str, tool_images: str) -> list[d
     if has_image and tool_images == "inline":
         return [{"role": "tool", "tool_call_id": tid, "content": _oa_parts(content, image_format)}]
     msgs = [{"role": "tool", "tool_call_id": tid, "content": _text_of(content)}]
-    if has_image: msgs.append({"role": "user", "content": [p for p in _oa_parts(content, image_format) if p["type"] == "image_url"]})
+    if has_image:
+        msgs.append({"role": "user", "content": [p for p in _oa_parts(content, image_format) if p["type"] == "image_url"]})
     return msgs
 
+# %% ../nbs/06_policies.ipynb #80270210
 def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG",
                        tool_images: str = "inline") -> list[dict]:
     "Our chat messages as OpenAI chat-completions messages (see above for how tool turns map)."
-    if tool_images not in ("inline", "split"): raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
+    if tool_images not in ("inline", "split"):
+        raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
     out, pending, n_calls = [], [], 0
     for m in conversation:
         role, content = m.get("role"), m.get("content")
@@ -214,28 +272,41 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
             calls = _TOOL_CALL_RE.findall(text) if native_tools and tools else []
             parsed = []
             for body in calls:
-                try: c = json.loads(body); parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
-                except (json.JSONDecodeError, KeyError, TypeError): parsed = []; break
+                try:
+                    c = json.loads(body)
+                    parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    parsed = []
+                    break
             if parsed:
-                ids = [f"call_{n_calls + i}" for i in range(len(parsed))]; n_calls += len(parsed); pending = ids
+                ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
+                n_calls += len(parsed)
+                pending = ids
                 out.append({"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
                             "tool_calls": [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]})
-            else: out.append({"role": "assistant", "content": text})
-        elif role == "tool" and pending: out += _tool_turn(content, pending.pop(0), image_format, tool_images)
+            else:
+                out.append({"role": "assistant", "content": text})
+        elif role == "tool" and pending:
+            out += _tool_turn(content, pending.pop(0), image_format, tool_images)
         elif role == "tool":
             parts = _oa_parts(content, image_format)
             parts = [{"type": "text", "text": parts}] if isinstance(parts, str) else parts
             out.append({"role": "user", "content": [{"type": "text", "text": "<tool_response>\n"}, *parts,
                                                     {"type": "text", "text": "\n</tool_response>"}]})
-        else: out.append({"role": role or "user", "content": _oa_parts(content, image_format)})
+        else:
+            out.append({"role": role or "user", "content": _oa_parts(content, image_format)})
     return out + [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
 
 # %% ../nbs/06_policies.ipynb #92c082a2
 def _args_dict(a):
-    if isinstance(a, (dict, list)): return a
-    try: return json.loads(a) if isinstance(a, str) else {}
-    except json.JSONDecodeError: return {}   # vLLM renders unparseable arguments as {}
+    if isinstance(a, (dict, list)):
+        return a
+    try:
+        return json.loads(a) if isinstance(a, str) else {}
+    except json.JSONDecodeError:
+        return {}   # vLLM renders unparseable arguments as {}
 
+# %% ../nbs/06_policies.ipynb #9f7cfc04
 def vllm_chat_view(messages: list[dict]) -> list[dict]:
     "OpenAI messages as vLLM hands them to a chat template with the 'openai' content format."
     out = []
@@ -246,7 +317,8 @@ def vllm_chat_view(messages: list[dict]) -> list[dict]:
                                              {"type": "text", "text": p.get("text", "")} for p in parts]}
         if m["role"] == "tool":
             msg["tool_call_id"] = m.get("tool_call_id")
-            if all(p["type"] == "text" for p in msg["content"]): msg["content"] = "\n".join(p["text"] for p in msg["content"])
+            if all(p["type"] == "text" for p in msg["content"]):
+                msg["content"] = "\n".join(p["text"] for p in msg["content"])
         if m["role"] == "assistant" and m.get("tool_calls"):
             msg["tool_calls"] = [{**t, "function": {**t["function"], "arguments": _args_dict(t["function"].get("arguments"))}}
                                  for t in m["tool_calls"]]
@@ -255,10 +327,12 @@ def vllm_chat_view(messages: list[dict]) -> list[dict]:
 
 # %% ../nbs/06_policies.ipynb #c5c5a181
 def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
-    "An OpenAI assistant message as our turn text (`<think>`, content, `<tool_call>` blocks), open where it was cut."
+    """An OpenAI assistant message as our turn text (`<think>`, content, `<tool_call>` blocks), open where it
+    was cut."""
     cut = finish_reason == "length"
     content = msg.get("content") or ""
-    if isinstance(content, list): content = "".join(p.get("text", "") for p in content)
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content)
     calls = msg.get("tool_calls") or []
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     text = content
@@ -268,8 +342,10 @@ def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
     for i, c in enumerate(calls):
         f = c.get("function", {})
         args = f.get("arguments", {})
-        try: args = json.loads(args) if isinstance(args, str) else args
-        except json.JSONDecodeError: pass  # keep the raw string: the parser reports json_error
+        try:
+            args = json.loads(args) if isinstance(args, str) else args
+        except json.JSONDecodeError:
+            pass  # keep the raw string: the parser reports json_error
         body = json.dumps({"name": f.get("name"), "arguments": args}) if not isinstance(args, str) else \
             '{"name": ' + json.dumps(f.get("name")) + ', "arguments": ' + args + "}"
         text += f"\n<tool_call>\n{body}" + ("" if cut and i == len(calls) - 1 else "\n</tool_call>")
@@ -284,12 +360,16 @@ def _spec_settings(query: str, spec: str) -> dict:
     import urllib.parse
     out = {}
     for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        if k not in _SPEC_KEYS: raise ValueError(f"openai policy spec {spec!r}: unknown setting {k!r}; known: {sorted(_SPEC_KEYS)}")
+        if k not in _SPEC_KEYS:
+            raise ValueError(f"openai policy spec {spec!r}: unknown setting {k!r}; known: {sorted(_SPEC_KEYS)}")
         t = _SPEC_KEYS[k]
-        try: out[k] = v.lower() in ("1", "true", "yes") if t is bool else t(v)
-        except ValueError: raise ValueError(f"openai policy spec {spec!r}: {k}={v!r} is not a {t.__name__}") from None
+        try:
+            out[k] = v.lower() in ("1", "true", "yes") if t is bool else t(v)
+        except ValueError:
+            raise ValueError(f"openai policy spec {spec!r}: {k}={v!r} is not a {t.__name__}") from None
     return out
 
+# %% ../nbs/06_policies.ipynb #55f2d6fd
 class OpenAIPolicy:
     "A policy served by an OpenAI-compatible chat-completions endpoint."
     def __init__(self, spec: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
@@ -306,9 +386,12 @@ class OpenAIPolicy:
         use_n, forced_required = q.get("use_n", use_n), q.get("forced_required", forced_required)
         image_format, timeout, max_retries = q.get("image_format", image_format), q.get("timeout", timeout), q.get("max_retries", max_retries)
         self.base_url = url[: -len("/chat/completions")] if url.endswith("/chat/completions") else url
-        if not self.base_url.startswith(("http://", "https://")): raise ValueError(f"openai policy needs an http(s) URL, got {spec!r}")
-        if tools_mode not in ("auto", "native", "text"): raise ValueError(f"tools_mode must be auto, native or text, got {tools_mode!r}")
-        if tool_images not in ("inline", "split"): raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"openai policy needs an http(s) URL, got {spec!r}")
+        if tools_mode not in ("auto", "native", "text"):
+            raise ValueError(f"tools_mode must be auto, native or text, got {tools_mode!r}")
+        if tool_images not in ("inline", "split"):
+            raise ValueError(f"tool_images must be inline or split, got {tool_images!r}")
         self.model = model or frag or None
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.timeout, self.max_retries, self.backoff, self.max_workers = timeout, max_retries, backoff, max_workers
@@ -325,14 +408,17 @@ class OpenAIPolicy:
 _FORCED_RE = re.compile(r"You must call world_simulator exactly (\d+) times")
 
 def forced_calls_left(conversation: list[dict]) -> int:
-    "Calls a Forced-mode conversation still owes (0 outside Forced mode): k minus the tool responses with an image."
+    """Calls a Forced-mode conversation still owes (0 outside Forced mode): k minus the tool responses with an
+    image."""
     system = next((m for m in conversation if m.get("role") == "system"), None)
     k = _FORCED_RE.search(_text_of(system["content"])) if system else None
-    if not k: return 0
+    if not k:
+        return 0
     done = sum(1 for m in conversation if m.get("role") == "tool" and isinstance(m.get("content"), list)
                and any(_is_image_part(p) for p in m["content"]))
     return max(0, int(k.group(1)) - done)
 
+# %% ../nbs/06_policies.ipynb #40011721
 def processor_pixel_limits(processor) -> dict:
     "The transformers image processor's resize limits as vLLM `mm_processor_kwargs`."
     ip = getattr(processor, "image_processor", processor)
@@ -342,76 +428,101 @@ def processor_pixel_limits(processor) -> dict:
 
 # %% ../nbs/06_policies.ipynb #ab87e5d6
 class _HTTPError(Exception):
-    def __init__(self, status, body): super().__init__(f"HTTP {status}: {body[:500]}"); self.status, self.body = status, body
+    def __init__(self, status, body):
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status, self.body = status, body
 
+# %% ../nbs/06_policies.ipynb #89538a84
 _RETRY_STATUS = (429, 502, 503, 504)   # busy or restarting; a 500 is an error the same request would hit again
 
+@patch
 def _request(self: OpenAIPolicy, method: str, path: str, payload: dict | None = None) -> dict:
-    "One HTTP call with retries on connection errors, timeouts, 429 and 502-504 (after `Retry-After` when given)."
+    """One HTTP call with retries on connection errors, timeouts, 429 and 502-504 (after `Retry-After` when
+    given)."""
     url, data = self.base_url + path, None if payload is None else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"}
     for attempt in range(self.max_retries + 1):
         wait = self.backoff * 2 ** attempt * (1 + 0.25 * random.random())
         try:
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
-            with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read().decode())
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read().decode())
         except urllib.error.HTTPError as e:
             err = _HTTPError(e.code, e.read().decode(errors="replace"))
-            if e.code not in _RETRY_STATUS: raise err
-            try: wait = max(wait, float(e.headers.get("Retry-After")))
-            except (TypeError, ValueError): pass
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e: err = e
-        if attempt < self.max_retries: time.sleep(wait)
+            if e.code not in _RETRY_STATUS:
+                raise err
+            try:
+                wait = max(wait, float(e.headers.get("Retry-After")))
+            except (TypeError, ValueError):
+                pass
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            err = e
+        if attempt < self.max_retries:
+            time.sleep(wait)
     raise PolicyError(f"{self.name}: {method} {url} failed after {self.max_retries + 1} tries: {err}")
 
-OpenAIPolicy._request = _request
-
 # %% ../nbs/06_policies.ipynb #1dc053bb
+@patch
 def _model_id(self: OpenAIPolicy) -> str:
     "The model named in the spec, else the first one the server lists."
     with self._lock:
         if self.model is None:
             data = self._request("GET", "/models").get("data") or []
-            if not data: raise PolicyError(f"{self.name}: the server lists no models; name one as '#model'")
-            self.model = data[0]["id"]; self.name = f"openai:{self.base_url}#{self.model}"
+            if not data:
+                raise PolicyError(f"{self.name}: the server lists no models; name one as '#model'")
+            self.model = data[0]["id"]
+            self.name = f"openai:{self.base_url}#{self.model}"
     return self.model
 
+# %% ../nbs/06_policies.ipynb #40c2eb9f
 def _finish(choice: dict, usage: dict | None, max_tokens, n: int) -> str | None:
     "The finish reason, 'length' also when a tool-call reply used every token (vLLM then says 'tool_calls')."
     used = (usage or {}).get("completion_tokens")
-    if n == 1 and max_tokens and used is not None and used >= max_tokens: return "length"
+    if n == 1 and max_tokens and used is not None and used >= max_tokens:
+        return "length"
     return choice.get("finish_reason")
 
 # %% ../nbs/06_policies.ipynb #9146d91c
+@patch
 def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bool, n: int) -> dict:
     payload = {"model": self._model_id(), **self.extra_body}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"), ("seed", "seed")):
-        if sampling.get(ours) is not None: payload[theirs] = sampling[ours]
+        if sampling.get(ours) is not None:
+            payload[theirs] = sampling[ours]
     payload["messages"] = to_openai_messages(conversation, tools, native, self.image_format, self.tool_images)
-    if n > 1: payload["n"] = n
+    if n > 1:
+        payload["n"] = n
     if native:
         required = self.forced_required and forced_calls_left(conversation) > 0
         payload.update(tools=tools, tool_choice="required" if required else "auto")
     return payload
 
+# %% ../nbs/06_policies.ipynb #9d8b9d44
+@patch
 def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict, n: int = 1) -> list[tuple[str, str | None]]:
     "n turns for one conversation: [(text, finish_reason)]."
     for _ in range(3):
         native = bool(tools) and self.native_tools
         payload = self._payload(conversation, tools, sampling, native, n)
-        try: reply = self._request("POST", "/chat/completions", payload); choices = reply["choices"]
+        try:
+            reply = self._request("POST", "/chat/completions", payload)
+            choices = reply["choices"]
         except _HTTPError as e:
             low = e.body.lower()
             if native and payload.get("tool_choice") == "required" and e.status == 400 and "tool_choice" in low:
-                self.forced_required = False; continue   # this server has no required tool choice
+                self.forced_required = False
+                continue   # this server has no required tool choice
             if native and self.tools_mode == "auto" and e.status == 400 and "tool" in low:
-                self.native_tools = False; continue   # this server has no tool calling: describe tools in text
+                self.native_tools = False
+                continue   # this server has no tool calling: describe tools in text
             raise PolicyError(f"{self.name}: POST {self.base_url}/chat/completions: {e}") from e
-        except (KeyError, IndexError, TypeError) as e: raise PolicyError(f"{self.name}: malformed reply ({e})") from e
+        except (KeyError, IndexError, TypeError) as e:
+            raise PolicyError(f"{self.name}: malformed reply ({e})") from e
         if n > 1 and len(choices) != n:   # a server without `n`: one request per conversation from now on
             self.use_n = False
             return [self._complete(conversation, tools, sampling, 1)[0] for _ in range(n)]
-        if len(choices) != n: raise PolicyError(f"{self.name}: asked for {n} choice, got {len(choices)}")
+        if len(choices) != n:
+            raise PolicyError(f"{self.name}: asked for {n} choice, got {len(choices)}")
         out = []
         for ch in sorted(choices, key=lambda c: c.get("index", 0)):
             fin = _finish(ch, reply.get("usage"), payload.get("max_tokens"), n)
@@ -420,9 +531,11 @@ def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dic
     raise PolicyError(f"{self.name}: the server rejected the request with and without native tools")
 
 # %% ../nbs/06_policies.ipynb #de543fee
-def _respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[str]:
+@patch
+def respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[str]:
     "One turn per conversation; identical conversations share one request with `n` choices."
-    if not conversations: return []
+    if not conversations:
+        return []
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(conversations):
         key = json.dumps(to_openai_messages(c, tools, False, self.image_format), sort_keys=True) if self.use_n else str(i)
@@ -432,14 +545,7 @@ def _respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[
         results = list(ex.map(lambda g: self._complete(conversations[g[0]], tools, sampling, len(g)), jobs))
     out = [None] * len(conversations)
     for g, res in zip(jobs, results):
-        for i, r in zip(g, res): out[i] = r
+        for i, r in zip(g, res):
+            out[i] = r
     self.last_finish_reasons = [r for _, r in out]
     return [t for t, _ in out]
-
-OpenAIPolicy._model_id, OpenAIPolicy._payload, OpenAIPolicy._complete, OpenAIPolicy.respond = _model_id, _payload, _complete, _respond
-
-# %% ../nbs/06_policies.ipynb #290b545c
-def build_tiny_qwen3vl(folder, **kw) -> str:
-    "Build (or reuse) a tiny random Qwen3-VL with a locally trained tokenizer in `folder`; see `astra_wb.hf`."
-    from astra_wb.hf import build_tiny_vlm
-    return build_tiny_vlm(folder, family="qwen3_vl", **kw)

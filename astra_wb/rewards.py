@@ -9,8 +9,8 @@ import math
 from .protocol import Trajectory, Invalid
 
 # %% auto #0
-__all__ = ['POLICY_SIMULATOR_ERRORS', 'RewardConfig', 'r_em', 'simulator_crashed', 'r_fmt', 'usage_bonus', 'gain_term',
-           'phase1_reward', 'phase2_reward', 'reward_terms', 'group_rewards']
+__all__ = ['POLICY_SIMULATOR_ERRORS', 'RewardConfig', 'r_em', 'simulator_crashed', 'r_fmt', 'capped_calls', 'gain_term',
+           'reward_weights', 'reward_terms', 'crash_filled', 'group_rewards']
 
 # %% ../nbs/10_rewards.ipynb #607e3752
 @dataclass
@@ -29,33 +29,42 @@ class RewardConfig:
 
 # %% ../nbs/10_rewards.ipynb #5241abc8
 def r_em(traj: Trajectory) -> float:
-    "Exact match of the final answer (1.0 / 0.0); a sample without a gold answer scores 0."
+    "Exact match by answer-tag correctness (`Trajectory.correct`): 1.0 / 0.0; no gold answer scores 0."
     return 1.0 if traj.correct else 0.0
 
 # simulator errors the policy caused by its query; any other simulator error (a backend down, a timeout,
 # an exception inside a backend) is infrastructure, not the policy's fault
 POLICY_SIMULATOR_ERRORS = ("out_of_range", "out_of_bounds", "missing_context")
 
+# %% ../nbs/10_rewards.ipynb #d474228e
 def _crash_turn(turn) -> bool:
     a = turn.action
-    if not isinstance(a, Invalid) or a.reason != "simulator_error": return False
-    return a.detail.split(":", 1)[0].strip() not in POLICY_SIMULATOR_ERRORS   # the loop writes "<reason or exception>: message"
+    if not isinstance(a, Invalid) or a.reason != "simulator_error":
+        return False
+    # the loop writes "<reason or exception>: message"
+    return a.detail.split(":", 1)[0].strip() not in POLICY_SIMULATOR_ERRORS
 
+# %% ../nbs/10_rewards.ipynb #8aa3940c
 def simulator_crashed(traj: Trajectory) -> bool:
-    "True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a bad query."
+    """True when a simulator call of `traj` failed for infrastructure reasons (backend, timeout, crash), not a
+    bad query."""
     return any(_crash_turn(t) for t in traj.turns)
 
+# %% ../nbs/10_rewards.ipynb #d69c7f94
 def r_fmt(traj: Trajectory) -> float:
-    "Format validity: no invalid turn of the policy's making and a final answer (a simulator crash is not a format error)."
-    if traj.final_answer is None: return 0.0
+    """Format validity: no invalid turn of the policy's making and a final answer (a simulator crash is not a
+    format error)."""
+    if traj.final_answer is None:
+        return 0.0
     own = [t for t in traj.turns if isinstance(t.action, Invalid) and not _crash_turn(t)]
     crash_only = simulator_crashed(traj) and traj.meta.get("stop_reason", "answer") == "answer"
     return 1.0 if not own and (traj.valid or crash_only) else 0.0
 
-def usage_bonus(traj: Trajectory, config: RewardConfig | None = None) -> float:
-    "l_use * min(n_tool, c): a small bonus for trying the simulator, capped so more calls earn nothing."
+# %% ../nbs/10_rewards.ipynb #23816ae0
+def capped_calls(traj: Trajectory, config: RewardConfig | None = None) -> float:
+    "min(n_tool, c): the calls the usage bonus pays for, capped so more calls earn nothing."
     config = config or RewardConfig()
-    return config.l_use * min(traj.n_tool_calls, config.c)
+    return float(min(traj.n_tool_calls, config.c))
 
 # %% ../nbs/10_rewards.ipynb #bf286ac3
 def gain_term(e: float, e_direct: float, config: RewardConfig | None = None) -> float:
@@ -64,37 +73,50 @@ def gain_term(e: float, e_direct: float, config: RewardConfig | None = None) -> 
     delta = float(e) - float(e_direct)
     return config.alpha * max(0.0, delta) - config.beta * max(0.0, -delta)
 
-def phase1_reward(traj: Trajectory, config: RewardConfig | None = None) -> float:
-    "r_em + l_fmt * r_fmt + l_use * min(n_tool, c)."
+# %% ../nbs/10_rewards.ipynb #fc1f780a
+def reward_weights(config: RewardConfig | None = None) -> dict:
+    "The weight of each term in the total: r_em + l_fmt * r_fmt + l_use * tool_use + gain."
     config = config or RewardConfig()
-    return r_em(traj) + config.l_fmt * r_fmt(traj) + usage_bonus(traj, config)
+    return {"em": 1.0, "fmt": config.l_fmt, "tool_use": config.l_use, "gain": 1.0}
 
-def phase2_reward(traj: Trajectory, baseline: Trajectory | float | bool, config: RewardConfig | None = None) -> float:
-    "Phase 1 reward plus the gain against the group's direct baseline (a trajectory or its exact match)."
-    config = config or RewardConfig()
-    e_direct = r_em(baseline) if isinstance(baseline, Trajectory) else float(baseline)
-    return phase1_reward(traj, config) + gain_term(r_em(traj), e_direct, config)
+# %% ../nbs/10_rewards.ipynb #26b17377
+def _e_direct(baseline) -> float | None:
+    "The direct baseline's exact match, from its trajectory or given as a number."
+    if baseline is None:
+        return None
+    return r_em(baseline) if isinstance(baseline, Trajectory) else float(baseline)
 
-# %% ../nbs/10_rewards.ipynb #89e5ea87
+# %% ../nbs/10_rewards.ipynb #a5bbc2d3
 def reward_terms(traj: Trajectory, phase: int = 1, baseline: Trajectory | float | bool | None = None,
                  config: RewardConfig | None = None) -> dict:
-    "Every term of the reward of one rollout: em, fmt, n_use (capped calls), gain, total."
+    """Every term of the reward of one rollout (em, fmt, tool_use, gain), their weighted total, e_direct and
+    crashed."""
     config = config or RewardConfig()
-    if phase not in (1, 2): raise ValueError(f"phase must be 1 or 2, got {phase!r}")
-    if phase == 2 and baseline is None: raise ValueError("phase 2 needs the group's direct baseline")
-    em, fmt = r_em(traj), r_fmt(traj)
-    n_use = float(min(traj.n_tool_calls, config.c))
-    e_direct = None if baseline is None else (r_em(baseline) if isinstance(baseline, Trajectory) else float(baseline))
-    gain = gain_term(em, e_direct, config) if phase == 2 else 0.0
-    total = em + config.l_fmt * fmt + config.l_use * n_use + gain
-    return dict(em=em, fmt=fmt, n_use=n_use, gain=gain, total=total, e_direct=e_direct, crashed=simulator_crashed(traj))
+    if phase not in (1, 2):
+        raise ValueError(f"phase must be 1 or 2, got {phase!r}")
+    if phase == 2 and baseline is None:
+        raise ValueError("phase 2 needs the group's direct baseline")
+    e_direct = _e_direct(baseline)
+    em = r_em(traj)
+    terms = dict(em=em, fmt=r_fmt(traj), tool_use=capped_calls(traj, config),
+                 gain=gain_term(em, e_direct, config) if phase == 2 else 0.0)
+    total = sum(w * terms[k] for k, w in reward_weights(config).items())
+    return terms | dict(total=total, e_direct=e_direct, crashed=simulator_crashed(traj))
 
+# %% ../nbs/10_rewards.ipynb #64505102
+def crash_filled(values: list[float], trajectory: list[Trajectory], groups: list | None = None) -> list[float]:
+    "`values` with each crashed rollout replaced by the mean of its group's uncrashed ones (0 if none)."
+    groups = [t.sample.id for t in trajectory] if groups is None else groups   # a GRPO group: one sample id
+    kept = {}
+    for v, t, g in zip(values, trajectory, groups):
+        if not simulator_crashed(t):
+            kept.setdefault(g, []).append(v)
+    fill = {g: sum(v) / len(v) for g, v in kept.items()}
+    return [fill.get(g, 0.0) if simulator_crashed(t) else v for v, t, g in zip(values, trajectory, groups)]
+
+# %% ../nbs/10_rewards.ipynb #81824201
 def group_rewards(trajs: list[Trajectory], phase: int = 1, baseline: Trajectory | float | bool | None = None,
                   config: RewardConfig | None = None) -> list[float]:
-    "Total rewards of one GRPO group (Phase 2: against the group's one direct baseline); crashed rollouts get the others' mean."
-    terms = [reward_terms(t, phase, baseline, config) for t in trajs]
-    kept = [x["total"] for x in terms if not x["crashed"]]
-    # a rollout a simulator crash cut short gets the mean of the rest: its group-relative advantage is 0, so it neither
-    # rewards nor punishes the policy, and the others' advantages are unchanged in sign (all crashed: no signal, all 0)
-    fill = sum(kept) / len(kept) if kept else 0.0
-    return [fill if x["crashed"] else x["total"] for x in terms]
+    "Total rewards of one GRPO group (Phase 2: against its one direct baseline), crashed rollouts filled."
+    totals = [reward_terms(t, phase, baseline, config)["total"] for t in trajs]
+    return crash_filled(totals, trajs, groups=[0] * len(trajs))

@@ -4,17 +4,19 @@
 
 # %% ../nbs/11_rl.ipynb #e572a9f5
 from __future__ import annotations
-import argparse, hashlib, json, math, os, re, sys, time
+import argparse, json, math, os, sys, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
+from fastcore.basics import patch
+from .hf import TokenPolicy, seed_of
 from .protocol import Sample, Trajectory, INVALID_REASONS, build_messages
-from .rewards import RewardConfig, r_em, r_fmt, gain_term, simulator_crashed
+from .rewards import RewardConfig, crash_filled, r_em, reward_terms, reward_weights
+from .rl_data import load_train_samples
 
 # %% auto #0
-__all__ = ['TrainConfig', 'split_conversation', 'TokenPolicy', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine',
-           'crash_filled', 'reward_functions', 'world_simulator', 'RolloutState', 'reward_terms_total', 'trainer_class',
-           'load_train_samples', 'prompts_dataset', 'load_policy_model', 'make_trainer', 'train', 'step_logs',
-           'training_curves', 'train_parser', 'cli_train', 'cli_filter_rl_data']
+__all__ = ['TrainConfig', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine', 'reward_functions', 'world_simulator',
+           'RolloutState', 'trainer_class', 'prompts_dataset', 'load_policy_model', 'make_trainer', 'train',
+           'step_logs', 'training_curves', 'train_parser', 'cli_train']
 
 # %% ../nbs/11_rl.ipynb #daf35480
 @dataclass
@@ -65,250 +67,104 @@ class TrainConfig:
         "The curriculum phase of optimiser step `step` (0-based count of completed steps)."
         return 1 if step < self.phase1_steps else 2
 
-# %% ../nbs/11_rl.ipynb #a0f32f2f
-_SENTINEL = "\x00ASTRA-ASSISTANT-{}\x00"
-_SENTINEL_RE = re.compile("\x00ASTRA-ASSISTANT-(\\d+)\x00")
-
-def _text_of(content) -> str:
-    if isinstance(content, str): return content
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
-
-def _images_of(messages) -> list:
-    "Images of a conversation in template order."
-    return [p["image"] for m in messages if isinstance(m.get("content"), list)
-            for p in m["content"] if isinstance(p, dict) and (p.get("type") == "image" or "image" in p)]
-
-def split_conversation(processor, messages: list[dict], tools=None, add_generation_prompt: bool = True) -> list:
-    "Template pieces and assistant texts in order: [('env', text), ('model', text), ...]."
-    texts, msgs = [], []
-    for m in messages:
-        if m["role"] == "assistant":
-            msgs.append({"role": "assistant", "content": _SENTINEL.format(len(texts))}); texts.append(_text_of(m["content"]))
-        else: msgs.append(m)
-    rendered = processor.apply_chat_template(msgs, tools=tools or None, add_generation_prompt=add_generation_prompt, tokenize=False)
-    parts = _SENTINEL_RE.split(rendered)
-    return [("env", p) if i % 2 == 0 else ("model", texts[int(p)]) for i, p in enumerate(parts)]
-
-# %% ../nbs/11_rl.ipynb #4a98a306
-class TokenPolicy:
-    "A Policy over a live transformers VLM that remembers the exact tokens it sampled for every turn."
-    name = "trainer"
-
-    def __init__(self, model, processor, generation_config=None, forced=None):
-        self.model, self.processor, self.tokenizer = model, processor, processor.tokenizer
-        self.eos_id, self.pad_id = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        gen_eos = getattr(model.generation_config, "eos_token_id", None)
-        self.stop_ids = {self.eos_id} | set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
-        self.eos_str = self.tokenizer.eos_token
-        self.image_token = getattr(processor, "image_token", "<|image_pad|>")
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-        vocab = self.tokenizer.get_vocab()
-        self.vision_ids = sorted({vocab[t] for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
-                                  if t in vocab} | {self.image_token_id})
-        self.generation_config, self.forced = generation_config, forced
-        self.reset()
-
-    def reset(self, seed: int = 0):
-        "Forget cached tokens (call once per training step); `seed` makes sampling reproducible."
-        self._sampled, self._pieces, self._pixels, self._tools = {}, {}, {}, {}
-        self.seed, self.calls, self.n_generated, self.last_finish_reasons = seed, 0, 0, []
-
-# %% ../nbs/11_rl.ipynb #c7cc69b4
-def _encode_piece(self: TokenPolicy, text: str, images: list) -> list[int]:
-    key = (text, tuple(id(im) for im in images))
-    if key not in self._pieces:
-        if images:
-            out = self.processor(text=[text], images=images, return_tensors="pt")
-            ids = out["input_ids"][0].tolist()
-        else: ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        self._pieces[key] = (ids, list(images))   # keep the images alive: the key holds their id()
-    return self._pieces[key][0]
-
-def _encode(self: TokenPolicy, messages, tools=None, add_generation_prompt=True):
-    "(ids, mask, images, spans): mask 1 on model tokens; spans = (start, end) of each assistant turn."
-    images, k = _images_of(messages), 0
-    ids, mask, spans = [], [], []
-    for kind, text in split_conversation(self.processor, messages, tools, add_generation_prompt):
-        if kind == "env":
-            if ids and ids[-1] == self.eos_id and text.startswith(self.eos_str): text = text[len(self.eos_str):]
-            n = text.count(self.image_token)
-            seg = _encode_piece(self, text, images[k:k + n]) if text else []; k += n
-            ids += seg; mask += [0] * len(seg)
-        else:
-            seg = self._sampled.get((_ctx_key(ids), text))
-            if seg is None: seg = self.tokenizer(text, add_special_tokens=False)["input_ids"]  # not sampled by us
-            spans.append((len(ids), len(ids) + len(seg))); ids += seg; mask += [1] * len(seg)
-    return ids, mask, images, spans
-
-def _ctx_key(ids) -> str: return hashlib.blake2b(repr(ids).encode(), digest_size=16).hexdigest()
-
-TokenPolicy.encode_piece, TokenPolicy.encode = _encode_piece, _encode
-
-# %% ../nbs/11_rl.ipynb #da946e03
-def _pixels(self: TokenPolicy, images):
-    import torch
-    todo = [im for im in images if id(im) not in self._pixels]
-    if todo:
-        out = self.processor.image_processor(images=todo, return_tensors="pt")
-        merge = out["image_grid_thw"].prod(-1).tolist(); start = 0
-        for im, n, g in zip(todo, merge, out["image_grid_thw"]):
-            self._pixels[id(im)] = (im, out["pixel_values"][start:start + n], g); start += n
-    if not images: return None, None
-    return (torch.cat([self._pixels[id(im)][1] for im in images]), torch.stack([self._pixels[id(im)][2] for im in images]))
-
-def _sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256):
-    "Sample one continuation per (ids, images) context; returns lists of new ids (cut after EOS)."
-    if getattr(self, "engine", None) is not None: return _engine_sample(self, contexts, temperature, top_p, max_new_tokens)
-    import copy, torch
-    dev = next(self.model.parameters()).device
-    L = max(len(ids) for ids, _ in contexts)
-    input_ids = torch.full((len(contexts), L), self.pad_id, dtype=torch.long)
-    attn = torch.zeros_like(input_ids)
-    for i, (ids, _) in enumerate(contexts):
-        input_ids[i, L - len(ids):] = torch.tensor(ids); attn[i, L - len(ids):] = 1
-    kw = dict(input_ids=input_ids.to(dev), attention_mask=attn.to(dev))
-    pv, grid = _pixels(self, [im for _, ims in contexts for im in ims])
-    if pv is not None:
-        kw.update(pixel_values=pv.to(dev), image_grid_thw=grid.to(dev), mm_token_type_ids=(input_ids == self.image_token_id).long().to(dev))
-    gc = copy.deepcopy(self.generation_config or self.model.generation_config)
-    gc.max_new_tokens, gc.do_sample, gc.use_cache = max_new_tokens, temperature > 0, True  # TRL turns the cache off for training
-    if temperature > 0: gc.temperature, gc.top_p = temperature, top_p
-    gc.eos_token_id, gc.pad_token_id = sorted(self.stop_ids), self.pad_id
-    gc.suppress_tokens = self.vision_ids   # a sampled image placeholder would have no image behind it
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
-        torch.manual_seed(int(_ctx_key((self.seed, self.calls))[:8], 16)); self.calls += 1
-        out = self.model.generate(**kw, generation_config=gc)[:, L:].tolist()
-    res = []
-    for row in out:
-        cut = next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))
-        res.append(row[:cut])
-    self.n_generated += sum(map(len, res))
-    return res
-
-# %% ../nbs/11_rl.ipynb #924d6b17
-def _respond(self: TokenPolicy, conversations, tools=None, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=None, **kw):
-    "Policy.respond: one assistant turn per conversation, remembering its exact tokens."
-    enc = [self.encode(c, tools) for c in conversations]
-    for c in conversations:
-        if c and c[0]["role"] == "system": self._tools[_text_of(c[0]["content"])] = tools
-    forced = [self.forced(c, i) if self.forced else None for i, c in enumerate(conversations)]
-    todo = [i for i, f in enumerate(forced) if f is None]
-    sampled = dict(zip(todo, _sample(self, [(enc[i][0], enc[i][2]) for i in todo], temperature, top_p, max_new_tokens))) if todo else {}
-    texts, finish = [], []
-    for i, (ids, *_ ) in enumerate(enc):
-        if forced[i] is not None:
-            text, new = forced[i], self.tokenizer(forced[i], add_special_tokens=False)["input_ids"] + [self.eos_id]
-        else:
-            new = sampled[i]
-            text = self.tokenizer.decode(new[:-1] if new and new[-1] in self.stop_ids else new, skip_special_tokens=False)
-        self._sampled[(_ctx_key(ids), text)] = new
-        texts.append(text); finish.append("stop" if new and new[-1] in self.stop_ids else "length")
-    self.last_finish_reasons = finish   # the agent marks a turn cut by max_new_tokens as truncated
-    return texts
-
-TokenPolicy.respond = _respond
-
 # %% ../nbs/11_rl.ipynb #db760b5d
+def _images_seen(policy: TokenPolicy, images: list, n_tokens: int) -> list:
+    "The leading images whose placeholder tokens all lie within the first `n_tokens` image tokens."
+    seen, total = [], 0
+    for im in images:
+        n = policy.image_tokens(im)
+        if total + n > n_tokens:
+            break
+        seen.append(im)
+        total += n
+    return seen
+
 def trajectory_tokens(policy: TokenPolicy, traj: Trajectory, max_tool_rounds: int = 3) -> dict:
     "prompt_ids, completion_ids, env_mask and the images the model saw, for one trajectory."
     msgs = build_messages(traj, max_tool_rounds)
-    tools = policy._tools.get(_text_of(msgs[0]["content"]))
-    ids, mask, images, spans = policy.encode(msgs, tools, add_generation_prompt=False)
-    if not spans: raise ValueError(f"trajectory of sample {traj.sample.id!r} has no assistant turn")
+    ids, mask, images, spans = policy.encode(msgs, policy.tools_of(msgs), add_generation_prompt=False)
+    if not spans:
+        raise ValueError(f"trajectory of sample {traj.sample.id!r} has no assistant turn")
     start, end = spans[0][0], spans[-1][1]
-    n_images = ids[:end].count(policy.image_token_id)
-    seen, total = [], 0          # images whose patch tokens lie before the cut
-    for im in images:
-        n = int(policy._pixels_of(im)[2].prod()) // policy.merge ** 2
-        if total + n > n_images: break
-        seen.append(im); total += n
+    seen = _images_seen(policy, images, ids[:end].count(policy.image_token_id))
     return dict(prompt_ids=ids[:start], completion_ids=ids[start:end], env_mask=mask[start:end], images=seen)
-
-def _pixels_of(self: TokenPolicy, im):
-    _pixels(self, [im]); return self._pixels[id(im)]
-
-TokenPolicy._pixels_of = _pixels_of
-TokenPolicy.merge = property(lambda self: getattr(self.processor.image_processor, "merge_size", 2))
 
 # %% ../nbs/11_rl.ipynb #be5b5bcd
 class VllmEngine:
-    "Token-in, token-out sampling through TRL's vLLM engine: the colocated `LLM` or the `trl vllm-serve` client."
+    """Token-in, token-out sampling through TRL's vLLM engine: the colocated `LLM` or the `trl vllm-serve`
+    client."""
     def __init__(self, processor, llm=None, client=None, sampling_params=None):
-        if (llm is None) == (client is None): raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
+        if (llm is None) == (client is None):
+            raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
     def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
-        "One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision placeholders)."
+        """One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision
+        placeholders)."""
         kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
-        if bad_words: kw["bad_words"] = list(bad_words)
+        if bad_words:
+            kw["bad_words"] = list(bad_words)
         return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
 
-    def _colocate(self, contexts, kw, seeds):
-        params = self._params
-        if params is None: from vllm import SamplingParams as params
-        prompts = [{"prompt_token_ids": list(ids)} | ({"multi_modal_data": {"image": ims if len(ims) > 1 else ims[0]}} if ims else {})
-                   for ids, ims in contexts]
-        outs = self.llm.generate(prompts, sampling_params=[params(**kw, seed=s) for s in seeds], use_tqdm=False)
-        return [list(o.outputs[0].token_ids) for o in outs]
-
 # %% ../nbs/11_rl.ipynb #574dc7ee
+@patch
+def _colocate(self: VllmEngine, contexts, kw, seeds):
+    "The colocated `LLM`: ids and images in, one seed per context."
+    params = self._params
+    if params is None:
+        from vllm import SamplingParams as params
+    mm = lambda ims: {"multi_modal_data": {"image": ims if len(ims) > 1 else ims[0]}} if ims else {}   # one image alone
+    prompts = [{"prompt_token_ids": list(ids)} | mm(ims) for ids, ims in contexts]
+    outs = self.llm.generate(prompts, sampling_params=[params(**kw, seed=s) for s in seeds], use_tqdm=False)
+    return [list(o.outputs[0].token_ids) for o in outs]
+
+# %% ../nbs/11_rl.ipynb #45b8cee4
+@patch
 def _server(self: VllmEngine, contexts, kw, seeds):
+    """`trl vllm-serve`: image features placed on the ids' image-token runs (TRL's `_place_features`), one
+    request each."""
     from types import SimpleNamespace
     from trl.generation.vllm_generation import VLLMGeneration
     feats = self.client.image_features([list(ims) or None for _, ims in contexts])
     holder = SimpleNamespace(processing_class=self.processor)     # what TRL's feature placement reads
+    gen_kw = {k: kw[k] for k in ("stop_token_ids", "bad_words") if k in kw}
     out = []
     for (ids, _), f, s in zip(contexts, feats, seeds):
-        placed = None if f is None else VLLMGeneration._place_features(holder, f, list(ids))
-        res = self.client.generate(prompts=[list(ids)], features=None if placed is None else [placed], n=1, logprobs=None,
+        placed = None if f is None else [VLLMGeneration._place_features(holder, f, list(ids))]
+        res = self.client.generate(prompts=[list(ids)], features=placed, n=1, logprobs=None,
                                    temperature=kw["temperature"], top_p=kw["top_p"], max_tokens=kw["max_tokens"],
-                                   generation_kwargs={"seed": s, **{k: kw[k] for k in ("stop_token_ids", "bad_words") if k in kw}})
+                                   generation_kwargs={"seed": s, **gen_kw})
         out.append(list(res["completion_ids"][0]))
     return out
-
-def _engine_sample(self: TokenPolicy, contexts, temperature=1.0, top_p=1.0, max_new_tokens=256):
-    "TokenPolicy sampling through a VllmEngine: the same cut after a stop token and the same seeding as `generate`."
-    seeds = [int(_ctx_key((self.seed, self.calls, i))[:8], 16) for i in range(len(contexts))]; self.calls += 1
-    bad = self.tokenizer.convert_ids_to_tokens(self.vision_ids)   # as `generate` suppresses them: no image behind them
-    rows = self.engine.sample(contexts, temperature, top_p, max_new_tokens, seeds, sorted(self.stop_ids), bad)
-    res = [row[:next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))] for row in rows]
-    self.n_generated += sum(map(len, res))
-    return res
-
-VllmEngine._server = _server
 
 # %% ../nbs/11_rl.ipynb #68cb1265
 def use_trl_engine(trainer) -> VllmEngine | None:
     "The trainer's vLLM engine when `use_vllm` is on (its weights synced once per step), else None."
     args, vg = getattr(trainer, "args", None), getattr(trainer, "vllm_generation", None)
-    if not getattr(args, "use_vllm", False) or vg is None: return None
+    if not getattr(args, "use_vllm", False) or vg is None:
+        return None
     step = trainer.state.global_step
     if getattr(trainer, "_last_loaded_step", None) != step:   # TRL's own generate path does this; ours replaces it
-        vg.sync_weights(); trainer._last_loaded_step = step
-    if args.vllm_mode == "colocate": return VllmEngine(trainer.processing_class, llm=vg.llm)
+        vg.sync_weights()
+        trainer._last_loaded_step = step
+    if args.vllm_mode == "colocate":
+        return VllmEngine(trainer.processing_class, llm=vg.llm)
     return VllmEngine(trainer.processing_class, client=vg.vllm_client)
 
 # %% ../nbs/11_rl.ipynb #4f3c4b35
-def crash_filled(values: list[float], trajectory: list[Trajectory]) -> list[float]:
-    """`values` where each crashed rollout (`rewards.simulator_crashed`) gets the mean over the rollouts of its
-    group (same sample id) that did not crash, 0 if all crashed: `rewards.group_rewards`' rule, term by term."""
-    kept = {}
-    for v, t in zip(values, trajectory):
-        if not simulator_crashed(t): kept.setdefault(t.sample.id, []).append(v)
-    fill = {k: sum(v) / len(v) for k, v in kept.items()}
-    return [fill.get(t.sample.id, 0.0) if simulator_crashed(t) else v for v, t in zip(values, trajectory)]
+def _term_function(key: str, config: RewardConfig):
+    "A TRL reward function named `key`: that term of `rewards.reward_terms` for each rollout, crashes filled."
+    def term(prompts, completions, trajectory, phase, e_direct, **kw):
+        values = [reward_terms(t, p, e, config)[key] for t, p, e in zip(trajectory, phase, e_direct)]
+        return crash_filled(values, trajectory)
+    term.__name__ = term.__qualname__ = key   # TRL logs rewards/<name>/mean
+    return term
 
+# %% ../nbs/11_rl.ipynb #ae32382f
 def reward_functions(config: RewardConfig | None = None) -> tuple[list, list[float]]:
     "TRL reward functions (em, fmt, tool_use, gain) and their weights; they read the rollout's trajectories."
-    config = config or RewardConfig()
-    def em(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_em, trajectory)), trajectory)
-    def fmt(prompts, completions, trajectory, **kw): return crash_filled(list(map(r_fmt, trajectory)), trajectory)
-    def tool_use(prompts, completions, trajectory, **kw):
-        return crash_filled([float(min(t.n_tool_calls, config.c)) for t in trajectory], trajectory)
-    def gain(prompts, completions, trajectory, phase, e_direct, **kw):
-        g = [gain_term(r_em(t), e, config) if p == 2 else 0.0 for t, p, e in zip(trajectory, phase, e_direct)]
-        return crash_filled(g, trajectory)
-    return [em, fmt, tool_use, gain], [1.0, config.l_fmt, config.l_use, 1.0]
+    weights = reward_weights(config or RewardConfig())
+    return [_term_function(k, config or RewardConfig()) for k in weights], list(weights.values())
 
 # %% ../nbs/11_rl.ipynb #b716f1c9
 def world_simulator(reference_image: int, motion_type: str, value: float) -> list:
@@ -316,48 +172,67 @@ def world_simulator(reference_image: int, motion_type: str, value: float) -> lis
 
     Args:
         reference_image: 1-based number of the image whose viewpoint the motion starts from.
-        motion_type: move_forward, move_backward, move_left, move_right, move_up, move_down, turn_left, turn_right, pitch_up or pitch_down.
+        motion_type: move_forward, move_backward, move_left, move_right, move_up, move_down, turn_left, turn_right,
+            pitch_up or pitch_down.
         value: meters for moves, degrees for turns and pitch.
     """
     raise RuntimeError("world_simulator is executed by the astra agent loop, not by TRL's tool loop")
 
+# %% ../nbs/11_rl.ipynb #f8ccbd54
 @dataclass
 class RolloutState:
-    "What the trainer's rollouts need besides the model: the run config, samples by id, the simulator and the policy."
+    """What the trainer's rollouts need besides the model: the run config, samples by id, the simulator and the
+    policy."""
     config: TrainConfig
     samples: dict
     simulator: object
     policy: TokenPolicy
-    last: dict = field(default_factory=dict)   # the latest step's trajectories, baselines and tokens (for inspection)
+    last: dict = field(default_factory=dict)   # the latest step's trajectories, baselines and tokens
 
-def _seed(*parts) -> int: return int(_ctx_key(parts)[:8], 16)
+def _seed(*parts) -> int:
+    return seed_of(*parts)
 
 def _freeze(model) -> int:
     "Freeze the vision tower (Qwen-VL `model.visual`); returns the number of frozen parameters."
     vis = getattr(getattr(model, "model", None), "visual", None) or getattr(model, "visual", None)
-    if vis is None: raise ValueError("freeze_vision: the model has no vision tower at model.model.visual / model.visual")
-    for p in vis.parameters(): p.requires_grad_(False)
+    if vis is None:
+        raise ValueError("freeze_vision: the model has no vision tower at model.model.visual / model.visual")
+    for p in vis.parameters():
+        p.requires_grad_(False)
     return sum(p.numel() for p in vis.parameters())
 
 # %% ../nbs/11_rl.ipynb #fd2be69e
 _STATS = ["em", "fmt", "calls", "used", "turns", "e_direct", "gain"]
 
 def _row_stats(t: Trajectory, e_direct, phase: int, cfg: RewardConfig) -> list[float]:
+    """One row of the step log: the reward's terms as `rewards.reward_terms` gives them, then behaviour and
+    invalid turns."""
+    terms = reward_terms(t, phase, e_direct, cfg)
     e = float("nan") if e_direct is None else float(e_direct)
-    g = gain_term(r_em(t), e, cfg) if phase == 2 else 0.0
     inv = [float(sum(r == reason for r in t.invalid_reasons)) for reason in INVALID_REASONS]
-    return [r_em(t), r_fmt(t), float(t.n_tool_calls), float(t.n_tool_calls > 0), float(len(t.turns)), e, g] + inv
+    behaviour = [float(t.n_tool_calls), float(t.n_tool_calls > 0), float(len(t.turns))]
+    return [terms["em"], terms["fmt"], *behaviour, e, terms["gain"]] + inv
 
-def _log_step(self, trajs, e_direct, phase, toks, seconds):
-    "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
+# %% ../nbs/11_rl.ipynb #538b51cb
+def _log_lengths(self, toks):
+    "TRL's token count and completion-length metrics (model tokens only), gathered over processes."
     import torch
     dev, m = self.accelerator.device, self._metrics["train"]
     plen = self.accelerator.gather(torch.tensor([len(t["prompt_ids"]) for t in toks], device=dev))
     clen = self.accelerator.gather(torch.tensor([sum(t["env_mask"]) for t in toks], device=dev))
     self.state.num_input_tokens_seen += int(plen.sum() + clen.sum())
     m["num_tokens"] = [self.state.num_input_tokens_seen]
-    for k, f in (("mean", torch.mean), ("min", torch.min), ("max", torch.max)): m[f"completions/{k}_length"].append(f(clen.float()).item())
-    rows = torch.tensor([_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)], device=dev)
+    for k, f in (("mean", torch.mean), ("min", torch.min), ("max", torch.max)):
+        m[f"completions/{k}_length"].append(f(clen.float()).item())
+
+# %% ../nbs/11_rl.ipynb #229b97a2
+def _log_step(self, trajs, e_direct, phase, toks, seconds):
+    "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
+    import torch
+    dev, m = self.accelerator.device, self._metrics["train"]
+    _log_lengths(self, toks)
+    stats = [_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)]
+    rows = torch.tensor(stats, device=dev)
     rows = self.accelerator.gather(rows)
     col = dict(zip(_STATS, rows[:, :len(_STATS)].T))
     m["astra/phase"].append(float(phase))
@@ -373,7 +248,8 @@ def _log_step(self, trajs, e_direct, phase, toks, seconds):
     inv = rows[:, len(_STATS):]
     m["astra/invalid_turns_per_row"].append(inv.sum(1).mean().item())
     for reason, v in zip(INVALID_REASONS, inv.mean(0).tolist()):
-        if v > 0: m[f"astra/invalid/{reason}"].append(v)
+        if v > 0:
+            m[f"astra/invalid/{reason}"].append(v)
 
 # %% ../nbs/11_rl.ipynb #bcbf4440
 def _agent_config(cfg: TrainConfig, mode: str | None = None):
@@ -382,32 +258,44 @@ def _agent_config(cfg: TrainConfig, mode: str | None = None):
                        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                        seed=cfg.seed, group_size=1)
 
+# %% ../nbs/11_rl.ipynb #a804927d
 def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[list, dict]:
     "One direct no-tool rollout per distinct sample (never in the update); its exact match per row."
     from astra_wb.agent import rollout
     cfg, base = self.astra.config, {}
     for s in rows:
         if s.id not in base:
-            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process holding this group
+            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process with this group
             base[s.id] = rollout([s], pol, self.astra.simulator, _agent_config(cfg, "direct"))[0]
     return [r_em(base[s.id]) for s in rows], base
 
-def _astra_generate(self, prompts):
-    "GRPOTrainer._generate, replaced: our agent loop with the simulator, token-exact, with env_mask and images."
+# %% ../nbs/11_rl.ipynb #720b5736
+def _rollouts(self, rows: list, step: int, phase: int) -> tuple[list, list, list, dict]:
+    """The step's rollouts on the unwrapped model: trajectories, their tokens, and (Phase 2) the direct
+    baselines."""
     from trl.models import unwrap_model_for_generation
     from astra_wb.agent import rollout
     st, cfg = self.astra, self.astra.config
-    rows = [st.samples[x["sample_id"]] for x in self._astra_inputs]
-    step, rank = self.state.global_step, self.accelerator.process_index
-    phase, t0 = cfg.phase(step), time.perf_counter()
-    with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                                     gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model:
+    unwrap = dict(gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                  gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs)
+    with unwrap_model_for_generation(self.model_wrapped, self.accelerator, **unwrap) as model:
         st.policy.model = model
         st.policy.engine = use_trl_engine(self)   # None: transformers generate on the model being trained
-        st.policy.reset(seed=_seed(cfg.seed, step, rank, "rollout"))
+        st.policy.reset(seed=_seed(cfg.seed, step, self.accelerator.process_index, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
-        e_direct, base = _direct_baselines(self, st.policy, rows, step) if phase == 2 else ([None] * len(rows), {})
+        e_direct, base = ([None] * len(rows), {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
+    return trajs, toks, e_direct, base
+
+# %% ../nbs/11_rl.ipynb #6d1a8549
+def _astra_generate(self, prompts):
+    """GRPOTrainer._generate, replaced: our agent loop with the simulator, token-exact, with env_mask and
+    images."""
+    st = self.astra
+    rows = [st.samples[x["sample_id"]] for x in self._astra_inputs]
+    step = self.state.global_step
+    phase, t0 = st.config.phase(step), time.perf_counter()
+    trajs, toks, e_direct, base = _rollouts(self, rows, step, phase)
     seconds = time.perf_counter() - t0
     st.last = dict(step=step, phase=phase, trajectories=trajs, tokens=toks, e_direct=e_direct, baselines=base)
     _log_step(self, trajs, e_direct, phase, toks, seconds)
@@ -415,30 +303,32 @@ def _astra_generate(self, prompts):
     images = [t["images"] or None for t in toks]
     completions = [[{"role": "assistant", "content": _transcript(t)}] for t in trajs]
     extra = {"trajectory": trajs, "phase": [phase] * len(trajs), "e_direct": e_direct}
-    return ([t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks],
-            completions, None, extra, images, images)
+    ids = [t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks]
+    return (*ids, completions, None, extra, images, images)   # the order of TRL's _generate; no sampling logprobs
 
+# %% ../nbs/11_rl.ipynb #39d9c23b
 def _transcript(t: Trajectory) -> str:
     "The completion as text for TRL's logs: assistant turns with the tool responses' provenance lines."
     out = []
     for turn in t.turns:
         out.append(turn.text)
-        if turn.observation is not None: out.append(f"[tool] {turn.observation.provenance()}")
-        elif turn.feedback: out.append(f"[feedback] {turn.feedback}")
+        if turn.observation is not None:
+            out.append(f"[tool] {turn.observation.provenance()}")
+        elif turn.feedback:
+            out.append(f"[feedback] {turn.feedback}")
     return "\n".join(out)
 
+# %% ../nbs/11_rl.ipynb #43cea5c6
 def _write_rollouts(self, step, phase, trajs, e_direct):
     "Append this step's rollouts to output_dir/rollouts.rank<r>.jsonl (sample ids, turns, answers, rewards)."
     path = Path(self.args.output_dir) / f"rollouts.rank{self.accelerator.process_index}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [dict(sample_id=t.sample.id, turns=[x.text for x in t.turns], final_answer=t.final_answer, gold=t.sample.answer,
-                 valid=t.valid, n_tool_calls=t.n_tool_calls, invalid=t.invalid_reasons, e_direct=e,
-                 reward=reward_terms_total(t, phase, e, self.astra.config.reward)) for t, e in zip(trajs, e_direct)]
-    with open(path, "a") as f: f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
-
-def reward_terms_total(t, phase, e, cfg) -> float:
-    from astra_wb.rewards import reward_terms
-    return reward_terms(t, phase, e, cfg)["total"]
+    cfg = self.astra.config.reward
+    rows = [dict(sample_id=t.sample.id, turns=[x.text for x in t.turns], final_answer=t.final_answer,
+                 gold=t.sample.answer, valid=t.valid, n_tool_calls=t.n_tool_calls, invalid=t.invalid_reasons,
+                 e_direct=e, reward=reward_terms(t, phase, e, cfg)["total"]) for t, e in zip(trajs, e_direct)]
+    with open(path, "a") as f:
+        f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
 
 # %% ../nbs/11_rl.ipynb #b462d568
 _TRAINER_CLS = None
@@ -451,9 +341,11 @@ def trainer_class():
         from trl.trainer.utils import RepeatSampler
 
         class EpochRepeatSampler(RepeatSampler):
-            "TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays it."
+            """TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays
+            it."""
             def set_epoch(self, epoch: int):
-                if self.shuffle: self.generator.manual_seed(_seed(self.seed, epoch))
+                if self.shuffle:
+                    self.generator.manual_seed(_seed(self.seed, epoch))
 
         class AstraGRPOTrainer(GRPOTrainer):
             "TRL's GRPOTrainer whose rollouts are astra-wb's agent loop with the world simulator."
@@ -464,33 +356,22 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
+                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle,
+                                          s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS
 
 # %% ../nbs/11_rl.ipynb #ad040bf4
-def load_train_samples(spec: str) -> list[Sample]:
-    "Samples for training: 'synth:N[:seed]', a filter-rl-data folder, or an exported synthetic bench folder."
-    if spec.startswith("synth:"):
-        from astra_wb.synthqa import generate_bench
-        n, _, seed = spec[6:].partition(":")
-        try: return generate_bench(int(n), seed=int(seed or 0))
-        except ValueError as e: raise ValueError(f"data spec {spec!r}: expected synth:N[:seed] ({e})") from e
-    folder = Path(spec)
-    if not folder.is_dir(): raise FileNotFoundError(f"data {spec!r}: not 'synth:N' and not a folder")
-    from astra_wb.rl_data import is_rl_data, load_rl_data
-    if is_rl_data(folder): return load_rl_data(folder)
-    from astra_wb.synthqa import load_bench
-    return load_bench(folder)
-
 def prompts_dataset(samples: list[Sample]):
     "The dataset TRL iterates: a conversational prompt (for its logs) and the sample id."
     from datasets import Dataset
     seen = set()
     for s in samples:
-        if s.id in seen: raise ValueError(f"duplicate sample id {s.id!r}: training rows are looked up by id")
+        if s.id in seen:
+            raise ValueError(f"duplicate sample id {s.id!r}: training rows are looked up by id")
         seen.add(s.id)
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": s.prompt_text()}], "sample_id": s.id} for s in samples])
+    rows = [{"prompt": [{"role": "user", "content": s.prompt_text()}], "sample_id": s.id} for s in samples]
+    return Dataset.from_list(rows)
 
 def load_policy_model(spec: str, output_dir: str):
     "(model, processor) for training; 'tiny' builds the tiny random Qwen3-VL under output_dir."
@@ -502,46 +383,61 @@ def load_policy_model(spec: str, output_dir: str):
     return model, load_processor(path)
 
 # %% ../nbs/11_rl.ipynb #8dcec602
-def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model=None, processor=None,
-                 simulator=None, callbacks=None, forced=None):
-    "An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given)."
+def _grpo_args(config: TrainConfig, world: int, weights: list[float]):
+    """TRL's GRPOConfig for a run: one optimiser step per generated batch of prompts_per_step x num_generations
+    rows."""
     import torch
     from trl import GRPOConfig
-    samples = load_train_samples(config.data) if samples is None else samples
-    if model is None: model, processor = load_policy_model(config.model, config.output_dir)
-    if config.freeze_vision: _freeze(model)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rows = config.prompts_per_step * config.num_generations
-    if rows % world: raise ValueError(f"prompts_per_step * num_generations = {rows} is not divisible by {world} processes")
-    cuda = torch.cuda.is_available()
+    rows, cuda = config.prompts_per_step * config.num_generations, torch.cuda.is_available()
     bf16 = config.bf16 if config.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
-    funcs, weights = reward_functions(config.reward)
-    args = GRPOConfig(
+    report_to = [] if config.report_to in ("none", "") else config.report_to.split(",")
+    return GRPOConfig(
         output_dir=config.output_dir, per_device_train_batch_size=rows // world, gradient_accumulation_steps=1,
         num_generations=config.num_generations, max_steps=config.max_steps, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type, epsilon=config.epsilon, epsilon_high=config.epsilon_high,
         beta=config.kl_coef, loss_type=config.loss_type, num_iterations=config.num_iterations,
-        temperature=config.temperature, top_p=config.top_p, max_completion_length=config.max_turns * config.max_new_tokens,
+        temperature=config.temperature, top_p=config.top_p,
+        max_completion_length=config.max_turns * config.max_new_tokens,
         gradient_checkpointing=config.gradient_checkpointing, bf16=bf16, seed=config.seed, data_seed=config.seed,
         save_steps=config.save_steps, save_total_limit=config.save_total_limit, logging_steps=config.logging_steps,
-        report_to=[] if config.report_to in ("none", "") else config.report_to.split(","), remove_unused_columns=False,
-        ddp_find_unused_parameters=True, reward_weights=weights, use_cpu=not cuda, dataloader_num_workers=0,
-        use_vllm=config.use_vllm, vllm_mode=config.vllm_mode, vllm_server_base_url=config.vllm_server_base_url or None)
-    trainer = trainer_class()(model=model, reward_funcs=funcs, args=args, train_dataset=prompts_dataset(samples),
-                              processing_class=processor, tools=[world_simulator], callbacks=callbacks)
+        report_to=report_to, remove_unused_columns=False, ddp_find_unused_parameters=True, reward_weights=weights,
+        use_cpu=not cuda, dataloader_num_workers=0, use_vllm=config.use_vllm, vllm_mode=config.vllm_mode,
+        vllm_server_base_url=config.vllm_server_base_url or None)
+
+# %% ../nbs/11_rl.ipynb #e9517916
+def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model=None, processor=None,
+                 simulator=None, callbacks=None, forced=None):
+    "An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given)."
+    samples = load_train_samples(config.data) if samples is None else samples
+    if model is None:
+        model, processor = load_policy_model(config.model, config.output_dir)
+    if config.freeze_vision:
+        _freeze(model)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows = config.prompts_per_step * config.num_generations
+    if rows % world:
+        raise ValueError(f"prompts_per_step * num_generations = {rows} is not divisible by {world} processes")
+    funcs, weights = reward_functions(config.reward)
+    trainer = trainer_class()(model=model, reward_funcs=funcs, args=_grpo_args(config, world, weights),
+                              train_dataset=prompts_dataset(samples), processing_class=processor,
+                              tools=[world_simulator], callbacks=callbacks)
     if simulator is None:
         from astra_wb.simulators import get_simulator
         simulator = get_simulator(config.simulator)
-    trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, TokenPolicy(trainer.model, processor, forced=forced))
+    policy = TokenPolicy(trainer.model, processor, forced=forced)
+    trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, policy)
     return trainer
 
 # %% ../nbs/11_rl.ipynb #a60281fa
 def train(config: TrainConfig, **kw):
-    "Run GRPO for `config` (resuming from the last checkpoint in output_dir when `config.resume`); returns the trainer."
+    """Run GRPO for `config` (resuming from the last checkpoint in output_dir when `config.resume`); returns
+    the trainer."""
     from transformers.trainer_utils import get_last_checkpoint
-    out = Path(config.output_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     ckpt = get_last_checkpoint(str(out)) if config.resume else None
-    if config.resume and ckpt is None: print(f"resume: no checkpoint in {out}; starting from step 0", file=sys.stderr)
+    if config.resume and ckpt is None:
+        print(f"resume: no checkpoint in {out}; starting from step 0", file=sys.stderr)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
     trainer = make_trainer(config, **kw)
     trainer.train(resume_from_checkpoint=ckpt)
@@ -567,10 +463,13 @@ def training_curves(logs: list[dict], title: str = "GRPO training"):
         for k in keys:
             ys = [r.get(k) for r in logs]
             if any(y is not None for y in ys):
-                fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines+markers", name=k.replace("astra/", "").replace("rewards/", "")), 1, col)
+                name = k.replace("astra/", "").replace("rewards/", "")
+                fig.add_trace(go.Scatter(x=steps, y=ys, mode="lines+markers", name=name), 1, col)
     p2 = [r["step"] for r in logs if r.get("astra/phase") == 2]
     if p2:
-        for col in (1, 2, 3): fig.add_vrect(x0=min(p2) - 0.5, x1=max(p2) + 0.5, fillcolor="gray", opacity=0.12, line_width=0, row=1, col=col)
+        for col in (1, 2, 3):
+            fig.add_vrect(x0=min(p2) - 0.5, x1=max(p2) + 0.5, fillcolor="gray", opacity=0.12, line_width=0,
+                          row=1, col=col)
     fig.update_layout(title=title + (" (Phase 2 shaded)" if p2 else ""), height=360, xaxis_title="step")
     return fig
 
@@ -603,8 +502,3 @@ def cli_train(argv: list[str] | None = None) -> int:
     logs = step_logs(trainer)
     if logs: print(json.dumps({k: logs[-1].get(k) for k in ("step", "loss", "reward", "astra/exact_match", "astra/tool_call_rate", "astra/phase")}))
     return 0
-
-def cli_filter_rl_data(argv: list[str] | None = None) -> int:
-    "`astra-wb filter-rl-data`: keep the questions the policy answers correctly at most once in k tries."
-    from astra_wb.rl_data import cli_filter_rl_data as run
-    return run(argv)

@@ -10,17 +10,19 @@ from pathlib import Path
 from .protocol import Sample, Trajectory, save_sample, load_sample, ProtocolError
 
 # %% auto #0
-__all__ = ['MARKER', 'pass_counts', 'filter_rl_data', 'save_rl_data', 'is_rl_data', 'load_rl_data', 'filter_parser',
-           'cli_filter_rl_data']
+__all__ = ['MARKER', 'pass_counts', 'filter_rl_data', 'save_rl_data', 'is_rl_data', 'load_rl_data', 'load_train_samples',
+           'filter_parser', 'cli_filter_rl_data']
 
 # %% ../nbs/11b_rl_data.ipynb #4d57a950
 def pass_counts(trajs: list[Trajectory], k: int) -> list[tuple[Sample, int]]:
     "(sample, number correct) per sample from a sample-major rollout with group size k."
-    if len(trajs) % k: raise ValueError(f"{len(trajs)} trajectories are not a whole number of groups of {k}")
+    if len(trajs) % k:
+        raise ValueError(f"{len(trajs)} trajectories are not a whole number of groups of {k}")
     out = []
     for g in range(0, len(trajs), k):
         group = trajs[g:g + k]
-        if len({t.sample.id for t in group}) != 1: raise ValueError(f"group {g // k} mixes samples; expected a sample-major rollout")
+        if len({t.sample.id for t in group}) != 1:
+            raise ValueError(f"group {g // k} mixes samples; expected a sample-major rollout")
         out.append((group[0].sample, sum(bool(t.correct) for t in group)))
     return out
 
@@ -28,75 +30,112 @@ def pass_counts(trajs: list[Trajectory], k: int) -> list[tuple[Sample, int]]:
 def filter_rl_data(samples: list[Sample], policy, simulator, k: int = 5, temperature: float = 1.5,
                    max_correct: int = 1, mode: str = "direct", max_new_tokens: int = 1024, seed: int = 0,
                    out=None, progress: bool = False) -> tuple[list[Sample], list[dict]]:
-    "Sample `policy` k times per question (Direct mode by default: the base model); keep those right at most `max_correct` times."
+    """Sample `policy` k times per question (Direct mode by default: the base model); keep those right <=
+    `max_correct` times."""
     from astra_wb.agent import AgentConfig, rollout
-    if k < 1: raise ValueError(f"k must be >= 1, got {k}")
-    cfg = AgentConfig(mode=mode, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, group_size=k, progress=progress)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cfg = AgentConfig(mode=mode, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, group_size=k,
+                      progress=progress)
     trajs = rollout(samples, policy, simulator, cfg)
     rows = [dict(sample_id=s.id, category=s.category, answer=s.answer, n_correct=n, k=k, kept=n <= max_correct)
             for s, n in pass_counts(trajs, k)]
     kept = [s for s, r in zip(samples, rows) if r["kept"]]
     if out is not None:
-        save_rl_data(kept, [r for r in rows if r["kept"]], out,
-                     info=dict(k=k, temperature=temperature, max_correct=max_correct, mode=mode, seed=seed,
-                               policy=getattr(policy, "name", type(policy).__name__), candidates=len(samples), kept=len(kept)))
+        info = dict(k=k, temperature=temperature, max_correct=max_correct, mode=mode, seed=seed,
+                    policy=getattr(policy, "name", type(policy).__name__), candidates=len(samples), kept=len(kept))
+        save_rl_data(kept, [r for r in rows if r["kept"]], out, info=info)
     return kept, rows
 
 # %% ../nbs/11b_rl_data.ipynb #85edcec8
 MARKER = "rl_data.json"
 
+def _empty_dataset():
+    "A dataset with no rows and the columns `save_rl_data` writes (an empty kept set still loads)."
+    from datasets import Dataset, Features, Value
+    message = {"role": Value("string"), "content": Value("string")}
+    features = Features({"sample_id": Value("string"), "prompt": [message],
+                         "answer": Value("string"), "category": Value("string"), "n_correct": Value("int64"),
+                         "k": Value("int64"), "sample_dir": Value("string")})
+    return Dataset.from_dict({k: [] for k in features}, features=features)
+
+# %% ../nbs/11b_rl_data.ipynb #203387c0
+def _record(s: Sample, row: dict, rel: str) -> dict:
+    "The dataset row of one kept sample saved under `rel`."
+    return dict(sample_id=s.id, prompt=[{"role": "user", "content": s.prompt_text()}], answer=str(s.answer),
+                category=s.category, n_correct=int(row.get("n_correct", -1)), k=int(row.get("k", 0)), sample_dir=rel)
+
+# %% ../nbs/11b_rl_data.ipynb #55efb4e9
 def save_rl_data(samples: list[Sample], rows: list[dict], folder, info: dict | None = None) -> Path:
     "Write the kept samples and their rows as a HF dataset folder (see above)."
     from datasets import Dataset
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     by_id = {r["sample_id"]: r for r in rows}
     records = []
     for n, s in enumerate(samples):
         rel = f"samples/{n:06d}"
         save_sample(s, folder / rel)
-        r = by_id.get(s.id, {})
-        records.append(dict(sample_id=s.id, prompt=[{"role": "user", "content": s.prompt_text()}], answer=str(s.answer),
-                            category=s.category, n_correct=int(r.get("n_correct", -1)), k=int(r.get("k", 0)), sample_dir=rel))
-    features = None
-    if not records:   # an empty kept set still gets a loadable dataset with the right columns
-        from datasets import Features, Value
-        features = Features({"sample_id": Value("string"), "prompt": [{"role": Value("string"), "content": Value("string")}],
-                             "answer": Value("string"), "category": Value("string"), "n_correct": Value("int64"),
-                             "k": Value("int64"), "sample_dir": Value("string")})
-    ds = Dataset.from_list(records) if records else Dataset.from_dict({k: [] for k in features}, features=features)
+        records.append(_record(s, by_id.get(s.id, {}), rel))
+    ds = Dataset.from_list(records) if records else _empty_dataset()
     ds.save_to_disk(str(folder / "dataset"))
     (folder / MARKER).write_text(json.dumps(dict(info or {}, n=len(records)), indent=1))
     return folder
 
+# %% ../nbs/11b_rl_data.ipynb #330528cd
 def is_rl_data(folder) -> bool:
     return (Path(folder) / MARKER).is_file()
 
+# %% ../nbs/11b_rl_data.ipynb #db795e62
 def load_rl_data(folder) -> list[Sample]:
     "The samples of a folder written by `save_rl_data` / `filter_rl_data`, in dataset order."
     from datasets import load_from_disk
     folder = Path(folder)
-    if not is_rl_data(folder): raise ProtocolError(f"{folder}: not an RL data folder (no {MARKER})")
-    if json.loads((folder / MARKER).read_text()).get("n") == 0: return []   # datasets cannot reload an empty save
-    ds = load_from_disk(str(folder / "dataset"))
+    if not is_rl_data(folder):
+        raise ProtocolError(f"{folder}: not an RL data folder (no {MARKER})")
+    if json.loads((folder / MARKER).read_text()).get("n") == 0:
+        return []   # datasets cannot reload an empty save
     out = []
-    for i, row in enumerate(ds):
+    for i, row in enumerate(load_from_disk(str(folder / "dataset"))):
         s = load_sample(folder / row["sample_dir"])
         if s.id != row["sample_id"]:
-            raise ProtocolError(f"{folder}/dataset row {i}: sample_id {row['sample_id']!r} but {row['sample_dir']} holds {s.id!r}")
+            raise ProtocolError(f"{folder}/dataset row {i}: sample_id {row['sample_id']!r} "
+                                f"but {row['sample_dir']} holds {s.id!r}")
         out.append(s)
     return out
 
+# %% ../nbs/11b_rl_data.ipynb #544a77f1
+def load_train_samples(spec: str) -> list[Sample]:
+    """Samples for training or filtering: 'synth:N[:seed]', an RL-data folder, or an exported synthetic bench
+    folder."""
+    if spec.startswith("synth:"):
+        from astra_wb.synthqa import generate_bench
+        n, _, seed = spec[6:].partition(":")
+        try:
+            return generate_bench(int(n), seed=int(seed or 0))
+        except ValueError as e:
+            raise ValueError(f"data spec {spec!r}: expected synth:N[:seed] ({e})") from e
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data {spec!r}: not 'synth:N' and not a folder")
+    if is_rl_data(folder):
+        return load_rl_data(folder)
+    from astra_wb.synthqa import load_bench
+    return load_bench(folder)
+
 # %% ../nbs/11b_rl_data.ipynb #89beb803
 def filter_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data",
-                                description="Keep the questions the policy answers correctly at most --max-correct times in --k samples.")
+    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data", description="Keep the questions the policy answers "
+                                "correctly at most --max-correct times in --k samples.")
     p.add_argument("--policy", required=True, help="policy spec: hf:/path, openai:http://h:p/v1#model, expert, ...")
-    p.add_argument("--data", default="synth:200", help="synth:N[:seed], an RL-data folder, or an exported synthetic bench folder")
+    p.add_argument("--data", default="synth:200",
+                   help="synth:N[:seed], an RL-data folder, or an exported synthetic bench folder")
     p.add_argument("--simulator", default="oracle", help="world simulator spec (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder (HF dataset + samples)")
     p.add_argument("--k", type=int, default=5, help="samples per question (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.5, help="sampling temperature (default: %(default)s)")
-    p.add_argument("--max-correct", type=int, default=1, help="keep questions answered correctly at most this often (default: %(default)s)")
+    p.add_argument("--max-correct", type=int, default=1,
+                   help="keep questions answered correctly at most this often (default: %(default)s)")
     p.add_argument("--mode", default="direct", choices=["direct", "agentic", "forced"],
                    help="workflow mode of the samples (default: %(default)s, as the base model is not tool-trained)")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per assistant turn (default: %(default)s)")
@@ -104,16 +143,17 @@ def filter_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N candidates")
     return p
 
+# %% ../nbs/11b_rl_data.ipynb #81a97c51
 def cli_filter_rl_data(argv: list[str] | None = None) -> int:
     "`astra-wb filter-rl-data`."
     a = filter_parser().parse_args(argv)
     from astra_wb.policies import get_policy
     from astra_wb.simulators import get_simulator
-    from astra_wb.rl import load_train_samples
     samples = load_train_samples(a.data)[: a.limit]
-    kept, rows = filter_rl_data(samples, get_policy(a.policy), get_simulator(a.simulator), k=a.k, temperature=a.temperature,
-                                max_correct=a.max_correct, mode=a.mode, max_new_tokens=a.max_new_tokens, seed=a.seed,
-                                out=a.out, progress=True)
+    kept, rows = filter_rl_data(samples, get_policy(a.policy), get_simulator(a.simulator), k=a.k,
+                                temperature=a.temperature, max_correct=a.max_correct, mode=a.mode,
+                                max_new_tokens=a.max_new_tokens, seed=a.seed, out=a.out, progress=True)
     hist = Counter(r["n_correct"] for r in rows)
-    print(json.dumps(dict(candidates=len(rows), kept=len(kept), out=str(a.out), n_correct_histogram=dict(sorted(hist.items())))))
+    summary = dict(candidates=len(rows), kept=len(kept), out=str(a.out), n_correct_histogram=dict(sorted(hist.items())))
+    print(json.dumps(summary))
     return 0

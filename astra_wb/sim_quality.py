@@ -237,7 +237,7 @@ class DepthAlignPose(FeaturePnP):
     def __init__(self, depth, kind: str = "relative", threshold: float = 0.1, with_scale: bool = True, use_contexts: bool = False, **kw):
         super().__init__(use_contexts=use_contexts, **kw)   # the paper aligns to the source view alone
         if isinstance(depth, (str, Path)):
-            from astra_wb.simulators import MonocularDepth
+            from astra_wb.depth import MonocularDepth
             depth = MonocularDepth(str(depth), kind)
         self.depth, self.threshold, self.with_scale = depth, threshold, with_scale
 

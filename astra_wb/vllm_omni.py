@@ -6,6 +6,7 @@
 from __future__ import annotations
 import base64, email.parser, email.policy, io, json, re, threading, time, urllib.error, urllib.parse, urllib.request, uuid
 import numpy as np
+from fastcore.basics import patch
 from PIL import Image
 from .motion import Motion, render_instruction
 from .protocol import Observation
@@ -14,8 +15,8 @@ from .simulators import SimulatorError, reference_view, conversation_views, chec
 # %% auto #0
 __all__ = ['LATENT_STRIDE', 'BAGEL_MAX_SIDE', 'BAGEL_SERVER_DEFAULTS', 'BAGEL_EDIT_GUIDANCE', 'GUIDANCE', 'TEMPLATES',
            'RETRY_STATUS', 'STUB_STAGE_SEED', 'bagel_canvas', 'fit_canvas', 'gen_value', 'astra_phrase',
-           'omni_instruction', 'image_data_url', 'image_from_response', 'VllmOmniSimulator', 'plan', 'generation',
-           'chat_body', 'edits_form', 'server_message', 'serve_stub', 'main']
+           'omni_instruction', 'image_data_url', 'image_from_response', 'VllmOmniSimulator', 'server_message',
+           'serve_stub', 'main']
 
 # %% ../nbs/05b_vllm_omni.ipynb #2cb40264
 LATENT_STRIDE = 16     # Bagel's VAE downsample (8) x latent patch size (2): canvas sides are multiples of this
@@ -77,7 +78,8 @@ def omni_instruction(m: Motion, template: str = "workbench") -> str:
 # %% ../nbs/05b_vllm_omni.ipynb #1a2738be
 def image_data_url(image: Image.Image, fmt: str = "PNG") -> str:
     "A `data:image/...;base64,` URL of a PIL image."
-    buf = io.BytesIO(); image.convert("RGB").save(buf, format=fmt)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format=fmt)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=\s]+)")
@@ -144,6 +146,7 @@ class VllmOmniSimulator:
         return self.root + ("/v1/images/edits" if self.route == "images" else "/v1/chat/completions")
 
 # %% ../nbs/05b_vllm_omni.ipynb #b32c0aaf
+@patch
 def _configure(self: VllmOmniSimulator, cfg: dict):
     "Check and set the client settings (numbers may arrive as strings from a URL query)."
     for k in ("steps", "seed", "max_context", "max_images", "max_side"): cfg[k] = int(cfg[k])
@@ -159,9 +162,8 @@ def _configure(self: VllmOmniSimulator, cfg: dict):
         raise ValueError(f"size must be WxH or 'reference', got {self.size!r}")
     if self.max_context < 1 or self.max_images < 1: raise ValueError("max_context and max_images must be at least 1")
 
-VllmOmniSimulator._configure = _configure
-
 # %% ../nbs/05b_vllm_omni.ipynb #e674b3bb
+@patch
 def plan(self: VllmOmniSimulator, sample, observations, reference_image: int, motion: Motion) -> dict:
     "The images to send (conversation numbers, in order), the ones the model will use, and the instruction."
     ref = reference_view(sample, observations, reference_image)
@@ -172,6 +174,7 @@ def plan(self: VllmOmniSimulator, sample, observations, reference_image: int, mo
     return {"views": views, "reference": ref, "image_order": [v.index for v in views], "images_used": [v.index for v in used],
             "instruction": omni_instruction(motion, self.template)}
 
+@patch
 def generation(self: VllmOmniSimulator, reference_size: tuple[int, int]) -> dict:
     "The generation settings sent: steps, seed, guidance, and a canvas only when `size` asks for one."
     gen = {"num_inference_steps": self.steps, "seed": self.seed, **GUIDANCE[self.guidance], **self.gen}
@@ -180,9 +183,8 @@ def generation(self: VllmOmniSimulator, reference_size: tuple[int, int]) -> dict
         gen["width"], gen["height"] = fit_canvas(w, h, self.max_side)
     return gen
 
-VllmOmniSimulator.plan, VllmOmniSimulator.generation = plan, generation
-
 # %% ../nbs/05b_vllm_omni.ipynb #5967f296
+@patch
 def chat_body(self: VllmOmniSimulator, images: list, instruction: str, gen: dict) -> dict:
     "The `/v1/chat/completions` body: image parts in order, then the instruction; settings under `extra_body`."
     content = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in images]
@@ -196,12 +198,14 @@ def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     for k, v in fields.items():
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
     for i, im in enumerate(files):
-        buf = io.BytesIO(); im.convert("RGB").save(buf, format="PNG")
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="PNG")
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="image{i}.png"\r\n'
                   f'Content-Type: image/png\r\n\r\n'.encode() + buf.getvalue() + b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
+@patch
 def edits_form(self: VllmOmniSimulator, images: list, instruction: str, gen: dict) -> tuple[bytes, str]:
     "The `/v1/images/edits` request: prompt, settings as form fields (lists as JSON), the images as files."
     fields = {"prompt": instruction, "n": 1, "response_format": "b64_json", **({"model": self.model} if self.model else {})}
@@ -209,8 +213,6 @@ def edits_form(self: VllmOmniSimulator, images: list, instruction: str, gen: dic
     if "width" in g: fields["size"] = f"{g.pop('width')}x{g.pop('height')}"
     fields |= {k: json.dumps(v) if isinstance(v, list) else v for k, v in g.items()}
     return _multipart(fields, images)
-
-VllmOmniSimulator.chat_body, VllmOmniSimulator.edits_form = chat_body, edits_form
 
 # %% ../nbs/05b_vllm_omni.ipynb #49b2d7ed
 RETRY_STATUS = (502, 503, 504)
@@ -228,6 +230,7 @@ def _retry_after(headers) -> float | None:
     except (TypeError, ValueError): return None
 
 # %% ../nbs/05b_vllm_omni.ipynb #3c24c372
+@patch
 def _post(self: VllmOmniSimulator, data: bytes, content_type: str) -> tuple[dict, int]:
     "POST to the endpoint; (reply, attempts). Retries only what a retry can fix (see above)."
     for attempt in range(self.retries + 1):
@@ -248,10 +251,9 @@ def _post(self: VllmOmniSimulator, data: bytes, content_type: str) -> tuple[dict
             wait = self.backoff * 2 ** attempt
         self._sleep(min(wait, self.max_wait))
 
-VllmOmniSimulator._post = _post
-
 # %% ../nbs/05b_vllm_omni.ipynb #76f744a2
-def _omni_imagine(self: VllmOmniSimulator, sample, observations, reference_image, motion) -> Observation:
+@patch
+def imagine(self: VllmOmniSimulator, sample, observations, reference_image, motion) -> Observation:
     "Ask the served model for the view after `motion`; the observation's meta records what was sent and used."
     motion, p = checked_motion(motion), self.plan(sample, observations, reference_image, motion)
     W, H = p["reference"].size
@@ -271,8 +273,6 @@ def _omni_imagine(self: VllmOmniSimulator, sample, observations, reference_image
             "attempts": attempts, "latency_s": round(time.perf_counter() - t0, 3)}
     return Observation(image, len(sample.images) + len(observations) + 1, p["reference"].index, motion, self.name, meta=meta)
 
-VllmOmniSimulator.imagine = _omni_imagine
-
 # %% ../nbs/05b_vllm_omni.ipynb #fc68aebb
 STUB_STAGE_SEED = 52     # the image stage's seed in vLLM-Omni's bagel.yaml, used when a request's seed does not reach it
 
@@ -282,7 +282,8 @@ class _ClientError(ValueError):
 def _stub_imagine(images: list, instruction: str, size: tuple[int, int], seed: int) -> Image.Image:
     from astra_wb.geometry import intrinsics
     from astra_wb.motion import parse_instruction
-    from astra_wb.simulators import View, UNPOSED, reproject_views
+    from astra_wb.simulators import View, UNPOSED
+    from astra_wb.splat import reproject_views
     ref, motion = parse_instruction(instruction)
     image = images[-1] if re.search(r"\blast image\b", instruction, re.I) else images[min(ref or 1, len(images)) - 1]
     K = intrinsics(*image.size, 60.0)
@@ -405,9 +406,12 @@ def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, dela
         def log_message(self, *a): pass
         def _send(self, code: int, obj: dict, headers: dict):
             data = json.dumps(obj).encode()
-            self.send_response(code); self.send_header("Content-Type", "application/json")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
             for k, v in headers.items(): self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         def do_GET(self):
             if self.path in ("/stats", "/health"): self._send(200, {k: v for k, v in state.items() if k != "image_stage"}, {})
             else: self._send(404, _error_body(f"no route {self.path}", 404), {})
@@ -422,11 +426,15 @@ def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, dela
 def main(argv=None) -> int:
     import argparse
     p = argparse.ArgumentParser(prog="python -m astra_wb.vllm_omni", description="Serve the stub vLLM-Omni world simulator.")
-    p.add_argument("--host", default="127.0.0.1"); p.add_argument("--port", type=int, default=8091)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8091)
     p.add_argument("--deployment", choices=("two-stage", "single-stage"), default="two-stage")
-    p.add_argument("--max-side", type=int, default=BAGEL_MAX_SIDE); p.add_argument("--limit-mm", type=int, default=4)
-    p.add_argument("--fail-first", type=int, default=0); p.add_argument("--retry-after", type=float, default=0.0)
-    p.add_argument("--delay", type=float, default=0.0); p.add_argument("--no-image", action="store_true")
+    p.add_argument("--max-side", type=int, default=BAGEL_MAX_SIDE)
+    p.add_argument("--limit-mm", type=int, default=4)
+    p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--retry-after", type=float, default=0.0)
+    p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--no-image", action="store_true")
     p.add_argument("--pipeline-error", action="store_true")
     a = p.parse_args(argv)
     srv = serve_stub(a.host, a.port, a.fail_first, a.delay, a.no_image, a.deployment, a.max_side, a.limit_mm,

@@ -180,7 +180,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=40, help="motions timed per measurement")
     a = ap.parse_args(argv)
     from apps.app import SIMULATORS, sim_load, sim_motion, sim_views, _simulator
-    from astra_wb.cli import Settings
+    from astra_wb.settings import Settings
     from astra_wb.motion import Motion
     tmp = Path(tempfile.mkdtemp(prefix="awb-bench-"))
     settings = Settings(data_root=str(tmp / "data"), runs_root=str(tmp / "runs"), label_db=str(tmp / "labels.db"))

@@ -9,7 +9,7 @@ shared with other jobs the wall clock overstates the cost, and CPU / 2 cores is 
 """
 import argparse, os, resource, tempfile, time
 
-from astra_wb.report import DemoConfig, run_demo
+from astra_wb.demo import DemoConfig, run_demo
 
 
 def main():

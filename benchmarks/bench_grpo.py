@@ -20,7 +20,7 @@ def fit_to_call(model, processor, samples, call_text, steps=120, lr=3e-3):
     import torch
     from astra_wb.protocol import Trajectory, Turn, Invoke, Observation, build_messages, TOOLS
     from astra_wb.motion import Motion
-    from astra_wb.rl import TokenPolicy
+    from astra_wb.hf import TokenPolicy
     pol = TokenPolicy(model, processor)
     inv = Invoke(1, Motion("yaw", 30.0), "look")
     batches = []
@@ -35,8 +35,7 @@ def fit_to_call(model, processor, samples, call_text, steps=120, lr=3e-3):
     model.train()
     for step in range(steps):
         ids, mask, images = batches[step % len(batches)]
-        from astra_wb.rl import _pixels
-        pv, grid = _pixels(pol, images)
+        pv, grid = pol.pixels(images)
         x = torch.tensor([ids])
         out = model(input_ids=x, attention_mask=torch.ones_like(x), pixel_values=pv, image_grid_thw=grid,
                     mm_token_type_ids=(x == pol.image_token_id).long())
@@ -72,8 +71,8 @@ def ours(model, processor, samples, steps, out):
 
 
 def vision_ids(processor):
-    vocab = processor.tokenizer.get_vocab()
-    return sorted(vocab[t] for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>") if t in vocab)
+    from astra_wb.hf import vision_token_ids
+    return vision_token_ids(processor)
 
 
 def trl_builtin(model, processor, samples, steps, out):

@@ -1,4 +1,4 @@
-"""Reprojection of a 512x512 RGB-D view into a moved camera: astra_wb.simulators.reproject_views (numba
+"""Reprojection of a 512x512 RGB-D view into a moved camera: astra_wb.splat.reproject_views (numba
 z-buffer forward splat) against a plain NumPy z-buffer built with np.minimum.at, in the same run.
 
 Usage: python benchmarks/bench_reproject.py [--frames 30] [--size 512]
@@ -38,7 +38,8 @@ def main(argv=None):
     from astra_wb.geometry import intrinsics
     from astra_wb.motion import Motion
     from astra_wb.scene import make_scene, render, sample_cameras
-    from astra_wb.simulators import View, reproject_views
+    from astra_wb.simulators import View
+    from astra_wb.splat import reproject_views
     S = a.size
     scene = make_scene(5, n_objects=15)
     K = intrinsics(S, S, 60)

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from astra_wb.annotate import LabelStore, LABELS
+from astra_wb.annotate import LabelStore
+from astra_wb.labels import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 N_WRITERS, N_LABELS, N_KILLED = 8, 1000, 3
 
 WORKER = r"""
 import os, random, sys
-from astra_wb.annotate import LabelStore, LABELS
+from astra_wb.annotate import LabelStore
+from astra_wb.labels import LABELS
 db, annotator, ack_path, n_labels, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 rng, codes = random.Random(seed), [c for c in LABELS if c != "other"]
 store = LabelStore(db, busy_timeout_s=60)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from astra_wb.annotate import LABELS, LabelStore, cohen_kappa, krippendorff_alpha
+from astra_wb.annotate import LabelStore
+from astra_wb.labels import LABELS, cohen_kappa, krippendorff_alpha
 
 CODES = sorted(LABELS)
 names = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp")), min_size=1, max_size=12)

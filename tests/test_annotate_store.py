@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from astra_wb.annotate import (LABELS, LabelConflict, LabelError, LabelStore, cli_annotate, krippendorff_alpha,
-                               cohen_kappa, read_jsonl)
+from astra_wb.annotate import LabelConflict, LabelStore, cli_annotate, read_jsonl
+from astra_wb.labels import LABELS, LabelError, cohen_kappa, krippendorff_alpha
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -65,7 +65,7 @@ def test_every_route_in_process(tmp_path):
     from starlette.testclient import TestClient
     from gradio.routes import App
     from apps.app import create_app
-    from astra_wb.cli import load_settings
+    from astra_wb.settings import load_settings
     from astra_wb.serve import app_kwargs
     ws = build_workspace(tmp_path)
     s = load_settings(tmp_path / "none.ini", env={})

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import apps.app as A                                     # noqa: E402
-from astra_wb.cli import load_settings                   # noqa: E402
+from astra_wb.settings import load_settings                   # noqa: E402
 from astra_wb.serve import limit_handlers                # noqa: E402
 from test_app import build_workspace, free_port          # noqa: E402
 

@@ -23,7 +23,7 @@ def test_ctrl_c_prints_a_note_not_a_traceback():
     import signal
     code = ("import sys, time, astra_wb.cli as c\n"
             "c._wait = lambda argv: (print('ready', flush=True), time.sleep(60))\n"
-            "c.COMMANDS['wait'] = ('astra_wb.cli:_wait', 'test')\n"
+            "c.COMMANDS.register('wait', 'astra_wb.cli:_wait', 'test')\n"
             "sys.exit(c.main(['wait']))\n")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"

@@ -15,7 +15,7 @@ pytest.importorskip("astra_wb.agent", reason="the agent loop is not installed")
 pytest.importorskip("astra_wb.expert", reason="the expert policy is not installed")
 
 from astra_wb.eval import load_run
-from astra_wb.report import cli_demo, DemoConfig, demo_configs, _fam_acc
+from astra_wb.demo import cli_demo, DemoConfig, demo_configs, _fam_acc
 
 N = 60
 LADDER = ("reproject(depth_noise=0.1,pose_noise=0.1)", "reproject(depth_noise=0.3,pose_noise=0.3,max_views=1)")

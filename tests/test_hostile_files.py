@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from astra_wb.annotate import LabelError, LabelStore
+from astra_wb.annotate import LabelStore
+from astra_wb.labels import LabelError
 from astra_wb.eval import RunError, load_run, read_rows
 from astra_wb.motion import Motion
 from astra_wb.protocol import (Answer, Invoke, Observation, ProtocolError, Sample, Trajectory, Turn, _parse_turn,

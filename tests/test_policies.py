@@ -129,3 +129,48 @@ def test_hf_missing_local_folder_fails_fast_with_its_name(tmp_path):
     from astra_wb.policies import PolicyError
     with pytest.raises(PolicyError, match="nope: no such model folder"):
         load_processor(str(tmp_path / "nope"))
+
+
+def test_check_policy_checks_what_the_loop_reads():
+    "The Policy protocol's optional attributes, as the agent loop uses them, are part of conformance."
+    class NoIds:
+        name, needs_sample_ids = "no-ids", True
+        def respond(self, conversations, tools=None, temperature=None, top_p=None, max_new_tokens=None, seed=None):
+            return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="rejects sample_ids"): check_policy(NoIds())
+
+    class FlagNotBool:
+        name, needs_sample_ids = "flag", "yes"
+        def respond(self, conversations, tools=None, **kw): return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="needs_sample_ids must be a bool"): check_policy(FlagNotBool())
+
+    class StaleReasons:
+        name, last_finish_reasons = "stale", ["stop"]
+        def respond(self, conversations, tools=None, **kw): return [""] * len(conversations)
+    with pytest.raises(AssertionError, match="last_finish_reasons must hold 2"): check_policy(StaleReasons())
+
+    class Good:
+        name, needs_sample_ids = "good", True
+        def respond(self, conversations, tools=None, sample_ids=None, group_indices=None, **kw):
+            self.last_finish_reasons = ["stop"] * len(conversations)
+            return [""] * len(conversations)
+    assert check_policy(Good())["name"] == "good"
+
+
+def test_hf_policy_and_training_policy_decode_alike(tiny_path):
+    "One generation path: greedy HFPolicy (eval) and TokenPolicy (training) write the same tokens on the same model."
+    from PIL import Image
+    from astra_wb.hf import HFPolicy, TokenPolicy, load_tiny, _ctx_key
+    from astra_wb.protocol import system_prompt
+    model, proc = load_tiny(tiny_path)
+    direct = [{"role": "system", "content": system_prompt("direct")},
+              {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (48, 40), (0, 200, 90))},
+                                           {"type": "text", "text": "Where is the lamp?"}]}]
+    convs = _probe_conversations() + [direct]   # greedy decoding of `direct` without placeholder suppression differs
+    hf, tp = HFPolicy.from_model(model, proc), TokenPolicy(model, proc)
+    for n in (24, 64):
+        h = hf.respond(convs, tools=TOOLS, temperature=0.0, max_new_tokens=n)
+        t = tp.respond(convs, tools=TOOLS, temperature=0.0, max_new_tokens=n)
+        ids = [tp._sampled[(_ctx_key(tp.encode(c, TOOLS)[0]), x)] for c, x in zip(convs, t)]
+        assert h == [proc.tokenizer.decode(r, skip_special_tokens=True).strip() for r in ids]
+        assert hf.last_finish_reasons == tp.last_finish_reasons

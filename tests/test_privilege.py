@@ -72,9 +72,9 @@ def test_the_expert_and_the_loop_never_read_the_scene(bench):
 
 
 ALLOWED = {   # (file, innermost function or class) -> why it may read the scene key
-    ("astra_wb/simulators.py", "scene_of"): "the oracle: the privileged ceiling",
-    ("astra_wb/simulators.py", "imagine"): "perturbed: dropout counts objects only around a privileged inner simulator",
-    ("astra_wb/simulators.py", "call_key"): "cached: hashes the scene only for a privileged inner simulator",
+    ("astra_wb/backends.py", "scene_of"): "the oracle: the privileged ceiling",
+    ("astra_wb/backends.py", "_dropped"): "perturbed: dropout counts objects only around a privileged inner simulator",
+    ("astra_wb/backends.py", "call_key"): "cached: hashes the scene only for a privileged inner simulator",
     ("astra_wb/synthqa.py", "verify_sample"): "the bench's own check of its ground truth",
     ("astra_wb/wm_data.py", "to_protocol_sample"): "writes the scene into a sample (no read)",
     ("apps/app.py", "sim_views"): "the app's top-down map (presentation only)",
@@ -102,6 +102,6 @@ def test_only_allowed_places_read_the_scene_key():
         rel = str(p.relative_to(ROOT))
         for where, line in _scene_reads(p): found.setdefault((rel, where), []).append(line)
     assert set(found) <= set(ALLOWED), {k: v for k, v in found.items() if k not in ALLOWED}
-    assert ("astra_wb/simulators.py", "scene_of") in found          # the scan does see reads
+    assert ("astra_wb/backends.py", "scene_of") in found          # the scan does see reads
     for module in ("expert", "agent", "policies", "eval", "report", "rewards", "rl"):
         assert not any(f == f"astra_wb/{module}.py" for f, _ in found), module

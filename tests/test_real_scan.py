@@ -12,7 +12,8 @@ from PIL import Image
 from astra_wb.geometry import decompose
 from astra_wb.scene import load_scan
 from astra_wb.sim_quality import (COCO_CLASSES, Detection, FeaturePnP, OnnxDetector, content_scores, pose_consistent)
-from astra_wb.simulators import View, reproject_views
+from astra_wb.simulators import View
+from astra_wb.splat import reproject_views
 from astra_wb.wm_data import (coverage, coverage_reference, is_diverse, make_wm_data, single_motion,
                               view_difference)
 

@@ -9,9 +9,23 @@ from astra_wb.agent import AgentConfig, rollout
 from astra_wb.motion import Motion
 from astra_wb.policies import ScriptedPolicy
 from astra_wb.protocol import Invoke, render_answer, render_tool_call, Trajectory, Sample, Turn, Answer, Invalid
-from astra_wb.rewards import RewardConfig, reward_terms, phase1_reward, phase2_reward, group_rewards
+from astra_wb.rewards import RewardConfig, reward_terms, group_rewards, r_em, r_fmt
 from astra_wb.simulators import get_simulator
 from astra_wb.synthqa import generate_bench
+
+
+def phase1_reward(t, cfg=None):
+    "The paper's Phase 1 reward (3.3), written out here as the oracle `reward_terms` must match."
+    cfg = cfg or RewardConfig()
+    return r_em(t) + cfg.l_fmt * r_fmt(t) + cfg.l_use * min(t.n_tool_calls, cfg.c)
+
+
+def phase2_reward(t, e_direct, cfg=None):
+    "Phase 1 plus alpha * max(0, Delta) - beta * max(0, -Delta), Delta = e - e_direct."
+    cfg = cfg or RewardConfig()
+    delta = r_em(t) - float(e_direct)
+    return phase1_reward(t, cfg) + cfg.alpha * max(0.0, delta) - cfg.beta * max(0.0, -delta)
+
 
 ROOT = Path(__file__).parents[1]
 

@@ -143,3 +143,14 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     assert [r["reward"] for r in a] == [r["reward"] for r in b]
     assert any(r["loss"] != 0 for r in b)
     assert all(torch.equal(x, y) for x, y in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()))
+
+
+def test_installed_trl_is_within_the_pinned_range():
+    "rl overrides private GRPOTrainer members: pyproject bounds trl above and below, and the installed trl is inside."
+    import tomllib
+    from importlib.metadata import version
+    from packaging.requirements import Requirement
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    req = next(Requirement(d) for d in deps if Requirement(d).name == "trl")
+    assert any(s.operator in ("<", "<=", "==", "~=") for s in req.specifier), f"trl has no upper bound: {req}"
+    assert version("trl") in req.specifier, f"installed trl {version('trl')} is outside {req.specifier}"

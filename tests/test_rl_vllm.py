@@ -92,7 +92,7 @@ def sample():
 def _check_rollout(pol, sample, engine_calls):
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.rl import trajectory_tokens
-    from astra_wb.simulators import OracleSimulator
+    from astra_wb.backends import OracleSimulator
     traj = rollout([sample], pol, OracleSimulator(), AgentConfig(max_new_tokens=128, temperature=1.0, seed=3))[0]
     assert [t.text for t in traj.turns] == SCRIPT and traj.final_answer == "B" and traj.valid
     toks = trajectory_tokens(pol, traj)
@@ -105,7 +105,8 @@ def _check_rollout(pol, sample, engine_calls):
 
 
 def test_colocate_rollout_generates_through_the_llm(tiny, sample):
-    from astra_wb.rl import TokenPolicy, VllmEngine
+    from astra_wb.hf import TokenPolicy
+    from astra_wb.rl import VllmEngine
     path, model, processor = tiny
     tok, calls = processor.tokenizer, []
 
@@ -132,7 +133,8 @@ def _free_port():
 def test_server_rollout_uses_trls_client_against_vllm_serve_routes(tiny, sample, tmp_path):
     from trl.generation.vllm_client import VLLMClient
     import requests
-    from astra_wb.rl import TokenPolicy, VllmEngine
+    from astra_wb.hf import TokenPolicy
+    from astra_wb.rl import VllmEngine
     path, model, processor = tiny
     port, log = _free_port(), tmp_path / "requests.jsonl"
     proc = subprocess.Popen([sys.executable, __file__, "--port", str(port), "--tiny", str(path), "--log", str(log)])

@@ -11,7 +11,7 @@ from astra_wb.geometry import apply_motion, decompose, intrinsics
 from astra_wb.sim_quality import (POSE_FAILURES, DepthAlignPose, Detection, Detector, HFDetector, QualityConfig,
                                   score_simulators)
 from astra_wb.wm_data import WMDataConfig, synthetic_sets
-from astra_wb.simulators import build_tiny_depth_model
+from astra_wb.depth import build_tiny_depth_model
 
 pytest.importorskip("transformers")
 CATEGORIES = ["chair", "table", "sofa"]

@@ -10,8 +10,10 @@ from astra_wb.geometry import decompose, intrinsics
 from astra_wb.motion import Motion
 from astra_wb.protocol import Sample, save_sample
 from astra_wb.scene import make_scene, render, sample_cameras
-from astra_wb.simulators import (build_tiny_depth_model, SIMULATORS, WRAPPERS, CachedSimulator, OracleSimulator, PerturbedSimulator, ReprojectSimulator,
-                                 SimulatorError, check_simulator, cli_imagine, get_simulator, parse_spec, register_simulator, scene_sample)
+from astra_wb.backends import CachedSimulator, OracleSimulator, PerturbedSimulator, ReprojectSimulator
+from astra_wb.depth import build_tiny_depth_model
+from astra_wb.simulators import (SIMULATORS, WRAPPERS, SimulatorError, check_simulator, cli_imagine, get_simulator, parse_spec,
+                                 register_simulator, scene_sample)
 
 
 def start_stub(*args):
@@ -191,7 +193,7 @@ def test_spec_strings():
     assert sim.inner.inner.fov_deg == 70 and sim.inner.seed == 1 and sim.maxsize == 3
     for bad in ("", "oracle)", "cached(oracle", "perturbed(pose_noise=1)", "nope:1", "oracle(1)"):
         with pytest.raises(ValueError): get_simulator(bad)
-    register_simulator("oracle-alias", "astra_wb.simulators:OracleSimulator")
+    register_simulator("oracle-alias", "astra_wb.backends:OracleSimulator")
     try: assert isinstance(get_simulator("oracle-alias"), OracleSimulator)
     finally: SIMULATORS.pop("oracle-alias")
     register_simulator("ghost", "astra_wb.nowhere:Ghost")

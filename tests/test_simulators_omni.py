@@ -7,7 +7,8 @@ import pytest
 
 from astra_wb.motion import Motion
 from astra_wb.scene import make_scene
-from astra_wb.simulators import OracleSimulator, SimulatorError, check_simulator, get_simulator, scene_sample
+from astra_wb.backends import OracleSimulator
+from astra_wb.simulators import SimulatorError, check_simulator, get_simulator, scene_sample
 from astra_wb.vllm_omni import VllmOmniSimulator, image_data_url
 from test_simulators import start_stub, stop
 
