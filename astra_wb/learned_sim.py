@@ -76,7 +76,9 @@ def warp_inputs(views: list, ref: View, pose, K, width: int, height: int, d, cfg
     rgb, depth, hole = reproject_views(views, pose, K, width, height, cfg.max_footprint)
     w = min(cfg.net_width, width)                 # never upsample a small image
     size = (max(1, round(height * w / width)), w)
-    Kt = np.array(K, np.float64); Kt[0] *= size[1] / width; Kt[1] *= size[0] / height
+    Kt = np.array(K, np.float64)
+    Kt[0] *= size[1] / width
+    Kt[1] *= size[0] / height
     rrgb, _, rhole = reproject_views([ref], pose, Kt, size[1], size[0], cfg.max_footprint)   # the reference alone, at thumbnail size
     valid = torch.from_numpy(~hole)[None, None].float()
     warp = _image_tensor(rgb) * valid
@@ -122,7 +124,8 @@ class LearnedSim(nn.Module):
 
     def save_pretrained(self, folder) -> Path:
         from safetensors.torch import save_file
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
         (folder / "config.json").write_text(json.dumps({"model": asdict(self.cfg), "record": self.record}, indent=1))
         return folder

@@ -56,7 +56,8 @@ def resize_frame(f, size: int):
     "A posed RGB-D frame resized to size x size, intrinsics scaled per axis."
     H, W = f.rgb.shape[:2]
     K = np.array(f.K, np.float64)
-    K[0] *= size / W; K[1] *= size / H
+    K[0] *= size / W
+    K[1] *= size / H
     rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((size, size), Image.BOX))
     depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((size, size), Image.NEAREST))
     return SimpleNamespace(rgb=rgb, depth=depth, K=K, pose=np.asarray(f.pose, np.float64), ids=None)
@@ -125,8 +126,10 @@ def save_state(model, opt, folder, step: int, record: dict) -> Path:
     "Model, Adam moments and the step of a run in progress (state.json is the completion marker)."
     import torch
     from safetensors.torch import save_file
-    folder = Path(folder); (folder / "state.json").unlink(missing_ok=True)
-    model.record = dict(record, steps_done=step); model.save_pretrained(folder)
+    folder = Path(folder)
+    (folder / "state.json").unlink(missing_ok=True)
+    model.record = dict(record, steps_done=step)
+    model.save_pretrained(folder)
     tensors = {}
     for i, p in enumerate(model.parameters()):
         for k, v in opt.state.get(p, {}).items(): tensors[f"{i}.{k}"] = torch.as_tensor(v).float().reshape(-1).contiguous()
@@ -177,14 +180,17 @@ def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig,
     log = out / "log.jsonl"
     keep = [r for r in map(json.loads, log.read_text().splitlines()) if r["stage"] != stage or r["step"] <= start] if log.exists() else []
     log.write_text("".join(json.dumps(r) + "\n" for r in keep))   # drop rows of steps a crash lost
-    model.train(); t0 = time.time()
+    model.train()
+    t0 = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"tune-wm {stage}", disable=not progress)
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         *inp, tgt = train.batch(torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)))
         for g in opt.param_groups: g["lr"] = _lr(cfg, step, steps)
         loss = (model(*inp) - tgt).abs().mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
             row = {"stage": stage, "step": step + 1, "loss": round(loss.item(), 5), "seconds": round(time.time() - t0, 2)}
@@ -207,7 +213,8 @@ def _check_config(out: Path, cfg: TuneConfig, mcfg):
     now["tune"].pop("threads")
     if path.exists() and json.loads(path.read_text()) != now:
         raise ValueError(f"{out} holds a run with another config ({path}); use another folder")
-    out.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(now, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(now, indent=1))
 
 # %% ../nbs/13b_tune_wm.ipynb #34b114ba
 def tune_wm(data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | None = None, progress: bool = True) -> dict:
@@ -325,7 +332,8 @@ def curves_figure(run, title: str = "learned simulator: L1 by step"):
 def _label(img: Image.Image, text: str) -> Image.Image:
     from PIL import ImageDraw
     out = Image.new("RGB", (img.width, img.height + 14), "white")
-    out.paste(img, (0, 14)); ImageDraw.Draw(out).text((2, 1), text[:34], fill="black")
+    out.paste(img, (0, 14))
+    ImageDraw.Draw(out).text((2, 1), text[:34], fill="black")
     return out
 
 def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int = 192) -> Image.Image:
@@ -375,7 +383,8 @@ def export_bagel(data, out, name: str = "astra_wm", row_group_size: int = 64, on
     import pyarrow as pa, pyarrow.parquet as pq
     shards = sorted(Path(data, "data").glob("*.parquet"))
     if not shards: raise FileNotFoundError(f"{data}: no wm_data shards under data/")
-    out = Path(out); (out / name).mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    (out / name).mkdir(parents=True, exist_ok=True)
     info, total = {}, 0
     for p in shards:
         rows = pq.read_table(p).to_pylist()
@@ -453,5 +462,6 @@ def cli_tune_wm(argv: list[str]) -> int:
                 print(format_downstream(rows, how))
         else: print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
     except (FileNotFoundError, ValueError) as e:
-        print(f"astra-wb tune-wm: error: {e}", file=sys.stderr); return 2
+        print(f"astra-wb tune-wm: error: {e}", file=sys.stderr)
+        return 2
     return 0
