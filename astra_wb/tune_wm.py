@@ -243,14 +243,16 @@ def tune_wm(data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | No
 CONTROL = "control-posed-pretrained"   # optional checkpoint folder in a run: stage 1 on posed pairs, no tuning
 
 def table2_simulators(run) -> dict:
-    "The simulators of Table 2, by label: untuned, tuned, (the control if the run has it), reproject, oracle (privileged)."
+    "The simulators of Table 2, by label: untuned, tuned, (the control if the run has it), copy, reproject, oracle (privileged)."
     from astra_wb.simulators import get_simulator
     run = Path(run)
     sims = {"learned untuned (generic)": get_simulator(f"learned:{run / 'pretrained'}"),
             "learned tuned": get_simulator(f"learned:{run / 'tuned'}")}
     if (run / CONTROL).exists():   # a model pre-trained on posed pairs (warp + motion), never tuned: the control
         sims["control: posed-pair pre-training"] = get_simulator(f"learned:{run / CONTROL}")
-    return sims | {"reproject": get_simulator("reproject"), "oracle (privileged)": get_simulator("oracle")}
+    # the floor: a generator that ignores the motion and returns its input view, the way generic editors often fail
+    return sims | {"copy (floor)": get_simulator("copy"), "reproject": get_simulator("reproject"),
+                   "oracle (privileged)": get_simulator("oracle")}
 
 def reference_only(s):
     "The same sample with its source as the only context view: the harder call, where the warp leaves holes to fill."
