@@ -222,3 +222,16 @@ def test_fill_test_set_stays_below_the_coverage_threshold(tmp_path):
     make_wm_data(tmp_path / "t", n_synthetic=3, per_scene=3, cfg=cfg, progress=False)
     cov = [s.coverage for s in read_wm_data(tmp_path / "t")]
     assert cov and all(FILL_COVERAGE[0] <= c <= FILL_COVERAGE[1] < WMDataConfig().min_coverage for c in cov)
+
+
+def test_table2_rows_have_a_floor_and_the_control_when_present(run, tmp_path):
+    "Table 2 always carries the copy floor, reproject and the (privileged) oracle; the control row only when the run has it."
+    import shutil
+    from astra_wb.tune_wm import CONTROL, table2_simulators
+    names = list(table2_simulators(run))
+    assert names[:2] == ["learned untuned (generic)", "learned tuned"] and "copy (floor)" in names
+    assert "reproject" in names and "oracle (privileged)" in names and not any("control" in n for n in names)
+    shutil.copytree(run / "pretrained", tmp_path / "r" / "pretrained")
+    shutil.copytree(run / "tuned", tmp_path / "r" / "tuned")
+    shutil.copytree(run / "pretrained", tmp_path / "r" / CONTROL)
+    assert "control: posed-pair pre-training" in table2_simulators(tmp_path / "r")
