@@ -508,7 +508,7 @@ def cli_make_wm_data(argv: list[str]) -> int:
     p.add_argument("--scan-stride", type=int, default=10, help="use every n-th scan frame")
     p.add_argument("--scan-limit", type=int, default=None, help="at most this many frames per scan")
     d = WMDataConfig()
-    for name in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
+    for name in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
                  "min_trans", "min_rot", "image_size", "pixel_stride", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
     p.add_argument("--diversity", choices=DIVERSITY_RULES, default="paper",
@@ -516,7 +516,7 @@ def cli_make_wm_data(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if not a.scans and a.synthetic <= 0: p.error("give --scans DIR and/or --synthetic N")
-    cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
+    cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
                           "still_trans", "still_rot", "min_trans", "min_rot", "image_size", "pixel_stride", "seed", "diversity")})
     try:
         summary = make_wm_data(a.out, a.scans, a.synthetic, a.per_scene, cfg, a.max_per_source, a.scan_stride,
