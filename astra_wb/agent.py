@@ -4,18 +4,30 @@
 
 # %% ../nbs/07_agent.ipynb #cdcbfaeb
 from __future__ import annotations
-import argparse, json, sys, time
+import difflib, time
+from fastcore.basics import patch
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Iterator
-from .protocol import (DIALECTS, TOOLS, Answer, Invalid, Invoke, Sample, Trajectory, Turn, build_messages,
-                               extract_answer)
+from astra_wb.protocol import (
+    DIALECTS,
+    TOOLS,
+    Answer,
+    Invalid,
+    Invoke,
+    Sample,
+    Trajectory,
+    Turn,
+    build_messages,
+    extract_answer,
+)
 from .policies import policy_attr
+from .registry import resolve
 
 # %% auto #0
 __all__ = ['MODES', 'PREMATURE', 'AgentConfig', 'feedback_text', 'judge_turn', 'final_answer', 'rollout', 'iter_rollout',
-           'run_one', 'apply_turn', 'format_trajectory', 'cli_rollout', 'trajectory_summary']
+           'run_one', 'apply_turn', 'format_trajectory', 'trajectory_summary']
 
 # %% ../nbs/07_agent.ipynb #4eb3de57
 MODES = ("direct", "forced", "agentic")
@@ -29,25 +41,32 @@ class AgentConfig:
     max_tool_rounds: int = 3         # simulator calls allowed per trajectory (paper: 3)
     max_turns: int = 10              # assistant turns per trajectory (paper: 10)
     temperature: float = 0.0         # 0 = greedy
-    top_p: float = 1.0
+    top_p: float = 1.0               # nucleus sampling
     max_new_tokens: int = 1024       # per assistant turn
     seed: int = 0                    # policy sampling seed (the policy call of step t uses seed + t)
     group_size: int = 1              # rollouts per sample (GRPO's G)
     progress: bool = False           # tqdm progress bar over finished trajectories
-    premature: str = "prompt"        # forced mode, answer before k calls: "prompt" (paper: end, valid, counted) |
+    premature: str = "prompt"  # forced mode, answer before k calls: "prompt" (paper: end, valid, counted) |
                                      # "retry" (invalid turn, feedback, ask again) | "accept" (end, invalid)
     simulator_workers: int = 1       # threads for a turn's simulator calls (>1 for remote simulators)
     max_batch: int = 0               # trajectories in flight at once; 0 = all
-    dialect: str = "workbench"       # turn parser: "workbench" (hermes <tool_call>) | "astra" (Astra page's <action>)
+    dialect: str = (
+        "workbench"  # turn parser: "workbench" (hermes <tool_call>) | "astra" (Astra page's <action>)
+    )
 
     def __post_init__(self):
-        if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode not in MODES:
+            close = difflib.get_close_matches(str(self.mode), MODES, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown mode {self.mode!r}: mode must be one of {', '.join(MODES)}{hint}")
         if self.max_turns < 1 or self.max_tool_rounds < 0 or self.group_size < 1:
             raise ValueError("max_turns and group_size must be >= 1 and max_tool_rounds >= 0")
         if self.mode == "forced" and not 1 <= self.forced_k <= min(self.max_tool_rounds, self.max_turns - 1):
             raise ValueError(f"forced_k={self.forced_k} must be in 1..min(max_tool_rounds, max_turns - 1)")
-        if self.premature not in PREMATURE: raise ValueError(f"premature must be one of {PREMATURE}, got {self.premature!r}")
-        if self.dialect not in DIALECTS: raise ValueError(f"dialect must be one of {tuple(DIALECTS)}, got {self.dialect!r}")
+        if self.premature not in PREMATURE:
+            raise ValueError(f"premature must be one of {PREMATURE}, got {self.premature!r}")
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {tuple(DIALECTS)}, got {self.dialect!r}")
 
 # %% ../nbs/07_agent.ipynb #835c2824
 _FORMAT_HINT = ("Reply with your reasoning inside <think></think>, then either one <tool_call></tool_call> "
@@ -56,15 +75,24 @@ _FORMAT_HINT = ("Reply with your reasoning inside <think></think>, then either o
 def feedback_text(invalid: Invalid, config: AgentConfig, tool_rounds: int) -> str:
     "The error observation shown to the policy after an invalid turn."
     r, d = invalid.reason, invalid.detail
-    if r == "tool_not_allowed" and config.mode == "direct": hint = "No tool is available here; answer from the given images."
-    elif r == "tool_not_allowed": hint = f"You have used all {config.max_tool_rounds} simulator calls; answer now."
-    elif r == "premature_answer": hint = f"You must call world_simulator {config.forced_k} times before answering ({tool_rounds} so far)."
-    elif r == "simulator_error": hint = "Try a different reference image or motion, or answer."
-    else: hint = _FORMAT_HINT
+    if r == "tool_not_allowed" and config.mode == "direct":
+        hint = "No tool is available here; answer from the given images."
+    elif r == "tool_not_allowed":
+        hint = f"You have used all {config.max_tool_rounds} simulator calls; answer now."
+    elif r == "premature_answer":
+        hint = (
+            f"You must call world_simulator {config.forced_k} times before answering ({tool_rounds} so far)."
+        )
+    elif r == "simulator_error":
+        hint = "Try a different reference image or motion, or answer."
+    else:
+        hint = _FORMAT_HINT
     return f"Invalid turn ({r}): {d.strip().rstrip('.')}. {hint}"
 
 # %% ../nbs/07_agent.ipynb #3ce8df56
-def judge_turn(text: str, traj: Trajectory, config: AgentConfig, tool_rounds: int, finish_reason: str | None = None):
+def judge_turn(
+    text: str, traj: Trajectory, config: AgentConfig, tool_rounds: int, finish_reason: str | None = None
+):
     "The action of a new turn of `traj` under the mode's rules (Invoke, Answer or Invalid)."
     n_images = len(traj.sample.images) + len(traj.observations)
     action = DIALECTS[config.dialect](text if isinstance(text, str) else "", n_images)
@@ -74,47 +102,64 @@ def judge_turn(text: str, traj: Trajectory, config: AgentConfig, tool_rounds: in
         return action
     last = len(traj.turns) + 1 >= config.max_turns
     if isinstance(action, Invoke):
-        if config.mode == "direct": return Invalid("tool_not_allowed", "Direct mode offers no tool.")
+        if config.mode == "direct":
+            return Invalid("tool_not_allowed", "Direct mode offers no tool.")
         if tool_rounds >= config.max_tool_rounds:
-            return Invalid("tool_not_allowed", f"the limit of {config.max_tool_rounds} tool rounds is reached.")
-        if last: return Invalid("over_limit", f"a tool call in the last of {config.max_turns} turns, with no turn left to use it.")
+            return Invalid(
+                "tool_not_allowed", f"the limit of {config.max_tool_rounds} tool rounds is reached."
+            )
+        if last:
+            return Invalid(
+                "over_limit",
+                f"a tool call in the last of {config.max_turns} turns, with no turn left to use it.",
+            )
     elif config.mode == "forced" and tool_rounds < config.forced_k and config.premature == "retry":
-        return Invalid("premature_answer", f"an answer after {tool_rounds} of the {config.forced_k} required calls.")
+        return Invalid(
+            "premature_answer", f"an answer after {tool_rounds} of the {config.forced_k} required calls."
+        )
     return action
 
+# %% ../nbs/07_agent.ipynb #f070f9f9
 def final_answer(action: Answer, text: str, sample: Sample) -> str | None:
     "The answer to score: the option letter for multiple choice, else the answer text."
-    if not sample.options: return action.answer.strip()
+    if not sample.options:
+        return action.answer.strip()
     letter = extract_answer(text, "".join(sample.options))
     if letter is None:
         by_text = {v.strip().lower(): k for k, v in sample.options.items()}
         letter = by_text.get(action.answer.strip().rstrip(".").lower())
-    if letter is None and action.answer.strip().rstrip(".") in sample.options:   # a bare letter (Astra's <action>B</action>)
+    if (
+        letter is None and action.answer.strip().rstrip(".") in sample.options
+    ):  # a bare letter (Astra's <action>B</action>)
         letter = action.answer.strip().rstrip(".")
     return letter
 
 # %% ../nbs/07_agent.ipynb #af7b5919
-def _name(x) -> str: return "" if x is None else str(getattr(x, "name", type(x).__name__))
+def _name(x) -> str:
+    return "" if x is None else str(getattr(x, "name", type(x).__name__))
 
+# %% ../nbs/07_agent.ipynb #15de9169
 def _resolve(policy, simulator):
-    "Specs ('expert', 'oracle', ...) or objects."
-    if isinstance(policy, str):
-        from astra_wb.policies import get_policy
-        policy = get_policy(policy)
-    if isinstance(simulator, str):
-        from astra_wb.simulators import get_simulator
-        simulator = get_simulator(simulator)
-    return policy, simulator
+    "Specs ('expert', 'oracle', 'none', ...) or objects."
+    return resolve(policy, "policy"), resolve(simulator)
 
+# %% ../nbs/07_agent.ipynb #61024051
 class _Rollout:
     def __init__(self, items, policy, simulator, config: AgentConfig):
         policy, simulator = _resolve(policy, simulator)
         self.policy, self.simulator, self.config = policy, simulator, config
-        self.trajs = [Trajectory(s, mode=config.mode, forced_k=config.forced_k if config.mode == "forced" else 0,
-                                 policy=_name(policy), simulator=_name(simulator),
-                                 timings={"policy": 0.0, "simulator": 0.0, "loop": 0.0, "total": 0.0},
-                                 meta={"group_index": g, "seed": config.seed, "tool_rounds": 0, "stop_reason": None})
-                      for s, g in items]
+        self.trajs = [
+            Trajectory(
+                s,
+                mode=config.mode,
+                forced_k=config.forced_k if config.mode == "forced" else 0,
+                policy=_name(policy),
+                simulator=_name(simulator),
+                timings={"policy": 0.0, "simulator": 0.0, "loop": 0.0, "total": 0.0},
+                meta={"group_index": g, "seed": config.seed, "tool_rounds": 0, "stop_reason": None},
+            )
+            for s, g in items
+        ]
         self.live = list(range(len(self.trajs)))
         self.step_index = 0
         self.tools = None if config.mode == "direct" else TOOLS
@@ -122,50 +167,82 @@ class _Rollout:
     def _policy_call(self, idx):
         c, p = self.config, self.policy
         convs = [build_messages(self.trajs[i], c.max_tool_rounds) for i in idx]
-        kw = dict(temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens, seed=c.seed + self.step_index)
+        kw = dict(
+            temperature=c.temperature,
+            top_p=c.top_p,
+            max_new_tokens=c.max_new_tokens,
+            seed=c.seed + self.step_index,
+        )
         if policy_attr(p, "needs_sample_ids"):
-            kw.update(sample_ids=[self.trajs[i].sample.id for i in idx], group_indices=[self.trajs[i].meta["group_index"] for i in idx])
+            kw.update(
+                sample_ids=[self.trajs[i].sample.id for i in idx],
+                group_indices=[self.trajs[i].meta["group_index"] for i in idx],
+            )
         t0 = time.perf_counter()
         texts = p.respond(convs, tools=self.tools, **kw)
         dt = time.perf_counter() - t0
         if not isinstance(texts, list) or len(texts) != len(idx):
-            raise ValueError(f"policy {getattr(p, 'name', p)!r} returned {len(texts) if isinstance(texts, list) else type(texts).__name__} "
-                             f"turns for {len(idx)} conversations")
+            raise ValueError(
+                f"policy {getattr(p, 'name', p)!r} returned {len(texts) if isinstance(texts, list) else type(texts).__name__} "
+                f"turns for {len(idx)} conversations"
+            )
         finish = policy_attr(p, "last_finish_reasons")
         finish = finish if isinstance(finish, list) and len(finish) == len(idx) else [None] * len(idx)
         return [t if isinstance(t, str) else "" for t in texts], finish, dt
 
 # %% ../nbs/07_agent.ipynb #96298625
+@patch
 def _imagine_one(self: _Rollout, i, invoke):
     traj = self.trajs[i]
     t0 = time.perf_counter()
     try:
-        if self.simulator is None: raise RuntimeError("no simulator was given to this rollout")
+        if self.simulator is None:
+            raise RuntimeError("no simulator was given to this rollout")
         obs = self.simulator.imagine(traj.sample, traj.observations, invoke.reference_image, invoke.motion)
         err = None
-    except Exception as e:  # a backend failure is an observation of the trajectory, never a crash of the batch
+    except (
+        Exception
+    ) as e:  # a backend failure is an observation of the trajectory, never a crash of the batch
         obs, reason = None, getattr(e, "reason", None)
         err = Invalid("simulator_error", f"{reason or type(e).__name__}: {e}")
     return obs, err, time.perf_counter() - t0
 
+# %% ../nbs/07_agent.ipynb #7cf232f7
+@patch
 def _imagine_all(self: _Rollout, calls):
     "Run a step's simulator calls together: the simulator's `imagine_batch` if it has one, else threads or in turn."
     batch = getattr(self.simulator, "imagine_batch", None)
     if callable(batch) and calls:
         t0 = time.perf_counter()
         try:
-            outs = batch([(self.trajs[i].sample, self.trajs[i].observations, v.reference_image, v.motion) for i, v in calls])
+            outs = batch(
+                [
+                    (self.trajs[i].sample, self.trajs[i].observations, v.reference_image, v.motion)
+                    for i, v in calls
+                ]
+            )
             dt = (time.perf_counter() - t0) / len(calls)
-            return [(o, None, dt) if not isinstance(o, Exception) else
-                    (None, Invalid("simulator_error", f"{getattr(o, 'reason', None) or type(o).__name__}: {o}"), dt) for o in outs]
-        except Exception: pass  # fall back to one call at a time, which reports errors per call
+            return [
+                (
+                    (o, None, dt)
+                    if not isinstance(o, Exception)
+                    else (
+                        None,
+                        Invalid("simulator_error", f"{getattr(o, 'reason', None) or type(o).__name__}: {o}"),
+                        dt,
+                    )
+                )
+                for o in outs
+            ]
+        except Exception:
+            pass  # fall back to one call at a time, which reports errors per call
     if self.config.simulator_workers > 1 and len(calls) > 1:
-        with ThreadPoolExecutor(self.config.simulator_workers) as ex: return list(ex.map(lambda c: self._imagine_one(*c), calls))
+        with ThreadPoolExecutor(self.config.simulator_workers) as ex:
+            return list(ex.map(lambda c: self._imagine_one(*c), calls))
     return [self._imagine_one(i, v) for i, v in calls]
 
-_Rollout._imagine_one, _Rollout._imagine_all = _imagine_one, _imagine_all
-
 # %% ../nbs/07_agent.ipynb #f44020d5
+@patch
 def _step(self: _Rollout) -> list[int]:
     "Advance every live trajectory by one assistant turn; return the indices that finished."
     c, t_start = self.config, time.perf_counter()
@@ -176,30 +253,36 @@ def _step(self: _Rollout) -> list[int]:
         traj = self.trajs[i]
         action = judge_turn(text, traj, c, traj.meta["tool_rounds"], fin)
         turns[i] = Turn(text, action, timings={"policy": t_policy / len(idx)})
-        if isinstance(action, Invoke): calls.append((i, action))
+        if isinstance(action, Invoke):
+            calls.append((i, action))
     t_sim0 = time.perf_counter()
     for (i, invoke), (obs, err, dt) in zip(calls, self._imagine_all(calls)):
         traj, turn = self.trajs[i], turns[i]
         traj.meta["tool_rounds"] += 1
         expected = len(traj.sample.images) + len(traj.observations) + 1
-        if obs is not None and obs.index != expected:  # numbering is the agent's job: provenance must match the conversation
-            obs.meta["index_from_simulator"] = obs.index; obs.index = expected
-        if err is not None: turn.action = err
+        if (
+            obs is not None and obs.index != expected
+        ):  # numbering is the agent's job: provenance must match the conversation
+            obs.meta["index_from_simulator"] = obs.index
+            obs.index = expected
+        if err is not None:
+            turn.action = err
         turn.observation, turn.timings["simulator"] = obs, dt
     t_sim = time.perf_counter() - t_sim0
     done = self._record(idx, turns)
     t_loop = (time.perf_counter() - t_start - t_policy - t_sim) / len(idx)
     for i in idx:
         tm, own_sim = self.trajs[i].timings, turns[i].timings.get("simulator", 0.0)
-        tm["policy"] += t_policy / len(idx); tm["simulator"] += own_sim; tm["loop"] += t_loop
+        tm["policy"] += t_policy / len(idx)
+        tm["simulator"] += own_sim
+        tm["loop"] += t_loop
         tm["total"] = tm["policy"] + tm["simulator"] + tm["loop"]
         turns[i].timings["loop"] = t_loop
     self.step_index += 1
     return done
 
-_Rollout._step = _step
-
 # %% ../nbs/07_agent.ipynb #52780ba7
+@patch
 def _record(self: _Rollout, idx, turns) -> list[int]:
     c, done = self.config, []
     for i in idx:
@@ -213,19 +296,20 @@ def _record(self: _Rollout, idx, turns) -> list[int]:
             traj.final_answer = final_answer(a, turn.text, traj.sample)
             early = c.mode == "forced" and traj.meta["tool_rounds"] < c.forced_k
             traj.meta["stop_reason"] = "premature_answer" if early else "answer"
-            if c.mode == "forced": traj.meta["premature_answer"] = early
-            if early and c.premature == "accept": traj.valid = False
+            if c.mode == "forced":
+                traj.meta["premature_answer"] = early
+            if early and c.premature == "accept":
+                traj.valid = False
         elif len(traj.turns) >= c.max_turns:
             traj.meta["stop_reason"], traj.valid = "over_limit", False
-        else: continue
+        else:
+            continue
         traj.meta["n_turns"] = len(traj.turns)
         traj.meta["invalid_counts"] = dict(Counter(traj.invalid_reasons))
         done.append(i)
     finished = set(done)
     self.live = [i for i in self.live if i not in finished]
     return done
-
-_Rollout._record = _record
 
 # %% ../nbs/07_agent.ipynb #cf6e3c4d
 def rollout(samples: list[Sample], policy, simulator, config: AgentConfig | None = None) -> list[Trajectory]:
@@ -243,47 +327,61 @@ def rollout(samples: list[Sample], policy, simulator, config: AgentConfig | None
                 bar.update(len(done))
                 bar.set_postfix(turn=r.step_index, live=len(r.live))
     finally:
-        if bar is not None: bar.close()
+        if bar is not None:
+            bar.close()
     return r.trajs
 
-def iter_rollout(sample: Sample, policy, simulator, config: AgentConfig | None = None) -> Iterator[Trajectory]:
+# %% ../nbs/07_agent.ipynb #20b911e6
+def iter_rollout(
+    sample: Sample, policy, simulator, config: AgentConfig | None = None
+) -> Iterator[Trajectory]:
     "Yield the trajectory of `sample` after each turn (group size 1), the last one finished."
     r = _Rollout([(sample, 0)], policy, simulator, config or AgentConfig())
     while r.live:
         r._step()
         yield r.trajs[0]
 
+# %% ../nbs/07_agent.ipynb #b494c846
 def run_one(sample: Sample, policy, simulator, config: AgentConfig | None = None) -> Trajectory:
     "One finished trajectory of `sample`."
-    for traj in iter_rollout(sample, policy, simulator, config): pass
+    for traj in iter_rollout(sample, policy, simulator, config):
+        pass
     return traj
 
 # %% ../nbs/07_agent.ipynb #97fda363
 class _Fixed:
     name = "human"
-    def __init__(self, text): self.text = text
-    def respond(self, conversations, tools=None, **kw): return [self.text] * len(conversations)
+    def __init__(self, text):
+        self.text = text
 
+    def respond(self, conversations, tools=None, **kw):
+        return [self.text] * len(conversations)
+
+# %% ../nbs/07_agent.ipynb #bbf175e1
 def apply_turn(traj: Trajectory, text: str, simulator, config: AgentConfig | None = None) -> Trajectory:
     "Advance `traj` by one assistant turn written elsewhere (e.g. by a person), under the loop's rules."
-    if traj.meta.get("stop_reason"): raise ValueError(f"trajectory of {traj.sample.id!r} is finished ({traj.meta['stop_reason']})")
+    if traj.meta.get("stop_reason"):
+        raise ValueError(f"trajectory of {traj.sample.id!r} is finished ({traj.meta['stop_reason']})")
     config = config or AgentConfig(mode=traj.mode, forced_k=traj.forced_k or 2)
     r = _Rollout([], _Fixed(text), simulator, config)
-    for k, v in {"group_index": 0, "seed": config.seed, "tool_rounds": sum(isinstance(t.action, Invoke) or
-                 (isinstance(t.action, Invalid) and t.action.reason == "simulator_error") for t in traj.turns), "stop_reason": None}.items():
+    for k, v in {
+        "group_index": 0,
+        "seed": config.seed,
+        "tool_rounds": sum(
+            isinstance(t.action, Invoke)
+            or (isinstance(t.action, Invalid) and t.action.reason == "simulator_error")
+            for t in traj.turns
+        ),
+        "stop_reason": None,
+    }.items():
         traj.meta.setdefault(k, v)
-    for k in ("policy", "simulator", "loop", "total"): traj.timings.setdefault(k, 0.0)
+    for k in ("policy", "simulator", "loop", "total"):
+        traj.timings.setdefault(k, 0.0)
     r.trajs, r.live, r.step_index = [traj], [0], len(traj.turns)
     r._step()
     return traj
 
 # %% ../nbs/07_agent.ipynb #57f617c1
-def _load_samples(a) -> list[Sample]:
-    from astra_wb.benchmarks import SynthBench, get_benchmark
-    if a.benchmark == "synth" and not a.data: bench = SynthBench.generate(a.n, seed=a.seed, limit=a.limit)
-    else: bench = get_benchmark(a.benchmark, a.data, limit=a.limit)
-    return bench.load()
-
 def format_trajectory(traj: Trajectory) -> str:
     "A trajectory as readable text: each turn's action and what came back."
     s = traj.sample
@@ -294,7 +392,8 @@ def format_trajectory(traj: Trajectory) -> str:
         what = (f"call image {a.reference_image}: {a.motion.instruction()}" if isinstance(a, Invoke) else
                 f"answer {a.answer!r}" if isinstance(a, Answer) else f"INVALID {a.reason}: {a.detail}")
         lines.append(f"   turn {k}: {what}")
-        if t.observation is not None: lines.append(f"      -> {t.observation.provenance()}")
+        if t.observation is not None:
+            lines.append(f"      -> {t.observation.provenance()}")
     tm = traj.timings
     lines.append(f"   final={traj.final_answer} gold={s.answer} correct={traj.correct} valid={traj.valid} "
                  f"calls={traj.n_tool_calls} stop={traj.meta.get('stop_reason')} "
@@ -302,52 +401,20 @@ def format_trajectory(traj: Trajectory) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07_agent.ipynb #fdbf6988
-def cli_rollout(argv: list[str] | None = None) -> int:
-    "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
-    from astra_wb.settings import load_settings
-    st = load_settings()
-    ap = argparse.ArgumentParser(prog="astra-wb rollout", description="Roll out a policy with a world simulator and print the trajectories.")
-    ap.add_argument("--policy", default=st.default_policy, help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")
-    ap.add_argument("--simulator", default=st.default_simulator, help="simulator spec (oracle, reproject, ...)")
-    ap.add_argument("--benchmark", default="synth", help="synth | mmsi | mindcube | mmsi-video")
-    ap.add_argument("--data", default=None, help="benchmark file/folder (synth: generated when omitted)")
-    ap.add_argument("--n", type=int, default=4, help="synthetic questions to generate when --data is omitted")
-    ap.add_argument("--limit", type=int, default=None, help="first N samples only")
-    from fastcore.docments import docments
-    d, helps = AgentConfig(), docments(AgentConfig)   # each flag's help is the field's comment
-    for f in fields(AgentConfig):
-        if f.name in ("progress",): continue
-        v = getattr(d, f.name)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(v), default=v,
-                        help=f"{helps.get(f.name) or f.name} (default: {v!r})")
-    ap.add_argument("--progress", action="store_true", help="show a progress bar")
-    ap.add_argument("--json", action="store_true", help="print one JSON summary per trajectory instead of text")
-    ap.add_argument("--out", default=None, help="save the trajectories here (trajectories.jsonl + images)")
-    a = ap.parse_args(argv)
-    try:
-        config = AgentConfig(**{f.name: getattr(a, f.name) for f in fields(AgentConfig)})
-        from astra_wb.policies import get_policy
-        from astra_wb.simulators import get_simulator
-        samples = _load_samples(a)
-        policy = get_policy(a.policy)
-        simulator = None if a.simulator in ("", "none") else get_simulator(a.simulator)
-    except (ValueError, KeyError, OSError, ImportError, RuntimeError) as e:  # bad flags, files, specs, backends
-        print(f"astra-wb rollout: {e}", file=sys.stderr); return 2
-    trajs = rollout(samples, policy, simulator, config)
-    for t in trajs:
-        if a.json: print(json.dumps(trajectory_summary(t)))
-        else: print(format_trajectory(t))
-    if a.out:
-        from pathlib import Path
-        from astra_wb.protocol import save_trajectories_jsonl
-        path = save_trajectories_jsonl(trajs, Path(a.out) / "trajectories.jsonl")
-        print(f"saved {len(trajs)} trajectories to {path}", file=sys.stderr)
-    return 0
-
 def trajectory_summary(t: Trajectory) -> dict:
     "A JSON-able one-line summary of a trajectory."
-    return {"id": t.sample.id, "group_index": t.meta.get("group_index"), "mode": t.mode, "final_answer": t.final_answer,
-            "answer": t.sample.answer, "correct": t.correct, "valid": t.valid, "n_turns": len(t.turns),
-            "n_tool_calls": t.n_tool_calls, "invalid_reasons": t.invalid_reasons, "stop_reason": t.meta.get("stop_reason"),
-            "premature_answer": t.meta.get("premature_answer"),
-            "timings": {k: round(v, 6) for k, v in t.timings.items()}}
+    return {
+        "id": t.sample.id,
+        "group_index": t.meta.get("group_index"),
+        "mode": t.mode,
+        "final_answer": t.final_answer,
+        "answer": t.sample.answer,
+        "correct": t.correct,
+        "valid": t.valid,
+        "n_turns": len(t.turns),
+        "n_tool_calls": t.n_tool_calls,
+        "invalid_reasons": t.invalid_reasons,
+        "stop_reason": t.meta.get("stop_reason"),
+        "premature_answer": t.meta.get("premature_answer"),
+        "timings": {k: round(v, 6) for k, v in t.timings.items()},
+    }

@@ -7,17 +7,16 @@ from __future__ import annotations
 import argparse, hashlib, json, math, random, sqlite3, sys, threading, time, uuid
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 from fastcore.basics import patch
-from .labels import (LabelError, LabelEvent, check_label, check_name, cohen_kappa, field_error,
-                             krippendorff_alpha)
-from .safeio import SafeIOError, iter_jsonl, read_json
+from .labels import (TRAJECTORY_FIELDS, Agreement, LabelError, LabelEvent, PairAgreement, check_label,
+                             check_name, cohen_kappa, field_error, krippendorff_alpha, read_jsonl)
+from .safeio import SafeIOError, read_json
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'SCHEMA', 'LabelStore', 'AssignConfig', 'LabelConflict', 'Item', 'Progress', 'PairAgreement',
-           'Agreement', 'read_jsonl', 'cli_annotate']
+__all__ = ['SCHEMA_VERSION', 'SCHEMA', 'LabelStore', 'AssignConfig', 'LabelConflict', 'Item', 'Progress', 'cli_annotate']
 
 # %% ../nbs/15_annotate.ipynb #86e9746f
 SCHEMA_VERSION = 1
@@ -93,6 +92,7 @@ def _connect(self: LabelStore) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys = ON")
     return db
 
+# %% ../nbs/15_annotate.ipynb #4ef2b52e
 @patch
 def _create_schema(self: LabelStore):
     "Create the tables of a new file (idempotent); refuse a file written by newer code."
@@ -139,6 +139,7 @@ def _write(self: LabelStore):
             raise
         self._db.execute("COMMIT")
 
+# %% ../nbs/15_annotate.ipynb #18a6e3e4
 @patch
 @contextmanager
 def _read(self: LabelStore):
@@ -173,12 +174,19 @@ def configure(self: LabelStore, **changes) -> AssignConfig:
     "Change assignment settings (persisted, shared by every process using the file)."
     try: cfg = AssignConfig(**{**asdict(self.config), **changes})
     except TypeError as e: raise LabelError(f"unknown assignment setting: {e}") from None
-    if not 0 <= cfg.overlap_fraction <= 1: raise field_error("", "overlap_fraction", f"must be in [0, 1], got {cfg.overlap_fraction}")
-    if not isinstance(cfg.overlap_k, int) or cfg.overlap_k < 2: raise field_error("", "overlap_k", f"must be an integer >= 2, got {cfg.overlap_k}")
+    if not 0 <= cfg.overlap_fraction <= 1:
+        raise field_error("", "overlap_fraction", f"must be in [0, 1], got {cfg.overlap_fraction}")
+    if not isinstance(cfg.overlap_k, int) or cfg.overlap_k < 2:
+        raise field_error("", "overlap_k", f"must be an integer >= 2, got {cfg.overlap_k}")
     if not cfg.lease_s > 0: raise field_error("", "lease_s", f"must be > 0, got {cfg.lease_s}")
     with self._write() as db:
-        db.executemany("INSERT OR REPLACE INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in asdict(cfg).items()])
-        db.execute("UPDATE trajectories SET required = CASE WHEN bucket < ? THEN ? ELSE 1 END", (cfg.overlap_fraction, cfg.overlap_k))
+        db.executemany(
+            "INSERT OR REPLACE INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in asdict(cfg).items()]
+        )
+        db.execute(
+            "UPDATE trajectories SET required = CASE WHEN bucket < ? THEN ? ELSE 1 END",
+            (cfg.overlap_fraction, cfg.overlap_k),
+        )
     return cfg
 
 # %% ../nbs/15_annotate.ipynb #aecc5c56
@@ -188,6 +196,7 @@ def _n_turns(folder: Path) -> int | None:
     except (SafeIOError, AttributeError): return None
     return len(turns) if isinstance(turns, list) else None
 
+# %% ../nbs/15_annotate.ipynb #89e90fca
 @patch
 def register(self: LabelStore, trajectories, run: str | None = None) -> int:
     "Queue trajectories for labelling: ids, or (id, folder) pairs. Returns how many were given."
@@ -195,7 +204,15 @@ def register(self: LabelStore, trajectories, run: str | None = None) -> int:
     for t in ([trajectories] if isinstance(trajectories, str) else trajectories):
         tid, folder = (t, None) if isinstance(t, str) else t
         check_name(tid, "trajectory", max_len=512)
-        rows.append((tid, None if folder is None else str(folder), run, None if folder is None else _n_turns(Path(folder)), now))
+        rows.append(
+            (
+                tid,
+                None if folder is None else str(folder),
+                run,
+                None if folder is None else _n_turns(Path(folder)),
+                now,
+            )
+        )
     with self._write() as db:
         cfg = self.config
         rows = [(*r[:4], b := _bucket(r[0]), cfg.overlap_k if b < cfg.overlap_fraction else 1, r[4]) for r in rows]
@@ -204,6 +221,7 @@ def register(self: LabelStore, trajectories, run: str | None = None) -> int:
             n_turns = coalesce(excluded.n_turns, n_turns)""", rows)
     return len(rows)
 
+# %% ../nbs/15_annotate.ipynb #69be5eff
 @patch
 def register_run(self: LabelStore, run_folder) -> list[str]:
     "Register every `trajectories/<id>/trajectory.json` of a run folder; returns the ids."
@@ -223,6 +241,7 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
     self.register(list(zip(ids, paths)), run=run_folder.name)
     return ids
 
+# %% ../nbs/15_annotate.ipynb #38b86e6a
 @patch
 def trajectory_path(self: LabelStore, trajectory: str) -> str | None:
     "The folder a registered trajectory was registered with (None: no folder); LabelError if unknown."
@@ -236,14 +255,31 @@ def _event(row) -> LabelEvent | None:
     return None if row is None else LabelEvent(*row[:4], tuple(json.loads(row[4])), *row[5:])
 
 def _row(ev: LabelEvent) -> tuple:
-    return (ev.event_id, ev.annotator, ev.trajectory, ev.label, json.dumps(list(ev.subtags)), ev.note, ev.turn, ev.version, ev.time)
+    return (
+        ev.event_id,
+        ev.annotator,
+        ev.trajectory,
+        ev.label,
+        json.dumps(list(ev.subtags)),
+        ev.note,
+        ev.turn,
+        ev.version,
+        ev.time,
+    )
 
 class LabelConflict(Exception):
     "A stale edit: the label changed since `base_version`. Nothing was written; `current` is the stored label."
     def __init__(self, annotator: str, trajectory: str, base_version: int, current: LabelEvent | None):
-        self.annotator, self.trajectory, self.base_version, self.current = annotator, trajectory, base_version, current
+        self.annotator, self.trajectory, self.base_version, self.current = (
+            annotator,
+            trajectory,
+            base_version,
+            current,
+        )
         now = f"version {current.version} ({current.label})" if current else "no label"
-        super().__init__(f"stale edit of {annotator}'s label on {trajectory}: based on version {base_version}, the store has {now}")
+        super().__init__(
+            f"stale edit of {annotator}'s label on {trajectory}: based on version {base_version}, the store has {now}"
+        )
 
 # %% ../nbs/15_annotate.ipynb #38620c35
 @patch
@@ -252,7 +288,9 @@ def save_label(self: LabelStore, annotator: str, trajectory: str, label: str, *,
     "Append a label event (an edit when `base_version` > 0); raises `LabelConflict` when stale."
     check_name(annotator)
     check_name(trajectory, "trajectory", max_len=512)
-    label, subtags, note, turn = check_label(label, list(subtags) if isinstance(subtags, (tuple, set)) else subtags, note, turn)
+    label, subtags, note, turn = check_label(
+        label, list(subtags) if isinstance(subtags, (tuple, set)) else subtags, note, turn
+    )
     event_id = check_name(event_id, "event_id", max_len=128) if event_id is not None else uuid.uuid4().hex
     with self._write() as db:
         if old := _event(db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (event_id,)).fetchone()):
@@ -261,15 +299,20 @@ def save_label(self: LabelStore, annotator: str, trajectory: str, label: str, *,
                 raise field_error("", "event_id", f"{event_id!r} was already used for a different label")
             return old                                  # a retry of a committed save
         t = db.execute("SELECT n_turns FROM trajectories WHERE id = ?", (trajectory,)).fetchone()
-        if t is None: raise field_error("", "trajectory", f"unknown trajectory {trajectory!r}; register it first")
+        if t is None:
+            raise field_error("", "trajectory", f"unknown trajectory {trajectory!r}; register it first")
         if turn is not None and t[0] is not None and turn > t[0]:
             raise field_error("", "turn", f"{trajectory} has {t[0]} turns, got turn {turn}")
         cur = _event(db.execute(f"SELECT {_EV} FROM events WHERE annotator = ? AND trajectory = ? ORDER BY version DESC LIMIT 1",
                                 (annotator, trajectory)).fetchone())
-        if (cur.version if cur else 0) != base_version: raise LabelConflict(annotator, trajectory, base_version, cur)
-        ev = LabelEvent(event_id, annotator, trajectory, label, subtags, note, turn, base_version + 1, float(self.clock()))
+        if (cur.version if cur else 0) != base_version:
+            raise LabelConflict(annotator, trajectory, base_version, cur)
+        ev = LabelEvent(
+            event_id, annotator, trajectory, label, subtags, note, turn, base_version + 1, float(self.clock())
+        )
         db.execute(f"INSERT INTO events({_EV}) VALUES (?,?,?,?,?,?,?,?,?)", _row(ev))
-        if base_version == 0: db.execute("UPDATE trajectories SET n_done = n_done + 1 WHERE id = ?", (trajectory,))
+        if base_version == 0:
+            db.execute("UPDATE trajectories SET n_done = n_done + 1 WHERE id = ?", (trajectory,))
         db.execute("DELETE FROM leases WHERE trajectory = ? AND annotator = ?", (trajectory, annotator))
         db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, ev.time))
     return ev
@@ -317,6 +360,7 @@ def next_item(self: LabelStore, annotator: str) -> Item | None:
         db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (row[0], annotator, now + lease_s))
     return Item(row[0], row[1], row[2], row[3], now + lease_s, row[4], row[5])
 
+# %% ../nbs/15_annotate.ipynb #e75ad64e
 @patch
 def release(self: LabelStore, annotator: str, trajectory: str, skip: bool = False):
     "Give a leased trajectory back; with `skip`, never serve it to `annotator` again."
@@ -328,7 +372,9 @@ def release(self: LabelStore, annotator: str, trajectory: str, skip: bool = Fals
 @patch
 def current(self: LabelStore, annotator: str, trajectory: str) -> LabelEvent | None:
     "`annotator`'s current label of `trajectory` (its version is the base for an edit)."
-    rows = self._all(f"SELECT {_EV} FROM current_labels WHERE annotator = ? AND trajectory = ?", (annotator, trajectory))
+    rows = self._all(
+        f"SELECT {_EV} FROM current_labels WHERE annotator = ? AND trajectory = ?", (annotator, trajectory)
+    )
     return _event(rows[0]) if rows else None
 
 @patch
@@ -352,20 +398,26 @@ class Progress:
     events: int               # label events including edits
     available: int            # trajectories that could still be served to them
 
+# %% ../nbs/15_annotate.ipynb #0a1bf04a
 @patch
 def login(self: LabelStore, annotator: str) -> Progress:
     "Register an annotator (idempotent) and return their progress."
     annotator = check_name(annotator.strip() if isinstance(annotator, str) else annotator)
-    with self._write() as db: db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, self.clock()))
+    with self._write() as db:
+        db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, self.clock()))
     return self.progress(annotator)
 
+# %% ../nbs/15_annotate.ipynb #38a80863
 @patch
 def progress(self: LabelStore, annotator: str) -> Progress:
     with self._read() as db:
-        n_ev, n_traj = db.execute("SELECT count(*), count(DISTINCT trajectory) FROM events WHERE annotator = ?", (annotator,)).fetchone()
+        n_ev, n_traj = db.execute(
+            "SELECT count(*), count(DISTINCT trajectory) FROM events WHERE annotator = ?", (annotator,)
+        ).fetchone()
         avail = db.execute(_OPEN.format(cols="count(*)"), dict(a=annotator, now=self.clock())).fetchone()[0]
     return Progress(annotator, n_traj, n_ev, avail)
 
+# %% ../nbs/15_annotate.ipynb #e3124ba3
 @patch
 def stats(self: LabelStore) -> dict:
     "Counts for dashboards and `astra-wb annotate stats`."
@@ -378,37 +430,6 @@ def stats(self: LabelStore) -> dict:
                     active_leases=one("SELECT count(*) FROM leases WHERE expires > ?", self.clock()),
                     annotators=dict(db.execute("SELECT annotator, count(*) FROM current_labels GROUP BY annotator ORDER BY annotator").fetchall()),
                     labels=dict(db.execute("SELECT label, count(*) FROM current_labels GROUP BY label ORDER BY count(*) DESC, label").fetchall()))
-
-# %% ../nbs/15_annotate.ipynb #9889408f
-@dataclass
-class PairAgreement:
-    a: str
-    b: str
-    n: int                    # trajectories both labelled
-    observed: float           # share of them with the same label
-    kappa: float              # Cohen's kappa (nan when undefined)
-
-@dataclass
-class Agreement:
-    n_items: int              # trajectories labelled by >= 2 annotators
-    annotators: list
-    alpha: float              # Krippendorff's alpha, nominal
-    kappa: float              # Cohen's (2 annotators) or Light's (mean pairwise)
-    observed: float           # pairwise observed agreement
-    pairs: list = field(default_factory=list)
-    label_counts: dict = field(default_factory=dict)   # current labels on these items
-    alpha_subtags: float = math.nan     # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
-    observed_subtags: float = math.nan  # pairwise observed agreement on the label and its sub-tags together
-    def to_dict(self) -> dict:
-        clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x   # JSON has no NaN
-        d = asdict(self)
-        return {k: ([{kk: clean(vv) for kk, vv in p.items()} for p in v] if k == "pairs" else clean(v)) for k, v in d.items()}
-    def __str__(self):
-        f = lambda x: "n/a" if math.isnan(x) else f"{x:.3f}"
-        lines = [f"items with >= 2 annotators: {self.n_items}   alpha: {f(self.alpha)}   kappa: {f(self.kappa)}   observed: {f(self.observed)}"]
-        lines += [f"with sub-tags: alpha: {f(self.alpha_subtags)}   observed: {f(self.observed_subtags)}"]
-        lines += [f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs]
-        return "\n".join(lines)
 
 # %% ../nbs/15_annotate.ipynb #1fa33891
 @patch
@@ -439,48 +460,20 @@ def agreement(self: LabelStore) -> Agreement:
                      sum(x == y for x, y in pair_sub) / len(pair_sub) if pair_sub else math.nan)
 
 # %% ../nbs/15_annotate.ipynb #17dc1e9e
-_TRAJ_FIELDS = ("id", "path", "run", "n_turns", "added")
-
 @patch
 def export_jsonl(self: LabelStore, path) -> int:
     "Write trajectories and every event to a JSONL file; returns the number of rows."
     with self._read() as db:
-        trajs = db.execute(f"SELECT {', '.join(_TRAJ_FIELDS)} FROM trajectories ORDER BY added, rowid").fetchall()
+        trajs = db.execute(f"SELECT {', '.join(TRAJECTORY_FIELDS)} FROM trajectories ORDER BY added, rowid").fetchall()
         evs = [_event(r) for r in db.execute(f"SELECT {_EV} FROM events ORDER BY seq").fetchall()]
-    rows = [{"type": "trajectory", **dict(zip(_TRAJ_FIELDS, t))} for t in trajs] + [{"type": "event", **e.to_dict()} for e in evs]
+    rows = [{"type": "trajectory", **dict(zip(TRAJECTORY_FIELDS, t))} for t in trajs] + [
+        {"type": "event", **e.to_dict()} for e in evs
+    ]
     tmp = Path(f"{path}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return len(rows)
-
-# %% ../nbs/15_annotate.ipynb #37a9cee3
-def _traj_row(d: dict, where: str) -> tuple:
-    if extra := sorted(set(d) - set(_TRAJ_FIELDS)): raise field_error(where, extra[0], "unknown field")
-    if missing := [k for k in _TRAJ_FIELDS if k not in d]: raise field_error(where, missing[0], "missing")
-    check_name(d["id"], "trajectory", where, 512)
-    for k in ("path", "run"):
-        if d[k] is not None and not isinstance(d[k], str): raise field_error(where, k, f"expected a string or null, got {d[k]!r}")
-    if d["n_turns"] is not None and (isinstance(d["n_turns"], bool) or not isinstance(d["n_turns"], int) or not 0 <= d["n_turns"] <= 10**6):
-        raise field_error(where, "n_turns", f"expected a count or null, got {d['n_turns']!r}")
-    if isinstance(d["added"], bool) or not isinstance(d["added"], (int, float)) or not math.isfinite(d["added"]):
-        raise field_error(where, "added", f"expected unix seconds, got {d['added']!r}")
-    return d["id"], d["path"], d["run"], d["n_turns"], float(d["added"])
-
-def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
-    "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
-    trajs, evs = [], []
-    path = Path(path)
-    try: lines = list(iter_jsonl(path.parent, path.name, str(path)))   # bounded: depth, integer size, line size
-    except SafeIOError as e: raise LabelError(str(e)) from None
-    for n, d in lines:
-        where = f"{path}:{n}"
-        if not isinstance(d, dict): raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
-        kind = d.pop("type", None)
-        if kind == "trajectory": trajs.append(_traj_row(d, where))
-        elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
-        else: raise field_error(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
-    return trajs, evs
 
 # %% ../nbs/15_annotate.ipynb #0f09bb43
 @patch
@@ -497,18 +490,22 @@ def import_jsonl(self: LabelStore, path) -> dict:
             out["trajectories_added" if cur.rowcount else "trajectories_skipped"] += 1
         for where, ev in evs:
             if old := _event(db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (ev.event_id,)).fetchone()):
-                if old != ev: raise field_error(where, "event_id", f"{ev.event_id!r} is already in the store with different content")
+                if old != ev:
+                    raise field_error(where, "event_id", f"{ev.event_id!r} is already in the store with different content")
                 out["events_skipped"] += 1
                 continue
             if db.execute("SELECT 1 FROM trajectories WHERE id = ?", (ev.trajectory,)).fetchone() is None:
-                raise field_error(where, "trajectory", f"unknown trajectory {ev.trajectory!r} (not in the file nor the store)")
+                raise field_error(
+                    where, "trajectory", f"unknown trajectory {ev.trajectory!r} (not in the file nor the store)"
+                )
             have = db.execute("SELECT coalesce(max(version), 0) FROM events WHERE annotator = ? AND trajectory = ?",
                               (ev.annotator, ev.trajectory)).fetchone()[0]
             if ev.version != have + 1:
                 raise field_error(where, "version", f"{ev.annotator}'s label on {ev.trajectory} is at version {have} here; "
                            f"version {ev.version} does not continue it (conflicting edits)")
             db.execute(f"INSERT INTO events({_EV}) VALUES (?,?,?,?,?,?,?,?,?)", _row(ev))
-            if ev.version == 1: db.execute("UPDATE trajectories SET n_done = n_done + 1 WHERE id = ?", (ev.trajectory,))
+            if ev.version == 1:
+                db.execute("UPDATE trajectories SET n_done = n_done + 1 WHERE id = ?", (ev.trajectory,))
             db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (ev.annotator, ev.time))
             out["events_added"] += 1
     return dict(out)
@@ -532,12 +529,18 @@ def _parser() -> argparse.ArgumentParser:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", help="label store file (default: the label_db setting)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("register", parents=[db], help="queue the trajectories of run folders").add_argument("runs", nargs="+")
-    ex = sub.add_parser("export", parents=[db], help="write all events to JSONL (--out FILE, as in the other commands)")
+    sub.add_parser("register", parents=[db], help="queue the trajectories of run folders").add_argument(
+        "runs", nargs="+"
+    )
+    ex = sub.add_parser(
+        "export", parents=[db], help="write all events to JSONL (--out FILE, as in the other commands)"
+    )
     ex.add_argument("out", nargs="?", help=argparse.SUPPRESS)
     ex.add_argument("--out", dest="out_flag", metavar="FILE")
     sub.add_parser("import", parents=[db], help="merge a JSONL export").add_argument("file")
-    sub.add_parser("agreement", parents=[db], help="kappa / alpha on overlapping items").add_argument("--json", action="store_true")
+    sub.add_parser("agreement", parents=[db], help="kappa / alpha on overlapping items").add_argument(
+        "--json", action="store_true"
+    )
     sub.add_parser("stats", parents=[db], help="counts of items, events and labels")
     c = sub.add_parser("configure", parents=[db], help="assignment settings")
     c.add_argument("--overlap-fraction", type=float)
@@ -545,6 +548,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lease-s", type=float)
     return p
 
+# %% ../nbs/15_annotate.ipynb #641550da
 def cli_annotate(argv: list[str]) -> int:
     "Entry point of `astra-wb annotate`."
     a = _parser().parse_args(argv)
@@ -572,7 +576,11 @@ def cli_annotate(argv: list[str]) -> int:
             print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
         elif a.cmd == "stats": print(json.dumps(store.stats(), indent=1))
         elif a.cmd == "configure":
-            ch = {k: v for k, v in dict(overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s).items() if v is not None}
+            ch = {
+                k: v
+                for k, v in dict(overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s).items()
+                if v is not None
+            }
             print(json.dumps(asdict(store.configure(**ch))))
     except (ValueError, OSError, sqlite3.Error) as e:   # LabelError, and RunError for a folder with no runs
         print(f"astra-wb annotate {a.cmd}: {e}", file=sys.stderr)

@@ -36,7 +36,9 @@ class OracleSimulator(PosedSimulator):
         W, H = ref.size
         f = render(scene, pose, K, W, H, hidden=hidden)
         inside = bool(((pose[:3, 3] > 0) & (pose[:3, 3] < scene.room_size)).all())
-        return Rendering(f.image, f.depth, None, {"privileged": True} | ({"outside_room": True} if not inside else {}))
+        return Rendering(
+            f.image, f.depth, None, {"privileged": True} | ({"outside_room": True} if not inside else {})
+        )
 
 # %% ../nbs/05e_backends.ipynb #1524f6b5
 @patch
@@ -133,10 +135,14 @@ def noisy_pose(T: np.ndarray, rng: np.random.Generator, pose_noise: float, rot_n
 @patch
 def _corrupt(self: ReprojectSimulator, sample, v: View, is_ref: bool) -> View:
     "The view as an imperfect pipeline knows it: noisy depth; for views other than the reference, a noisy pose."
-    depth = noisy_depth(np.asarray(v.depth, np.float32), _view_rng(self.seed, sample, v.index, "depth"), self.depth_noise)
+    depth = noisy_depth(
+        np.asarray(v.depth, np.float32), _view_rng(self.seed, sample, v.index, "depth"), self.depth_noise
+    )
     pose = v.pose
     if self.pose_noise and not is_ref:
-        pose = noisy_pose(v.pose, _view_rng(self.seed, sample, v.index, "pose"), self.pose_noise, 10 * self.pose_noise)
+        pose = noisy_pose(
+            v.pose, _view_rng(self.seed, sample, v.index, "pose"), self.pose_noise, 10 * self.pose_noise
+        )
     return View(v.index, v.image, pose, v.K_or_default(self.fov_deg), depth)
 
 # %% ../nbs/05e_backends.ipynb #5632a4fd
@@ -146,7 +152,9 @@ def render_at(self: ReprojectSimulator, sample, observations, ref, pose, K, hidd
     posed = ref.pose is not None
     ref = View(ref.index, ref.image, ref.pose if posed else UNPOSED, ref.K_or_default(self.fov_deg), ref.depth)
     ref = self._with_depth(ref)
-    views = [self._corrupt(sample, v, v.index == ref.index) for v in self._context(sample, observations, ref, pose)]
+    views = [
+        self._corrupt(sample, v, v.index == ref.index) for v in self._context(sample, observations, ref, pose)
+    ]
     W, H = ref.size
     rgb, depth, mask = reproject_views(views, pose, K, W, H, self.max_footprint)
     meta = {"privileged": False, "holes": round(float(mask.mean()), 4), "views_used": [v.index for v in views]}
@@ -344,7 +352,9 @@ class BlankSimulator(PosedSimulator):
     name = "blank"
     needs_pose = False
     def render_at(self, sample, observations, ref, pose, K, hidden=()) -> Rendering:
-        return Rendering(Image.new("RGB", ref.size, (128, 128, 128)), None, None, {"privileged": False, "control": "blank"})
+        return Rendering(
+            Image.new("RGB", ref.size, (128, 128, 128)), None, None, {"privileged": False, "control": "blank"}
+        )
 
 class CopySimulator(PosedSimulator):
     "Control: the reference image unchanged (a simulator that ignores the motion)."

@@ -10,7 +10,16 @@ import numpy as np
 from fastcore.basics import patch
 from PIL import Image
 from .protocol import Sample
-from .safeio import SafeIOError, check_list, iter_jsonl, loads, open_under, read_bytes, read_image, split_path
+from astra_wb.safeio import (
+    SafeIOError,
+    check_list,
+    iter_jsonl,
+    loads,
+    open_under,
+    read_bytes,
+    read_image,
+    split_path,
+)
 from .official import MINDCUBE_PROMPT_SETTINGS, mindcube_prompt
 from .registry import Registry
 
@@ -27,41 +36,65 @@ __all__ = ['MMSI_PR', 'MMSI_GROUPS', 'MMSI_CATEGORIES', 'MMSI_SHORT_NAMES', 'MIN
 class BenchmarkError(ValueError):
     "A benchmark file that cannot be read: the message names the file, the row and the field."
 
+# %% ../nbs/08_benchmarks.ipynb #1b4196e7
 def bench_error(file, row=None, field=None, msg: str = "") -> BenchmarkError:
     "Build a `BenchmarkError` whose message starts with `file: row R: field 'F':`."
     where = [str(file)]
-    if row is not None: where.append(f"row {row}")
-    if field is not None: where.append(f"field {field!r}")
+    if row is not None:
+        where.append(f"row {row}")
+    if field is not None:
+        where.append(f"field {field!r}")
     return BenchmarkError(": ".join(where) + f": {msg}")
 
 # %% ../nbs/08_benchmarks.ipynb #79e665fc
-MMSI_PR = tuple(f"Positional Relationship ({a}.\u2013{b}.)" for a, b in
-                [("Cam", "Obj"), ("Cam", "Reg"), ("Cam", "Cam"), ("Obj", "Obj"), ("Obj", "Reg"), ("Reg", "Reg")])
+MMSI_PR = tuple(
+    f"Positional Relationship ({a}.\u2013{b}.)"
+    for a, b in [
+        ("Cam", "Obj"),
+        ("Cam", "Reg"),
+        ("Cam", "Cam"),
+        ("Obj", "Obj"),
+        ("Obj", "Reg"),
+        ("Reg", "Reg"),
+    ]
+)
 MMSI_GROUPS = {"PR": MMSI_PR, "Attr.": ("Attribute (Meas.)", "Attribute (Appr.)"),
                "Mot.": ("Motion (Cam.)", "Motion (Obj.)"), "MSR": ("MSR",)}
 MMSI_CATEGORIES = tuple(c for cats in MMSI_GROUPS.values() for c in cats)
 # VLMEvalKit's current MMSI TSV names the types briefly (`vlmeval/dataset/mmsibench.py`, `MMSIBench._task_category`)
-MMSI_SHORT_NAMES = {**{"Pos-{}-{}".format(*re.search(r"\((\w+)\.\u2013(\w+)\.\)", c).groups()): c for c in MMSI_PR},
-                    "Attr-Meas": "Attribute (Meas.)", "Attr-Appr": "Attribute (Appr.)",
-                    "Motion-Cam": "Motion (Cam.)", "Motion-Obj": "Motion (Obj.)", "MSR": "MSR"}
+MMSI_SHORT_NAMES = {
+    **{"Pos-{}-{}".format(*re.search(r"\((\w+)\.\u2013(\w+)\.\)", c).groups()): c for c in MMSI_PR},
+    "Attr-Meas": "Attribute (Meas.)",
+    "Attr-Appr": "Attribute (Appr.)",
+    "Motion-Cam": "Motion (Cam.)",
+    "Motion-Obj": "Motion (Obj.)",
+    "MSR": "MSR",
+}
 MINDCUBE_SETTINGS = ("rotation", "around", "among", "translation", "other")
 MINDCUBE_EXCLUDED_FROM_OVERALL = ("translation",)
 
-def _dashes(s: str) -> str: return re.sub(r"\s*[-\u2010-\u2014]\s*", "\u2013", s)
+def _dashes(s: str) -> str:
+    return re.sub(r"\s*[-\u2010-\u2014]\s*", "\u2013", s)
 
+# %% ../nbs/08_benchmarks.ipynb #b9c2e92d
 def mmsi_category(name: str) -> str:
     "The published spelling of an MMSI-Bench question type (accepts a hyphen for the en dash, and VLMEvalKit's short names)."
     name = str(name).strip()
-    if name in MMSI_SHORT_NAMES: return MMSI_SHORT_NAMES[name]
-    if name.lower() in ("multi-step reasoning", "multi-step reasoning (msr)"): return "MSR"
+    if name in MMSI_SHORT_NAMES:
+        return MMSI_SHORT_NAMES[name]
+    if name.lower() in ("multi-step reasoning", "multi-step reasoning (msr)"):
+        return "MSR"
     for c in MMSI_CATEGORIES:
-        if _dashes(c) == _dashes(name): return c
+        if _dashes(c) == _dashes(name):
+            return c
     raise KeyError(f"unknown MMSI-Bench question type {name!r}; expected one of {MMSI_CATEGORIES}")
 
+# %% ../nbs/08_benchmarks.ipynb #7242769f
 def mmsi_group(category: str) -> str:
     "PR / Attr. / Mot. / MSR for an MMSI-Bench question type."
     return next(g for g, cats in MMSI_GROUPS.items() if mmsi_category(category) in cats)
 
+# %% ../nbs/08_benchmarks.ipynb #bf703215
 def mindcube_setting(item_id: str) -> str:
     "MindCube's official setting-from-id rule."
     low = (item_id or "").lower()
@@ -73,11 +106,13 @@ MMSI_POST_PROMPT = ("Answer with the option's letter from the given choices dire
 
 def extract_mmsi(text: str | None) -> str | None:
     "MMSI-Bench's official letter extraction (README `extract_single_choice_with_word_boundary`)."
-    if text is None: return None
+    if text is None:
+        return None
     pred = str(text)
     for pat in (r"``([^`]*)``", r"`([^`]*)`", r"\{([^}]*)\}"):   # each narrows the text when it matches
         m = re.search(pat, pred)
-        if m: pred = m.group(1)
+        if m:
+            pred = m.group(1)
     m = re.search(r"\b[A-D]\b(?!\s[a-zA-Z])", pred)
     return m.group() if m else None
 
@@ -99,27 +134,35 @@ def _last(pattern: str, text: str) -> str | None:
     hits = list(re.finditer(pattern, text))
     return hits[-1].group(1) if hits else None
 
+# %% ../nbs/08_benchmarks.ipynb #b5394899
 def extract_mindcube(text: str | None) -> str | None:
     "MindCube's official `extract_answer`: the last match of the first pattern that fires, in priority order."
-    if not text: return None
-    if (hit := _last(r"([A-E])\.", text)): return hit
+    if not text:
+        return None
+    if hit := _last(r"([A-E])\.", text):
+        return hit
     sec = re.search(r"<Answer>(.*?)(?:<|$)", text, re.DOTALL)
     for pat in (_MC_SECTION if sec else []):
-        if (hit := _last(pat, sec.group(1))): return hit
+        if hit := _last(pat, sec.group(1)):
+            return hit
     for pat in _MC_PATTERNS:
-        if (hit := _last(pat, text)): return hit
+        if hit := _last(pat, text):
+            return hit
     lines = text.split("\n")
     found = [m.group(1) for m in (re.search(r"([A-E])\. [A-Za-z0-9 \-\(\)\'\",]+", l) for l in lines) if m]
-    if found: return found[-1]
+    if found:
+        return found[-1]
     for line in reversed(lines):
         m = re.search(r"\b([A-E])\b", line)
-        if m: return m.group(1)
+        if m:
+            return m.group(1)
     return None
 
 # %% ../nbs/08_benchmarks.ipynb #d06cb2bc
 def _marker(letter: str) -> re.Pattern:
     return re.compile(rf"(?:(?<=^)|(?<=[\s,;(]))\(?{letter}[.:)](?=\s|$)")
 
+# %% ../nbs/08_benchmarks.ipynb #266acf05
 def split_options(text: str, letters: str = "ABCDEFGH") -> tuple[str, dict[str, str]]:
     "Split `text` into (stem, {letter: option}) at the last in-order run of A., B., ... markers."
     starts = [m for m in _marker(letters[0]).finditer(text)]
@@ -127,9 +170,11 @@ def split_options(text: str, letters: str = "ABCDEFGH") -> tuple[str, dict[str, 
         spans = [(letters[0], a.start(), a.end())]
         for L in letters[1:]:
             m = _marker(L).search(text, spans[-1][2])
-            if not m: break
+            if not m:
+                break
             spans.append((L, m.start(), m.end()))
-        if len(spans) < 2: continue
+        if len(spans) < 2:
+            continue
         options = {}
         for i, (L, s, e) in enumerate(spans):
             end = spans[i + 1][1] if i + 1 < len(spans) else len(text)
@@ -143,53 +188,77 @@ def decode_image(data, file=None, row=None, field=None, root=None) -> Image.Imag
     "Decode image bytes / a base64 string / an HF `{'bytes','path'}` dict (its path a name under `root`) to an RGB image."
     try:
         if isinstance(data, dict) and not data.get("bytes"):
-            if root is None: raise SafeIOError(f"an image given by path ({data.get('path')!r}) with no folder to read it in")
+            if root is None:
+                raise SafeIOError(
+                    f"an image given by path ({data.get('path')!r}) with no folder to read it in"
+                )
             data = read_bytes(root, _under(root, data.get("path")))
-        elif isinstance(data, dict): data = data["bytes"]
-        if isinstance(data, str): data = base64.b64decode(data, validate=True)
+        elif isinstance(data, dict):
+            data = data["bytes"]
+        if isinstance(data, str):
+            data = base64.b64decode(data, validate=True)
         img = Image.open(io.BytesIO(bytes(data)))
         img.load()
     except Exception as e:
         raise bench_error(file, row, field, f"not a decodable image ({type(e).__name__}: {e})") from None
     return img.convert("RGB")
 
+# %% ../nbs/08_benchmarks.ipynb #a3b64a72
 def _under(root, path) -> str:
     "`path` as a name relative to `root` (a path already joined to `root` loses that prefix; anything else is kept as is)."
     s, r = str(path), str(root).rstrip("/") + "/"
     return s[len(r):] if s.startswith(r) else s
 
+# %% ../nbs/08_benchmarks.ipynb #49f2cce9
 def open_image(path: Path, file=None, row=None, field=None, root=None) -> Image.Image:
     """Open an image file through `safeio`: a regular file named under `root` (no absolute path, '..' or link out of
     it); without `root`, under the file's own folder. A missing file is reported with its path."""
     root, rel = (root, _under(root, path)) if root is not None else split_path(path)
     where = str(Path(root) / rel) if isinstance(rel, str) and "\x00" not in rel else repr(rel)
-    try: return read_image(root, rel, where)
+    try:
+        return read_image(root, rel, where)
     except SafeIOError as e:
         msg = str(e).removeprefix(f"{where}: ")
-        raise bench_error(file, row, field, f"missing image file {where}" if msg == "missing file" else msg) from None
+        raise bench_error(
+            file, row, field, f"missing image file {where}" if msg == "missing file" else msg
+        ) from None
 
+# %% ../nbs/08_benchmarks.ipynb #5771871c
 def encode_jpeg(img: Image.Image, quality: int = 90) -> bytes:
     "JPEG bytes of an image (used to write fixtures and caches)."
-    buf = io.BytesIO(); img.convert("RGB").save(buf, format="JPEG", quality=quality); return buf.getvalue()
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 # %% ../nbs/08_benchmarks.ipynb #0f3fcf22
 PROMPT_STYLES = ("official", "agent", "both")
 DEFAULT_PROMPT_STYLE = "both"
 
 def check_prompt_style(style: str) -> str:
-    if style not in PROMPT_STYLES: raise ValueError(f"prompt_style must be one of {list(PROMPT_STYLES)}, got {style!r}")
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {list(PROMPT_STYLES)}, got {style!r}")
     return style
 
+# %% ../nbs/08_benchmarks.ipynb #3230263d
 class Benchmark:
     "A benchmark: a filtered index of entries; samples are built lazily with `[i]` or iteration."
     name = "benchmark"
-    def __init__(self, path, limit: int | None = None, categories=None, ids=None, prompt_style: str = DEFAULT_PROMPT_STYLE):
+    def __init__(
+        self,
+        path,
+        limit: int | None = None,
+        categories=None,
+        ids=None,
+        prompt_style: str = DEFAULT_PROMPT_STYLE,
+    ):
         self.path, self.prompt_style = Path(path), check_prompt_style(prompt_style)
-        if not self.path.exists(): raise BenchmarkError(f"{self.path}: benchmark file or folder not found")
+        if not self.path.exists():
+            raise BenchmarkError(f"{self.path}: benchmark file or folder not found")
         entries = self._index()
         seen = set()
         for e in entries:
-            if e["id"] in seen: raise bench_error(self.source_file, e.get("row"), "id", f"duplicate id {e['id']!r}")
+            if e["id"] in seen:
+                raise bench_error(self.source_file, e.get("row"), "id", f"duplicate id {e['id']!r}")
             seen.add(e["id"])
         if categories:
             cats = {categories} if isinstance(categories, str) else set(categories)
@@ -200,30 +269,49 @@ class Benchmark:
         self.entries = entries[:limit] if limit is not None else entries
 
     source_file = property(lambda self: self.path)
-    def _index(self) -> list[dict]: raise NotImplementedError
-    def _build(self, entry: dict) -> Sample: raise NotImplementedError
+    def _index(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _build(self, entry: dict) -> Sample:
+        raise NotImplementedError
+
     def _sample(self, entry: dict) -> Sample:
         s = self._build(entry)
         s.meta.setdefault("prompt_style", self.prompt_style)
         return s
-    def __len__(self): return len(self.entries)
-    def __getitem__(self, i: int) -> Sample: return self._sample(self.entries[i])
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self._sample(self.entries[i])
+
     def __iter__(self):
-        for e in self.entries: yield self._sample(e)
+        for e in self.entries:
+            yield self._sample(e)
+
     @property
-    def ids(self) -> list[str]: return [e["id"] for e in self.entries]
-    def load(self) -> list[Sample]: return list(self)
-    def __repr__(self): return f"{type(self).__name__}({str(self.path)!r}, {len(self)} samples)"
+    def ids(self) -> list[str]:
+        return [e["id"] for e in self.entries]
+
+    def load(self) -> list[Sample]:
+        return list(self)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({str(self.path)!r}, {len(self)} samples)"
 
 # %% ../nbs/08_benchmarks.ipynb #33f261f9
 def find_benchmark_file(path: Path, patterns) -> Path:
     "`path` itself if it is a file, else the first file in the folder matching one of `patterns`."
-    if path.is_file(): return path
+    if path.is_file():
+        return path
     for pat in patterns:
         found = sorted(path.glob(pat))
-        if found: return found[0]
+        if found:
+            return found[0]
     raise BenchmarkError(f"{path}: no benchmark file matching {list(patterns)}")
 
+# %% ../nbs/08_benchmarks.ipynb #a24648d6
 def require_fields(row: dict, fields, file, r):
     "Raise a `BenchmarkError` naming the first of `fields` missing (or NaN) in `row` number `r` of `file`."
     for f in fields:
@@ -231,23 +319,31 @@ def require_fields(row: dict, fields, file, r):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             raise bench_error(file, r, f, "missing required field")
 
+# %% ../nbs/08_benchmarks.ipynb #3541bdc8
 def image_list_cell(raw, file, r, field) -> list:
     "A TSV image cell as a list of base64 strings: a JSON list, a Python-literal list, or one string."
     s = str(raw).strip()
-    if not s.startswith("["): return [s]
-    try: v = loads(s, f"{file}: row {r}: field {field!r}")   # bounded: a deep or huge-number cell is no raw error
+    if not s.startswith("["):
+        return [s]
+    try:
+        v = loads(
+            s, f"{file}: row {r}: field {field!r}"
+        )  # bounded: a deep or huge-number cell is no raw error
     except SafeIOError:
-        try: v = ast.literal_eval(s)   # VLMEvalKit writes Python lists (single quotes); a literal, never code
+        try:
+            v = ast.literal_eval(s)  # VLMEvalKit writes Python lists (single quotes); a literal, never code
         except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
             raise bench_error(file, r, field, f"not a list of base64 strings ({type(e).__name__})") from None
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise bench_error(file, r, field, "not a list of base64 strings")
     return v
 
+# %% ../nbs/08_benchmarks.ipynb #a66c7456
 def mmsi_vlmevalkit_prompt(stem: str, options: dict, hint: str | None = None) -> str:
     "VLMEvalKit's MMSI prompt: [Hint line] stem, `Options: A: x, B: y, ` (trailing ', '), then the instruction."
     prompt = (f"Hint: {hint}\n" if hint else "") + f"{stem}\n"
-    if options: prompt += "Options: " + "".join(f"{k}: {v}, " for k, v in options.items())
+    if options:
+        prompt += "Options: " + "".join(f"{k}: {v}, " for k, v in options.items())
     return f"{prompt}\n{MMSI_POST_PROMPT}"
 
 # %% ../nbs/08_benchmarks.ipynb #87522d1d
@@ -262,29 +358,50 @@ class MMSIBench(Benchmark):
         self.file = find_benchmark_file(self.path, ("*.parquet", "*.tsv"))
         self.tsv = self.file.suffix != ".parquet"
         try:
-            f = open_under(*split_path(self.file), str(self.file), max_bytes=None)   # a regular file: never a FIFO
+            f = open_under(
+                *split_path(self.file), str(self.file), max_bytes=None
+            )  # a regular file: never a FIFO
             if self.tsv:
-                with f: df, have = (d := pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)), list(d.columns)
+                with f:
+                    df, have = (d := pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)), list(
+                        d.columns
+                    )
             else:   # index without the image bytes; images are read per row group when a sample is built
                 import pyarrow.parquet as pq
-                self.pf = pq.ParquetFile(f); have = self.pf.schema_arrow.names
+                self.pf = pq.ParquetFile(f)
+                have = self.pf.schema_arrow.names
                 df = self.pf.read(columns=[c for c in have if c != "images"]).to_pandas()
-                self.rg_starts = np.cumsum([0] + [self.pf.metadata.row_group(g).num_rows for g in range(self.pf.num_row_groups)]).tolist()
+                self.rg_starts = np.cumsum(
+                    [0] + [self.pf.metadata.row_group(g).num_rows for g in range(self.pf.num_row_groups)]
+                ).tolist()
                 self._rg = None
-        except SafeIOError as e: raise BenchmarkError(str(e)) from None
+        except SafeIOError as e:
+            raise BenchmarkError(str(e)) from None
         except Exception as e:
             raise BenchmarkError(f"{self.file}: cannot read ({type(e).__name__}: {e})") from None
         self.form = "parquet" if not self.tsv else "vlmevalkit" if {"A", "B"} <= set(have) else "mmsi-tsv"
         need = self.TSV_FIELDS if self.tsv else self.PARQUET_FIELDS
         missing = [c for c in need if c not in have]
-        if missing: raise bench_error(self.file, None, missing[0], f"missing column (have {list(have)})")
+        if missing:
+            raise bench_error(self.file, None, missing[0], f"missing column (have {list(have)})")
         self.df, entries = df, []
         for r, row in enumerate(df.to_dict("records")):
             require_fields(row, [f for f in need if f != "images"], self.file, r)
             raw_cat = row["category" if self.tsv else "question_type"]
-            try: cat = mmsi_category(raw_cat)
-            except KeyError as e: raise bench_error(self.file, r, "category" if self.tsv else "question_type", e.args[0]) from None
-            entries.append({"id": str(row["index" if self.tsv else "id"]), "row": r, "category": cat, "group": mmsi_group(cat)})
+            try:
+                cat = mmsi_category(raw_cat)
+            except KeyError as e:
+                raise bench_error(
+                    self.file, r, "category" if self.tsv else "question_type", e.args[0]
+                ) from None
+            entries.append(
+                {
+                    "id": str(row["index" if self.tsv else "id"]),
+                    "row": r,
+                    "category": cat,
+                    "group": mmsi_group(cat),
+                }
+            )
         return entries
 
     source_file = property(lambda self: self.file)
@@ -293,7 +410,8 @@ class MMSIBench(Benchmark):
         "The `images` cell of parquet row `r`, reading (and keeping) one row group at a time."
         import bisect
         g = bisect.bisect_right(self.rg_starts, r) - 1
-        if self._rg is None or self._rg[0] != g: self._rg = (g, self.pf.read_row_group(g, columns=["images"]).column("images"))
+        if self._rg is None or self._rg[0] != g:
+            self._rg = (g, self.pf.read_row_group(g, columns=["images"]).column("images"))
         return self._rg[1][r - self.rg_starts[g]].as_py()
 
 # %% ../nbs/08_benchmarks.ipynb #929f0837
@@ -302,29 +420,53 @@ def _question(self: MMSIBench, row, r: int) -> tuple[str, dict, str]:
     "(stem, options, official prompt) of a row, in the row's form."
     question = str(row["question"])
     if self.form == "vlmevalkit":
-        options = {L: str(row[L]).strip() for L in "ABCDEFGHIJ" if L in row.index and str(row[L]).strip() not in ("", "nan")}
-        hint = str(row["hint"]).strip() if "hint" in row.index and str(row["hint"]).strip() not in ("", "nan") else None
+        options = {
+            L: str(row[L]).strip()
+            for L in "ABCDEFGHIJ"
+            if L in row.index and str(row[L]).strip() not in ("", "nan")
+        }
+        hint = (
+            str(row["hint"]).strip()
+            if "hint" in row.index and str(row["hint"]).strip() not in ("", "nan")
+            else None
+        )
         return question.strip(), options, mmsi_vlmevalkit_prompt(question, options, hint)
     stem, options = split_options(question)
     return stem, options, f"{question}\n{MMSI_POST_PROMPT}"
 
+# %% ../nbs/08_benchmarks.ipynb #b524b471
 @patch
 def _build(self: MMSIBench, e):
-    r = e["row"]; row = self.df.iloc[r]
+    r = e["row"]
+    row = self.df.iloc[r]
     field = "image" if self.tsv else "images"
     raw = image_list_cell(row[field], self.file, r, field) if self.tsv else self._images(r)
     raw = list(raw) if raw is not None else []
-    if not raw: raise bench_error(self.file, r, field, "no images")
-    images = [decode_image(b, self.file, r, f"{field}[{k}]", root=self.file.parent) for k, b in enumerate(raw)]
+    if not raw:
+        raise bench_error(self.file, r, field, "no images")
+    images = [
+        decode_image(b, self.file, r, f"{field}[{k}]", root=self.file.parent) for k, b in enumerate(raw)
+    ]
     stem, options, prompt = self._question(row, r)
     if len(options) < 2:
         where = "A" if self.form == "vlmevalkit" else "question"
-        raise bench_error(self.file, r, where, "no options (expected 'Options: A: ..., B: ...' or columns A, B, ...)")
+        raise bench_error(
+            self.file, r, where, "no options (expected 'Options: A: ..., B: ...' or columns A, B, ...)"
+        )
     gold = str(row["answer"])
     answer = gold.strip()
-    if answer not in options: raise bench_error(self.file, r, "answer", f"{answer!r} is not one of the options {list(options)}")
-    meta = {"source": "mmsi", "group": e["group"], "prompt": prompt, "official_answer": gold, "row": r, "form": self.form}
-    if not self.tsv and "thought" in row and isinstance(row["thought"], str): meta["thought"] = row["thought"]
+    if answer not in options:
+        raise bench_error(self.file, r, "answer", f"{answer!r} is not one of the options {list(options)}")
+    meta = {
+        "source": "mmsi",
+        "group": e["group"],
+        "prompt": prompt,
+        "official_answer": gold,
+        "row": r,
+        "form": self.form,
+    }
+    if not self.tsv and "thought" in row and isinstance(row["thought"], str):
+        meta["thought"] = row["thought"]
     return Sample(id=e["id"], question=stem, images=images, options=options, answer=answer,
                   category=e["category"], meta=meta)
 
@@ -332,21 +474,58 @@ def _build(self: MMSIBench, e):
 def write_mmsi_fixture(folder, n: int = 4, form: str = "parquet", seed: int = 0) -> Path:
     "Write a tiny MMSI-Bench file: `parquet` (JPEG bytes), `tsv` (the MMSI-Bench repo's) or `vlmevalkit` (current VLMEvalKit's)."
     import pandas as pd
-    rng = np.random.default_rng(seed); folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     short = {v: k for k, v in MMSI_SHORT_NAMES.items()}
     rows = []
     for i in range(n):
         cat = MMSI_CATEGORIES[i % len(MMSI_CATEGORIES)]
-        imgs = [encode_jpeg(Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))) for _ in range(2)]
+        imgs = [
+            encode_jpeg(Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))) for _ in range(2)
+        ]
         b64 = [base64.b64encode(b).decode() for b in imgs]
-        stem, opts = f"Question {i}: where is the chair?", {"A": "left", "B": "right", "C": "behind", "D": "front"}
+        stem, opts = f"Question {i}: where is the chair?", {
+            "A": "left",
+            "B": "right",
+            "C": "behind",
+            "D": "front",
+        }
         q = stem + "\nOptions: " + ", ".join(f"{k}: {v}" for k, v in opts.items())
         ans = "ABCD"[i % 4]
-        if form == "parquet": rows.append({"id": i, "images": imgs, "question_type": cat, "question": q, "answer": ans, "thought": "..."})
-        elif form == "tsv": rows.append({"index": i, "image": json.dumps(b64), "question": q, "answer": ans, "category": cat})
-        else: rows.append({"index": i, "image": repr(b64), "question": stem, **opts, "answer": ans, "category": short[cat]})
+        if form == "parquet":
+            rows.append(
+                {
+                    "id": i,
+                    "images": imgs,
+                    "question_type": cat,
+                    "question": q,
+                    "answer": ans,
+                    "thought": "...",
+                }
+            )
+        elif form == "tsv":
+            rows.append({"index": i, "image": json.dumps(b64), "question": q, "answer": ans, "category": cat})
+        else:
+            rows.append(
+                {
+                    "index": i,
+                    "image": repr(b64),
+                    "question": stem,
+                    **opts,
+                    "answer": ans,
+                    "category": short[cat],
+                }
+            )
     df = pd.DataFrame(rows)
-    path = folder / {"parquet": "MMSI_bench.parquet", "tsv": "MMSI_bench.tsv", "vlmevalkit": "MMSIBench_wo_circular.tsv"}[form]
+    path = (
+        folder
+        / {
+            "parquet": "MMSI_bench.parquet",
+            "tsv": "MMSI_bench.tsv",
+            "vlmevalkit": "MMSIBench_wo_circular.tsv",
+        }[form]
+    )
     df.to_parquet(path) if form == "parquet" else df.to_csv(path, sep="\t", index=False)
     return path
 
@@ -356,32 +535,53 @@ class MindCube(Benchmark):
     name = "mindcube"
     FIELDS = ("id", "question", "images")
 
-    def __init__(self, path, limit=None, categories=None, ids=None, image_root=None, prompt_setting: str = "raw_qa",
-                 prompt_style: str = DEFAULT_PROMPT_STYLE):
+    def __init__(
+        self,
+        path,
+        limit=None,
+        categories=None,
+        ids=None,
+        image_root=None,
+        prompt_setting: str = "raw_qa",
+        prompt_style: str = DEFAULT_PROMPT_STYLE,
+    ):
         if prompt_setting not in MINDCUBE_PROMPT_SETTINGS:
-            raise ValueError(f"prompt_setting must be one of {list(MINDCUBE_PROMPT_SETTINGS)}, got {prompt_setting!r}")
+            raise ValueError(
+                f"prompt_setting must be one of {list(MINDCUBE_PROMPT_SETTINGS)}, got {prompt_setting!r}"
+            )
         self.image_root, self.prompt_setting = (Path(image_root) if image_root else None), prompt_setting
         super().__init__(path, limit, categories, ids, prompt_style=prompt_style)
 
     def _index(self):
         self.file = find_benchmark_file(self.path, ("*.jsonl",))
         entries = []
-        try: lines = list(iter_jsonl(*split_path(self.file), str(self.file)))   # bounded, UTF-8, split at \n only
-        except SafeIOError as e:   # "file:N: ..." in this loader's own terms, "file: row N-1: ..."
+        try:
+            lines = list(
+                iter_jsonl(*split_path(self.file), str(self.file))
+            )  # bounded, UTF-8, split at \n only
+        except SafeIOError as e:  # "file:N: ..." in this loader's own terms, "file: row N-1: ..."
             at = re.match(rf"{re.escape(str(self.file))}:(\d+): ", str(e))
-            raise BenchmarkError(f"{self.file}: row {int(at.group(1)) - 1}: {str(e)[at.end():]}" if at else str(e)) from None
+            raise BenchmarkError(
+                f"{self.file}: row {int(at.group(1)) - 1}: {str(e)[at.end():]}" if at else str(e)
+            ) from None
         for n, row in lines:
             r = n - 1   # rows are numbered from 0, as before
-            if not isinstance(row, dict): raise bench_error(self.file, r, None, "a line must be a JSON object")
+            if not isinstance(row, dict):
+                raise bench_error(self.file, r, None, "a line must be a JSON object")
             require_fields(row, self.FIELDS, self.file, r)
-            try: check_list(row["images"], str, f"{self.file}: row {r}", "images")
-            except SafeIOError as e: raise BenchmarkError(str(e)) from None
-            if not row["images"]: raise bench_error(self.file, r, "images", "expected a non-empty list of image paths")
-            if not isinstance(row["question"], str): raise bench_error(self.file, r, "question", "expected a string")
+            try:
+                check_list(row["images"], str, f"{self.file}: row {r}", "images")
+            except SafeIOError as e:
+                raise BenchmarkError(str(e)) from None
+            if not row["images"]:
+                raise bench_error(self.file, r, "images", "expected a non-empty list of image paths")
+            if not isinstance(row["question"], str):
+                raise bench_error(self.file, r, "question", "expected a string")
             setting = mindcube_setting(str(row["id"]))
             entries.append({"id": str(row["id"]), "row": r, "category": setting, "setting": setting,
                             "group": setting, "record": row})
-        if self.image_root is None: self.image_root = self._guess_root(entries)
+        if self.image_root is None:
+            self.image_root = self._guess_root(entries)
         return entries
 
     def _guess_root(self, entries) -> Path:
@@ -390,8 +590,10 @@ class MindCube(Benchmark):
             first = entries[0]["record"]["images"][0]
             for root in roots:
                 try:
-                    if (root / first).exists(): return root
-                except (OSError, ValueError): break   # a hostile name (NUL, too long): open_image refuses it later
+                    if (root / first).exists():
+                        return root
+                except (OSError, ValueError):
+                    break  # a hostile name (NUL, too long): open_image refuses it later
         return roots[0]
 
     source_file = property(lambda self: self.file)
@@ -401,28 +603,54 @@ class MindCube(Benchmark):
 def _build(self: MindCube, e):
     "A sample; a row whose `gt_answer` is empty loads with `answer=None` (the official evaluator skips it)."
     row, r = e["record"], e["row"]
-    images = [open_image(p, self.file, r, f"images[{k}]", root=self.image_root) for k, p in enumerate(row["images"])]
+    images = [
+        open_image(p, self.file, r, f"images[{k}]", root=self.image_root) for k, p in enumerate(row["images"])
+    ]
     stem, options = split_options(str(row["question"]), letters="ABCDE")
-    if not options: raise bench_error(self.file, r, "question", "no inline options (expected 'A. ... B. ...')")
+    if not options:
+        raise bench_error(self.file, r, "question", "no inline options (expected 'A. ... B. ...')")
     gold = row.get("gt_answer")
     gt = str(gold).strip() if gold else None
-    if gt is not None and gt not in options: gt = gt.upper() if gt.upper() in options else (extract_mindcube(gt) or gt)
+    if gt is not None and gt not in options:
+        gt = gt.upper() if gt.upper() in options else (extract_mindcube(gt) or gt)
     if gt is not None and gt not in options:
         raise bench_error(self.file, r, "gt_answer", f"{gold!r} is not one of the options {list(options)}")
-    try: prompt = mindcube_prompt(row, self.prompt_setting)
-    except KeyError as k: raise bench_error(self.file, r, k.args[0], f"needed by prompt setting {self.prompt_setting!r}") from None
+    try:
+        prompt = mindcube_prompt(row, self.prompt_setting)
+    except KeyError as k:
+        raise bench_error(
+            self.file, r, k.args[0], f"needed by prompt setting {self.prompt_setting!r}"
+        ) from None
     # the official engines insert each image at the front of the message in turn, so the last image comes first
     content = [{"image": k} for k in reversed(range(len(images)))] + [{"text": prompt}]
-    meta = {"source": "mindcube", "setting": e["setting"], "group": e["setting"], "prompt": prompt, "content": content,
-            "prompt_setting": self.prompt_setting, "official_answer": gold, "mindcube_category": row.get("category"),
-            "type": row.get("type"), "meta_info": row.get("meta_info")}
-    return Sample(id=e["id"], question=stem, images=images, options=options, answer=gt, category=e["category"],
-                  meta=json.loads(json.dumps(meta, default=str)))
+    meta = {
+        "source": "mindcube",
+        "setting": e["setting"],
+        "group": e["setting"],
+        "prompt": prompt,
+        "content": content,
+        "prompt_setting": self.prompt_setting,
+        "official_answer": gold,
+        "mindcube_category": row.get("category"),
+        "type": row.get("type"),
+        "meta_info": row.get("meta_info"),
+    }
+    return Sample(
+        id=e["id"],
+        question=stem,
+        images=images,
+        options=options,
+        answer=gt,
+        category=e["category"],
+        meta=json.loads(json.dumps(meta, default=str)),
+    )
 
 # %% ../nbs/08_benchmarks.ipynb #42ed8f17
 def write_mindcube_fixture(folder, n: int = 6, seed: int = 0) -> Path:
     "Write a tiny MindCube-style data root (`raw/MindCube_tinybench.jsonl` + `other_all_image/...jpg`)."
-    rng = np.random.default_rng(seed); root = Path(folder); (root / "raw").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    root = Path(folder)
+    (root / "raw").mkdir(parents=True, exist_ok=True)
     settings = ("rotation", "around", "among", "translation")
     lines = []
     for i in range(n):
@@ -433,9 +661,17 @@ def write_mindcube_fixture(folder, n: int = 6, seed: int = 0) -> Path:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (16, 20, 3), dtype=np.uint8)).save(root / rel)
             rels.append(rel)
-        lines.append({"id": f"{st}_group{i}_q1", "category": ["self"], "type": "rotation" if st == "rotation" else "other",
-                      "meta_info": [], "question": f"Based on these two images, after turning left, what is in front of you? A. a sofa B. a table C. a lamp",
-                      "images": rels, "gt_answer": "ABC"[i % 3]})
+        lines.append(
+            {
+                "id": f"{st}_group{i}_q1",
+                "category": ["self"],
+                "type": "rotation" if st == "rotation" else "other",
+                "meta_info": [],
+                "question": f"Based on these two images, after turning left, what is in front of you? A. a sofa B. a table C. a lamp",
+                "images": rels,
+                "gt_answer": "ABC"[i % 3],
+            }
+        )
     path = root / "raw" / "MindCube_tinybench.jsonl"
     path.write_text("\n".join(json.dumps(l) for l in lines) + "\n")
     return path
@@ -450,13 +686,15 @@ class SynthBench(Benchmark):
         if samples is not None:
             self.path, self.prompt_style = Path(path or "<generated>"), check_prompt_style(prompt_style)
             self.entries = self._filter(self._index(), limit, categories, ids)
-        else: super().__init__(path, limit, categories, ids, prompt_style=prompt_style)
+        else:
+            super().__init__(path, limit, categories, ids, prompt_style=prompt_style)
 
     def _filter(self, entries, limit, categories, ids):
         if categories:
             cats = {categories} if isinstance(categories, str) else set(categories)
             entries = [e for e in entries if cats & {e["category"], e.get("group"), e.get("setting")}]
-        if ids is not None: entries = [e for e in entries if e["id"] in {str(i) for i in ids}]
+        if ids is not None:
+            entries = [e for e in entries if e["id"] in {str(i) for i in ids}]
         return entries[:limit] if limit is not None else entries
 
     @classmethod
@@ -471,7 +709,8 @@ class SynthBench(Benchmark):
         return [{"id": str(s.id), "row": i, "category": s.category, "group": s.meta.get("group"),
                  "setting": s.meta.get("setting"), "sample": s} for i, s in enumerate(self._samples)]
 
-    def _build(self, e): return e["sample"]
+    def _build(self, e):
+        return e["sample"]
 
 # %% ../nbs/08_benchmarks.ipynb #f6ec4473
 BENCHMARKS = Registry("benchmark", {   # name -> 'module:Class' of its loader
@@ -480,17 +719,21 @@ BENCHMARKS = Registry("benchmark", {   # name -> 'module:Class' of its loader
     "mmsi-video": "astra_wb.video_bench:MMSIVideoBench",
     "synth": "astra_wb.benchmarks:SynthBench",
 })
-EXTRACTORS = Registry("answer extractor", {   # benchmark -> its own answer extraction (the video one imports lazily)
-    "mmsi": "astra_wb.benchmarks:extract_mmsi",
-    "mindcube": "astra_wb.benchmarks:extract_mindcube",
-    "mmsi-video": "astra_wb.video_bench:extract_mmsi_video",
-    "synth": "astra_wb.protocol:extract_answer",
-})
+EXTRACTORS = Registry(
+    "answer extractor",
+    {  # benchmark -> its own answer extraction (the video one imports lazily)
+        "mmsi": "astra_wb.benchmarks:extract_mmsi",
+        "mindcube": "astra_wb.benchmarks:extract_mindcube",
+        "mmsi-video": "astra_wb.video_bench:extract_mmsi_video",
+        "synth": "astra_wb.protocol:extract_answer",
+    },
+)
 
 def benchmark_class(name: str) -> type:
     "The loader class of benchmark `name` (imported lazily: the video loader lives in `video_bench`)."
     return BENCHMARKS.load(name)
 
+# %% ../nbs/08_benchmarks.ipynb #cb559ac6
 def get_benchmark(name: str, path=None, **kw) -> Benchmark:
     "Open benchmark `name` (mmsi | mindcube | mmsi-video | synth) at `path` with filters `limit`, `categories`, `ids`."
     cls = benchmark_class(name)
@@ -498,6 +741,7 @@ def get_benchmark(name: str, path=None, **kw) -> Benchmark:
         raise ValueError(f"benchmark {name!r} needs a path")
     return cls(path, **kw)
 
+# %% ../nbs/08_benchmarks.ipynb #ca431be6
 def extract_for(source: str, text: str | None) -> str | None:
     "The benchmark's own answer extraction for `source` (the synthetic bench uses `protocol.extract_answer`)."
     name = source if source in EXTRACTORS else "synth"

@@ -44,7 +44,9 @@ def __call__(self: MonocularDepth, image: Image.Image) -> np.ndarray:
         with torch.no_grad():
             pred = self._model(**x).predicted_depth
         size = image.size[::-1]
-        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+        pred = torch.nn.functional.interpolate(
+            pred[:, None].float(), size=size, mode="bilinear", align_corners=False
+        )[0, 0]
     except Exception as e:
         raise SimulatorError("backend", f"depth model {self.model_id!r} failed: {type(e).__name__}: {e}") from None
     d = pred.clamp_min(1e-6).cpu().numpy().astype(np.float32)

@@ -4,47 +4,58 @@
 
 # %% ../nbs/09_eval.ipynb #6af2b58d
 from __future__ import annotations
-import argparse, dataclasses, difflib, json, os, re, sys, time, hashlib
+import argparse, dataclasses, json, os, re, sys, time, hashlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 from .safeio import SafeIOError, check_name, check_value, loads, read_bytes, read_json
 from .protocol import Answer, Invalid, Invoke, Trajectory, save_trajectory, load_trajectory
-from .benchmarks import (Benchmark, SynthBench, get_benchmark, extract_for, MMSI_GROUPS, MMSI_CATEGORIES,
-                                 MINDCUBE_SETTINGS, MINDCUBE_EXCLUDED_FROM_OVERALL)
+from astra_wb.benchmarks import (
+    Benchmark,
+    SynthBench,
+    get_benchmark,
+    extract_for,
+    MMSI_GROUPS,
+    MMSI_CATEGORIES,
+    MINDCUBE_SETTINGS,
+    MINDCUBE_EXCLUDED_FROM_OVERALL,
+)
 from .official import LLMChoiceExtractor, official_correct, official_scored
+from .settings import config_from_args, dataclass_parser, flat_dict, load_settings, nests
+from .registry import NONE_SPECS, UnknownNameError, resolve
+from .agent import AgentConfig, rollout
 
 # %% auto #0
 __all__ = ['OFFICIAL_SOURCES', 'ROW_FIELDS', 'EvalConfig', 'traj_dirname', 'predicted_text', 'raw_response', 'official_score',
            'result_row', 'lean_trajectory', 'error_row', 'score_tables', 'compute_metrics', 'paired_delta', 'RunError',
            'check_row', 'read_rows', 'append_rows', 'shard_info', 'all_rows', 'merge_run', 'write_metrics', 'RunResult',
            'open_benchmark', 'agent_config', 'check_config', 'config_from_dict', 'run_eval', 'find_runs', 'load_run',
-           'format_metrics', 'cli_eval']
+           'eval_parser', 'format_metrics', 'cli_eval', 'rollout_parser', 'cli_rollout']
 
 # %% ../nbs/09_eval.ipynb #ea609fb7
+@nests("agent")
 @dataclass
 class EvalConfig:
-    "One evaluation run: policy x simulator x mode x benchmark, plus seed, sampling and limits."
+    "One evaluation run: policy x simulator x benchmark, the agent loop (mode, sampling, limits) nested."
     benchmark: str = "synth"          # mmsi | mindcube | mmsi-video | synth
     path: str = ""                    # benchmark file or folder ("" for synth: generate synth_n questions)
     policy: str = "expert"            # policy spec (astra_wb.policies.get_policy)
-    simulator: str = "oracle"         # simulator spec (astra_wb.simulators.get_simulator); unused in direct mode
-    mode: str = "agentic"             # direct | forced | agentic
-    forced_k: int = 2                 # simulator calls required in forced mode
-    max_tool_rounds: int = 3          # paper: at most 3 tool rounds ...
-    max_turns: int = 10               # ... and 10 assistant turns per trajectory
-    temperature: float = 0.0          # sampling temperature (0 = greedy)
-    top_p: float = 1.0                # nucleus sampling
-    max_new_tokens: int = 1024        # per assistant turn
-    seed: int = 0                     # sampling seed
+    simulator: str = "oracle"  # simulator spec (astra_wb.simulators.get_simulator); unused in direct mode
+    agent: AgentConfig = field(default_factory=AgentConfig)  # mode, forced_k, limits, sampling, seed, dialect
     limit: int | None = None          # evaluate only the first `limit` samples (after filters)
     categories: list | None = None    # keep these categories / groups / settings
     ids: list | None = None           # keep these sample ids
     setting: str = "Uniform-50"       # MMSI-Video-Bench frame sampling: Uniform-50 | Sufficient-Coverage
-    video_layout: str = ""            # MMSI-Video-Bench layout: native | vlmevalkit ("" = the file's own: json native, TSV vlmevalkit)
-    mindcube_prompt: str = "raw_qa"   # MindCube's official prompt setting by name (raw_qa, ff_rsn, aug_cgmap_in, ...)
+    video_layout: str = (
+        ""  # MMSI-Video-Bench layout: native | vlmevalkit ("" = the file's own: json native, TSV vlmevalkit)
+    )
+    mindcube_prompt: str = (
+        "raw_qa"  # MindCube's official prompt setting by name (raw_qa, ff_rsn, aug_cgmap_in, ...)
+    )
     prompt_style: str = "both"        # what the policy is shown: official | agent | both (see benchmarks)
-    llm_extract: str = ""             # MMSI-Bench fallback judge when the rules find no letter: http://HOST:PORT/v1#MODEL
+    llm_extract: str = (
+        ""  # MMSI-Bench fallback judge when the rules find no letter: http://HOST:PORT/v1#MODEL
+    )
     synth_n: int = 200                # synthetic bench size when generated
     synth_seed: int = 0               # synthetic bench seed when generated
     batch_size: int = 8               # samples per rollout call; rows are synced after each batch
@@ -53,40 +64,71 @@ class EvalConfig:
     baseline: str = ""                # a Direct run folder: metrics add the paired per-category change
     name: str = ""                    # label in tables and reports (default: mode)
     progress: bool = False            # a progress bar on stderr (`astra-wb eval` turns it on)
-    dialect: str = "workbench"        # turn format the policy writes: workbench (hermes) | astra (released Astra-VL)
 
-    IDENTITY = ("benchmark", "path", "policy", "simulator", "mode", "forced_k", "max_tool_rounds", "max_turns",
-                "temperature", "top_p", "max_new_tokens", "seed", "setting", "synth_n", "synth_seed", "video_layout",
-                "mindcube_prompt", "prompt_style", "llm_extract", "dialect")
+    # the fields that make two runs the same run (the agent's among them); config.json stays one flat mapping
+    IDENTITY = (
+        "benchmark",
+        "path",
+        "policy",
+        "simulator",
+        "mode",
+        "forced_k",
+        "max_tool_rounds",
+        "max_turns",
+        "temperature",
+        "top_p",
+        "max_new_tokens",
+        "seed",
+        "setting",
+        "synth_n",
+        "synth_seed",
+        "video_layout",
+        "mindcube_prompt",
+        "prompt_style",
+        "llm_extract",
+        "dialect",
+    )
     @property
-    def label(self) -> str: return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
-    def to_dict(self) -> dict: return asdict(self)
+    def label(self) -> str:
+        return self.name or (f"forced({self.forced_k})" if self.mode == "forced" else self.mode)
+
+    def to_dict(self) -> dict:
+        return flat_dict(self)
+
     @classmethod
     def from_dict(cls, d: dict) -> "EvalConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(AgentConfig)}
+        return cls(**{k: v for k, v in d.items() if k in known and k != "agent"})
 
 # %% ../nbs/09_eval.ipynb #d814a473
 def traj_dirname(sample_id: str) -> str:
     "A file-system-safe folder name for a sample id (a hash is added when characters were replaced)."
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(sample_id))[:80]
-    return safe if safe == str(sample_id) else f"{safe}-{hashlib.sha1(str(sample_id).encode()).hexdigest()[:8]}"
+    return (
+        safe if safe == str(sample_id) else f"{safe}-{hashlib.sha1(str(sample_id).encode()).hexdigest()[:8]}"
+    )
 
+# %% ../nbs/09_eval.ipynb #3742f9bd
 def predicted_text(traj: Trajectory, lenient: bool = False) -> tuple[str | None, str | None]:
     """(text, where it came from): the final `<answer>` text, or -- when `lenient` and the policy never answered in the
     tool format -- its last turn after `</think>`."""
     answers = [t.action for t in traj.turns if isinstance(t.action, Answer)]
-    if answers: return answers[-1].answer, "answer_tag"
+    if answers:
+        return answers[-1].answer, "answer_tag"
     if lenient and traj.turns and traj.turns[-1].text.strip():
         return traj.turns[-1].text.split("</think>")[-1].strip() or None, "raw_text"
     return None, None
 
+# %% ../nbs/09_eval.ipynb #c144d67e
 def raw_response(traj: Trajectory) -> str | None:
     "The model's whole last reply, reasoning included: what the benchmarks' own scorers read."
     return traj.turns[-1].text if traj.turns else None
 
-def _same(a, b) -> bool: return a is not None and b is not None and str(a).strip().upper() == str(b).strip().upper()
+# %% ../nbs/09_eval.ipynb #a598034e
+def _same(a, b) -> bool:
+    return a is not None and b is not None and str(a).strip().upper() == str(b).strip().upper()
 
+# %% ../nbs/09_eval.ipynb #d877da45
 OFFICIAL_SOURCES = ("mmsi", "mindcube", "mmsi-video")
 
 def official_score(sample, response: str | None, llm=None) -> dict:
@@ -94,104 +136,196 @@ def official_score(sample, response: str | None, llm=None) -> dict:
     source, gold = sample.meta.get("source", "synth"), sample.meta.get("official_answer", sample.answer)
     extracted = extract_for(source, response) if response is not None else None
     used_llm = False
-    if extracted is None and llm is not None and source == "mmsi" and response:   # MMSI-Bench README's fallback
-        extracted = llm(sample.question, sample.options, response); used_llm = extracted is not None
+    if (
+        extracted is None and llm is not None and source == "mmsi" and response
+    ):  # MMSI-Bench README's fallback
+        extracted = llm(sample.question, sample.options, response)
+        used_llm = extracted is not None
     return {"extracted": extracted, "correct": official_correct(source, extracted, gold),
             "scored": official_scored(source, gold), "llm_extracted": used_llm}
 
 # %% ../nbs/09_eval.ipynb #f1309548
 def result_row(traj: Trajectory, index: int, trajectory_path: str | None = None, llm=None) -> dict:
     "The results.jsonl row of one trajectory: the official score, the protocol score, and the behaviour."
-    s = traj.sample; source = s.meta.get("source", "synth")
+    s = traj.sample
+    source = s.meta.get("source", "synth")
     pred, _ = predicted_text(traj)
-    p_ext = extract_for(source, pred) if (pred is not None and s.options) else (pred.strip() if pred else None)
+    p_ext = (
+        extract_for(source, pred) if (pred is not None and s.options) else (pred.strip() if pred else None)
+    )
     protocol = {"prediction": pred, "protocol_extracted": p_ext, "protocol_correct": _same(p_ext, s.answer)}
     response = raw_response(traj)
-    if source in OFFICIAL_SOURCES: official = official_score(s, response, llm)
-    else: official = {"extracted": p_ext, "correct": protocol["protocol_correct"], "scored": s.answer is not None, "llm_extracted": False}
-    return {"id": str(s.id), "index": index, "source": source, "category": s.category, "group": s.meta.get("group"),
-            "setting": s.meta.get("setting"), "sub_benchmarks": s.meta.get("sub_benchmarks") or [],
-            "needs_imagination": s.meta.get("needs_imagination"), "family": s.meta.get("family"), "answer": s.answer,
-            "official_answer": s.meta.get("official_answer", s.answer), "response": response, **official, **protocol,
-            "agent_answer": traj.final_answer, "valid": bool(traj.valid), "mode": traj.mode, "n_turns": len(traj.turns),
-            "n_tool_calls": traj.n_tool_calls, "invalid_reasons": traj.invalid_reasons,
-            "premature": bool(traj.meta.get("premature_answer")),   # forced mode: answered before the k calls
-            "timings": {k: round(float(v), 4) for k, v in (traj.timings or {}).items()},
-            "trajectory": trajectory_path, "error": None}
+    if source in OFFICIAL_SOURCES:
+        official = official_score(s, response, llm)
+    else:
+        official = {
+            "extracted": p_ext,
+            "correct": protocol["protocol_correct"],
+            "scored": s.answer is not None,
+            "llm_extracted": False,
+        }
+    return {
+        "id": str(s.id),
+        "index": index,
+        "source": source,
+        "category": s.category,
+        "group": s.meta.get("group"),
+        "setting": s.meta.get("setting"),
+        "sub_benchmarks": s.meta.get("sub_benchmarks") or [],
+        "needs_imagination": s.meta.get("needs_imagination"),
+        "family": s.meta.get("family"),
+        "answer": s.answer,
+        "official_answer": s.meta.get("official_answer", s.answer),
+        "response": response,
+        **official,
+        **protocol,
+        "agent_answer": traj.final_answer,
+        "valid": bool(traj.valid),
+        "mode": traj.mode,
+        "n_turns": len(traj.turns),
+        "n_tool_calls": traj.n_tool_calls,
+        "invalid_reasons": traj.invalid_reasons,
+        "premature": bool(traj.meta.get("premature_answer")),  # forced mode: answered before the k calls
+        "timings": {k: round(float(v), 4) for k, v in (traj.timings or {}).items()},
+        "trajectory": trajectory_path,
+        "error": None,
+    }
 
+# %% ../nbs/09_eval.ipynb #8f74c545
 def lean_trajectory(traj: Trajectory) -> Trajectory:
     "A copy without depth maps (given and imagined), which dominate a saved trajectory's size."
-    turns = [dataclasses.replace(t, observation=dataclasses.replace(t.observation, depth=None)) if t.observation is not None else t
-             for t in traj.turns]
+    turns = [
+        (
+            dataclasses.replace(t, observation=dataclasses.replace(t.observation, depth=None))
+            if t.observation is not None
+            else t
+        )
+        for t in traj.turns
+    ]
     return dataclasses.replace(traj, sample=dataclasses.replace(traj.sample, depths=None), turns=turns)
 
+# %% ../nbs/09_eval.ipynb #2b1ddd98
 def error_row(sample, index: int, mode: str, err: BaseException) -> dict:
     "A row for a sample whose rollout raised: counted as wrong (officially and by protocol), the error kept."
     gold = sample.meta.get("official_answer", sample.answer)
-    return {"id": str(sample.id), "index": index, "source": sample.meta.get("source", "synth"), "category": sample.category,
-            "group": sample.meta.get("group"), "setting": sample.meta.get("setting"),
-            "sub_benchmarks": sample.meta.get("sub_benchmarks") or [], "needs_imagination": sample.meta.get("needs_imagination"),
-            "family": sample.meta.get("family"),
-            "answer": sample.answer, "official_answer": gold, "response": None, "extracted": None, "correct": False,
-            "scored": official_scored(sample.meta.get("source", "synth"), gold) if sample.meta.get("source") in OFFICIAL_SOURCES
-            else sample.answer is not None, "llm_extracted": False, "prediction": None, "protocol_extracted": None,
-            "protocol_correct": False, "agent_answer": None, "valid": False, "mode": mode, "n_turns": 0, "n_tool_calls": 0,
-            "premature": False, "invalid_reasons": [], "timings": {}, "trajectory": None, "error": f"{type(err).__name__}: {err}"}
+    return {
+        "id": str(sample.id),
+        "index": index,
+        "source": sample.meta.get("source", "synth"),
+        "category": sample.category,
+        "group": sample.meta.get("group"),
+        "setting": sample.meta.get("setting"),
+        "sub_benchmarks": sample.meta.get("sub_benchmarks") or [],
+        "needs_imagination": sample.meta.get("needs_imagination"),
+        "family": sample.meta.get("family"),
+        "answer": sample.answer,
+        "official_answer": gold,
+        "response": None,
+        "extracted": None,
+        "correct": False,
+        "scored": (
+            official_scored(sample.meta.get("source", "synth"), gold)
+            if sample.meta.get("source") in OFFICIAL_SOURCES
+            else sample.answer is not None
+        ),
+        "llm_extracted": False,
+        "prediction": None,
+        "protocol_extracted": None,
+        "protocol_correct": False,
+        "agent_answer": None,
+        "valid": False,
+        "mode": mode,
+        "n_turns": 0,
+        "n_tool_calls": 0,
+        "premature": False,
+        "invalid_reasons": [],
+        "timings": {},
+        "trajectory": None,
+        "error": f"{type(err).__name__}: {err}",
+    }
 
 # %% ../nbs/09_eval.ipynb #e467eeb3
 def _acc(rows, key: str = "correct") -> dict:
     n = len(rows)
     return {"n": n, "accuracy": (sum(bool(r.get(key, r.get("correct"))) for r in rows) / n) if n else None}
 
+# %% ../nbs/09_eval.ipynb #8a353414
 def _ordered(keys, canonical=()) -> list:
     keys = [k for k in dict.fromkeys(keys) if k is not None]
     return [k for k in canonical if k in keys] + [k for k in keys if k not in canonical]
 
+# %% ../nbs/09_eval.ipynb #431c9d8f
 def score_tables(rows: list[dict], key: str = "correct") -> dict:
     "Overall / per category / per group / per sub-benchmark accuracy of one verdict column, over the rows that count."
     source = rows[0]["source"] if rows else None
     counted = [r for r in rows if r.get("scored", True)]
-    overall = [r for r in counted if not (source == "mindcube" and r.get("setting") in MINDCUBE_EXCLUDED_FROM_OVERALL)]
+    overall = [
+        r
+        for r in counted
+        if not (source == "mindcube" and r.get("setting") in MINDCUBE_EXCLUDED_FROM_OVERALL)
+    ]
     cat_order = MMSI_CATEGORIES if source == "mmsi" else MINDCUBE_SETTINGS if source == "mindcube" else ()
     grp_order = tuple(MMSI_GROUPS) if source == "mmsi" else MINDCUBE_SETTINGS if source == "mindcube" else ()
-    by = lambda f, order: {k: _acc([r for r in counted if r.get(f) == k], key) for k in _ordered([r.get(f) for r in counted], order)}
+    by = lambda f, order: {
+        k: _acc([r for r in counted if r.get(f) == k], key)
+        for k in _ordered([r.get(f) for r in counted], order)
+    }
     t = {"n_scored": len(overall), "accuracy": _acc(overall, key)["accuracy"],
          "per_category": by("category", cat_order), "per_group": by("group", grp_order)}
     subs = _ordered([s for r in counted for s in r.get("sub_benchmarks") or []])
-    if subs: t["sub_benchmarks"] = {s: _acc([r for r in counted if s in (r.get("sub_benchmarks") or [])], key) for s in subs}
+    if subs:
+        t["sub_benchmarks"] = {
+            s: _acc([r for r in counted if s in (r.get("sub_benchmarks") or [])], key) for s in subs
+        }
     return t
 
 # %% ../nbs/09_eval.ipynb #4df42c6f
 def compute_metrics(rows: list[dict]) -> dict:
     "The official score (top level) and the protocol score (`protocol`), with imagination split and tool-use behaviour."
-    rows = list(rows); source = rows[0]["source"] if rows else None
+    rows = list(rows)
+    source = rows[0]["source"] if rows else None
     counted = [r for r in rows if r.get("scored", True)]
     m = {"source": source, "score": "official", "n": len(rows), **score_tables(rows, "correct"),
          "llm_extracted": sum(bool(r.get("llm_extracted")) for r in rows)}
     protocol = score_tables(rows, "protocol_correct")
     n_c = max(len(counted), 1)
-    protocol.update(valid_rate=sum(bool(r["valid"]) for r in counted) / n_c,
-                    accuracy_valid=sum(bool(r["valid"]) and bool(r.get("protocol_correct", r.get("correct"))) for r in counted) / n_c)
+    protocol.update(
+        valid_rate=sum(bool(r["valid"]) for r in counted) / n_c,
+        accuracy_valid=sum(
+            bool(r["valid"]) and bool(r.get("protocol_correct", r.get("correct"))) for r in counted
+        )
+        / n_c,
+    )
     m["protocol"] = protocol
     if any(r.get("needs_imagination") is not None for r in rows):
-        m["imagination"] = {"needs_imagination": _acc([r for r in rows if r.get("needs_imagination") is True]),
-                            "no_imagination": _acc([r for r in rows if r.get("needs_imagination") is False])}
+        m["imagination"] = {
+            "needs_imagination": _acc([r for r in rows if r.get("needs_imagination") is True]),
+            "no_imagination": _acc([r for r in rows if r.get("needs_imagination") is False]),
+        }
     n, turns = max(len(rows), 1), sum(r.get("n_turns", 0) for r in rows)
     reasons = [x for r in rows for x in r.get("invalid_reasons") or []]
-    m.update({"tool_call_rate": sum(r["n_tool_calls"] > 0 for r in rows) / n,
-              "calls_per_row": sum(r["n_tool_calls"] for r in rows) / n,
-              "valid_rate": sum(bool(r["valid"]) for r in rows) / n,
-              "invalid_turn_rate": len(reasons) / turns if turns else 0.0,
-              "invalid_by_reason": {k: reasons.count(k) / turns for k in sorted(set(reasons))} if turns else {},
-              "rows_with_invalid": sum(bool(r.get("invalid_reasons")) for r in rows) / n,
-              "premature_rate": sum(bool(r.get("premature")) for r in rows) / n,
-              "errors": sum(r.get("error") is not None for r in rows),
-              "seconds_per_row": float(np.mean([r["timings"].get("total", 0.0) for r in rows])) if rows else 0.0})
+    m.update(
+        {
+            "tool_call_rate": sum(r["n_tool_calls"] > 0 for r in rows) / n,
+            "calls_per_row": sum(r["n_tool_calls"] for r in rows) / n,
+            "valid_rate": sum(bool(r["valid"]) for r in rows) / n,
+            "invalid_turn_rate": len(reasons) / turns if turns else 0.0,
+            "invalid_by_reason": {k: reasons.count(k) / turns for k in sorted(set(reasons))} if turns else {},
+            "rows_with_invalid": sum(bool(r.get("invalid_reasons")) for r in rows) / n,
+            "premature_rate": sum(bool(r.get("premature")) for r in rows) / n,
+            "errors": sum(r.get("error") is not None for r in rows),
+            "seconds_per_row": (
+                float(np.mean([r["timings"].get("total", 0.0) for r in rows])) if rows else 0.0
+            ),
+        }
+    )
     return m
 
 # %% ../nbs/09_eval.ipynb #6f568320
-def _pts(a, b): return None if a is None or b is None else round(100 * (a - b), 1)
+def _pts(a, b):
+    return None if a is None or b is None else round(100 * (a - b), 1)
 
+# %% ../nbs/09_eval.ipynb #79ea9e24
 def paired_delta(rows: list[dict], base_rows: list[dict]) -> dict:
     "Per-category / per-group / overall change in points of `rows` against `base_rows` (a Direct run), on shared ids."
     base = {r["id"]: r for r in base_rows}
@@ -199,72 +333,123 @@ def paired_delta(rows: list[dict], base_rows: list[dict]) -> dict:
     a, b = compute_metrics(shared), compute_metrics([base[r["id"]] for r in shared])
     wins = sum(bool(r["correct"]) and not base[r["id"]]["correct"] for r in shared)
     losses = sum(not r["correct"] and bool(base[r["id"]]["correct"]) for r in shared)
-    out = {"n_paired": len(shared), "wins": wins, "losses": losses, "overall": _pts(a["accuracy"], b["accuracy"]),
-           "per_category": {k: _pts(v["accuracy"], b["per_category"][k]["accuracy"]) for k, v in a["per_category"].items()},
-           "per_group": {k: _pts(v["accuracy"], b["per_group"][k]["accuracy"]) for k, v in a["per_group"].items()}}
+    out = {
+        "n_paired": len(shared),
+        "wins": wins,
+        "losses": losses,
+        "overall": _pts(a["accuracy"], b["accuracy"]),
+        "per_category": {
+            k: _pts(v["accuracy"], b["per_category"][k]["accuracy"]) for k, v in a["per_category"].items()
+        },
+        "per_group": {
+            k: _pts(v["accuracy"], b["per_group"][k]["accuracy"]) for k, v in a["per_group"].items()
+        },
+    }
     if "imagination" in a:
-        out["imagination"] = {k: _pts(v["accuracy"], b["imagination"][k]["accuracy"]) for k, v in a["imagination"].items()}
+        out["imagination"] = {
+            k: _pts(v["accuracy"], b["imagination"][k]["accuracy"]) for k, v in a["imagination"].items()
+        }
     return out
 
 # %% ../nbs/09_eval.ipynb #9b02fbb4
 class RunError(ValueError):
     "A run folder that cannot be used: a different run's config, or a corrupt results file."
 
-ROW_FIELDS = {   # field: (types, required) of a results row; rows are checked when read back
-    "id": (str, True), "index": (int, True), "category": (str, True), "correct": ((bool, None), True), "valid": (bool, True),
-    "n_tool_calls": (int, True), "timings": (dict, True), "source": ((str, None), False), "n_turns": (int, False),
-    "invalid_reasons": (list, False), "trajectory": ((str, None), False), "error": ((str, None), False),
-    "group": ((str, None), False), "setting": ((str, None), False), "sub_benchmarks": (list, False),
-    "needs_imagination": ((bool, None), False), "premature": (bool, False)}
+# %% ../nbs/09_eval.ipynb #f9aa0fe7
+ROW_FIELDS = {  # field: (types, required) of a results row; rows are checked when read back
+    "id": (str, True),
+    "index": (int, True),
+    "category": (str, True),
+    "correct": ((bool, None), True),
+    "valid": (bool, True),
+    "n_tool_calls": (int, True),
+    "timings": (dict, True),
+    "source": ((str, None), False),
+    "n_turns": (int, False),
+    "invalid_reasons": (list, False),
+    "trajectory": ((str, None), False),
+    "error": ((str, None), False),
+    "group": ((str, None), False),
+    "setting": ((str, None), False),
+    "sub_benchmarks": (list, False),
+    "needs_imagination": ((bool, None), False),
+    "premature": (bool, False),
+}
 
 def check_row(row, where: str) -> dict:
     "A results row whose fields have their types (`ROW_FIELDS`); its trajectory is a name inside the run folder."
-    if not isinstance(row, dict): raise RunError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    if not isinstance(row, dict):
+        raise RunError(f"{where}: expected a JSON object, got {type(row).__name__}")
     try:
         for k, (types, required) in ROW_FIELDS.items():
-            if k in row: check_value(row[k], types, where, k)
-            elif required: raise SafeIOError(f"{where}: field {k!r}: missing")
-        if row.get("trajectory") is not None: check_name(row["trajectory"], f"{where}: field 'trajectory'")
-    except SafeIOError as e: raise RunError(str(e)) from None
+            if k in row:
+                check_value(row[k], types, where, k)
+            elif required:
+                raise SafeIOError(f"{where}: field {k!r}: missing")
+        if row.get("trajectory") is not None:
+            check_name(row["trajectory"], f"{where}: field 'trajectory'")
+    except SafeIOError as e:
+        raise RunError(str(e)) from None
     return row
 
+# %% ../nbs/09_eval.ipynb #c0c15fea
 def _read_json(folder: Path, name: str, want=dict):
     "A JSON file of the run folder through `safeio` (a regular file inside it, bounded), of type `want`."
-    try: return check_value(read_json(folder, name), want, str(folder / name), "(top level)")
-    except SafeIOError as e: raise RunError(str(e)) from None
+    try:
+        return check_value(read_json(folder, name), want, str(folder / name), "(top level)")
+    except SafeIOError as e:
+        raise RunError(str(e)) from None
 
+# %% ../nbs/09_eval.ipynb #ed0f716a
 def read_rows(path, repair: bool = False) -> list[dict]:
     "Rows of a results JSONL file; a truncated last line is dropped (and cut off the file when `repair`)."
     path = Path(path)
-    if not path.exists() and not path.is_symlink(): return []
-    try: data = read_bytes(path.parent, path.name, str(path))   # a regular file inside the run folder, or an error
-    except SafeIOError as e: raise RunError(str(e)) from None
+    if not path.exists() and not path.is_symlink():
+        return []
+    try:
+        data = read_bytes(
+            path.parent, path.name, str(path)
+        )  # a regular file inside the run folder, or an error
+    except SafeIOError as e:
+        raise RunError(str(e)) from None
     rows, good_end, pos = [], 0, 0
     lines = data.split(b"\n")
     for n, line in enumerate(lines, 1):
         end = pos + len(line) + 1
         if line.strip():
-            try: row = loads(line, f"{path}:{n}")
+            try:
+                row = loads(line, f"{path}:{n}")
             except SafeIOError as e:
-                if n < len(lines): raise RunError(str(e)) from None
+                if n < len(lines):
+                    raise RunError(str(e)) from None
                 break   # an unterminated last line: the process was killed while writing it
-            rows.append(check_row(row, f"{path}:{n}")); good_end = min(end, len(data))
-        else: good_end = min(end, len(data))
+            rows.append(check_row(row, f"{path}:{n}"))
+            good_end = min(end, len(data))
+        else:
+            good_end = min(end, len(data))
         pos = end
     if repair and good_end < len(data):
-        with open(path, "r+b") as f: f.truncate(good_end)
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
     return rows
 
+# %% ../nbs/09_eval.ipynb #96612f96
 def append_rows(path, rows: list[dict]):
     "Append rows, one line each, then flush and fsync."
-    if not rows: return
+    if not rows:
+        return
     with open(path, "a") as f:
-        for r in rows: f.write(json.dumps(r) + "\n")
-        f.flush(); os.fsync(f.fileno())
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
+# %% ../nbs/09_eval.ipynb #3942efcd
 def _write_json(path, obj):
-    path = Path(path); tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str)); tmp.replace(path)
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)
 
 # %% ../nbs/09_eval.ipynb #f80bab5d
 def shard_info(env=None) -> tuple[int, int]:
@@ -272,29 +457,40 @@ def shard_info(env=None) -> tuple[int, int]:
     env = os.environ if env is None else env
     world = int(env.get("WORLD_SIZE", env.get("LOCAL_WORLD_SIZE", 1)) or 1)
     rank = int(env.get("RANK", env.get("LOCAL_RANK", 0)) or 0)
-    if not 0 <= rank < world: raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
     return rank, world
 
+# %% ../nbs/09_eval.ipynb #fdd6374a
 def all_rows(folder, include_other: bool = False) -> list[dict]:
     """Every row in a run folder (merged file and shard files; with `include_other`, also rows set aside because an
     earlier selection had them), one per id (a retried error row gives way), in benchmark order."""
-    folder = Path(folder); seen = {}
+    folder = Path(folder)
+    seen = {}
     other = [folder / "results.other.jsonl"] if include_other else []
     for p in [folder / "results.jsonl", *sorted(folder.glob("results.rank*.jsonl")), *other]:
         for r in read_rows(p):
-            if r["id"] not in seen or (seen[r["id"]].get("error") and not r.get("error")): seen[r["id"]] = r
+            if r["id"] not in seen or (seen[r["id"]].get("error") and not r.get("error")):
+                seen[r["id"]] = r
     return sorted(seen.values(), key=lambda r: r["index"])
 
+# %% ../nbs/09_eval.ipynb #676b6225
 def _write_rows(path: Path, rows):
-    if not rows: path.unlink(missing_ok=True); return
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)); tmp.replace(path)
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
 
+# %% ../nbs/09_eval.ipynb #f8c5d8be
 def merge_run(folder, keep: list[str] | None = None) -> list[dict]:
     """Merge shard files into results.jsonl (atomically), remove them and the markers, write metrics.json.
     With `keep` (the ids of the current selection, in order) results.jsonl holds exactly those rows, re-indexed,
-    and rows of other samples are set aside in results.other.jsonl (reused if a later selection includes them)."""
-    folder = Path(folder); rows = all_rows(folder, include_other=keep is not None)
+    and rows of other samples are set aside in results.other.jsonl (reused if a later selection includes them).
+    """
+    folder = Path(folder)
+    rows = all_rows(folder, include_other=keep is not None)
     other = []
     if keep is not None:
         pos = {sid: i for i, sid in enumerate(keep)}
@@ -302,17 +498,22 @@ def merge_run(folder, keep: list[str] | None = None) -> list[dict]:
         rows = sorted((dict(r, index=pos[r["id"]]) for r in rows if r["id"] in pos), key=lambda r: r["index"])
         _write_rows(folder / "results.other.jsonl", other)
     _write_rows(folder / "results.jsonl", rows)
-    for p in [*folder.glob("results.rank*.jsonl"), *folder.glob("done.rank*")]: p.unlink(missing_ok=True)
+    for p in [*folder.glob("results.rank*.jsonl"), *folder.glob("done.rank*")]:
+        p.unlink(missing_ok=True)
     write_metrics(folder, rows)
     return rows
 
+# %% ../nbs/09_eval.ipynb #e0fdae01
 def write_metrics(folder, rows) -> dict:
     "Compute and write metrics.json (with the paired change when the config names a Direct baseline run)."
-    folder = Path(folder); m = compute_metrics(rows)
+    folder = Path(folder)
+    m = compute_metrics(rows)
     cfg = _read_json(folder, "config.json") if (folder / "config.json").exists() else {}
     if isinstance(cfg.get("baseline"), str) and cfg["baseline"]:
         base = Path(cfg["baseline"])
-        if (base / "results.jsonl").exists(): m["delta"] = paired_delta(rows, all_rows(base)); m["delta"]["baseline"] = str(base)
+        if (base / "results.jsonl").exists():
+            m["delta"] = paired_delta(rows, all_rows(base))
+            m["delta"]["baseline"] = str(base)
     _write_json(folder / "metrics.json", m)
     return m
 
@@ -325,105 +526,203 @@ class RunResult:
     rows: list
     metrics: dict
     @property
-    def label(self) -> str: return self.config.label
+    def label(self) -> str:
+        return self.config.label
+
     def trajectory(self, sample_id: str) -> Trajectory:
         row = next(r for r in self.rows if r["id"] == str(sample_id))
-        if not row.get("trajectory"): raise FileNotFoundError(f"{self.folder}: no trajectory saved for {sample_id!r}")
+        if not row.get("trajectory"):
+            raise FileNotFoundError(f"{self.folder}: no trajectory saved for {sample_id!r}")
         return load_trajectory(self.folder / row["trajectory"])
 
+# %% ../nbs/09_eval.ipynb #2dd70810
 def open_benchmark(config: EvalConfig) -> Benchmark:
     "The benchmark a config names, with its filters."
-    kw = dict(limit=config.limit, categories=config.categories, ids=config.ids, prompt_style=config.prompt_style)
+    kw = dict(
+        limit=config.limit, categories=config.categories, ids=config.ids, prompt_style=config.prompt_style
+    )
     if config.benchmark == "synth" and not config.path:
         return SynthBench.generate(config.synth_n, seed=config.synth_seed, **kw)
-    if config.benchmark == "mmsi-video": kw.update(setting=config.setting, layout=config.video_layout or None)
-    if config.benchmark == "mindcube": kw["prompt_setting"] = config.mindcube_prompt
+    if config.benchmark == "mmsi-video":
+        kw.update(setting=config.setting, layout=config.video_layout or None)
+    if config.benchmark == "mindcube":
+        kw["prompt_setting"] = config.mindcube_prompt
     return get_benchmark(config.benchmark, config.path, **kw)
 
-def agent_config(config: EvalConfig):
-    "The `astra_wb.agent.AgentConfig` of a run."
-    from astra_wb.agent import AgentConfig
-    return AgentConfig(mode=config.mode, forced_k=config.forced_k, max_tool_rounds=config.max_tool_rounds,
-                       max_turns=config.max_turns, temperature=config.temperature, top_p=config.top_p,
-                       max_new_tokens=config.max_new_tokens, seed=config.seed, dialect=config.dialect)
+# %% ../nbs/09_eval.ipynb #e1f0688e
+def agent_config(config: EvalConfig) -> AgentConfig:
+    "The run's `AgentConfig`, checked again (a field set after construction is checked here)."
+    return dataclasses.replace(config.agent)
 
+# %% ../nbs/09_eval.ipynb #cde15312
 def _check_same_run(folder: Path, config: EvalConfig):
     path = folder / "config.json"
-    if not path.exists(): return
+    if not path.exists():
+        return
     old = _read_json(folder, "config.json")
     fresh = EvalConfig()   # a folder written before a field existed ran with its default
     diff = [(k, old.get(k, getattr(fresh, k)), getattr(config, k)) for k in EvalConfig.IDENTITY
             if old.get(k, getattr(fresh, k)) != getattr(config, k)]
-    if diff: raise RunError(f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder")
+    if diff:
+        raise RunError(
+            f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder"
+        )
 
 # %% ../nbs/09_eval.ipynb #d94d59d3
-_BUILTIN_SIMULATORS = ("oracle", "reproject", "vllm-omni", "perturbed", "cached")   # known without importing them
+def _spec_name(spec) -> str:
+    "The registered name a simulator spec starts with ('perturbed(oracle,...)' -> 'perturbed')."
+    m = re.match(r"\s*([A-Za-z][\w.-]*)", str(spec))
+    return m.group(1) if m else str(spec)
 
-def _did_you_mean(value, known) -> str:
-    close = difflib.get_close_matches(str(value), list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
+# %% ../nbs/09_eval.ipynb #8641f675
 def check_config(config: EvalConfig, policy: bool = True, simulator: bool = True):
-    "Refuse a config that cannot run, in one line, before a run folder is written or a backend imported."
-    from astra_wb.agent import MODES
+    "Refuse a config that cannot run, in one line, before a run folder is written or a backend built."
     from astra_wb.benchmarks import BENCHMARKS
-    from astra_wb.policies import policy_names
-    if config.mode not in MODES: raise RunError(f"unknown mode {config.mode!r}; known: {', '.join(MODES)}{_did_you_mean(config.mode, MODES)}")
-    if config.benchmark not in BENCHMARKS:
-        raise RunError(f"unknown benchmark {config.benchmark!r}; known: {', '.join(BENCHMARKS)}{_did_you_mean(config.benchmark, BENCHMARKS)}")
-    agent_config(config)   # forced_k, turn and round limits
-    name = str(config.policy).partition(":")[0]
-    if policy and name not in policy_names():
-        raise RunError(f"policy spec {config.policy!r}: unknown policy {name!r}; known: {', '.join(policy_names())}"
-                       f"{_did_you_mean(name, policy_names())}")
-    m = re.match(r"\s*([A-Za-z][\w.-]*)", str(config.simulator))
-    sim = m.group(1) if m else str(config.simulator)
-    if simulator and config.mode != "direct" and config.simulator not in ("", "none") and sim not in _BUILTIN_SIMULATORS:
-        known, hint = _BUILTIN_SIMULATORS, _did_you_mean(sim, _BUILTIN_SIMULATORS)   # a near-miss is a typo: no import
-        if not hint:
-            from astra_wb.simulators import SIMULATORS   # else it may be a backend registered elsewhere
-            known = sorted(SIMULATORS)
-        if hint or sim not in known:
-            raise RunError(f"simulator spec {config.simulator!r}: unknown simulator {sim!r}; known: {', '.join(known)}{hint}")
+    from astra_wb.policies import POLICIES
+    agent_config(config)   # mode, forced_k, turn and round limits
+    if config.group_size != 1:
+        raise RunError(f"group_size={config.group_size}: a run scores one trajectory per sample")
+    try:
+        BENCHMARKS.check(config.benchmark)
+        if policy:
+            POLICIES.check(str(config.policy).partition(":")[0])
+    except UnknownNameError as e:
+        raise RunError(f"{e.kind} spec {config.policy!r}: {e}" if e.kind == "policy" else str(e)) from None
+    if simulator and config.mode != "direct" and config.simulator not in NONE_SPECS:
+        _check_simulator_name(config.simulator)
 
+# %% ../nbs/09_eval.ipynb #70c668c5
+def _check_simulator_name(spec: str):
+    "A simulator spec whose name is not registered is a RunError naming the spec."
+    from astra_wb.registry import SIMULATORS   # the names only: the backends (numba) stay unimported
+    try:
+        SIMULATORS.check(_spec_name(spec))
+    except UnknownNameError as e:
+        raise RunError(f"simulator spec {spec!r}: {e}") from None
 
 # %% ../nbs/09_eval.ipynb #1ede14b6
+_OPTIONAL = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}   # None or this type
+
 def config_from_dict(d: dict, where: str) -> EvalConfig:
     "An `EvalConfig` from a stored config.json, every known field checked against its default's type."
+    defaults = flat_dict(EvalConfig())
     try:
-        for f in dataclasses.fields(EvalConfig):
-            if f.name not in d: continue
-            t = {"limit": (int, None), "categories": (list, None), "ids": (list, None)}.get(f.name, type(f.default))
-            check_value(d[f.name], float if t is float else t, where, f.name)
-    except SafeIOError as e: raise RunError(str(e)) from None
+        for name, default in defaults.items():
+            if name in d:
+                t = _OPTIONAL.get(name, type(default))
+                check_value(d[name], float if t is float else t, where, name)
+    except SafeIOError as e:
+        raise RunError(str(e)) from None
     return EvalConfig.from_dict(d)
 
 # %% ../nbs/09_eval.ipynb #08cec84b
 def _resolve_simulator(config: EvalConfig):
-    if config.simulator in ("", "none"): return None
     try:
-        from astra_wb.simulators import get_simulator
-        return get_simulator(config.simulator)
+        return resolve(config.simulator)
     except Exception:
-        if config.mode == "direct": return None     # direct answering never calls the simulator
+        if config.mode == "direct":
+            return None     # direct answering never calls the simulator
         raise
 
+# %% ../nbs/09_eval.ipynb #573e9fd5
+def _backends(config: EvalConfig, policy, simulator, folder: Path, fresh: bool, world: int) -> tuple:
+    "The policy and the simulator; a spec that cannot be built leaves no half-made run folder behind."
+    try:
+        policy = resolve(config.policy if policy is None else policy, "policy")
+        return policy, (_resolve_simulator(config) if simulator is None else simulator)
+    except Exception:
+        if fresh and world == 1:
+            (folder / "config.json").unlink(missing_ok=True)
+            _rmdir_if_empty(folder)
+        raise
+
+# %% ../nbs/09_eval.ipynb #4753a7a8
 def _rollout_batch(rollout_fn, samples, policy, simulator, acfg) -> list:
     "Trajectories for a batch; on failure, sample by sample (an exception object stands for a failed one)."
     try:
         trajs = rollout_fn(samples, policy, simulator, acfg)
-        if len(trajs) == len(samples): return trajs
-    except Exception: pass
+        if len(trajs) == len(samples):
+            return trajs
+    except Exception:
+        pass
     out = []
     for s in samples:
-        try: out.append(rollout_fn([s], policy, simulator, acfg)[0])
-        except Exception as e: out.append(e)
+        try:
+            out.append(rollout_fn([s], policy, simulator, acfg)[0])
+        except Exception as e:
+            out.append(e)
     return out
 
+# %% ../nbs/09_eval.ipynb #a1cc48b7
 def _rmdir_if_empty(folder: Path):
-    try: folder.rmdir()
-    except OSError: pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
+# %% ../nbs/09_eval.ipynb #70ac1277
+def _prepare_folder(folder: Path, config: EvalConfig, rank: int, world: int) -> Path:
+    "Write config.json, clear this rank's done marker, repair its results file; returns that file."
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / "config.json", config.to_dict())
+    (folder / f"done.rank{rank}").unlink(missing_ok=True)
+    results = folder / ("results.jsonl" if world == 1 else f"results.rank{rank}.jsonl")
+    read_rows(results, repair=True)
+    return results
+
+# %% ../nbs/09_eval.ipynb #91d09bf4
+def _row(traj, index: int, sample, config: EvalConfig, folder: Path, llm) -> dict:
+    "The result row of one rollout; an error row when it raised or cannot be saved."
+    try:
+        if isinstance(traj, BaseException):
+            raise traj
+        rel = None
+        if config.save_trajectories:
+            rel = f"trajectories/{traj_dirname(sample.id)}"
+            save_trajectory(traj if config.save_depths else lean_trajectory(traj), folder / rel)
+        return result_row(traj, index, rel, llm=llm)
+    except Exception as e:
+        return error_row(sample, index, config.mode, e)
+
+# %% ../nbs/09_eval.ipynb #f0286e58
+def _run_todo(
+    todo: list, bench, config: EvalConfig, backends: tuple, rollout_fn, results: Path, llm, desc: str
+):
+    "Roll out the samples `todo` batch by batch, each batch's rows appended to `results` as soon as it ends."
+    from tqdm.auto import tqdm
+    acfg, bs = agent_config(config), max(1, config.batch_size)
+    bar = tqdm(total=len(todo), desc=desc, unit="sample", file=sys.stderr, disable=not config.progress)
+    for b in range(0, len(todo), bs):
+        idx = todo[b:b + bs]
+        samples = [bench[i] for i in idx]
+        trajs = _rollout_batch(rollout_fn, samples, *backends, acfg)
+        append_rows(
+            results, [_row(t, i, s, config, results.parent, llm) for i, s, t in zip(idx, samples, trajs)]
+        )
+        bar.update(len(idx))
+    bar.close()
+
+# %% ../nbs/09_eval.ipynb #5fb3f43b
+def _wait_for_ranks(folder: Path, world: int, timeout_s: float):
+    deadline = time.time() + timeout_s
+    while not all((folder / f"done.rank{r}").exists() for r in range(world)):
+        if time.time() > deadline:
+            raise RunError(f"{folder}: ranks did not all finish within {timeout_s}s; rerun to resume")
+        time.sleep(0.2)
+
+# %% ../nbs/09_eval.ipynb #48575320
+def _finish(folder: Path, config: EvalConfig, keep: list, rank: int, world: int, n_todo: int,
+            timeout_s: float) -> RunResult:
+    "Merge the rows (rank 0 after every rank is done); another rank returns the rows so far."
+    if world > 1:
+        (folder / f"done.rank{rank}").write_text(str(n_todo))
+        if rank != 0:
+            return RunResult(folder, config, all_rows(folder), {})
+        _wait_for_ranks(folder, world, timeout_s)
+    rows = merge_run(folder, keep)
+    return RunResult(folder, config, rows, _read_json(folder, "metrics.json"))
+
+# %% ../nbs/09_eval.ipynb #825b1c87
 def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None, policy=None, simulator=None,
              rollout_fn=None, env=None, merge_timeout_s: float = 3600.0) -> RunResult:
     "Run (or resume) an evaluation into `out`; returns the run's rows and metrics."
@@ -431,80 +730,48 @@ def run_eval(config: EvalConfig, out=None, *, benchmark: Benchmark | None = None
     rank, world = shard_info(env)
     check_config(config, policy=policy is None, simulator=simulator is None)   # before anything is written
     _check_same_run(folder, config)
-    bench = benchmark if benchmark is not None else open_benchmark(config)   # a bad benchmark leaves no folder behind
+    bench = benchmark if benchmark is not None else open_benchmark(config)  # a bad benchmark leaves no folder
     llm = LLMChoiceExtractor(config.llm_extract) if config.llm_extract else None   # a bad spec too
     fresh = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", config.to_dict())
-    (folder / f"done.rank{rank}").unlink(missing_ok=True)
-    results = folder / ("results.jsonl" if world == 1 else f"results.rank{rank}.jsonl")
-    read_rows(results, repair=True)
+    results = _prepare_folder(folder, config, rank, world)
     done = {r["id"]: r for r in all_rows(folder, include_other=True) if not r.get("error")}
     todo = [i for i, e in enumerate(bench.entries) if i % world == rank and e["id"] not in done]
     if todo:
-        try:
-            if policy is None:
-                from astra_wb.policies import get_policy
-                policy = get_policy(config.policy)
-            if simulator is None: simulator = _resolve_simulator(config)
-        except Exception:   # a policy/simulator spec that cannot be built: no half-made run folder left behind
-            if fresh and world == 1: (folder / "config.json").unlink(missing_ok=True); _rmdir_if_empty(folder)
-            raise
-        if done and config.progress: print(f"resuming {folder}: {len(done)} rows already done, {len(todo)} to go", file=sys.stderr)
-        if rollout_fn is None:
-            from astra_wb.agent import rollout as rollout_fn
-        acfg, bs = agent_config(config), max(1, config.batch_size)
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc=f"{config.label}" + (f" rank {rank}" if world > 1 else ""), unit="sample",
-                   file=sys.stderr, disable=not config.progress)
-        for b in range(0, len(todo), bs):
-            idx = todo[b:b + bs]
-            samples = [bench[i] for i in idx]
-            new = []
-            for i, s, t in zip(idx, samples, _rollout_batch(rollout_fn, samples, policy, simulator, acfg)):
-                try:
-                    if isinstance(t, BaseException): raise t
-                    rel = None
-                    if config.save_trajectories:
-                        rel = f"trajectories/{traj_dirname(s.id)}"
-                        save_trajectory(t if config.save_depths else lean_trajectory(t), folder / rel)
-                    new.append(result_row(t, i, rel, llm=llm))
-                except Exception as e: new.append(error_row(s, i, config.mode, e))
-            append_rows(results, new)
-            bar.update(len(idx))
-        bar.close()
-    elif done and config.progress: print(f"{folder}: all {len(done)} rows already done", file=sys.stderr)
-    keep = [e["id"] for e in bench.entries]
-    if world == 1: rows = merge_run(folder, keep)
-    else:
-        (folder / f"done.rank{rank}").write_text(str(len(todo)))
-        if rank != 0: return RunResult(folder, config, all_rows(folder), {})
-        deadline = time.time() + merge_timeout_s
-        while not all((folder / f"done.rank{r}").exists() for r in range(world)):
-            if time.time() > deadline: raise RunError(f"{folder}: ranks did not all finish within {merge_timeout_s}s; rerun to resume")
-            time.sleep(0.2)
-        rows = merge_run(folder, keep)
-    return RunResult(folder, config, rows, _read_json(folder, "metrics.json"))
+        backends = _backends(config, policy, simulator, folder, fresh, world)
+        if done and config.progress:
+            print(f"resuming {folder}: {len(done)} rows already done, {len(todo)} to go", file=sys.stderr)
+        desc = config.label + (f" rank {rank}" if world > 1 else "")
+        _run_todo(todo, bench, config, backends, rollout_fn or rollout, results, llm, desc)
+    elif done and config.progress:
+        print(f"{folder}: all {len(done)} rows already done", file=sys.stderr)
+    return _finish(folder, config, [e["id"] for e in bench.entries], rank, world, len(todo), merge_timeout_s)
 
+# %% ../nbs/09_eval.ipynb #8b8be383
 def find_runs(path) -> list[Path]:
     "`path` itself when it is a run folder, else the run folders inside it (a folder of runs, like `runs/demo`)."
     p = Path(path)
-    if (p / "config.json").exists(): return [p]
+    if (p / "config.json").exists():
+        return [p]
     found = sorted(d for d in p.iterdir() if (d / "config.json").exists()) if p.is_dir() else []
-    if not found: raise RunError(f"{p}: not a run folder (no config.json) and no run folders inside it")
+    if not found:
+        raise RunError(f"{p}: not a run folder (no config.json) and no run folders inside it")
     return found
 
+# %% ../nbs/09_eval.ipynb #726d7e78
 def load_run(folder) -> RunResult:
     "A run folder's config, rows and metrics (computed if metrics.json is missing)."
     folder = Path(folder)
-    if not (folder / "config.json").exists(): raise RunError(f"{folder}: not a run folder (no config.json)")
+    if not (folder / "config.json").exists():
+        raise RunError(f"{folder}: not a run folder (no config.json)")
     config = config_from_dict(_read_json(folder, "config.json"), str(folder / "config.json"))
     rows = all_rows(folder)
-    metrics = _read_json(folder, "metrics.json") if (folder / "metrics.json").exists() else compute_metrics(rows)
+    metrics = (
+        _read_json(folder, "metrics.json") if (folder / "metrics.json").exists() else compute_metrics(rows)
+    )
     return RunResult(folder, config, rows, metrics)
 
 # %% ../nbs/09_eval.ipynb #812f5aa4
-_FLAG_HELP = {   # where the field comment alone is not enough on the command line
+_FLAG_HELP = {  # where the field comment alone is not enough on the command line
     "benchmark": "synth | mmsi | mindcube | mmsi-video",
     "path": "benchmark file or folder (synth: an exported bench folder; generated from --synth-n/--synth-seed when omitted)",
     "policy": "policy spec: expert | hf:MODEL_DIR | openai:http://HOST:PORT/v1#MODEL | scripted:TURNS.json",
@@ -517,55 +784,147 @@ _FLAG_HELP = {   # where the field comment alone is not enough on the command li
     "llm_extract": "MMSI-Bench's LLM fallback for replies the rules cannot read: http://HOST:PORT/v1#MODEL ('' = off)",
 }
 
-def _parser_from_config(prog: str, description: str) -> argparse.ArgumentParser:
-    "An argparse parser with one flag per `EvalConfig` field; the help is the field's comment."
-    from fastcore.docments import docments
-    ap = argparse.ArgumentParser(prog=prog, description=description)
-    helps = {**docments(EvalConfig), **_FLAG_HELP}
-    for f in dataclasses.fields(EvalConfig):
-        flag, default, h = "--" + f.name.replace("_", "-"), f.default, helps.get(f.name) or ""
-        if f.name in ("categories", "ids"): ap.add_argument(flag, nargs="+", default=None, help=h)
-        elif isinstance(default, bool): ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=h)
-        elif f.name == "limit": ap.add_argument(flag, type=int, default=None, help=h)
-        else: ap.add_argument(flag, type=type(default), default=default,
-                              help=f"{h} (default: {default!r})" if h else f"default: {default!r}")
-    return ap
+def eval_parser(
+    prog: str = "astra-wb eval",
+    description: str = "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).",
+):
+    "An argparse parser with one flag per `EvalConfig` field (the agent's included); the help is the field's comment."
+    return dataclass_parser(
+        EvalConfig, skip=("group_size",), helps=_FLAG_HELP, prog=prog, description=description
+    )
 
+# %% ../nbs/09_eval.ipynb #7f9c9e47
 def format_metrics(m: dict, label: str = "") -> str:
     "A few lines: overall, per group, and tool-use behaviour."
     pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"
     lines = [f"{label or 'run'}: {m['n']} rows, accuracy {pct(m['accuracy'])} % (official score)"]
     lines += [f"  {g:<32} {pct(v['accuracy'])} % (n={v['n']})" for g, v in m["per_group"].items()]
     p = m.get("protocol")
-    if p: lines.append(f"  protocol score (<answer> tag) {pct(p['accuracy'])} %, valid {pct(p['valid_rate'])} %")
-    if m.get("llm_extracted"): lines.append(f"  {m['llm_extracted']} rows read by the LLM judge")
+    if p:
+        lines.append(
+            f"  protocol score (<answer> tag) {pct(p['accuracy'])} %, valid {pct(p['valid_rate'])} %"
+        )
+    if m.get("llm_extracted"):
+        lines.append(f"  {m['llm_extracted']} rows read by the LLM judge")
     lines.append(f"  tool-call rate {pct(m['tool_call_rate'])} %, calls/row {m['calls_per_row']:.2f}, "
                  f"invalid turns {pct(m['invalid_turn_rate'])} %, errors {m['errors']}")
-    if "delta" in m: lines.append(f"  vs direct: {m['delta']['overall']:+.1f} points overall (n={m['delta']['n_paired']})")
+    if "delta" in m:
+        lines.append(f"  vs direct: {m['delta']['overall']:+.1f} points overall (n={m['delta']['n_paired']})")
     return "\n".join(lines)
 
+# %% ../nbs/09_eval.ipynb #4de07ca6
+def _eval_args(argv: list[str]) -> tuple[EvalConfig, str | None, bool]:
+    "(config, out, merge_only) from the command line; a bad value is a ValueError naming it."
+    ap = eval_parser()
+    ap.add_argument("--out", default=None, help="run folder (default: <runs_root>/<benchmark>-<label>)")
+    ap.add_argument(
+        "--merge-only", action="store_true", help="merge shard files of a run folder and write its metrics"
+    )
+    ap.set_defaults(progress=True)   # a long command shows its progress unless told not to (--no-progress)
+    a = vars(ap.parse_args(argv))
+    out, merge_only = a.pop("out"), a.pop("merge_only")
+    config = config_from_args(EvalConfig, a)
+    check_config(config)   # a typo is one line, before any folder is written or a backend imported
+    return config, out, merge_only
+
+# %% ../nbs/09_eval.ipynb #53f1d71b
+def _merge_only(out, config: EvalConfig) -> int:
+    if not (Path(out) / "config.json").exists():
+        raise RunError(f"{out}: not a run folder (no config.json)")
+    print(format_metrics(compute_metrics(merge_run(out)), config.label))
+    return 0
+
+# %% ../nbs/09_eval.ipynb #7ab46272
+def _user_error(e: BaseException) -> bool:
+    "A bad flag, file or spec (one line for the user), as opposed to a bug (a traceback)."
+    return isinstance(e, (ValueError, FileNotFoundError, KeyError)) or type(e).__name__ in (
+        "PolicyError",
+        "SimulatorError",
+    )
+
+# %% ../nbs/09_eval.ipynb #2e5a0253
 def cli_eval(argv: list[str]) -> int:
     "astra-wb eval: run (or resume) one evaluation into a run folder."
-    ap = _parser_from_config("astra-wb eval", "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).")
-    ap.add_argument("--out", default=None, help="run folder (default: <runs_root>/<benchmark>-<label>)")
-    ap.add_argument("--merge-only", action="store_true", help="merge shard files of a run folder and write its metrics")
-    ap.set_defaults(progress=True)   # a long command shows its progress unless told not to (--no-progress)
-    a = vars(ap.parse_args(argv)); out, merge_only = a.pop("out"), a.pop("merge_only")
-    config = EvalConfig(**a)
-    try: check_config(config)   # a typo is one line, before any folder is written or a backend imported
-    except (RunError, ValueError) as e: print(f"astra-wb eval: {e}", file=sys.stderr); return 2
-    if out is None:
-        from astra_wb.settings import load_settings
-        out = Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
+    try:
+        config, out, merge_only = _eval_args(argv)
+    except ValueError as e:
+        print(f"astra-wb eval: {e}", file=sys.stderr)
+        return 2
+    out = out or Path(load_settings().runs_root) / f"{config.benchmark}-{config.label}"
     try:
         if merge_only:
-            if not (Path(out) / "config.json").exists(): raise RunError(f"{out}: not a run folder (no config.json)")
-            print(format_metrics(compute_metrics(merge_run(out)), config.label)); return 0
+            return _merge_only(out, config)
         res = run_eval(config, out)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr); return 2
-    except Exception as e:   # a policy or simulator spec that cannot be built is a user error, not a traceback
-        if type(e).__name__ not in ("PolicyError", "SimulatorError"): raise
-        print(f"astra-wb eval: {e}", file=sys.stderr); return 2
-    if res.metrics: print(format_metrics(res.metrics, config.label)); print(f"run folder: {res.folder}")
+    except Exception as e:
+        if not _user_error(e):
+            raise
+        print(f"astra-wb eval: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    if res.metrics:
+        print(format_metrics(res.metrics, config.label))
+        print(f"run folder: {res.folder}")
+    return 0
+
+# %% ../nbs/09_eval.ipynb #13ecfa6d
+def _load_samples(a) -> list:
+    "The samples a rollout command names: a generated synthetic bench, or a benchmark file."
+    if a.benchmark == "synth" and not a.data:
+        bench = SynthBench.generate(a.n, seed=a.seed, limit=a.limit)
+    else:
+        bench = get_benchmark(a.benchmark, a.data, limit=a.limit)
+    return bench.load()
+
+# %% ../nbs/09_eval.ipynb #602ad16d
+def rollout_parser() -> argparse.ArgumentParser:
+    "The flags of `astra-wb rollout`: what to roll out, `AgentConfig`'s fields, and what to print."
+    st = load_settings()
+    ap = argparse.ArgumentParser(
+        prog="astra-wb rollout",
+        description="Roll out a policy with a world simulator and print the trajectories.",
+    )
+    ap.add_argument("--policy", default=st.default_policy,
+                    help="policy spec: expert | hf:PATH | openai:URL#MODEL | scripted:TURNS.json")
+    ap.add_argument(
+        "--simulator", default=st.default_simulator, help="simulator spec (oracle, reproject, ..., none)"
+    )
+    ap.add_argument("--benchmark", default="synth", help="synth | mmsi | mindcube | mmsi-video")
+    ap.add_argument("--data", default=None, help="benchmark file/folder (synth: generated when omitted)")
+    ap.add_argument("--n", type=int, default=4, help="synthetic questions to generate when --data is omitted")
+    ap.add_argument("--limit", type=int, default=None, help="first N samples only")
+    dataclass_parser(AgentConfig, ap, skip=("progress",))
+    ap.add_argument("--progress", action="store_true", help="show a progress bar")
+    ap.add_argument(
+        "--json", action="store_true", help="print one JSON summary per trajectory instead of text"
+    )
+    ap.add_argument("--out", default=None, help="save the trajectories here (trajectories.jsonl + images)")
+    return ap
+
+# %% ../nbs/09_eval.ipynb #e2638ac5
+def _print_trajectories(trajs, as_json: bool, out: str | None):
+    from astra_wb.agent import format_trajectory, trajectory_summary
+    from astra_wb.protocol import save_trajectories_jsonl
+    for t in trajs:
+        print(json.dumps(trajectory_summary(t)) if as_json else format_trajectory(t))
+    if out:
+        path = save_trajectories_jsonl(trajs, Path(out) / "trajectories.jsonl")
+        print(f"saved {len(trajs)} trajectories to {path}", file=sys.stderr)
+
+# %% ../nbs/09_eval.ipynb #8e9e9de2
+def cli_rollout(argv: list[str] | None = None) -> int:
+    "astra-wb rollout: roll out a policy with a simulator on a few samples and print the trajectories."
+    a = rollout_parser().parse_args(argv)
+    try:
+        config = config_from_args(AgentConfig, a)
+        samples = _load_samples(a)
+        policy, simulator = resolve(a.policy, "policy"), resolve(a.simulator)
+    except (
+        ValueError,
+        KeyError,
+        OSError,
+        ImportError,
+        RuntimeError,
+    ) as e:  # bad flags, files, specs, backends
+        print(f"astra-wb rollout: {e}", file=sys.stderr)
+        return 2
+    _print_trajectories(rollout(samples, policy, simulator, config), a.json, a.out)
     return 0

@@ -23,7 +23,9 @@ __all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_RA
 HOLE_RGB = HOLE_COLOR      # simulators' hole colour, reserved by the scene palette
 MIN_PIXELS = 40            # fewer pixels of a colour than this is noise, not an object
 MAX_HUE_ERR = 12.0         # degrees; category hues are ~25.7 degrees apart
-_CAT_HUES = np.array([colorsys.rgb_to_hsv(*(np.array(CATEGORIES[c]["color"]) / 255))[0] * 360 for c in CATEGORY_NAMES])
+_CAT_HUES = np.array(
+    [colorsys.rgb_to_hsv(*(np.array(CATEGORIES[c]["color"]) / 255))[0] * 360 for c in CATEGORY_NAMES]
+)
 
 def _hue_table(step: float = 0.5) -> np.ndarray:
     "Category index (or -1) for each hue bin of `step` degrees: nearest category hue within MAX_HUE_ERR."
@@ -31,6 +33,7 @@ def _hue_table(step: float = 0.5) -> np.ndarray:
     err = np.abs((h[:, None] - _CAT_HUES + 180) % 360 - 180)
     return np.where(err.min(1) <= MAX_HUE_ERR, err.argmin(1), -1).astype(np.int16)
 
+# %% ../nbs/06b_expert.ipynb #835442f4
 _HUE_LUT = _hue_table()
 
 @dataclass
@@ -46,15 +49,18 @@ class Blob:
     left_cut: bool = False
     right_cut: bool = False
 
+# %% ../nbs/06b_expert.ipynb #82d5db0e
 def to_rgb(image) -> np.ndarray:
     "An (H, W, 3) uint8 array from a PIL image, an array or a path."
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
         with Image.open(image) as im: return np.asarray(im.convert("RGB"))
     if isinstance(image, Image.Image): return np.asarray(image.convert("RGB"))
     a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] < 3: raise ValueError(f"expected an RGB image, got an array of shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise ValueError(f"expected an RGB image, got an array of shape {a.shape}")
     return a[..., :3].astype(np.uint8)
 
+# %% ../nbs/06b_expert.ipynb #58c48c9f
 def classify(rgb: np.ndarray) -> np.ndarray:
     "(H, W) category index per pixel (-1: wall, floor, hole or unknown) by nearest category hue."
     x = rgb.astype(np.float32)
@@ -62,11 +68,15 @@ def classify(rgb: np.ndarray) -> np.ndarray:
     chroma = mx - mn
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(mx == r, ((g - b) / chroma) % 6, np.where(mx == g, (b - r) / chroma + 2, (r - g) / chroma + 4)) * 60.0
+        h = (
+            np.where(mx == r, ((g - b) / chroma) % 6, np.where(mx == g, (b - r) / chroma + 2, (r - g) / chroma + 4))
+            * 60.0
+        )
     ok = (chroma >= 0.4 * mx) & (mx > 51) & (np.abs(rgb.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40)
     idx = np.nan_to_num(h / 0.5, nan=0).astype(np.int32) % len(_HUE_LUT)
     return np.where(ok, _HUE_LUT[idx], -1)
 
+# %% ../nbs/06b_expert.ipynb #95f8b3e8
 _DET_CACHE: dict = {}
 
 def detect(image, min_pixels: int = MIN_PIXELS) -> dict[str, Blob]:
@@ -115,9 +125,10 @@ class Question:
     side: str | None = None
     distance: float | None = None
     rotation_layout: bool = False
-    planned: bool = False   # the question names no motion: the expert planned it ("behind you" -> turn around)
+    planned: bool = False  # the question names no motion: the expert planned it ("behind you" -> turn around)
     text: str = ""
 
+# %% ../nbs/06b_expert.ipynb #af9ad8d1
 def parse_question(text: str) -> Question:
     "The family, viewpoint and options of a synthetic-bench question (options as 'A. ...' lines)."
     opts = dict(re.findall(r"^\s*([A-D])[.:)]\s*(.+?)\s*$", text, flags=re.M))
@@ -158,6 +169,7 @@ class State:
     calls: list = field(default_factory=list)           # (ref, kind, value) of every tool call made
     text: str = ""
 
+# %% ../nbs/06b_expert.ipynb #54682935
 def _data_url_image(url: str):
     "The image of a base64 `data:image/...` URL; None if `url` is not one or does not decode."
     head = url.partition(",")[0]
@@ -165,6 +177,7 @@ def _data_url_image(url: str):
     try: return to_pil(url)
     except Exception: return None
 
+# %% ../nbs/06b_expert.ipynb #923fdc7f
 def _parts(content) -> list[dict]:
     "Message parts, with OpenAI-style `image_url` data URLs turned into `image` parts."
     if isinstance(content, str): return [{"type": "text", "text": content}]
@@ -172,16 +185,23 @@ def _parts(content) -> list[dict]:
     for p in content or []:
         if not isinstance(p, dict): continue
         if p.get("type") == "image_url":
-            url = p.get("image_url", {}).get("url", "") if isinstance(p.get("image_url"), dict) else str(p.get("image_url", ""))
+            url = (
+                p.get("image_url", {}).get("url", "")
+                if isinstance(p.get("image_url"), dict)
+                else str(p.get("image_url", ""))
+            )
             im = _data_url_image(url)
             if im is not None: out.append({"type": "image", "image": im})
         else: out.append(p)
     return out
 
+# %% ../nbs/06b_expert.ipynb #b6c922e8
 def read_conversation(messages: list[dict], tools=None) -> State:
     "The `State` of a chat conversation (system, user, assistant, tool messages)."
     st = State()
-    system = " ".join(p.get("text", "") for m in messages if m.get("role") == "system" for p in _parts(m.get("content")))
+    system = " ".join(
+        p.get("text", "") for m in messages if m.get("role") == "system" for p in _parts(m.get("content"))
+    )
     if not tools or "do not call any tool" in system: st.mode = "direct"
     elif (m := re.search(r"must call \w+ exactly (\d+) times", system)): st.mode, st.forced_k = "forced", int(m.group(1))
     if (m := re.search(r"at most (\d+) calls", system)): st.max_calls = int(m.group(1))
@@ -216,31 +236,39 @@ def read_conversation(messages: list[dict], tools=None) -> State:
 
 # %% ../nbs/06b_expert.ipynb #7096d7c6
 ASSUMED_FOV_DEG = 60.0   # camera prior for turning pixel shifts into angles
-MATCH_RATIO = 0.5        # with options left untested, the best tested view wins only if this much closer than the next
+MATCH_RATIO = (
+    0.5  # with options left untested, the best tested view wins only if this much closer than the next
+)
 MATCH_PLAUSIBLE = 0.08   # ...and this close (a wrong motion on the oracle scores >= ~0.1)
 
 def where(b: Blob, W: int) -> str:
     return "on the left" if b.cu < W / 3 else "on the right" if b.cu > 2 * W / 3 else "near the centre"
 
+# %% ../nbs/06b_expert.ipynb #4da6b719
 def describe(blobs: dict, W: int, only=None) -> str:
     "'sofa on the left, tv near the centre' (or 'no option objects')."
     items = [(b.cu, f"{k} {where(b, W)}") for k, b in blobs.items() if only is None or k in only]
     return ", ".join(t for _, t in sorted(items)) or ("none of the options" if only is not None else "no objects")
 
+# %% ../nbs/06b_expert.ipynb #02538143
 def image_distance(a, b, size=(96, 72)) -> float:
     "How unlike two images are (0-2): mean colour difference plus the share of pixels whose object class differs; holes ignored."
     A = np.asarray(Image.fromarray(to_rgb(a)).resize(size, Image.NEAREST))
     B = np.asarray(Image.fromarray(to_rgb(b)).resize(size, Image.NEAREST))
-    ok = (np.abs(A.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40) & (np.abs(B.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40)
+    ok = (np.abs(A.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40) & (
+        np.abs(B.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40
+    )
     if not ok.any(): return 2.0
     rgb = np.abs(A.astype(np.float32) - B.astype(np.float32))[ok].mean() / 255
     return float(rgb + (classify(A) != classify(B))[ok].mean())
 
+# %% ../nbs/06b_expert.ipynb #6a9e3c8e
 def turn_from_shift(cu_from: float, cu_to: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> float:
     "Yaw (degrees, + right) that moves a point on the horizon from column `cu_from` to `cu_to`."
     f = W / 2 / math.tan(math.radians(fov_deg) / 2)
     return math.degrees(math.atan((cu_from - W / 2) / f) - math.atan((cu_to - W / 2) / f))
 
+# %% ../nbs/06b_expert.ipynb #aecb029e
 def turn_from_points(p_from: list, p_to: list, W: int, H: int, fov_deg: float = ASSUMED_FOV_DEG) -> tuple[float, float]:
     """(yaw, camera pitch) in degrees from pixels (u, v) of the same points before and after a turn in place.
     A turn about gravity keeps each point's elevation, which pins the (unknown) camera pitch; the yaw is then
@@ -267,6 +295,7 @@ class Decision:
     ref: int | None = None
     motion: Motion | None = None
 
+# %% ../nbs/06b_expert.ipynb #2627d574
 class _Ctx:
     def __init__(self, st: State, q: Question, rng):
         self.st, self.q, self.rng, self._det = st, q, rng, {}
@@ -305,7 +334,11 @@ class _Ctx:
         return Decision(f"{why} I guess {pick} ({self.q.options.get(pick, '?')}).", letter=pick)
 
     def call(self, r: int, m: Motion, why: str) -> Decision:
-        return Decision(f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}.", ref=r, motion=m)
+        return Decision(
+            f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}.",
+            ref=r,
+            motion=m,
+        )
 
     def seen_anywhere(self) -> set:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
@@ -337,13 +370,16 @@ def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | Non
     "The option nearest the midpoint of the two named objects, among those between them."
     q = c.q
     lo, hi = sorted((blobs[q.names[0]].cu, blobs[q.names[1]].cu))
-    cand = {k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi}
+    cand = {
+        k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi
+    }
     if not cand:
         return None
     k = min(cand, key=cand.get)
     span = f"The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}"
     return Decision(f"{seen} {span}; the {q.options[k]} lies between them.", letter=k)
 
+# %% ../nbs/06b_expert.ipynb #4e1166e8
 def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
     "Left/right from the columns of the two named objects when far apart, else nearer/farther from their bases."
     q, W = c.q, c.W
@@ -360,7 +396,12 @@ def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | No
     return None if k is None else Decision(f"{seen} In this view {why}.", letter=k)
 
 # %% ../nbs/06b_expert.ipynb #7d1a3742
-_READERS = {"nearest": _read_nearest, "side": _read_side, "between": _read_between, "relation": _read_relation}
+_READERS = {
+    "nearest": _read_nearest,
+    "side": _read_side,
+    "between": _read_between,
+    "relation": _read_relation,
+}
 
 def _read_view(c: _Ctx, i: int | None, blobs: dict | None = None, origin: str = "") -> Decision | None:
     "Answer a one-viewpoint question from image i (or from predicted `blobs`), or None if the evidence is incomplete."
@@ -399,6 +440,7 @@ def hole_share(image) -> float:
     "Share of an image's pixels in the simulators' hole colour (what the simulator did not see)."
     return float((np.abs(to_rgb(image).astype(np.int16) - np.array(HOLE_RGB)).max(-1) <= 40).mean())
 
+# %% ../nbs/06b_expert.ipynb #83c6a98a
 def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     """A careful reading of an imagined view with holes: an option that no given image shows can only be in the
     hole, so when there are such options the answer is more likely one of them than what the view shows."""
@@ -413,6 +455,7 @@ def _hole_doubt(c: _Ctx, i: int) -> Decision | None:
     return c.guess(unseen, f"{c.origin(i).capitalize()} leaves {100 * share:.0f} % unseen (holes), and "
                            f"{names} appear in no given image: the answer is probably hidden there.")
 
+# %% ../nbs/06b_expert.ipynb #b98388bb
 def _closer_look(c: _Ctx, i: int) -> int | None:
     "The latest imagined closer look (a move forward) from image i, if the conversation has one."
     got = [j for (r, kind, v), j in c.st.imagined.items() if r == i and kind == "forward" and v > 0]
@@ -428,6 +471,7 @@ def _asked_view(c: _Ctx) -> str:
         what += f" (the question asks what is {side}: that view)"
     return what
 
+# %% ../nbs/06b_expert.ipynb #453bbbee
 def _answer_from_view(c: _Ctx, i: int, d: Decision, what: str) -> Decision:
     "The reading `d` of image i, unless holes cast doubt on it or a closer look (Forced mode) reads better."
     q, st = c.q, c.st
@@ -454,7 +498,9 @@ def _guess_without_view(c: _Ctx, why: str) -> Decision:
         return c.guess(unseen, why + f" The answer is probably something the given images do not show: {names}.")
     turned = q.motion is not None and q.motion.kind == "yaw" and q.r <= c.st.n_given
     gone = set(c.det(q.r)) - set(rotated(c.det(q.r), q.motion.value, c.W)) if turned else set()
-    rest = [k for k, v in q.options.items() if v not in gone]      # what the turn moves out of view cannot be the answer
+    rest = [
+        k for k, v in q.options.items() if v not in gone
+    ]  # what the turn moves out of view cannot be the answer
     if gone and rest:
         return c.guess(rest, why + f" The turn moves {', '.join(sorted(gone))} out of view; it is one of the others.")
     return c.guess(list(q.options), why + " Without that view I cannot tell.")
@@ -493,7 +539,9 @@ def decide_cam_reg(c: _Ctx) -> Decision:
     if here and front:
         return Decision(f"{head} Image {q.r} also shows the {', '.join(sorted(here))}, so that area is in front of me.",
                         letter=front)
-    note = f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."
+    note = (
+        f"{head} Image {q.r} shows none of it ({describe(c.det(q.r), c.W)}), so the area is not in front of me."
+    )
     return _look_around(c, region, [note])
 
 # %% ../nbs/06b_expert.ipynb #658d4506
@@ -564,6 +612,7 @@ def _bounded_turn(yaw: dict, lo: float, hi: float) -> tuple[float, str]:
     why = f"they are cut by the image border, which bounds the turn to {max(lo, -180):.0f}..{min(hi, 180):.0f} degrees"
     return turn, why + " (right positive)"
 
+# %% ../nbs/06b_expert.ipynb #3bafc572
 def _turn_from_shift(c: _Ctx, shared: list[str], hyp: dict, H: int) -> Decision:
     "The turn option closest to what the shared objects' edges say."
     q, A, B = c.q, c.det(c.q.r), c.det(c.q.k)
@@ -594,6 +643,7 @@ def _shift_px(c: _Ctx, shared: list[str], H: int) -> tuple[float, float]:
     grow = float(np.median([math.log(B[n].count / A[n].count) / 2 for n in core]))
     return du, 40 * grow                                                   # growth as a base shift in pixels
 
+# %% ../nbs/06b_expert.ipynb #0b0bde09
 def _move_from_shift(c: _Ctx, shared: list[str], H: int) -> Decision:
     "The direction option that the shared objects' shift shows."
     q = c.q
@@ -608,7 +658,9 @@ def _move_from_shift(c: _Ctx, shared: list[str], H: int) -> Decision:
     if k is None:
         return c.guess(list(q.options), "The options do not name a direction I know.")
     why += f", as when the camera moves {text.split()[-1] if text.startswith('to ') else text}"
-    return Decision(f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {why}. The camera moved {text}.", letter=k)
+    return Decision(
+        f"Images {q.r} and {q.k} both show the {', '.join(shared)}; {why}. The camera moved {text}.", letter=k
+    )
 
 # %% ../nbs/06b_expert.ipynb #0eebbe07
 def _from_shift(c: _Ctx, shared: list[str], hyp: dict) -> Decision:
@@ -653,13 +705,17 @@ def _judge_tests(c: _Ctx, hyp: dict, head: str, tested: dict) -> Decision:
     done, untested = _tested_text(q, tested), [k for k in q.options if k not in tested]
     k = _clear_winner(tested, untested)
     if k is not None:
-        return Decision(head + f" Imagined views vs image {q.k}: {done}. {q.options[k]} is clearly the closest.", letter=k)
+        return Decision(
+            head + f" Imagined views vs image {q.k}: {done}. {q.options[k]} is clearly the closest.", letter=k
+        )
     if tested and untested:
         why = f" None of the imagined views matches image {q.k} ({done}), so it is one of the others."
         return c.guess(untested, head + why)
     if tested:
         best = min(tested, key=tested.get)
-        return Decision(head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[best]}.", letter=best)
+        return Decision(
+            head + f" Imagined views vs image {q.k}: {done}. The closest is {q.options[best]}.", letter=best
+        )
     if q.family == "motion":
         big = [k for k, m in hyp.items() if abs(m.value) >= ASSUMED_FOV_DEG]
         why = " With no object in common the camera must have turned at least a field of view."
@@ -682,7 +738,13 @@ def decide_pair(c: _Ctx) -> Decision:
 # %% ../nbs/06b_expert.ipynb #56b27df8
 _FAMILY_DECIDERS = {"nearest": decide_view, "side": decide_view, "between": decide_view, "relation": decide_view,
                     "cam_reg": decide_cam_reg, "cam_cam": decide_pair, "motion": decide_pair}
-_PROBES = [Motion("yaw", -45), Motion("yaw", 45), Motion("yaw", 90), Motion("yaw", -90), Motion("forward", 1.0)]
+_PROBES = [
+    Motion("yaw", -45),
+    Motion("yaw", 45),
+    Motion("yaw", 90),
+    Motion("yaw", -90),
+    Motion("forward", 1.0),
+]
 
 _CLOSER = [Motion("forward", 0.5), Motion("forward", 1.0)]
 
@@ -704,6 +766,7 @@ def _top_up(c: _Ctx, d: Decision) -> Decision:
                             f"I already think the answer is {d.letter}; I look around image {r} to double-check.", ref=r, motion=m)
     return d
 
+# %% ../nbs/06b_expert.ipynb #34723e1e
 def decide(st: State, rng) -> Decision:
     "The expert's next move for a conversation state."
     q = parse_question(st.text)
@@ -716,14 +779,18 @@ def decide(st: State, rng) -> Decision:
 # %% ../nbs/06b_expert.ipynb #fd7a1753
 class ExpertPolicy:
     "Pixel-only classical-vision policy for the synthetic world (see the module docs)."
-    needs_sample_ids = True   # ask the agent loop for group indices, so a GRPO group's guesses differ when temperature > 0
+    needs_sample_ids = (
+        True  # ask the agent loop for group indices, so a GRPO group's guesses differ when temperature > 0
+    )
 
     def __init__(self, seed: int = 0, name: str = "expert"):
         self.seed, self.name = seed, name
 
     def turn(self, messages: list[dict], tools=None, seed: int | None = None, group_index: int = 0, temperature: float = 0.0) -> str:
         st = read_conversation(messages, tools)
-        key = f"{self.seed if seed is None else seed}|{group_index if temperature and temperature > 0 else 0}|{st.text}"
+        key = (
+            f"{self.seed if seed is None else seed}|{group_index if temperature and temperature > 0 else 0}|{st.text}"
+        )
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
         d = decide(st, rng)
         if d.motion is not None: return render_tool_call(Invoke(d.ref, d.motion, d.reasoning), d.reasoning)

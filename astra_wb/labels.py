@@ -6,12 +6,15 @@
 from __future__ import annotations
 import math, re
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from fastcore.basics import patch
+from .safeio import SafeIOError, iter_jsonl
 
 # %% auto #0
-__all__ = ['TAXONOMY', 'LABELS', 'SUBTAG_TITLES', 'MAX_NOTE', 'Category', 'label_choices', 'subtag_choices', 'LabelError',
-           'field_error', 'check_name', 'check_label', 'LabelEvent', 'cohen_kappa', 'krippendorff_alpha']
+__all__ = ['TAXONOMY', 'LABELS', 'SUBTAG_TITLES', 'MAX_NOTE', 'TRAJECTORY_FIELDS', 'Category', 'label_choices', 'subtag_choices',
+           'LabelError', 'field_error', 'check_name', 'check_label', 'LabelEvent', 'cohen_kappa', 'krippendorff_alpha',
+           'PairAgreement', 'Agreement', 'read_jsonl']
 
 # %% ../nbs/15b_labels.ipynb #c1f22c30
 @dataclass(frozen=True)
@@ -148,7 +151,9 @@ def from_dict(cls: LabelEvent, d: dict, where: str = "") -> LabelEvent:
     "Validate a JSON object (e.g. an export row without its 'type') into an event."
     _check_event_fields(d, [f.name for f in fields(cls)], where)
     label, subtags, note, turn = check_label(d["label"], d["subtags"], d["note"], d["turn"], where)
-    return cls(d["event_id"], d["annotator"], d["trajectory"], label, subtags, note, turn, d["version"], float(d["time"]))
+    return cls(
+        d["event_id"], d["annotator"], d["trajectory"], label, subtags, note, turn, d["version"], float(d["time"])
+    )
 
 # %% ../nbs/15b_labels.ipynb #5bf1d5f3
 def cohen_kappa(a: list, b: list) -> float:
@@ -180,3 +185,74 @@ def krippendorff_alpha(data: list[list]) -> float:
     n = sum(totals.values())
     de = n * n - sum(c * c for c in totals.values())
     return math.nan if n < 2 or de == 0 else 1 - (n - 1) * do / de
+
+# %% ../nbs/15b_labels.ipynb #9889408f
+@dataclass
+class PairAgreement:
+    a: str
+    b: str
+    n: int                    # trajectories both labelled
+    observed: float           # share of them with the same label
+    kappa: float              # Cohen's kappa (nan when undefined)
+
+# %% ../nbs/15b_labels.ipynb #365e2e3e
+@dataclass
+class Agreement:
+    n_items: int              # trajectories labelled by >= 2 annotators
+    annotators: list
+    alpha: float              # Krippendorff's alpha, nominal
+    kappa: float              # Cohen's (2 annotators) or Light's (mean pairwise)
+    observed: float           # pairwise observed agreement
+    pairs: list = field(default_factory=list)
+    label_counts: dict = field(default_factory=dict)   # current labels on these items
+    alpha_subtags: float = math.nan  # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
+    observed_subtags: float = math.nan  # pairwise observed agreement on the label and its sub-tags together
+    def to_dict(self) -> dict:
+        clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x   # JSON has no NaN
+        d = asdict(self)
+        return {
+            k: ([{kk: clean(vv) for kk, vv in p.items()} for p in v] if k == "pairs" else clean(v))
+            for k, v in d.items()
+        }
+    def __str__(self):
+        f = lambda x: "n/a" if math.isnan(x) else f"{x:.3f}"
+        lines = [
+            f"items with >= 2 annotators: {self.n_items}   alpha: {f(self.alpha)}   kappa: {f(self.kappa)}   observed: {f(self.observed)}"
+        ]
+        lines += [f"with sub-tags: alpha: {f(self.alpha_subtags)}   observed: {f(self.observed_subtags)}"]
+        lines += [f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs]
+        return "\n".join(lines)
+
+# %% ../nbs/15b_labels.ipynb #8030f9a5
+TRAJECTORY_FIELDS = ("id", "path", "run", "n_turns", "added")   # a trajectory row of an export, in order
+
+# %% ../nbs/15b_labels.ipynb #37a9cee3
+def _traj_row(d: dict, where: str) -> tuple:
+    if extra := sorted(set(d) - set(TRAJECTORY_FIELDS)): raise field_error(where, extra[0], "unknown field")
+    if missing := [k for k in TRAJECTORY_FIELDS if k not in d]: raise field_error(where, missing[0], "missing")
+    check_name(d["id"], "trajectory", where, 512)
+    for k in ("path", "run"):
+        if d[k] is not None and not isinstance(d[k], str):
+            raise field_error(where, k, f"expected a string or null, got {d[k]!r}")
+    if d["n_turns"] is not None and (isinstance(d["n_turns"], bool) or not isinstance(d["n_turns"], int) or not 0 <= d["n_turns"] <= 10**6):
+        raise field_error(where, "n_turns", f"expected a count or null, got {d['n_turns']!r}")
+    if isinstance(d["added"], bool) or not isinstance(d["added"], (int, float)) or not math.isfinite(d["added"]):
+        raise field_error(where, "added", f"expected unix seconds, got {d['added']!r}")
+    return d["id"], d["path"], d["run"], d["n_turns"], float(d["added"])
+
+# %% ../nbs/15b_labels.ipynb #d96bfc8a
+def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
+    "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
+    trajs, evs = [], []
+    path = Path(path)
+    try: lines = list(iter_jsonl(path.parent, path.name, str(path)))   # bounded: depth, integer size, line size
+    except SafeIOError as e: raise LabelError(str(e)) from None
+    for n, d in lines:
+        where = f"{path}:{n}"
+        if not isinstance(d, dict):
+            raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        kind = d.pop("type", None)
+        if kind == "trajectory": trajs.append(_traj_row(d, where))
+        elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
+        else: raise field_error(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
+    return trajs, evs

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_policies.ipynb #f5e81c9b
 from __future__ import annotations
-import base64, importlib, io, json, random, re, threading, time, urllib.error, urllib.request
+import base64, io, json, random, re, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -167,26 +167,32 @@ def check_policy(policy, deterministic: bool = True, max_new_tokens: int = 16) -
     return summary
 
 # %% ../nbs/06_policies.ipynb #cec1f5ac
+def _scripted_turns(turns, name: str) -> tuple:
+    "(turns, name) from a list, a dict id -> list, or a JSON file of either; anything else is a clear error."
+    if isinstance(turns, (str, Path)):
+        path = Path(turns)
+        from astra_wb.safeio import SafeIOError, read_json, split_path
+        try:
+            turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
+        except SafeIOError as e:
+            raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
+        name = f"scripted:{path}"
+    if isinstance(turns, dict):
+        bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]
+        if bad:
+            raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
+    elif not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
+        raise ValueError("scripted turns must be a list of strings or a dict id -> list of strings")
+    return turns, name
+
+# %% ../nbs/06_policies.ipynb #f4bc493d
 class ScriptedPolicy:
     "Replays scripted assistant turns, by turn number, per sample id or for every conversation."
     needs_sample_ids = True
 
     def __init__(self, turns: list[str] | dict[str, list[str]] | str | Path, name: str = "scripted"):
-        if isinstance(turns, (str, Path)):
-            path = Path(turns)
-            from astra_wb.safeio import SafeIOError, read_json, split_path
-            try:
-                turns = read_json(*split_path(path), str(path))   # a regular file, bounded JSON
-            except SafeIOError as e:
-                raise ValueError(f"{path}: cannot read scripted turns: {str(e).removeprefix(f'{path}: ')}") from None
-            name = f"scripted:{path}"
-        if isinstance(turns, dict):
-            bad = [k for k, v in turns.items() if not (isinstance(v, list) and all(isinstance(t, str) for t in v))]
-            if bad:
-                raise ValueError(f"scripted turns for {bad[:3]} must be lists of strings")
-        elif not (isinstance(turns, list) and all(isinstance(t, str) for t in turns)):
-            raise ValueError("scripted turns must be a list of strings or a dict id -> list of strings")
-        self.turns, self.name, self.batch_sizes = turns, name, []
+        self.turns, self.name = _scripted_turns(turns, name)
+        self.batch_sizes = []
 
     def _script(self, sample_id, group_index) -> list[str]:
         if isinstance(self.turns, list):
@@ -196,23 +202,27 @@ class ScriptedPolicy:
         key = f"{sample_id}#{group_index}"
         return self.turns.get(key, self.turns.get(str(sample_id), []))
 
-    def respond(self, conversations, tools=None, sample_ids=None, group_indices=None, **sampling) -> list[str]:
-        self.batch_sizes.append(len(conversations))
-        out = []
-        for i, conv in enumerate(conversations):
-            script = self._script(sample_ids[i] if sample_ids else None, group_indices[i] if group_indices else 0)
-            k = sum(m.get("role") == "assistant" for m in conv)
-            out.append(script[k] if k < len(script) else "")
-        return out
+# %% ../nbs/06_policies.ipynb #03ed19fb
+@patch
+def respond(self: ScriptedPolicy, conversations, tools=None, sample_ids=None, group_indices=None,
+            **sampling) -> list[str]:
+    "The next scripted turn of each conversation (by its number of assistant turns); '' when the script ran out."
+    self.batch_sizes.append(len(conversations))
+    out = []
+    for i, conv in enumerate(conversations):
+        script = self._script(sample_ids[i] if sample_ids else None, group_indices[i] if group_indices else 0)
+        k = sum(m.get("role") == "assistant" for m in conv)
+        out.append(script[k] if k < len(script) else "")
+    return out
 
-    @classmethod
-    def from_trajectories(cls, trajs, name: str = "replay") -> "ScriptedPolicy":
-        "Replay the assistant turns of saved trajectories (keyed 'id#g' when a sample repeats)."
-        turns, seen = {}, {}
-        for t in trajs:
-            g = seen[t.sample.id] = seen.get(t.sample.id, -1) + 1
-            turns[f"{t.sample.id}#{g}"] = [turn.text for turn in t.turns]
-        return cls(turns, name=name)
+@patch(cls_method=True)
+def from_trajectories(cls: ScriptedPolicy, trajs, name: str = "replay") -> ScriptedPolicy:
+    "Replay the assistant turns of saved trajectories (keyed 'id#g' when a sample repeats)."
+    turns, seen = {}, {}
+    for t in trajs:
+        g = seen[t.sample.id] = seen.get(t.sample.id, -1) + 1
+        turns[f"{t.sample.id}#{g}"] = [turn.text for turn in t.turns]
+    return cls(turns, name=name)
 
 # %% ../nbs/06_policies.ipynb #c73fdc5a
 _TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
@@ -253,7 +263,30 @@ def _tool_turn(content, tid: str, image_format: str, tool_images: str) -> list[d
     return msgs
 
 # %% ../nbs/06_policies.ipynb #80270210
-def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool, image_format: str = "PNG",
+def _assistant_message(text: str, tools, native_tools: bool, n_calls: int) -> tuple[dict, list[str]]:
+    "An assistant turn as an OpenAI message, its well-formed `<tool_call>` blocks as `tool_calls`; and their ids."
+    calls = _TOOL_CALL_RE.findall(text) if native_tools and tools else []
+    parsed = []
+    for body in calls:
+        try:
+            c = json.loads(body)
+            parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return {"role": "assistant", "content": text}, []   # one bad block: the turn goes as text
+    if not parsed:
+        return {"role": "assistant", "content": text}, []
+    ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
+    calls = [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]
+    return {"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
+            "tool_calls": calls}, ids
+
+def _not_executed(ids) -> list[dict]:
+    "Tool messages for calls left unanswered: every tool call id needs one."
+    return [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in ids]
+
+# %% ../nbs/06_policies.ipynb #d08d82c6
+def to_openai_messages(conversation: list[dict], tools: list | None, native_tools: bool,
+                       image_format: str = "PNG",
                        tool_images: str = "inline") -> list[dict]:
     "Our chat messages as OpenAI chat-completions messages (see above for how tool turns map)."
     if tool_images not in ("inline", "split"):
@@ -261,31 +294,16 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
     out, pending, n_calls = [], [], 0
     for m in conversation:
         role, content = m.get("role"), m.get("content")
-        if role != "tool":   # every tool call id needs a tool message: calls left over were not executed
-            out += [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
+        if role != "tool":
+            out += _not_executed(pending)
             pending = []
         if role == "system":
             text = _text_of(content) + (("\n\n" + tools_as_text(tools)) if tools and not native_tools else "")
             out.append({"role": "system", "content": text})
         elif role == "assistant":
-            text = _text_of(content)
-            calls = _TOOL_CALL_RE.findall(text) if native_tools and tools else []
-            parsed = []
-            for body in calls:
-                try:
-                    c = json.loads(body)
-                    parsed.append({"name": str(c["name"]), "arguments": json.dumps(c["arguments"])})
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    parsed = []
-                    break
-            if parsed:
-                ids = [f"call_{n_calls + i}" for i in range(len(parsed))]
-                n_calls += len(parsed)
-                pending = ids
-                out.append({"role": "assistant", "content": _TOOL_CALL_RE.sub("", text).strip() or None,
-                            "tool_calls": [{"id": i, "type": "function", "function": f} for i, f in zip(ids, parsed)]})
-            else:
-                out.append({"role": "assistant", "content": text})
+            msg, pending = _assistant_message(_text_of(content), tools, native_tools, n_calls)
+            n_calls += len(pending)
+            out.append(msg)
         elif role == "tool" and pending:
             out += _tool_turn(content, pending.pop(0), image_format, tool_images)
         elif role == "tool":
@@ -295,7 +313,7 @@ def to_openai_messages(conversation: list[dict], tools: list | None, native_tool
                                                     {"type": "text", "text": "\n</tool_response>"}]})
         else:
             out.append({"role": role or "user", "content": _oa_parts(content, image_format)})
-    return out + [{"role": "tool", "tool_call_id": i, "content": "Not executed: one call per turn."} for i in pending]
+    return out + _not_executed(pending)
 
 # %% ../nbs/06_policies.ipynb #92c082a2
 def _args_dict(a):
@@ -320,7 +338,8 @@ def vllm_chat_view(messages: list[dict]) -> list[dict]:
             if all(p["type"] == "text" for p in msg["content"]):
                 msg["content"] = "\n".join(p["text"] for p in msg["content"])
         if m["role"] == "assistant" and m.get("tool_calls"):
-            msg["tool_calls"] = [{**t, "function": {**t["function"], "arguments": _args_dict(t["function"].get("arguments"))}}
+            msg["tool_calls"] = [{**t, "function": {**t["function"],
+                                                    "arguments": _args_dict(t["function"].get("arguments"))}}
                                  for t in m["tool_calls"]]
         out.append(msg)
     return out
@@ -352,7 +371,8 @@ def from_openai_message(msg: dict, finish_reason: str | None = None) -> str:
     return text.strip()
 
 # %% ../nbs/06_policies.ipynb #c70b068e
-_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool, "image_format": str,
+_SPEC_KEYS = {"tools_mode": str, "tool_images": str, "use_n": bool, "forced_required": bool,
+              "image_format": str,
               "timeout": float, "max_retries": int}
 
 def _spec_settings(query: str, spec: str) -> dict:
@@ -372,7 +392,8 @@ def _spec_settings(query: str, spec: str) -> dict:
 # %% ../nbs/06_policies.ipynb #55f2d6fd
 class OpenAIPolicy:
     "A policy served by an OpenAI-compatible chat-completions endpoint."
-    def __init__(self, spec: str, model: str | None = None, api_key: str | None = None, timeout: float = 120.0,
+    def __init__(self, spec: str, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0,
                  max_retries: int = 4, backoff: float = 1.0, tools_mode: str = "auto", max_workers: int = 8,
                  image_format: str = "PNG", extra_body: dict | None = None, tool_images: str = "inline",
                  use_n: bool = True, forced_required: bool = True, mm_processor_kwargs: dict | None = None,
@@ -486,7 +507,8 @@ def _finish(choice: dict, usage: dict | None, max_tokens, n: int) -> str | None:
 @patch
 def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bool, n: int) -> dict:
     payload = {"model": self._model_id(), **self.extra_body}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"), ("seed", "seed")):
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_new_tokens", "max_tokens"),
+                         ("seed", "seed")):
         if sampling.get(ours) is not None:
             payload[theirs] = sampling[ours]
     payload["messages"] = to_openai_messages(conversation, tools, native, self.image_format, self.tool_images)
@@ -497,9 +519,25 @@ def _payload(self: OpenAIPolicy, conversation, tools, sampling: dict, native: bo
         payload.update(tools=tools, tool_choice="required" if required else "auto")
     return payload
 
+# %% ../nbs/06_policies.ipynb #f31224b1
+@patch
+def _downgrade(self: OpenAIPolicy, e: _HTTPError, payload: dict) -> bool:
+    "After a 400 about tools: stop asking for what this server lacks (required tool choice, then tool calling)."
+    low = e.body.lower()
+    if e.status != 400:
+        return False
+    if payload.get("tool_choice") == "required" and "tool_choice" in low:
+        self.forced_required = False   # this server has no required tool choice
+        return True
+    if self.tools_mode == "auto" and "tool" in low:
+        self.native_tools = False   # this server has no tool calling: describe tools in text
+        return True
+    return False
+
 # %% ../nbs/06_policies.ipynb #9d8b9d44
 @patch
-def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict, n: int = 1) -> list[tuple[str, str | None]]:
+def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dict,
+              n: int = 1) -> list[tuple[str, str | None]]:
     "n turns for one conversation: [(text, finish_reason)]."
     for _ in range(3):
         native = bool(tools) and self.native_tools
@@ -508,13 +546,8 @@ def _complete(self: OpenAIPolicy, conversation: list[dict], tools, sampling: dic
             reply = self._request("POST", "/chat/completions", payload)
             choices = reply["choices"]
         except _HTTPError as e:
-            low = e.body.lower()
-            if native and payload.get("tool_choice") == "required" and e.status == 400 and "tool_choice" in low:
-                self.forced_required = False
-                continue   # this server has no required tool choice
-            if native and self.tools_mode == "auto" and e.status == 400 and "tool" in low:
-                self.native_tools = False
-                continue   # this server has no tool calling: describe tools in text
+            if native and self._downgrade(e, payload):
+                continue
             raise PolicyError(f"{self.name}: POST {self.base_url}/chat/completions: {e}") from e
         except (KeyError, IndexError, TypeError) as e:
             raise PolicyError(f"{self.name}: malformed reply ({e})") from e
@@ -538,7 +571,8 @@ def respond(self: OpenAIPolicy, conversations, tools=None, **sampling) -> list[s
         return []
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(conversations):
-        key = json.dumps(to_openai_messages(c, tools, False, self.image_format), sort_keys=True) if self.use_n else str(i)
+        key = json.dumps(to_openai_messages(c, tools, False, self.image_format),
+                         sort_keys=True) if self.use_n else str(i)
         groups.setdefault(key, []).append(i)
     jobs = list(groups.values())
     with ThreadPoolExecutor(min(self.max_workers, len(jobs))) as ex:

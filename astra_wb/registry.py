@@ -8,7 +8,7 @@ import difflib, importlib, re
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FACTORIES', 'NONE_SPECS', 'UnknownNameError', 'Registry', 'resolve']
+__all__ = ['SIMULATORS', 'FACTORIES', 'NONE_SPECS', 'UnknownNameError', 'Registry', 'resolve']
 
 # %% ../nbs/00c_registry.ipynb #1767d230
 class UnknownNameError(ValueError):
@@ -48,6 +48,7 @@ def register(self: Registry, name: str, target: str, summary: str = "") -> None:
     self[name] = target
     self.summaries[name] = summary
 
+# %% ../nbs/00c_registry.ipynb #439f2d95
 @patch
 def check(self: Registry, name: str) -> str:
     "`name` when registered, else `UnknownNameError` (nothing is imported)."
@@ -65,11 +66,26 @@ def load(self: Registry, name: str):
     except (ImportError, AttributeError) as e:
         raise ImportError(f"{self.kind} {name!r} cannot be imported (cannot import {self[name]}: {e})") from e
 
-# %% ../nbs/00c_registry.ipynb #15c66bed
-FACTORIES = Registry("kind", {
-    "policy": "astra_wb.policies:get_policy",          # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
-    "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
+# %% ../nbs/00c_registry.ipynb #314e22ed
+SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
+    "oracle": "astra_wb.backends:OracleSimulator",
+    "reproject": "astra_wb.backends:ReprojectSimulator",
+    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
+    "learned": "astra_wb.learned_sim:LearnedSimulator",
+    "perturbed": "astra_wb.backends:PerturbedSimulator",
+    "cached": "astra_wb.backends:CachedSimulator",
+    "blank": "astra_wb.backends:BlankSimulator",
+    "copy": "astra_wb.backends:CopySimulator",
 })
+
+# %% ../nbs/00c_registry.ipynb #15c66bed
+FACTORIES = Registry(
+    "kind",
+    {
+        "policy": "astra_wb.policies:get_policy",  # 'expert', 'hf:/path', 'openai:http://h:p/v1#model', ...
+        "simulator": "astra_wb.simulators:get_simulator",  # 'oracle', 'reproject', 'vllm-omni:http://h:p', ...
+    },
+)
 NONE_SPECS = (None, "", "none")   # the spellings of "no simulator"
 
 def resolve(spec_or_object, kind: str = "simulator"):

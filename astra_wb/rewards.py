@@ -104,7 +104,8 @@ def reward_terms(traj: Trajectory, phase: int = 1, baseline: Trajectory | float 
     return terms | dict(total=total, e_direct=e_direct, crashed=simulator_crashed(traj))
 
 # %% ../nbs/10_rewards.ipynb #64505102
-def crash_filled(values: list[float], trajectory: list[Trajectory], groups: list | None = None) -> list[float]:
+def crash_filled(values: list[float], trajectory: list[Trajectory],
+                 groups: list | None = None) -> list[float]:
     "`values` with each crashed rollout replaced by the mean of its group's uncrashed ones (0 if none)."
     groups = [t.sample.id for t in trajectory] if groups is None else groups   # a GRPO group: one sample id
     kept = {}

@@ -4,14 +4,17 @@
 
 # %% ../nbs/11_rl.ipynb #e572a9f5
 from __future__ import annotations
-import argparse, json, math, os, sys, time
-from dataclasses import dataclass, field, asdict, replace
+import argparse, json, os, sys, time
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from fastcore.basics import patch
 from .hf import TokenPolicy, seed_of
 from .protocol import Sample, Trajectory, INVALID_REASONS, build_messages
 from .rewards import RewardConfig, crash_filled, r_em, reward_terms, reward_weights
 from .rl_data import load_train_samples
+from .agent import AgentConfig
+from .registry import resolve
+from .settings import config_from_args, dataclass_parser, nests
 
 # %% auto #0
 __all__ = ['TrainConfig', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine', 'reward_functions', 'world_simulator',
@@ -19,6 +22,7 @@ __all__ = ['TrainConfig', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine', '
            'step_logs', 'training_curves', 'train_parser', 'cli_train']
 
 # %% ../nbs/11_rl.ipynb #daf35480
+@nests("agent")
 @dataclass
 class TrainConfig:
     "One GRPO run (paper 4.1 defaults)."
@@ -26,7 +30,7 @@ class TrainConfig:
     data: str = "synth:64"              # "synth:N[:seed]", a filter-rl-data folder, or an exported synthetic bench folder
     simulator: str = "oracle"           # world simulator spec (`simulators.get_simulator`)
     output_dir: str = "runs/train"      # checkpoints, trainer logs, rollouts.rank<r>.jsonl
-    mode: str = "agentic"               # workflow mode of the training rollouts
+    agent: AgentConfig = field(default_factory=lambda: AgentConfig(temperature=1.0, max_new_tokens=256))  # rollouts: mode, limits, sampling
     phase1_steps: int = 50              # curriculum: Phase 1 for this many optimiser steps, then Phase 2
     max_steps: int = 100                # optimiser steps
     prompts_per_step: int = 4           # distinct prompts per optimiser step (over all processes)
@@ -38,11 +42,6 @@ class TrainConfig:
     kl_coef: float = 0.0                # KL coefficient, TRL's beta (0: no KL, no reference model)
     loss_type: str = "dapo"             # TRL loss aggregation (token-level, as with Clip-Higher)
     num_iterations: int = 1             # optimisation passes per generated batch
-    temperature: float = 1.0            # rollout sampling temperature
-    top_p: float = 1.0                  # rollout nucleus sampling
-    max_new_tokens: int = 256           # per assistant turn
-    max_tool_rounds: int = 3            # simulator calls per trajectory
-    max_turns: int = 10                 # assistant turns per trajectory
     freeze_vision: bool = True          # keep the vision tower fixed
     gradient_checkpointing: bool = True # recompute activations in the backward pass (paper 4.1)
     bf16: bool | None = None            # None: on when a CUDA GPU supports it
@@ -98,10 +97,12 @@ class VllmEngine:
             raise ValueError("give exactly one of llm (colocate mode) or client (server mode)")
         self.processor, self.llm, self.client, self._params = processor, llm, client, sampling_params
 
-    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids, bad_words=()) -> list[list[int]]:
+    def sample(self, contexts, temperature, top_p, max_new_tokens, seeds, stop_ids,
+               bad_words=()) -> list[list[int]]:
         """One continuation (token ids) per (ids, images) context; `bad_words` are never sampled (vision
         placeholders)."""
-        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids))
+        kw = dict(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                  stop_token_ids=list(stop_ids))
         if bad_words:
             kw["bad_words"] = list(bad_words)
         return self._colocate(contexts, kw, seeds) if self.llm is not None else self._server(contexts, kw, seeds)
@@ -144,7 +145,8 @@ def use_trl_engine(trainer) -> VllmEngine | None:
     if not getattr(args, "use_vllm", False) or vg is None:
         return None
     step = trainer.state.global_step
-    if getattr(trainer, "_last_loaded_step", None) != step:   # TRL's own generate path does this; ours replaces it
+    if getattr(trainer, "_last_loaded_step",
+               None) != step:   # TRL's own generate path does this; ours replaces it
         vg.sync_weights()
         trainer._last_loaded_step = step
     if args.vllm_mode == "colocate":
@@ -229,23 +231,24 @@ def _log_lengths(self, toks):
 def _log_step(self, trajs, e_direct, phase, toks, seconds):
     "TRL's usual completion metrics plus the workbench's per-step metrics, gathered over processes."
     import torch
-    dev, m = self.accelerator.device, self._metrics["train"]
+    m = self._metrics["train"]
     _log_lengths(self, toks)
     stats = [_row_stats(t, e, phase, self.astra.config.reward) for t, e in zip(trajs, e_direct)]
-    rows = torch.tensor(stats, device=dev)
-    rows = self.accelerator.gather(rows)
+    rows = self.accelerator.gather(torch.tensor(stats, device=self.accelerator.device))
     col = dict(zip(_STATS, rows[:, :len(_STATS)].T))
     m["astra/phase"].append(float(phase))
-    m["astra/exact_match"].append(col["em"].mean().item())
-    m["astra/format_valid"].append(col["fmt"].mean().item())
-    m["astra/tool_call_rate"].append(col["used"].mean().item())
-    m["astra/calls_per_row"].append(col["calls"].mean().item())
-    m["astra/turns_per_row"].append(col["turns"].mean().item())
+    for key, stat in (("exact_match", "em"), ("format_valid", "fmt"), ("tool_call_rate", "used"),
+                      ("calls_per_row", "calls"), ("turns_per_row", "turns")):
+        m[f"astra/{key}"].append(col[stat].mean().item())
     m["astra/rollout_seconds"].append(seconds)
     if phase == 2:
         m["astra/direct_exact_match"].append(torch.nanmean(col["e_direct"]).item())
         m["astra/gain"].append(col["gain"].mean().item())
-    inv = rows[:, len(_STATS):]
+    _log_invalid(m, rows[:, len(_STATS):])
+
+# %% ../nbs/11_rl.ipynb #ae5b9584
+def _log_invalid(m, inv) -> None:
+    "Invalid turns per row, and the share of each reason that occurred this step."
     m["astra/invalid_turns_per_row"].append(inv.sum(1).mean().item())
     for reason, v in zip(INVALID_REASONS, inv.mean(0).tolist()):
         if v > 0:
@@ -265,7 +268,8 @@ def _direct_baselines(self, pol: TokenPolicy, rows: list, step: int) -> tuple[li
     cfg, base = self.astra.config, {}
     for s in rows:
         if s.id not in base:
-            pol.reset(seed=_seed(cfg.seed, step, s.id, "direct"))   # the same on every process with this group
+            pol.reset(seed=_seed(cfg.seed, step, s.id,
+                                 "direct"))   # the same on every process with this group
             base[s.id] = rollout([s], pol, self.astra.simulator, _agent_config(cfg, "direct"))[0]
     return [r_em(base[s.id]) for s in rows], base
 
@@ -284,7 +288,8 @@ def _rollouts(self, rows: list, step: int, phase: int) -> tuple[list, list, list
         st.policy.reset(seed=_seed(cfg.seed, step, self.accelerator.process_index, "rollout"))
         trajs = rollout(rows, st.policy, st.simulator, _agent_config(cfg))
         toks = [trajectory_tokens(st.policy, t, cfg.max_tool_rounds) for t in trajs]
-        e_direct, base = ([None] * len(rows), {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
+        e_direct, base = ([None] * len(rows),
+                          {}) if phase == 1 else _direct_baselines(self, st.policy, rows, step)
     return trajs, toks, e_direct, base
 
 # %% ../nbs/11_rl.ipynb #6d1a8549
@@ -304,7 +309,8 @@ def _astra_generate(self, prompts):
     completions = [[{"role": "assistant", "content": _transcript(t)}] for t in trajs]
     extra = {"trajectory": trajs, "phase": [phase] * len(trajs), "e_direct": e_direct}
     ids = [t["prompt_ids"] for t in toks], [t["completion_ids"] for t in toks], [t["env_mask"] for t in toks]
-    return (*ids, completions, None, extra, images, images)   # the order of TRL's _generate; no sampling logprobs
+    return (*ids, completions, None, extra, images,
+            images)   # the order of TRL's _generate; no sampling logprobs
 
 # %% ../nbs/11_rl.ipynb #39d9c23b
 def _transcript(t: Trajectory) -> str:
@@ -331,6 +337,15 @@ def _write_rollouts(self, step, phase, trajs, e_direct):
         f.write(json.dumps(dict(step=step, phase=phase, rows=rows)) + "\n")
 
 # %% ../nbs/11_rl.ipynb #b462d568
+def _epoch_sampler(RepeatSampler):
+    "TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays it."
+    class EpochRepeatSampler(RepeatSampler):
+        def set_epoch(self, epoch: int):
+            if self.shuffle:
+                self.generator.manual_seed(_seed(self.seed, epoch))
+    return EpochRepeatSampler
+
+# %% ../nbs/11_rl.ipynb #ae962ecf
 _TRAINER_CLS = None
 
 def trainer_class():
@@ -339,13 +354,7 @@ def trainer_class():
     if _TRAINER_CLS is None:
         from trl import GRPOTrainer
         from trl.trainer.utils import RepeatSampler
-
-        class EpochRepeatSampler(RepeatSampler):
-            """TRL's RepeatSampler with an order that depends only on (seed, epoch), so a resumed run replays
-            it."""
-            def set_epoch(self, epoch: int):
-                if self.shuffle:
-                    self.generator.manual_seed(_seed(self.seed, epoch))
+        sampler = _epoch_sampler(RepeatSampler)
 
         class AstraGRPOTrainer(GRPOTrainer):
             "TRL's GRPOTrainer whose rollouts are astra-wb's agent loop with the world simulator."
@@ -356,8 +365,7 @@ def trainer_class():
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)
-                return EpochRepeatSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle,
-                                          s.seed)
+                return sampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
         _TRAINER_CLS = AstraGRPOTrainer
     return _TRAINER_CLS
 
@@ -377,7 +385,8 @@ def load_policy_model(spec: str, output_dir: str):
     "(model, processor) for training; 'tiny' builds the tiny random Qwen3-VL under output_dir."
     import torch
     from transformers import AutoModelForImageTextToText
-    from astra_wb.hf import load_processor, build_tiny_qwen3vl
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl
     path = build_tiny_qwen3vl(Path(output_dir) / "tiny-model") if spec == "tiny" else spec
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     return model, load_processor(path)
@@ -421,9 +430,7 @@ def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model
     trainer = trainer_class()(model=model, reward_funcs=funcs, args=_grpo_args(config, world, weights),
                               train_dataset=prompts_dataset(samples), processing_class=processor,
                               tools=[world_simulator], callbacks=callbacks)
-    if simulator is None:
-        from astra_wb.simulators import get_simulator
-        simulator = get_simulator(config.simulator)
+    simulator = resolve(config.simulator) if simulator is None else simulator
     policy = TokenPolicy(trainer.model, processor, forced=forced)
     trainer.astra = RolloutState(config, {s.id: s for s in samples}, simulator, policy)
     return trainer
@@ -474,30 +481,15 @@ def training_curves(logs: list[dict], title: str = "GRPO training"):
     return fig
 
 # %% ../nbs/11_rl.ipynb #c6404504
-def _add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=()):
-    import dataclasses, typing
-    from fastcore.docments import docments
-    hints, helps = typing.get_type_hints(cls), docments(cls)   # each flag's help is the field's comment
-    for f in dataclasses.fields(cls):
-        if f.name in skip: continue
-        t, default = hints[f.name], f.default
-        flag, kw = "--" + f.name.replace("_", "-"), dict(default=default, help=f"{helps.get(f.name) or f.name} (default: %(default)s)")
-        if t is bool: p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif t == (bool | None): p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), **kw)
-        elif t == (int | None): p.add_argument(flag, type=int, **kw)
-        else: p.add_argument(flag, type=t, **kw)
+_UNUSED_AGENT_FLAGS = ("forced_k", "group_size", "progress", "premature", "simulator_workers", "max_batch", "dialect")
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-wb train", description="GRPO training with the world simulator in the loop (Phase 1 then Phase 2).")
-    _add_dataclass_flags(p, TrainConfig, skip=("reward",))
-    _add_dataclass_flags(p, RewardConfig)
-    return p
+    return dataclass_parser(TrainConfig, p, skip=_UNUSED_AGENT_FLAGS)   # the reward's fields are flags too
 
 def cli_train(argv: list[str] | None = None) -> int:
     "`astra-wb train`: parse flags into a TrainConfig and train."
-    a = vars(train_parser().parse_args(argv))
-    reward = RewardConfig(**{k: a.pop(k) for k in list(a) if k in RewardConfig.__dataclass_fields__})
-    config = TrainConfig(**a, reward=reward)
+    config = config_from_args(TrainConfig, train_parser().parse_args(argv))
     trainer = train(config)
     logs = step_logs(trainer)
     if logs: print(json.dumps({k: logs[-1].get(k) for k in ("step", "loss", "reward", "astra/exact_match", "astra/tool_call_rate", "astra/phase")}))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11b_rl_data.ipynb #9bd3a079
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json
 from collections import Counter
 from pathlib import Path
 from .protocol import Sample, Trajectory, save_sample, load_sample, ProtocolError
@@ -35,10 +35,12 @@ def filter_rl_data(samples: list[Sample], policy, simulator, k: int = 5, tempera
     from astra_wb.agent import AgentConfig, rollout
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    cfg = AgentConfig(mode=mode, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, group_size=k,
+    cfg = AgentConfig(mode=mode, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                      group_size=k,
                       progress=progress)
     trajs = rollout(samples, policy, simulator, cfg)
-    rows = [dict(sample_id=s.id, category=s.category, answer=s.answer, n_correct=n, k=k, kept=n <= max_correct)
+    rows = [dict(sample_id=s.id, category=s.category, answer=s.answer, n_correct=n, k=k,
+                 kept=n <= max_correct)
             for s, n in pass_counts(trajs, k)]
     kept = [s for s, r in zip(samples, rows) if r["kept"]]
     if out is not None:
@@ -125,20 +127,24 @@ def load_train_samples(spec: str) -> list[Sample]:
 
 # %% ../nbs/11b_rl_data.ipynb #89beb803
 def filter_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data", description="Keep the questions the policy answers "
+    p = argparse.ArgumentParser(prog="astra-wb filter-rl-data",
+                                description="Keep the questions the policy answers "
                                 "correctly at most --max-correct times in --k samples.")
-    p.add_argument("--policy", required=True, help="policy spec: hf:/path, openai:http://h:p/v1#model, expert, ...")
+    p.add_argument("--policy", required=True,
+                   help="policy spec: hf:/path, openai:http://h:p/v1#model, expert, ...")
     p.add_argument("--data", default="synth:200",
                    help="synth:N[:seed], an RL-data folder, or an exported synthetic bench folder")
     p.add_argument("--simulator", default="oracle", help="world simulator spec (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder (HF dataset + samples)")
     p.add_argument("--k", type=int, default=5, help="samples per question (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.5, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.5,
+                   help="sampling temperature (default: %(default)s)")
     p.add_argument("--max-correct", type=int, default=1,
                    help="keep questions answered correctly at most this often (default: %(default)s)")
     p.add_argument("--mode", default="direct", choices=["direct", "agentic", "forced"],
                    help="workflow mode of the samples (default: %(default)s, as the base model is not tool-trained)")
-    p.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per assistant turn (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=1024,
+                   help="tokens per assistant turn (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="only the first N candidates")
     return p
@@ -154,6 +160,7 @@ def cli_filter_rl_data(argv: list[str] | None = None) -> int:
                                 temperature=a.temperature, max_correct=a.max_correct, mode=a.mode,
                                 max_new_tokens=a.max_new_tokens, seed=a.seed, out=a.out, progress=True)
     hist = Counter(r["n_correct"] for r in rows)
-    summary = dict(candidates=len(rows), kept=len(kept), out=str(a.out), n_correct_histogram=dict(sorted(hist.items())))
+    summary = dict(candidates=len(rows), kept=len(kept), out=str(a.out),
+                   n_correct_histogram=dict(sorted(hist.items())))
     print(json.dumps(summary))
     return 0

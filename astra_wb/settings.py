@@ -4,12 +4,12 @@
 
 # %% ../nbs/00b_settings.ipynb #50a9c6fa
 from __future__ import annotations
-import argparse, configparser, dataclasses, os, types, typing
+import argparse, configparser, dataclasses, functools, os, types, typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['Settings', 'load_settings', 'dataclass_parser', 'config_from_args']
+__all__ = ['Settings', 'load_settings', 'dataclass_parser', 'config_from_args', 'nests', 'flat_dict']
 
 # %% ../nbs/00b_settings.ipynb #8bb79945
 @dataclass
@@ -63,10 +63,14 @@ def load_settings(path: str | os.PathLike | None = None, env: dict | None = None
         raise ValueError(f"{path}: bad setting value: {e}") from e
 
 # %% ../nbs/00b_settings.ipynb #2d4d3a0d
-def _is_dataclass_type(t) -> bool: return isinstance(t, type) and dataclasses.is_dataclass(t)
+def _is_dataclass_type(t) -> bool:
+    return isinstance(t, type) and dataclasses.is_dataclass(t)
 
-def _bool(text: str) -> bool: return text.strip().lower() in ("1", "true", "yes", "on")
+# %% ../nbs/00b_settings.ipynb #1d045d95
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
 
+# %% ../nbs/00b_settings.ipynb #14785424
 def _inner(t):
     "The type inside `X | None` (and `typing.Optional[X]`), else `t`."
     if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
@@ -82,13 +86,18 @@ def _flag_kwargs(t, default, help_text: str) -> dict:
         return dict(action=argparse.BooleanOptionalAction, default=default, help=help_text)
     if inner is list or typing.get_origin(inner) is list:
         return dict(nargs="+", default=default, help=help_text)
-    kw = dict(default=default, help=f"{help_text} (default: %(default)r)" if help_text else "default: %(default)r")
+    if inner is tuple or typing.get_origin(inner) is tuple:   # a tuple may be given empty ("no controls")
+        return dict(nargs="*", type=str, default=default, help=f"{help_text} (default: %(default)s)")
+    kw = dict(
+        default=default, help=f"{help_text} (default: %(default)r)" if help_text else "default: %(default)r"
+    )
     return dict(kw, type=_bool if inner is bool else inner)
 
 # %% ../nbs/00b_settings.ipynb #d8730a09
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
+# %% ../nbs/00b_settings.ipynb #178427f0
 def dataclass_parser(cls, parser: argparse.ArgumentParser | None = None, skip=(), helps: dict | None = None,
                      defaults=None, **kw) -> argparse.ArgumentParser:
     """`parser` (or a new `ArgumentParser(**kw)`) with one flag per field of the dataclass `cls`, nested dataclasses
@@ -100,11 +109,12 @@ def dataclass_parser(cls, parser: argparse.ArgumentParser | None = None, skip=()
         default = getattr(defaults, f.name) if defaults is not None else _default(f)
         if f.name in skip:
             continue
-        if _is_dataclass_type(hints[f.name]):
-            dataclass_parser(hints[f.name], parser, skip, helps, default)
+        if _is_dataclass_type(hints[f.name]):   # an outer field wins over an inner one of the same name
+            dataclass_parser(hints[f.name], parser, {*skip, *(g.name for g in fields(cls))}, helps, default)
             continue
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, **_flag_kwargs(hints[f.name], default, comments.get(f.name) or ""))
+        help_text = comments.get(f.name) or f.name.replace("_", " ")   # no comment: the field's name
+        parser.add_argument(flag, **_flag_kwargs(hints[f.name], default, help_text))
     return parser
 
 # %% ../nbs/00b_settings.ipynb #fcf93b59
@@ -115,8 +125,59 @@ def config_from_args(cls, args, **given):
     for f in fields(cls):
         if f.name in given:
             out[f.name] = given[f.name]
-        elif _is_dataclass_type(hints[f.name]):
-            out[f.name] = config_from_args(hints[f.name], values)
+        elif _is_dataclass_type(hints[f.name]):   # the outer's own names are not the inner's
+            own = {g.name for g in fields(cls)}
+            out[f.name] = config_from_args(hints[f.name], {k: v for k, v in values.items() if k not in own})
         elif f.name in values:
-            out[f.name] = values[f.name]
+            tuple_field = _inner(hints[f.name]) is tuple or typing.get_origin(_inner(hints[f.name])) is tuple
+            out[f.name] = (
+                tuple(values[f.name]) if tuple_field and values[f.name] is not None else values[f.name]
+            )
     return cls(**out)
+
+# %% ../nbs/00b_settings.ipynb #80c5490a
+def _inner_names(cls, name: str) -> set[str]:
+    "The inner config's field names that the outer config does not have itself."
+    inner = typing.get_type_hints(cls)[name]
+    return {f.name for f in fields(inner)} - {f.name for f in fields(cls)}
+
+# %% ../nbs/00b_settings.ipynb #deef28fa
+def _nested_init(init, name: str, names: set[str], factory):
+    "An `__init__` that folds the inner config's fields given by name into the nested config."
+    @functools.wraps(init)   # keeps the signature and the field comments readable (`docments`)
+    def __init__(self, *args, **kw):
+        flat = {k: kw.pop(k) for k in list(kw) if k in names}
+        if flat:
+            kw[name] = dataclasses.replace(kw.get(name) or factory(), **flat)
+        init(self, *args, **kw)
+    return __init__
+
+# %% ../nbs/00b_settings.ipynb #de36ad1f
+def nests(name: str):
+    "Class decorator: the dataclass's field `name` is a config whose fields read and construct as the outer's own."
+    def decorate(cls):
+        names = _inner_names(cls, name)
+        field = next(f for f in fields(cls) if f.name == name)
+        cls.__init__ = _nested_init(cls.__init__, name, names, field.default_factory)
+
+        def __getattr__(self, attr):   # called only when ordinary lookup fails
+            if attr in names and name in self.__dict__:
+                return getattr(self.__dict__[name], attr)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+        def __setattr__(self, attr, value):
+            target = self.__dict__[name] if attr in names and name in self.__dict__ else self
+            object.__setattr__(target, attr, value)
+
+        cls.__getattr__, cls.__setattr__, cls._nested = __getattr__, __setattr__, (name, names)
+        return cls
+    return decorate
+
+# %% ../nbs/00b_settings.ipynb #a33ca866
+def flat_dict(config) -> dict:
+    "A config as one flat dict: a nested config's fields beside the outer ones (the outer's own name wins)."
+    name, names = getattr(type(config), "_nested", (None, set()))
+    out = {f.name: getattr(config, f.name) for f in fields(config) if f.name != name}
+    if name:
+        out.update({k: v for k, v in dataclasses.asdict(getattr(config, name)).items() if k in names})
+    return dataclasses.asdict(config) if not name else out

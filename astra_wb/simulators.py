@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 import numpy as np
+from fastcore.basics import patch
 from PIL import Image
 from .geometry import intrinsics as make_K, level_pose
 from .motion import Motion, MotionError, parse_instruction
 from .protocol import Sample, Observation
-from .registry import Registry
+from .registry import SIMULATORS
 from .scene import Scene, make_scene, render, sample_cameras
 
 # %% auto #0
-__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'SIMULATORS', 'WRAPPERS', 'SimulatorError', 'WorldSimulator',
-           'View', 'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
+__all__ = ['SIMULATOR_ERROR_REASONS', 'DEFAULT_FOV_DEG', 'UNPOSED', 'WRAPPERS', 'SimulatorError', 'WorldSimulator', 'View',
+           'conversation_views', 'reference_view', 'spec_name', 'checked_motion', 'Rendering', 'PosedSimulator',
            'scene_sample', 'frames_to_sample', 'register_simulator', 'parse_spec', 'get_simulator', 'check_simulator',
            'parse_motion_arg', 'cli_imagine']
 
@@ -36,7 +37,9 @@ class SimulatorError(Exception):
 @runtime_checkable
 class WorldSimulator(Protocol):
     name: str
-    def imagine(self, sample: Sample, observations: list, reference_image: int, motion: Motion) -> Observation: ...
+    def imagine(
+        self, sample: Sample, observations: list, reference_image: int, motion: Motion
+    ) -> Observation: ...
 
 # %% ../nbs/05_simulators.ipynb #16bee57f
 DEFAULT_FOV_DEG = 60.0
@@ -55,7 +58,7 @@ class View:
     def K_or_default(self, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
         return np.asarray(self.K, float) if self.K is not None else make_K(*self.image.size, fov_deg)
 
-# %% ../nbs/05_simulators.ipynb #64b99e0a
+# %% ../nbs/05_simulators.ipynb #b059c46e
 def _item(xs, i):
     return None if xs is None or i >= len(xs) or xs[i] is None else np.asarray(xs[i])
 
@@ -63,10 +66,12 @@ def conversation_views(sample: Sample, observations: list) -> list[View]:
     "Views for the given images (1..n) followed by the imagined observations."
     views = [View(i + 1, im, _item(sample.poses, i), _item(sample.intrinsics, i), _item(sample.depths, i))
              for i, im in enumerate(sample.images)]
-    views += [View(len(views) + j + 1, o.image, o.pose, o.intrinsics, o.depth) for j, o in enumerate(observations)]
+    views += [
+        View(len(views) + j + 1, o.image, o.pose, o.intrinsics, o.depth) for j, o in enumerate(observations)
+    ]
     return views
 
-# %% ../nbs/05_simulators.ipynb #727023c1
+# %% ../nbs/05_simulators.ipynb #630ba377
 def reference_view(sample: Sample, observations: list, reference_image) -> View:
     "The view numbered `reference_image` (1-based), or `SimulatorError('out_of_range')`."
     views = conversation_views(sample, observations)
@@ -77,14 +82,16 @@ def reference_view(sample: Sample, observations: list, reference_image) -> View:
         raise SimulatorError("out_of_range", msg)
     return views[int(reference_image) - 1]
 
-# %% ../nbs/05_simulators.ipynb #bfef9289
+# %% ../nbs/05_simulators.ipynb #964e5926
 def spec_name(name: str, *args, **kwargs) -> str:
     "The canonical spec of a simulator: `name`, or `name(arg, key=value, ...)` (only settings that change its images)."
-    fmt = lambda v: ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+    fmt = lambda v: (
+        ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+    )
     parts = [fmt(a) for a in args] + [f"{k}={fmt(v)}" for k, v in kwargs.items()]
     return f"{name}({','.join(parts)})" if parts else name
 
-# %% ../nbs/05_simulators.ipynb #970eb249
+# %% ../nbs/05_simulators.ipynb #249a34f7
 def checked_motion(motion) -> Motion:
     "The motion, checked against the vocabulary's bounds, or `SimulatorError('out_of_bounds')`."
     if not isinstance(motion, Motion):
@@ -105,6 +112,7 @@ class Rendering:
 
 UNPOSED = level_pose(np.zeros(3))   # an unposed reference: a level camera at the origin looking along +x
 
+# %% ../nbs/05_simulators.ipynb #22b93e08
 class PosedSimulator:
     "Base for simulators that can render any camera pose; subclasses implement `render_at`."
     name = "posed"
@@ -118,17 +126,22 @@ class PosedSimulator:
         T = UNPOSED if ref.pose is None else ref.pose
         return ref, motion, motion.apply(T), ref.K_or_default()
 
-    def imagine(self, sample, observations, reference_image, motion) -> Observation:
-        ref, motion, pose, K = self.target(sample, observations, reference_image, motion)
-        r = self.render_at(sample, observations, ref, pose, K)
-        return self.observation(sample, observations, ref, motion, r, pose, K)
-
-    def observation(self, sample, observations, ref, motion, r: Rendering, pose, K) -> Observation:
-        return Observation(r.image, len(sample.images) + len(observations) + 1, ref.index, motion, self.name,
-                           pose=pose, intrinsics=K, depth=r.depth, mask=r.mask, meta=dict(r.meta or {}))
-
     def render_at(self, sample, observations, ref: View, pose, K, hidden=()) -> Rendering:
         raise NotImplementedError
+
+# %% ../nbs/05_simulators.ipynb #3ab0b76d
+@patch
+def imagine(self: PosedSimulator, sample, observations, reference_image, motion) -> Observation:
+    "Validate, move the reference camera by `motion`, render there, and pack the observation."
+    ref, motion, pose, K = self.target(sample, observations, reference_image, motion)
+    r = self.render_at(sample, observations, ref, pose, K)
+    return self.observation(sample, observations, ref, motion, r, pose, K)
+
+@patch
+def observation(self: PosedSimulator, sample, observations, ref, motion, r: Rendering, pose, K) -> Observation:
+    "The next numbered observation of the conversation, from a rendering at `pose`, `K`."
+    return Observation(r.image, len(sample.images) + len(observations) + 1, ref.index, motion, self.name,
+                       pose=pose, intrinsics=K, depth=r.depth, mask=r.mask, meta=dict(r.meta or {}))
 
 # %% ../nbs/05_simulators.ipynb #65b3a755
 def scene_sample(scene: Scene, poses=None, width: int = 256, height: int = 256, fov_deg: float = DEFAULT_FOV_DEG,
@@ -152,16 +165,7 @@ def frames_to_sample(frames: list, id: str = "scan", question: str = "", meta: d
                   depths=[np.asarray(f.depth, np.float32) for f in frames])
 
 # %% ../nbs/05_simulators.ipynb #b2ee604d
-SIMULATORS = Registry("simulator", {   # name -> 'module:Class', imported when a spec asks for it
-    "oracle": "astra_wb.backends:OracleSimulator",
-    "reproject": "astra_wb.backends:ReprojectSimulator",
-    "vllm-omni": "astra_wb.vllm_omni:VllmOmniSimulator",
-    "learned": "astra_wb.learned_sim:LearnedSimulator",
-    "perturbed": "astra_wb.backends:PerturbedSimulator",
-    "cached": "astra_wb.backends:CachedSimulator",
-    "blank": "astra_wb.backends:BlankSimulator",
-    "copy": "astra_wb.backends:CopySimulator",
-})
+# SIMULATORS (name -> 'module:Class') lives in `registry`, so a spec's name is checked without importing this
 WRAPPERS = {"perturbed", "cached"}   # these take a nested spec as their first argument
 
 def register_simulator(name: str, target: str, wrapper: bool = False):
@@ -240,6 +244,27 @@ def get_simulator(spec: str):
     return sim
 
 # %% ../nbs/05_simulators.ipynb #bbb76116
+def _check_observation(sim, sample: Sample, obs) -> None:
+    "Assert the first observation's type, numbering, name, image and optional fields."
+    n = len(sample.images)
+    assert isinstance(obs, Observation), f"imagine returned {type(obs).__name__}"
+    got = (obs.index, obs.reference_image, obs.motion)
+    assert got == (n + 1, 1, Motion("yaw", 30)), got
+    assert obs.simulator == sim.name, f"observation.simulator {obs.simulator!r} != sim.name {sim.name!r}"
+    im = obs.image
+    assert isinstance(im, Image.Image) and im.mode == "RGB" and im.size == sample.images[0].size, (
+        im.mode,
+        im.size,
+    )
+    W, H = im.size
+    if obs.pose is not None: assert np.asarray(obs.pose).shape == (4, 4)
+    if obs.intrinsics is not None: assert np.asarray(obs.intrinsics).shape == (3, 3)
+    if obs.depth is not None: assert np.asarray(obs.depth).shape == (H, W)
+    if obs.mask is not None: assert obs.mask.shape == (H, W) and obs.mask.dtype == np.bool_
+    json.dumps(obs.meta)                                                     # meta must be JSON-able
+    assert obs.provenance().startswith(f"Image {n + 1}: imagined from image 1 after")
+
+# %% ../nbs/05_simulators.ipynb #b803ba82
 def check_simulator(sim, sample: Sample | None = None) -> Observation:
     "Assert that `sim` honours the `WorldSimulator` contract; returns the first observation."
     assert isinstance(sim, WorldSimulator), f"{type(sim).__name__} lacks name/imagine"
@@ -247,17 +272,7 @@ def check_simulator(sim, sample: Sample | None = None) -> Observation:
     sample = sample or scene_sample(make_scene(0), width=96, height=64, n_views=2)
     n = len(sample.images)
     obs = sim.imagine(sample, [], 1, Motion("yaw", 30))
-    assert isinstance(obs, Observation), f"imagine returned {type(obs).__name__}"
-    assert (obs.index, obs.reference_image, obs.motion) == (n + 1, 1, Motion("yaw", 30)), (obs.index, obs.reference_image, obs.motion)
-    assert obs.simulator == sim.name, f"observation.simulator {obs.simulator!r} != sim.name {sim.name!r}"
-    assert isinstance(obs.image, Image.Image) and obs.image.mode == "RGB" and obs.image.size == sample.images[0].size, (obs.image.mode, obs.image.size)
-    W, H = obs.image.size
-    if obs.pose is not None: assert np.asarray(obs.pose).shape == (4, 4)
-    if obs.intrinsics is not None: assert np.asarray(obs.intrinsics).shape == (3, 3)
-    if obs.depth is not None: assert np.asarray(obs.depth).shape == (H, W)
-    if obs.mask is not None: assert obs.mask.shape == (H, W) and obs.mask.dtype == np.bool_
-    json.dumps(obs.meta)                                                     # meta must be JSON-able
-    assert obs.provenance().startswith(f"Image {n + 1}: imagined from image 1 after")
+    _check_observation(sim, sample, obs)
     obs2 = sim.imagine(sample, [obs], n + 1, Motion("forward", 0.5))      # chaining from an imagined view
     assert (obs2.index, obs2.reference_image) == (n + 2, n + 1)
     for ref, motion, reason in [(n + 1, Motion("yaw", 10), "out_of_range"), (0, Motion("yaw", 10), "out_of_range"),
@@ -277,9 +292,8 @@ def parse_motion_arg(text: str) -> Motion:
     try: return parse_instruction(text)[1]
     except MotionError as e: raise MotionError(f"motion {text!r}: {e} (write e.g. 'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward')") from None
 
-def cli_imagine(argv: list[str]) -> int:
-    "astra-wb imagine: one imagined view written as a PNG."
-    from astra_wb.settings import load_settings
+# %% ../nbs/05_simulators.ipynb #0a4436c4
+def _imagine_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-wb imagine", description="Imagine the view after a camera motion.")
     p.add_argument("motion", help="'turn_right 30', 'dy=1.5' or 'move 1.5 meters forward'")
     p.add_argument("--simulator", default=None, help="simulator spec (default: settings default_simulator)")
@@ -289,22 +303,35 @@ def cli_imagine(argv: list[str]) -> int:
                      "`astra-wb make-synth` (pick the question with --index)")
     p.add_argument("--index", type=int, default=0, help="question number (0-based) when --sample is a bench folder")
     p.add_argument("--reference", type=int, default=1, help="1-based reference image")
-    p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"), help="render size for --scene-seed")
+    p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("W", "H"),
+                   help="render size for --scene-seed")
     p.add_argument("--out", default="imagined.png")
     p.add_argument("--side-by-side", action="store_true")
-    a = p.parse_args(argv)
+    return p
+
+# %% ../nbs/05_simulators.ipynb #1ccaa51d
+def _cli_sample(a) -> Sample:
+    "The sample the command line names: a sample folder, one question of a bench folder, or a rendered scene."
+    if not a.sample:
+        return scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
+    from astra_wb.protocol import load_sample
+    if not (Path(a.sample) / "bench.jsonl").exists():
+        return load_sample(a.sample)
+    from astra_wb.synthqa import load_bench   # an exported synthetic bench: one of its questions
+    bench = load_bench(a.sample)
+    if not 0 <= a.index < len(bench):
+        raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
+    return bench[a.index]
+
+# %% ../nbs/05_simulators.ipynb #a45a1130
+def cli_imagine(argv: list[str]) -> int:
+    "astra-wb imagine: one imagined view written as a PNG."
+    from astra_wb.settings import load_settings
+    a = _imagine_parser().parse_args(argv)
     try:
         motion = parse_motion_arg(a.motion)
         sim = get_simulator(a.simulator or load_settings().default_simulator)
-        if a.sample:
-            from astra_wb.protocol import load_sample
-            if (Path(a.sample) / "bench.jsonl").exists():   # an exported synthetic bench: one of its questions
-                from astra_wb.synthqa import load_bench
-                bench = load_bench(a.sample)
-                if not 0 <= a.index < len(bench): raise ValueError(f"--index {a.index}: {a.sample} holds questions 0..{len(bench) - 1}")
-                sample = bench[a.index]
-            else: sample = load_sample(a.sample)
-        else: sample = scene_sample(make_scene(a.scene_seed), width=a.size[0], height=a.size[1], seed=a.scene_seed)
+        sample = _cli_sample(a)
         obs = sim.imagine(sample, [], a.reference, motion)
     except (MotionError, ValueError, OSError, SimulatorError) as e:
         print(f"astra-wb imagine: error: {e}", file=sys.stderr)
@@ -318,7 +345,7 @@ def cli_imagine(argv: list[str]) -> int:
     print(f"{obs.provenance()} [{sim.name}] -> {a.out}")
     return 0
 
-# %% ../nbs/05_simulators.ipynb #97b0ba08
+# %% ../nbs/05_simulators.ipynb #56ce0b43
 _MOVED = {name: f"astra_wb.{module}:{name}" for module, names in (
     ("backends", ("OracleSimulator", "ReprojectSimulator", "PerturbedSimulator", "CachedSimulator", "BlankSimulator",
                   "CopySimulator", "call_key", "jitter_colors", "noisy_pose", "noisy_depth")),

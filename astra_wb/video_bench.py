@@ -11,8 +11,17 @@ from fastcore.basics import patch
 from PIL import Image
 from .protocol import Sample
 from .safeio import SafeIOError, check_list, check_value, get_field, open_under, read_json, split_path
-from .benchmarks import (Benchmark, BenchmarkError, DEFAULT_PROMPT_STYLE, bench_error, find_benchmark_file,
-                                 open_image, require_fields, split_options, _under)
+from astra_wb.benchmarks import (
+    Benchmark,
+    BenchmarkError,
+    DEFAULT_PROMPT_STYLE,
+    bench_error,
+    find_benchmark_file,
+    open_image,
+    require_fields,
+    split_options,
+    _under,
+)
 
 # %% auto #0
 __all__ = ['VIDEO_SETTINGS', 'VIDEO_LAYOUTS', 'VIDEO_MAIN_CATEGORIES', 'VIDEO_SUB_BENCHMARKS', 'VIDEO_SUB_BENCHMARK_FILES',
@@ -23,29 +32,51 @@ __all__ = ['VIDEO_SETTINGS', 'VIDEO_LAYOUTS', 'VIDEO_MAIN_CATEGORIES', 'VIDEO_SU
 # %% ../nbs/08b_video_bench.ipynb #4f301f06
 VIDEO_SETTINGS = {"Uniform-50": 50, "Sufficient-Coverage": 300}
 VIDEO_LAYOUTS = ("native", "vlmevalkit")
-VIDEO_MAIN_CATEGORIES = (   # `type` values as published (the benchmark's own spelling, "Memoery" included)
-    "(Cross-Video) Memoery Update", "(Cross-Video) Multi-View Integration", "Planning", "Prediction",
-    "(Motion Understanding) Camera Motion", "(Motion Understanding) Instance Motion", "(Motion Understanding) Interactive Motion",
-    "(Spatial Construction) Instance-Instance Spatial Relationship", "(Spatial Construction) Instance-Scene Spatial Relationship",
-    "(Spatial Construction) Scene-Scene Spatial Relationship", "(Spatial Construction) Instance/Scene Attribute",
-    "(Spatial Construction) Camera-Instance Spatial Relationship", "(Spatial Construction) Camera-Scene Spatial Relationship")
-VIDEO_SUB_BENCHMARKS = ("Easy2hard", "Grounding", "Indoor_Scene_Perception", "Robot")   # VLMEvalKit's column names
-VIDEO_SUB_BENCHMARK_FILES = {"easy2hard_bench": "Easy2hard", "ground_bench": "Grounding",   # meta_data/<file>.json
-                             "indoor_perception_bench": "Indoor_Scene_Perception", "robot_bench": "Robot"}
+VIDEO_MAIN_CATEGORIES = (  # `type` values as published (the benchmark's own spelling, "Memoery" included)
+    "(Cross-Video) Memoery Update",
+    "(Cross-Video) Multi-View Integration",
+    "Planning",
+    "Prediction",
+    "(Motion Understanding) Camera Motion",
+    "(Motion Understanding) Instance Motion",
+    "(Motion Understanding) Interactive Motion",
+    "(Spatial Construction) Instance-Instance Spatial Relationship",
+    "(Spatial Construction) Instance-Scene Spatial Relationship",
+    "(Spatial Construction) Scene-Scene Spatial Relationship",
+    "(Spatial Construction) Instance/Scene Attribute",
+    "(Spatial Construction) Camera-Instance Spatial Relationship",
+    "(Spatial Construction) Camera-Scene Spatial Relationship",
+)
+VIDEO_SUB_BENCHMARKS = (
+    "Easy2hard",
+    "Grounding",
+    "Indoor_Scene_Perception",
+    "Robot",
+)  # VLMEvalKit's column names
+VIDEO_SUB_BENCHMARK_FILES = {
+    "easy2hard_bench": "Easy2hard",
+    "ground_bench": "Grounding",  # meta_data/<file>.json
+    "indoor_perception_bench": "Indoor_Scene_Perception",
+    "robot_bench": "Robot",
+}
 
 def _per_clip(counts: list[int], picks) -> list[list[int]]:
     out, start = [], 0
     for n in counts:
-        out.append([p - start for p in picks if start <= p < start + n]); start += n
+        out.append([p - start for p in picks if start <= p < start + n])
+        start += n
     return out
 
+# %% ../nbs/08b_video_bench.ipynb #91275efd
 def sample_frame_indices(counts: list[int], max_frames: int, layout: str = "native") -> list[list[int]]:
     """Per clip, the indices of the frames kept: all when they fit in `max_frames`, else evenly spaced over the clips
     laid end to end. `native`: positions `int(i * step)`, a clip that got none keeps its first frame; `vlmevalkit`:
     `np.linspace(..., dtype=int)` positions, de-duplicated, a clip may get none."""
     total = sum(counts)
-    if total <= max_frames: return [list(range(n)) for n in counts]
-    if layout == "vlmevalkit": return _per_clip(counts, sorted(set(np.linspace(0, total - 1, max_frames, dtype=int).tolist())))
+    if total <= max_frames:
+        return [list(range(n)) for n in counts]
+    if layout == "vlmevalkit":
+        return _per_clip(counts, sorted(set(np.linspace(0, total - 1, max_frames, dtype=int).tolist())))
     step = (total - 1) / (max_frames - 1) if max_frames > 1 else 0
     return [idx or [0] for idx in _per_clip(counts, [int(i * step) for i in range(max_frames)])]
 
@@ -56,38 +87,51 @@ def decode_video_frames(path, times, seek_gap: float = 3.0) -> list[Image.Image]
     import av
     if not hasattr(path, "read"):   # a path, or an open file (the loader passes what safeio opened)
         path = Path(path)
-        if not path.exists(): raise FileNotFoundError(f"missing video file {path}")
-    times = [float(t) for t in times]; out = [None] * len(times)
+        if not path.exists():
+            raise FileNotFoundError(f"missing video file {path}")
+    times = [float(t) for t in times]
+    out = [None] * len(times)
     with av.open(path if hasattr(path, "read") else str(path)) as container:
-        s = container.streams.video[0]; s.thread_type = "AUTO"
+        s = container.streams.video[0]
+        s.thread_type = "AUTO"
         t0 = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
         tof = lambda fr: (float(fr.time) if fr.time is not None else float(fr.pts * s.time_base)) - t0
         it, prev, cur, last = None, None, None, None
         for j in sorted(range(len(times)), key=lambda i: times[i]):
             tgt = times[j]
             if it is None or (cur is not None and tgt - cur[0] > seek_gap):
-                if it is not None: container.seek(int(max(tgt + t0, 0.0) / s.time_base), stream=s, backward=True)
+                if it is not None:
+                    container.seek(int(max(tgt + t0, 0.0) / s.time_base), stream=s, backward=True)
                 it, prev, cur = container.decode(s), None, None
             while cur is None or cur[0] < tgt:
                 fr = next(it, None)
-                if fr is None: break
+                if fr is None:
+                    break
                 prev, cur = cur, (tof(fr), fr)
-            if cur is None: cur = last
-            if cur is None: raise ValueError(f"{path}: no video frames could be decoded")
+            if cur is None:
+                cur = last
+            if cur is None:
+                raise ValueError(f"{path}: no video frames could be decoded")
             best = prev if prev is not None and abs(prev[0] - tgt) < abs(cur[0] - tgt) else cur
-            out[j] = best[1].to_image().convert("RGB"); last = cur
+            out[j] = best[1].to_image().convert("RGB")
+            last = cur
     return out
 
+# %% ../nbs/08b_video_bench.ipynb #8c522abf
 def write_video(path, frames, fps: int = 4):
     "Write RGB uint8 frames (list of HxWx3) as an H.264 mp4 with PyAV (fixtures, demos)."
     import av
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps); h, w = frames[0].shape[:2]
+        s = c.add_stream("libx264", rate=fps)
+        h, w = frames[0].shape[:2]
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")): c.mux(p)
-        for p in s.encode(): c.mux(p)
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
     return path
 
 # %% ../nbs/08b_video_bench.ipynb #97e9c443
@@ -100,22 +144,30 @@ def record_paths(record: dict, root, folders: bool = True) -> dict:
             "ref_images": [sub("ref_images") / str(p) for p in record.get("ref_images") or []],
             "videos": [sub("videos") / str(c["path"]) for c in record.get("video_list") or []]}
 
+# %% ../nbs/08b_video_bench.ipynb #72a9e79d
 def load_sub_benchmarks(root) -> dict[str, list[str]] | None:
     "id -> sub-benchmark keys from `<root>/meta_data/*.json` (None when the folder is absent)."
     folder = Path(root) / "meta_data"
-    if not folder.is_dir(): return None
+    if not folder.is_dir():
+        return None
     out: dict[str, list[str]] = {}
     for stem, bench in VIDEO_SUB_BENCHMARK_FILES.items():
         path = folder / f"{stem}.json"
-        if not path.exists(): continue
-        try: data = read_json(folder, path.name)   # a regular file inside meta_data/, bounded
-        except SafeIOError as e: raise BenchmarkError(str(e)) from None
-        if not isinstance(data, dict): raise BenchmarkError(f"{path}: expected an object mapping sub-categories to id lists")
+        if not path.exists():
+            continue
+        try:
+            data = read_json(folder, path.name)  # a regular file inside meta_data/, bounded
+        except SafeIOError as e:
+            raise BenchmarkError(str(e)) from None
+        if not isinstance(data, dict):
+            raise BenchmarkError(f"{path}: expected an object mapping sub-categories to id lists")
         tag = {}
         for sub, ids in data.items():
-            if not isinstance(ids, list): raise bench_error(path, None, sub, "expected a list of question ids")
+            if not isinstance(ids, list):
+                raise bench_error(path, None, sub, "expected a list of question ids")
             tag.update({str(i): sub for i in ids})   # a later sub-category wins, as in evaluation.py
-        for i, sub in tag.items(): out.setdefault(i, []).extend([f"({bench})Avg", f"({bench}){sub}"])
+        for i, sub in tag.items():
+            out.setdefault(i, []).extend([f"({bench})Avg", f"({bench}){sub}"])
     return out
 
 # %% ../nbs/08b_video_bench.ipynb #d538bd23
@@ -124,28 +176,39 @@ def video_group(kind: str) -> str:
     m = re.match(r"\((.+?)\)", kind.strip())
     return m.group(1) if m else kind.strip()
 
+# %% ../nbs/08b_video_bench.ipynb #658b7a9b
 def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip().lower() in ("", "nan", "null", "none"))
+    return (
+        v is None
+        or (isinstance(v, float) and math.isnan(v))
+        or (isinstance(v, str) and v.strip().lower() in ("", "nan", "null", "none"))
+    )
 
+# %% ../nbs/08b_video_bench.ipynb #75664e75
 def video_sub_benchmarks(record: dict) -> list[str]:
     "Sub-benchmark keys from per-record columns (VLMEvalKit's TSV): '(Robot)Avg', '(Robot)Navigation', ..."
     out = []
     for bench in VIDEO_SUB_BENCHMARKS:
         v = record.get(bench)
-        if not _missing(v): out += [f"({bench})Avg", f"({bench}){v}"]
+        if not _missing(v):
+            out += [f"({bench})Avg", f"({bench}){v}"]
     return out
 
 # %% ../nbs/08b_video_bench.ipynb #bec33167
 def _path_lists(cell, file, r, col: str, nested: bool) -> list:
     "A TSV cell holding a Python-literal list of paths (per clip when `nested`), read as a literal, never as code."
-    try: v = ast.literal_eval(str(cell or "").strip() or "[]")
-    except (ValueError, SyntaxError, MemoryError, RecursionError): v = None
-    if nested and isinstance(v, list) and v and not isinstance(v[0], list): v = [v]   # one clip written flat
+    try:
+        v = ast.literal_eval(str(cell or "").strip() or "[]")
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        v = None
+    if nested and isinstance(v, list) and v and not isinstance(v[0], list):
+        v = [v]  # one clip written flat
     groups = v if nested and isinstance(v, list) else [v]
     if not all(isinstance(g, list) and all(isinstance(x, str) for x in g) for g in groups):
         raise bench_error(file, r, col, "not a Python list of paths")
     return v
 
+# %% ../nbs/08b_video_bench.ipynb #7b63b485
 VIDEO_TSV_TEXT = ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)
 
 def tsv_records(file) -> list[dict]:
@@ -154,29 +217,48 @@ def tsv_records(file) -> list[dict]:
     import pandas as pd
     file = Path(file)
     try:   # a regular file (never a FIFO) under its folder
-        with open_under(*split_path(file), str(file), max_bytes=None) as f: df = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)
-    except SafeIOError as e: raise BenchmarkError(str(e)) from None
-    except Exception as e: raise BenchmarkError(f"{file}: cannot read ({type(e).__name__}: {e})") from None
-    missing = [c for c in ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type") if c not in df.columns]
-    if missing: raise bench_error(file, None, missing[0], f"missing column (have {list(df.columns)})")
+        with open_under(*split_path(file), str(file), max_bytes=None) as f:
+            df = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False)
+    except SafeIOError as e:
+        raise BenchmarkError(str(e)) from None
+    except Exception as e:
+        raise BenchmarkError(f"{file}: cannot read ({type(e).__name__}: {e})") from None
+    missing = [
+        c
+        for c in ("index", "image_path", "user_prompt", "answer", "task_type", "sub_task_type")
+        if c not in df.columns
+    ]
+    if missing:
+        raise bench_error(file, None, missing[0], f"missing column (have {list(df.columns)})")
     recs = []
     for r, row in enumerate(df.to_dict("records")):
         t, st = row["task_type"].strip(), row["sub_task_type"].strip()
-        recs.append({**{k: row.get(k, "") for k in VIDEO_TSV_TEXT}, "id": row.get("id") or row["index"],
-                     "type": st if st == t else f"({t}) {st}", "video_list": [], "ground_truth": row["answer"],
-                     "frames_list": _path_lists(row["image_path"], file, r, "image_path", nested=True),
-                     "ref_images": _path_lists(row.get("ref_images"), file, r, "ref_images", nested=False)})
+        recs.append(
+            {
+                **{k: row.get(k, "") for k in VIDEO_TSV_TEXT},
+                "id": row.get("id") or row["index"],
+                "type": st if st == t else f"({t}) {st}",
+                "video_list": [],
+                "ground_truth": row["answer"],
+                "frames_list": _path_lists(row["image_path"], file, r, "image_path", nested=True),
+                "ref_images": _path_lists(row.get("ref_images"), file, r, "ref_images", nested=False),
+            }
+        )
     return recs
 
 # %% ../nbs/08b_video_bench.ipynb #14254a86
 def _number(clip: dict, key: str, where: str, prefix: str) -> float:
     "A finite number (a numeric string too, as `float()` read it before) from a clip's field."
     v = get_field(clip, key, (int, float, str), where, prefix=prefix)
-    try: x = float(v)
-    except ValueError: x = float("nan")
-    if isinstance(v, bool) or not math.isfinite(x): raise SafeIOError(f"{where}: field {prefix + key!r}: expected a finite number, got {v!r:.40}")
+    try:
+        x = float(v)
+    except ValueError:
+        x = float("nan")
+    if isinstance(v, bool) or not math.isfinite(x):
+        raise SafeIOError(f"{where}: field {prefix + key!r}: expected a finite number, got {v!r:.40}")
     return x
 
+# %% ../nbs/08b_video_bench.ipynb #7a7b5f7c
 def check_record(row: dict, file, r: int) -> dict:
     "The types of the fields a record's clips, frames and reference images are read from; errors name row and field."
     where = f"{file}: row {r}"
@@ -185,11 +267,15 @@ def check_record(row: dict, file, r: int) -> dict:
             get_field(clip, "path", str, where, prefix=f"video_list[{k}].")
             if _number(clip, "base_fps", where, f"video_list[{k}].") <= 0:
                 raise SafeIOError(f"{where}: field 'video_list[{k}].base_fps': must be > 0")
-            _number(clip, "start", where, f"video_list[{k}]."); _number(clip, "end", where, f"video_list[{k}].")
+            _number(clip, "start", where, f"video_list[{k}].")
+            _number(clip, "end", where, f"video_list[{k}].")
         for k, frames in enumerate(check_value(row.get("frames_list") or [], list, where, "frames_list")):
             check_list(frames, str, where, f"frames_list[{k}]")
-        check_list(check_value(row.get("ref_images") or [], list, where, "ref_images"), str, where, "ref_images")
-    except SafeIOError as e: raise BenchmarkError(str(e)) from None
+        check_list(
+            check_value(row.get("ref_images") or [], list, where, "ref_images"), str, where, "ref_images"
+        )
+    except SafeIOError as e:
+        raise BenchmarkError(str(e)) from None
     return row
 
 # %% ../nbs/08b_video_bench.ipynb #5a0cbeab
@@ -198,11 +284,22 @@ class MMSIVideoBench(Benchmark):
     name = "mmsi-video"
     FIELDS = ("id", "type", "video_list", "user_prompt", "ground_truth")
 
-    def __init__(self, path, limit=None, categories=None, ids=None, setting: str = "Uniform-50", data_root=None,
-                 layout: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
+    def __init__(
+        self,
+        path,
+        limit=None,
+        categories=None,
+        ids=None,
+        setting: str = "Uniform-50",
+        data_root=None,
+        layout: str | None = None,
+        prompt_style: str = DEFAULT_PROMPT_STYLE,
+    ):
         "`layout`: native | vlmevalkit (default: the file's own, native for the json, vlmevalkit for the TSV)."
-        if setting not in VIDEO_SETTINGS: raise ValueError(f"setting must be one of {list(VIDEO_SETTINGS)}, got {setting!r}")
-        if layout and layout not in VIDEO_LAYOUTS: raise ValueError(f"layout must be one of {list(VIDEO_LAYOUTS)}, got {layout!r}")
+        if setting not in VIDEO_SETTINGS:
+            raise ValueError(f"setting must be one of {list(VIDEO_SETTINGS)}, got {setting!r}")
+        if layout and layout not in VIDEO_LAYOUTS:
+            raise ValueError(f"layout must be one of {list(VIDEO_LAYOUTS)}, got {layout!r}")
         self.setting, self.data_root, self.layout = setting, data_root, layout
         super().__init__(path, limit, categories, ids, prompt_style=prompt_style)
 
@@ -211,20 +308,34 @@ class MMSIVideoBench(Benchmark):
         self.root = Path(self.data_root) if self.data_root else self.file.parent
         self.tsv = self.file.suffix == ".tsv"
         self.layout = self.layout or ("vlmevalkit" if self.tsv else "native")
-        if self.tsv: data = tsv_records(self.file)
+        if self.tsv:
+            data = tsv_records(self.file)
         else:
-            try: data = read_json(*split_path(self.file), str(self.file))   # a regular file, bounded JSON
-            except SafeIOError as e: raise BenchmarkError(str(e)) from None
-            if isinstance(data, dict): data = data.get("data", list(data.values()))
-            if not isinstance(data, list): raise BenchmarkError(f"{self.file}: expected a list of records, got {type(data).__name__}")
+            try:
+                data = read_json(*split_path(self.file), str(self.file))  # a regular file, bounded JSON
+            except SafeIOError as e:
+                raise BenchmarkError(str(e)) from None
+            if isinstance(data, dict):
+                data = data.get("data", list(data.values()))
+            if not isinstance(data, list):
+                raise BenchmarkError(f"{self.file}: expected a list of records, got {type(data).__name__}")
         membership, entries = (None if self.tsv else load_sub_benchmarks(self.root)), []
         for r, row in enumerate(data):
-            if not isinstance(row, dict): raise bench_error(self.file, r, None, "a record must be a JSON object")
+            if not isinstance(row, dict):
+                raise bench_error(self.file, r, None, "a record must be a JSON object")
             require_fields(row, self.FIELDS, self.file, r)
             check_record(row, self.file, r)
             subs = membership.get(str(row["id"]), []) if membership is not None else video_sub_benchmarks(row)
-            entries.append({"id": str(row["id"]), "row": r, "category": str(row["type"]), "group": video_group(str(row["type"])),
-                            "sub_benchmarks": subs, "record": row})
+            entries.append(
+                {
+                    "id": str(row["id"]),
+                    "row": r,
+                    "category": str(row["type"]),
+                    "group": video_group(str(row["type"])),
+                    "sub_benchmarks": subs,
+                    "record": row,
+                }
+            )
         return entries
 
     source_file = property(lambda self: self.file)
@@ -233,21 +344,36 @@ class MMSIVideoBench(Benchmark):
         "The sampled frames of each clip under this benchmark's setting (from `frames_list`, else decoded from the videos)."
         paths, clips = record_paths(row, self.root, folders=not self.tsv), row["video_list"]
         max_frames = VIDEO_SETTINGS[self.setting]
-        if paths["frames"] and len(paths["frames"]) == (len(clips) or len(paths["frames"])) and all(paths["frames"]):
+        if (
+            paths["frames"]
+            and len(paths["frames"]) == (len(clips) or len(paths["frames"]))
+            and all(paths["frames"])
+        ):
             picks = sample_frame_indices([len(f) for f in paths["frames"]], max_frames, self.layout)
             return [[open_image(fl[i], self.file, r, f"frames_list[{k}][{i}]", root=self.root) for i in idx]
                     for k, (fl, idx) in enumerate(zip(paths["frames"], picks))]
         fps = [float(c["base_fps"]) for c in clips]
-        counts = [int(math.floor(max(float(c["end"]) - float(c["start"]), 0.0) * f + 1e-6)) + 1 for c, f in zip(clips, fps)]
+        counts = [
+            int(math.floor(max(float(c["end"]) - float(c["start"]), 0.0) * f + 1e-6)) + 1
+            for c, f in zip(clips, fps)
+        ]
         out = []
-        for k, (video, f, idx) in enumerate(zip(paths["videos"], fps, sample_frame_indices(counts, max_frames, self.layout))):
+        for k, (video, f, idx) in enumerate(
+            zip(paths["videos"], fps, sample_frame_indices(counts, max_frames, self.layout))
+        ):
             try:   # the video through safeio: a regular file under the data root
                 with open_under(self.root, _under(self.root, video), str(video), max_bytes=None) as fh:
                     out.append(decode_video_frames(fh, [i / f for i in idx]))
             except SafeIOError as e:
                 msg = str(e).removeprefix(f"{video}: ")
-                raise bench_error(self.file, r, f"video_list[{k}].path", f"missing video file {video}" if msg == "missing file" else msg) from None
-            except Exception as e: raise bench_error(self.file, r, f"video_list[{k}].path", str(e)) from None
+                raise bench_error(
+                    self.file,
+                    r,
+                    f"video_list[{k}].path",
+                    f"missing video file {video}" if msg == "missing file" else msg,
+                ) from None
+            except Exception as e:
+                raise bench_error(self.file, r, f"video_list[{k}].path", str(e)) from None
         return out
 
 # %% ../nbs/08b_video_bench.ipynb #2713a44b
@@ -255,102 +381,200 @@ class MMSIVideoBench(Benchmark):
 def _layout(self: MMSIVideoBench, text: str, clips: list, refs: list, file, r) -> tuple[list, list, str]:
     "(images, content, readable text): frames and reference images placed where `<video>` / `<image>` stand."
     if text.count("<video>") != len(clips) or text.count("<image>") != len(refs):
-        raise bench_error(file, r, "user_prompt", f"{text.count('<video>')} <video> and {text.count('<image>')} <image> "
-                          f"placeholders for {len(clips)} clips and {len(refs)} reference images")
+        raise bench_error(
+            file,
+            r,
+            "user_prompt",
+            f"{text.count('<video>')} <video> and {text.count('<image>')} <image> "
+            f"placeholders for {len(clips)} clips and {len(refs)} reference images",
+        )
     images, content, readable, vi, ii = [], [], [], 0, 0
     for part in re.split(r"(<video>|<image>)", text):
         if part == "<video>":
-            idx = list(range(len(images), len(images) + len(clips[vi]))); images.extend(clips[vi]); vi += 1
+            idx = list(range(len(images), len(images) + len(clips[vi])))
+            images.extend(clips[vi])
+            vi += 1
             content += [{"video": idx}] if self.layout == "native" else [{"image": i} for i in idx]
-            readable.append(f"[video {vi}: images {idx[0] + 1}-{idx[-1] + 1}]" if idx else f"[video {vi}: no frames]")
+            readable.append(
+                f"[video {vi}: images {idx[0] + 1}-{idx[-1] + 1}]" if idx else f"[video {vi}: no frames]"
+            )
         elif part == "<image>":
-            images.append(refs[ii]); ii += 1
-            content.append({"image": len(images) - 1}); readable.append(f"[image {len(images)}]")
-        elif part: content.append({"text": part}); readable.append(part)
+            images.append(refs[ii])
+            ii += 1
+            content.append({"image": len(images) - 1})
+            readable.append(f"[image {len(images)}]")
+        elif part:
+            content.append({"text": part})
+            readable.append(part)
     return images, content, "".join(readable)
 
+# %% ../nbs/08b_video_bench.ipynb #cf83bdf7
 @patch
 def _build(self: MMSIVideoBench, e):
     row, r = e["record"], e["row"]
     clips = self.clip_frames(row, r)
-    refs = [open_image(p, self.file, r, f"ref_images[{k}]", root=self.root) for k, p in enumerate(record_paths(row, self.root, not self.tsv)["ref_images"])]
+    refs = [
+        open_image(p, self.file, r, f"ref_images[{k}]", root=self.root)
+        for k, p in enumerate(record_paths(row, self.root, not self.tsv)["ref_images"])
+    ]
     part = lambda k: "" if _missing(row.get(k)) else str(row[k])
     # \x00 / \x01 mark where the user prompt starts and ends, so the question can be cut out after placement
-    marked = part("system_prompt") + "\n" + part("task_prompt") + "\x00" + part("user_prompt") + "\x01" + part("format_prompt")
+    marked = (
+        part("system_prompt")
+        + "\n"
+        + part("task_prompt")
+        + "\x00"
+        + part("user_prompt")
+        + "\x01"
+        + part("format_prompt")
+    )
     images, content, readable = self._layout(marked, clips, refs, self.file, r)
     unmark = lambda t: t.replace("\x00", "").replace("\x01", "")
-    content = [{"text": unmark(c["text"])} if "text" in c else c for c in content if unmark(c.get("text", "x"))]
+    content = [
+        {"text": unmark(c["text"])} if "text" in c else c for c in content if unmark(c.get("text", "x"))
+    ]
     stem, options = split_options(readable.split("\x00")[1].split("\x01")[0])
-    gold = row["ground_truth"]; gt = str(gold).strip()
-    if options and gt not in options: raise bench_error(self.file, r, "ground_truth", f"{gold!r} is not one of the options {list(options)}")
-    meta = {"source": "mmsi-video", "group": e["group"], "sub_benchmarks": e["sub_benchmarks"], "setting": self.setting,
-            "layout": self.layout, "prompt": unmark(readable), "content": content, "system_prompt": row.get("system_prompt"),
-            "official_answer": gold, "n_frames": [len(c) for c in clips]}
-    return Sample(id=e["id"], question=stem, images=images, options=options, answer=gt, category=e["category"], meta=meta)
+    gold = row["ground_truth"]
+    gt = str(gold).strip()
+    if options and gt not in options:
+        raise bench_error(self.file, r, "ground_truth", f"{gold!r} is not one of the options {list(options)}")
+    meta = {
+        "source": "mmsi-video",
+        "group": e["group"],
+        "sub_benchmarks": e["sub_benchmarks"],
+        "setting": self.setting,
+        "layout": self.layout,
+        "prompt": unmark(readable),
+        "content": content,
+        "system_prompt": row.get("system_prompt"),
+        "official_answer": gold,
+        "n_frames": [len(c) for c in clips],
+    }
+    return Sample(
+        id=e["id"],
+        question=stem,
+        images=images,
+        options=options,
+        answer=gt,
+        category=e["category"],
+        meta=meta,
+    )
 
 # %% ../nbs/08b_video_bench.ipynb #1f3e5093
 _VIDEO_ANSWER_WORDS = ('"answer":', "answer is", "answer:", '"Answer":', "Answer is", "Answer:")
 
-def _clear_words(t: str) -> str: return re.sub(r"[ \"':\n]", "", t)
+def _clear_words(t: str) -> str:
+    return re.sub(r"[ \"':\n]", "", t)
 
+# %% ../nbs/08b_video_bench.ipynb #d993e03f
 def extract_mmsi_video(text: str | None) -> str | None:
     "MMSI-Video-Bench's answer extraction; None where the benchmark scores the reply as unanswered."
-    if text is None: return None
+    if text is None:
+        return None
     t = str(text).replace("<answer>", "").replace("</answer>", "")
-    if "no answer" in t: return None
-    if "boxed{" in t: pred = _clear_words(t.split("boxed{")[1].split("}")[0])
+    if "no answer" in t:
+        return None
+    if "boxed{" in t:
+        pred = _clear_words(t.split("boxed{")[1].split("}")[0])
     else:
         word = next((w for w in _VIDEO_ANSWER_WORDS if w in t), None)
-        pred = _clear_words(t.split(word)[-1].split(",")[0].split(".")[0]) if word else _clear_words(t.split(".")[0])
+        pred = (
+            _clear_words(t.split(word)[-1].split(",")[0].split(".")[0])
+            if word
+            else _clear_words(t.split(".")[0])
+        )
     return pred if pred in ("A", "B", "C", "D", "E", "F") else None
 
 # %% ../nbs/08b_video_bench.ipynb #47eacf6c
-def write_video_fixture(folder, n: int = 3, with_frames: bool = True, seed: int = 0, meta_data: bool = True) -> Path:
+def write_video_fixture(
+    folder, n: int = 3, with_frames: bool = True, seed: int = 0, meta_data: bool = True
+) -> Path:
     "Write a tiny MMSI-Video-Bench data root in the published layout: `mmsivideo.json`, `videos/`, `frames/`, `ref_images/`, `meta_data/`."
-    rng = np.random.default_rng(seed); root = Path(folder); root.mkdir(parents=True, exist_ok=True)
-    kinds = ("(Spatial Construction) Instance-Scene Spatial Relationship", "(Motion Understanding) Camera Motion",
-             "(Cross-Video) Memoery Update", "Planning")
+    rng = np.random.default_rng(seed)
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    kinds = (
+        "(Spatial Construction) Instance-Scene Spatial Relationship",
+        "(Motion Understanding) Camera Motion",
+        "(Cross-Video) Memoery Update",
+        "Planning",
+    )
     recs, subs = [], {stem: {} for stem in VIDEO_SUB_BENCHMARK_FILES}
     for i in range(n):
         qid, clips, frames = f"question_{i:04d}", [], []
         for k, secs in enumerate((2.0, 6.0)):
             fps = 2
-            arr = [np.full((24, 32, 3), int(rng.integers(0, 255)), np.uint8) for _ in range(int(secs * fps) + 1)]
-            vpath = f"{i}_{k}.mp4"; write_video(root / "videos" / vpath, arr, fps=fps)
+            arr = [
+                np.full((24, 32, 3), int(rng.integers(0, 255)), np.uint8) for _ in range(int(secs * fps) + 1)
+            ]
+            vpath = f"{i}_{k}.mp4"
+            write_video(root / "videos" / vpath, arr, fps=fps)
             clips.append({"path": vpath, "start": 10.0 * k, "end": 10.0 * k + secs, "base_fps": fps})
             fl = []
             for j, a in enumerate(arr):
-                rel = f"{qid}/{k}/{j:04d}.jpg"; (root / "frames" / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(a).save(root / "frames" / rel); fl.append(rel)
+                rel = f"{qid}/{k}/{j:04d}.jpg"
+                (root / "frames" / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(a).save(root / "frames" / rel)
+                fl.append(rel)
             frames.append(fl)
-        ref = f"{i}.jpg"; (root / "ref_images").mkdir(parents=True, exist_ok=True)
+        ref = f"{i}.jpg"
+        (root / "ref_images").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / "ref_images" / ref)
-        recs.append({"id": qid, "type": kinds[i % len(kinds)], "ref_images": [ref], "video_list": clips,
-                     "frames_list": frames if with_frames else [], "system_prompt": "You are a helpful assistant.",
-                     "task_prompt": "Watch the videos.", "format_prompt": "Answer with the option's letter.",
-                     "user_prompt": "<video><video> Where is the object in <image>? A. left B. right C. ahead D. behind",
-                     "ground_truth": "ABCD"[i % 4]})
+        recs.append(
+            {
+                "id": qid,
+                "type": kinds[i % len(kinds)],
+                "ref_images": [ref],
+                "video_list": clips,
+                "frames_list": frames if with_frames else [],
+                "system_prompt": "You are a helpful assistant.",
+                "task_prompt": "Watch the videos.",
+                "format_prompt": "Answer with the option's letter.",
+                "user_prompt": "<video><video> Where is the object in <image>? A. left B. right C. ahead D. behind",
+                "ground_truth": "ABCD"[i % 4],
+            }
+        )
         subs["easy2hard_bench"].setdefault(f"level_{1 + i % 3}", []).append(qid)
         subs["indoor_perception_bench" if i % 2 == 0 else "robot_bench"].setdefault(
             "Dynamic Scene" if i % 2 == 0 else "Navigation", []).append(qid)
     (root / "mmsivideo.json").write_text(json.dumps(recs))
     if meta_data:
         (root / "meta_data").mkdir(exist_ok=True)
-        for stem, data in subs.items(): (root / "meta_data" / f"{stem}.json").write_text(json.dumps(data, indent=1))
+        for stem, data in subs.items():
+            (root / "meta_data" / f"{stem}.json").write_text(json.dumps(data, indent=1))
     return root / "mmsivideo.json"
 
 # %% ../nbs/08b_video_bench.ipynb #a996d1eb
 def write_video_tsv(json_path, tsv_path=None) -> Path:
     "Write a native data root's questions as VLMEvalKit's `MMSIVideoBench.tsv` (beside the json by default)."
     import pandas as pd
-    json_path = Path(json_path); root = json_path.parent
+    json_path = Path(json_path)
+    root = json_path.parent
     rows = []
     for i, rec in enumerate(json.loads(json_path.read_text())):
         group, sub = video_group(rec["type"]), re.sub(r"^\(.+?\)\s*", "", rec["type"])
-        rows.append({"index": i, "id": rec["id"], "image_path": repr([[f"frames/{p}" for p in c] for c in rec["frames_list"]]),
-                     "ref_images": repr([f"ref_images/{p}" for p in rec.get("ref_images") or []]),
-                     "video_fps": rec["video_list"][0]["base_fps"], "task_type": group, "sub_task_type": sub, "answer": rec["ground_truth"],
-                     **{k: rec.get(k) or "" for k in ("system_prompt", "task_prompt", "user_prompt", "format_prompt", *VIDEO_SUB_BENCHMARKS)}})
+        rows.append(
+            {
+                "index": i,
+                "id": rec["id"],
+                "image_path": repr([[f"frames/{p}" for p in c] for c in rec["frames_list"]]),
+                "ref_images": repr([f"ref_images/{p}" for p in rec.get("ref_images") or []]),
+                "video_fps": rec["video_list"][0]["base_fps"],
+                "task_type": group,
+                "sub_task_type": sub,
+                "answer": rec["ground_truth"],
+                **{
+                    k: rec.get(k) or ""
+                    for k in (
+                        "system_prompt",
+                        "task_prompt",
+                        "user_prompt",
+                        "format_prompt",
+                        *VIDEO_SUB_BENCHMARKS,
+                    )
+                },
+            }
+        )
     path = Path(tsv_path) if tsv_path else root / "MMSIVideoBench.tsv"
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
     return path

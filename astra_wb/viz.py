@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64, hashlib, html, io, json, math, re, tempfile, uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,10 +16,11 @@ from plotly.subplots import make_subplots
 from PIL import Image
 from .geometry import fov_from_K, heading_pitch, level_pose, intrinsics
 from .motion import Motion, render_instruction
+from .eval import compute_metrics, result_row
 
 # %% auto #0
 __all__ = ['ROLE_COLORS', 'FILTERS', 'CameraView', 'sample_cameras', 'trajectory_cameras', 'category_color', 'label_box',
-           'place_labels', 'topdown_figure', 'result_rows', 'accuracy_table', 'accuracy_figure', 'tool_use_table',
+           'place_labels', 'topdown_figure', 'run_metrics', 'accuracy_table', 'accuracy_figure', 'tool_use_table',
            'tool_use_figure', 'agreement_figure', 'image_data_uri', 'all_images', 'trajectory_html', 'image_file',
            'trajectory_to_messages', 'filter_trajectories', 'TrajectoryViewer', 'run_trajectories']
 
@@ -40,15 +42,22 @@ def sample_cameras(sample, observations=(), reference: int | None = None) -> lis
     refs = {o.reference_image for o in observations} | ({reference} if reference else set())
     cams = []
     for i, T in enumerate(sample.poses or [], start=1):
-        if T is None: continue
+        if T is None:
+            continue
         K = sample.intrinsics[i - 1] if sample.intrinsics and i <= len(sample.intrinsics) else None
-        cams.append(CameraView(i, np.asarray(T, float), K, "reference" if i in refs else "context", f"Image {i} (given)"))
+        cams.append(
+            CameraView(
+                i, np.asarray(T, float), K, "reference" if i in refs else "context", f"Image {i} (given)"
+            )
+        )
     for o in observations:
-        if o.pose is None: continue
+        if o.pose is None:
+            continue
         hover = o.provenance() + (f" [{o.simulator}]" if o.simulator else "")
         cams.append(CameraView(o.index, np.asarray(o.pose, float), o.intrinsics, "imagined", hover))
     return cams
 
+# %% ../nbs/14_viz.ipynb #8f58399c
 def trajectory_cameras(traj) -> list[CameraView]:
     "The cameras of a trajectory: its sample's context cameras and every imagined view."
     return sample_cameras(traj.sample, traj.observations)
@@ -57,15 +66,25 @@ def trajectory_cameras(traj) -> list[CameraView]:
 def _get(x, name, default=None):
     return x.get(name, default) if isinstance(x, dict) else getattr(x, name, default)
 
+# %% ../nbs/14_viz.ipynb #79b529c3
 def _scene_parts(scene) -> tuple[np.ndarray | None, list[dict]]:
     "Room extents and objects (id, category, center, size, yaw_deg) from a Scene or its dict."
-    if scene is None: return None, []
+    if scene is None:
+        return None, []
     room = _get(scene, "room_size")
-    objs = [dict(id=_get(o, "id", i), category=str(_get(o, "category", "object")),
-                 center=np.asarray(_get(o, "center"), float), size=np.asarray(_get(o, "size"), float),
-                 yaw_deg=float(_get(o, "yaw_deg", 0.0) or 0.0)) for i, o in enumerate(_get(scene, "objects", []) or [])]
+    objs = [
+        dict(
+            id=_get(o, "id", i),
+            category=str(_get(o, "category", "object")),
+            center=np.asarray(_get(o, "center"), float),
+            size=np.asarray(_get(o, "size"), float),
+            yaw_deg=float(_get(o, "yaw_deg", 0.0) or 0.0),
+        )
+        for i, o in enumerate(_get(scene, "objects", []) or [])
+    ]
     return (None if room is None else np.asarray(room, float)), objs
 
+# %% ../nbs/14_viz.ipynb #c397265a
 _PALETTE = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#2ca02c", "#d62728", "#aec7e8",
             "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
 
@@ -86,6 +105,7 @@ def _footprint(center, size, yaw_deg) -> np.ndarray:
     pts = np.array([[-w, -d], [w, -d], [w, d], [-w, d], [-w, -d]])
     return pts @ np.array([[c, s], [-s, c]]) + center[:2]
 
+# %% ../nbs/14_viz.ipynb #5eeb5d45
 def _frustum(cam: CameraView, depth: float) -> np.ndarray:
     "Closed triangle (x, y): camera centre and the edges of the horizontal field of view."
     heading, _ = heading_pitch(cam.pose)
@@ -101,9 +121,11 @@ def label_box(texts: list[str], extent_m: float, plot_px: float, font_px: int = 
     m = extent_m / max(plot_px, 1.0)
     return (0.62 * font_px * max(map(len, texts)) + 4) * m, (font_px + 4) * m
 
+# %% ../nbs/14_viz.ipynb #f64f116d
 def place_labels(anchors, box: tuple[float, float]) -> np.ndarray:
     """Greedy placement in data units: each label at its anchor when its box (w, h, centred) overlaps no label
-    placed before, else at the nearest free spot on rings around the anchor, else just above all placed labels."""
+    placed before, else at the nearest free spot on rings around the anchor, else just above all placed labels.
+    """
     w, h = box
     rings = [(0.0, 0.0)] + [(r * math.cos(a), r * math.sin(a)) for r in (1.0, 1.5, 2.0, 3.0)
                             for a in np.radians(np.arange(0, 360, 45))]
@@ -114,36 +136,69 @@ def place_labels(anchors, box: tuple[float, float]) -> np.ndarray:
         placed.append(free[0] if free else (x, max(q[1] for q in placed) + h))   # rows above never overlap
     return np.array(placed, float).reshape(-1, 2)
 
-
 # %% ../nbs/14_viz.ipynb #78e353ff
 def _closed(polys) -> tuple[list, list]:
     "x and y lists of several closed polygons separated by None (one trace fills each separately)."
     xs, ys = [], []
-    for p in polys: xs += list(map(float, p[:, 0])) + [None]; ys += list(map(float, p[:, 1])) + [None]
+    for p in polys:
+        xs += list(map(float, p[:, 0])) + [None]
+        ys += list(map(float, p[:, 1])) + [None]
     return xs, ys
 
+# %% ../nbs/14_viz.ipynb #3db1d127
 def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_depth: float | None = None,
                    height: int = 460) -> go.Figure:
     "Top-down map: room outline, object footprints by category, and camera frusta numbered like the images."
     room, objs = _scene_parts(scene)
-    if frustum_depth is None: frustum_depth = max(0.6, 0.15 * float(max(room[:2]))) if room is not None else 0.8
+    if frustum_depth is None:
+        frustum_depth = max(0.6, 0.15 * float(max(room[:2]))) if room is not None else 0.8
     data, by_cat = [], {}
-    for o in objs: by_cat.setdefault(o["category"], []).append(o)
+    for o in objs:
+        by_cat.setdefault(o["category"], []).append(o)
     for cat, group in by_cat.items():   # one trace per category keeps the figure fast to build and to send
         xs, ys = _closed([_footprint(o["center"], o["size"], o["yaw_deg"]) for o in group])
         col = category_color(cat)
-        data.append(dict(type="scatter", x=xs, y=ys, fill="toself", mode="lines", line=dict(color=col, width=1), fillcolor=col,
-                         opacity=0.55, name=cat, hoverinfo="name+text", text=[f"#{o['id']}" for o in group for _ in range(6)]))
+        data.append(
+            dict(
+                type="scatter",
+                x=xs,
+                y=ys,
+                fill="toself",
+                mode="lines",
+                line=dict(color=col, width=1),
+                fillcolor=col,
+                opacity=0.55,
+                name=cat,
+                hoverinfo="name+text",
+                text=[f"#{o['id']}" for o in group for _ in range(6)],
+            )
+        )
     roles = [(role, [c for c in cameras if c.role == role]) for role in ROLE_COLORS]
     roles = [(role, cams, [_frustum(c, frustum_depth) for c in cams]) for role, cams in roles if cams]
     for role, cams, tris in roles:
         col = ROLE_COLORS[role]
         xs, ys = _closed(tris)
-        data.append(dict(type="scatter", x=xs, y=ys, fill="toself", mode="lines", fillcolor=col, opacity=0.35, name=role,
-                         legendgroup=role, hoverinfo="skip", line=dict(color=col, width=2, dash="dot" if role == "imagined" else "solid")))
+        data.append(
+            dict(
+                type="scatter",
+                x=xs,
+                y=ys,
+                fill="toself",
+                mode="lines",
+                fillcolor=col,
+                opacity=0.35,
+                name=role,
+                legendgroup=role,
+                hoverinfo="skip",
+                line=dict(color=col, width=2, dash="dot" if role == "imagined" else "solid"),
+            )
+        )
     pts = [(x, y) for d in data for x, y in zip(d["x"], d["y"]) if x is not None]
-    if room is not None: pts += [(0.0, 0.0), (float(room[0]), float(room[1]))]
-    span = np.array(pts).reshape(-1, 2) if pts else np.zeros((1, 2))   # explicit ranges: shapes do not autorange
+    if room is not None:
+        pts += [(0.0, 0.0), (float(room[0]), float(room[1]))]
+    span = (
+        np.array(pts).reshape(-1, 2) if pts else np.zeros((1, 2))
+    )  # explicit ranges: shapes do not autorange
     # labels inside their frusta (co-located cameras stay legible), moved apart where their boxes would overlap
     anchors = [t[0] + 0.6 * (t[1] + t[2] - 2 * t[0]) / 2 for _, _, tris in roles for t in tris]
     texts = [str(c.index) for _, cams, _ in roles for c in cams]
@@ -155,77 +210,141 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
         labels, col = placed[first:first + len(cams)], ROLE_COLORS[role]
         centres = np.array([c.pose[:2, 3] for c in cams])
         hover = [c.hover or f"Image {c.index}" for c in cams]
-        data.insert(base + 2 * k + 1, dict(
-            type="scatter", x=list(centres[:, 0]) + list(labels[:, 0]), y=list(centres[:, 1]) + list(labels[:, 1]),
-            mode="markers+text", text=[""] * len(cams) + [str(c.index) for c in cams], textposition="middle center",
-            marker=dict(color=col, size=[9] * len(cams) + [0] * len(cams)), hovertext=hover * 2, hoverinfo="text",
-            textfont=dict(size=14, color="#111"), legendgroup=role, showlegend=False))
-    if texts: span = np.concatenate([span, placed - np.array(box) / 2, placed + np.array(box) / 2])
+        data.insert(
+            base + 2 * k + 1,
+            dict(
+                type="scatter",
+                x=list(centres[:, 0]) + list(labels[:, 0]),
+                y=list(centres[:, 1]) + list(labels[:, 1]),
+                mode="markers+text",
+                text=[""] * len(cams) + [str(c.index) for c in cams],
+                textposition="middle center",
+                marker=dict(color=col, size=[9] * len(cams) + [0] * len(cams)),
+                hovertext=hover * 2,
+                hoverinfo="text",
+                textfont=dict(size=14, color="#111"),
+                legendgroup=role,
+                showlegend=False,
+            ),
+        )
+    if texts:
+        span = np.concatenate([span, placed - np.array(box) / 2, placed + np.array(box) / 2])
     lo, hi = span.min(0) - 0.3, span.max(0) + 0.3
     axis = dict(gridcolor="#eee", zeroline=False, constrain="domain", showline=True, linecolor="#999")
-    layout = dict(title=dict(text=title) if title else None, height=height, plot_bgcolor="white", paper_bgcolor="white", template="none",
-                  margin=dict(l=40, r=10, t=40 if title else 10, b=10), legend=dict(font=dict(size=11), tracegroupgap=2, orientation="h", yanchor="top", y=-0.1),   # below the x ticks
-                  xaxis=dict(ticksuffix=" m", range=[lo[0], hi[0]], **axis),   # units on the ticks: no title for the legend to collide with
-                  yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
-                  shapes=[dict(type="rect", x0=0, y0=0, x1=float(room[0]), y1=float(room[1]), line=dict(color="#444", width=2))]
-                  if room is not None else [], meta=dict(label_box=list(box)))
+    layout = dict(
+        title=dict(text=title) if title else None,
+        height=height,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        template="none",
+        margin=dict(l=40, r=10, t=40 if title else 10, b=10),
+        legend=dict(
+            font=dict(size=11), tracegroupgap=2, orientation="h", yanchor="top", y=-0.1
+        ),  # below the x ticks
+        xaxis=dict(
+            ticksuffix=" m", range=[lo[0], hi[0]], **axis
+        ),  # units on the ticks: no title for the legend to collide with
+        yaxis=dict(title=dict(text="y (m)"), range=[lo[1], hi[1]], scaleanchor="x", scaleratio=1, **axis),
+        shapes=(
+            [
+                dict(
+                    type="rect",
+                    x0=0,
+                    y0=0,
+                    x1=float(room[0]),
+                    y1=float(room[1]),
+                    line=dict(color="#444", width=2),
+                )
+            ]
+            if room is not None
+            else []
+        ),
+        meta=dict(label_box=list(box)),
+    )
     return go.Figure(data=data, layout=layout)
 
 # %% ../nbs/14_viz.ipynb #cc0956f9
-def _row(x) -> dict:
-    "One result row from a Trajectory or a result dict."
+def _metrics(x) -> dict:
+    "A run's metrics: given, a RunResult's, or computed from its rows (result dicts or trajectories)."
+    if hasattr(x, "metrics"):
+        return x.metrics
     if isinstance(x, dict):
-        c = x.get("correct")
-        return dict(id=x.get("id", x.get("sample_id")), category=x.get("category", "?"),
-                    correct=None if c is None else bool(c), n_tool_calls=int(x.get("n_tool_calls", 0) or 0),
-                    valid=bool(x.get("valid", True)))
-    return dict(id=x.sample.id, category=x.sample.category, correct=x.correct, n_tool_calls=int(x.n_tool_calls), valid=bool(x.valid))
+        return x
+    return compute_metrics([r if isinstance(r, dict) else result_row(r, i) for i, r in enumerate(x)])
 
-def result_rows(groups: dict) -> pd.DataFrame:
-    "Long table (group, id, category, correct, n_tool_calls, valid) from {label: rows or trajectories}."
-    recs = [dict(group=str(label), **_row(x)) for label, rows in groups.items() for x in rows]
-    cols = ["group", "id", "category", "correct", "n_tool_calls", "valid"]
-    return pd.DataFrame(recs, columns=cols)
+# %% ../nbs/14_viz.ipynb #fc49c902
+def run_metrics(runs: dict) -> dict:
+    "{label: metrics} of {label: metrics | RunResult | rows | trajectories}."
+    return {str(label): _metrics(x) for label, x in runs.items()}
+
+# %% ../nbs/14_viz.ipynb #898ea078
+def _pct(v) -> float:
+    return float("nan") if v is None else 100 * v
 
 # %% ../nbs/14_viz.ipynb #5a3ea892
-def accuracy_table(groups: dict, overall: bool = True) -> pd.DataFrame:
-    "Exact-match accuracy (%) per category (rows) and group (columns); unanswered rows count as wrong."
-    df = result_rows(groups)
-    df["correct"] = df["correct"].fillna(False).astype(float) * 100
-    tab = df.pivot_table(index="category", columns="group", values="correct", aggfunc="mean", sort=False)
-    if overall: tab.loc["Overall"] = df.groupby("group", sort=False)["correct"].mean()
-    return tab[[g for g in map(str, groups) if g in tab.columns]]
+def accuracy_table(runs: dict, by: str = "category") -> pd.DataFrame:
+    "Accuracy (%) per category (or `by=\"group\"`) and run, then each run's Overall (`compute_metrics`' accuracy)."
+    ms = run_metrics(runs)
+    key = "per_category" if by == "category" else "per_group"
+    names = list(dict.fromkeys(k for m in ms.values() for k in m[key]))
+    cols = {label: [_pct(m[key].get(k, {}).get("accuracy")) for k in names] + [_pct(m["accuracy"])]
+            for label, m in ms.items()}
+    return pd.DataFrame(cols, index=names + ["Overall"])
 
-def accuracy_figure(groups: dict, title: str = "Accuracy by category", height: int = 420) -> go.Figure:
-    "Grouped bars: accuracy (%) per category, one bar per group (mode / run)."
-    tab = accuracy_table(groups)
+# %% ../nbs/14_viz.ipynb #85befa74
+def accuracy_figure(runs: dict, by: str = "category", title: str = "Accuracy by category", height: int = 420):
+    "Grouped bars: accuracy (%) per category (or group) and Overall, one bar per run."
+    tab = accuracy_table(runs, by)
     fig = go.Figure([go.Bar(name=g, x=list(tab.index), y=tab[g].round(1).tolist(), texttemplate="%{y:.0f}",
                             textposition="outside", cliponaxis=False, textfont_size=10) for g in tab.columns])
-    # value labels that would overlap (many groups x categories) are hidden rather than drawn over each other
-    fig.update_layout(barmode="group", title=title, height=height, template="plotly_white", uniformtext=dict(minsize=9, mode="hide"),
-                      yaxis=dict(title="exact match (%)", range=[0, 110]), legend_title="")
+    # value labels that would overlap (many runs x categories) are hidden rather than drawn over each other
+    fig.update_layout(
+        barmode="group",
+        title=title,
+        height=height,
+        template="plotly_white",
+        legend_title="",
+        uniformtext=dict(minsize=9, mode="hide"),
+        yaxis=dict(title="exact match (%)", range=[0, 110]),
+    )
     return fig
 
 # %% ../nbs/14_viz.ipynb #0c1e8c1a
-def tool_use_table(groups: dict) -> pd.DataFrame:
-    "Per group: rows, tool-call rate (% rows with >= 1 call), calls per row, accuracy (%), valid rate (%)."
-    df = result_rows(groups)
-    g = df.groupby("group", sort=False)
-    tab = pd.DataFrame({"rows": g.size(), "tool_rate": g["n_tool_calls"].apply(lambda s: (s > 0).mean() * 100),
-                        "calls_per_row": g["n_tool_calls"].mean(),
-                        "accuracy": g["correct"].apply(lambda s: s.fillna(False).astype(float).mean() * 100),
-                        "valid_rate": g["valid"].mean() * 100})
-    return tab.reindex([l for l in map(str, groups) if l in tab.index])
+def tool_use_table(runs: dict) -> pd.DataFrame:
+    "Per run: rows, tool-call rate (% rows with >= 1 call), calls per row, invalid turns, accuracy and valid rate (%)."
+    ms = run_metrics(runs)
+    cols = {"rows": "n", "tool_rate": "tool_call_rate", "calls_per_row": "calls_per_row",
+            "invalid_turn_rate": "invalid_turn_rate", "accuracy": "accuracy", "valid_rate": "valid_rate"}
+    scale = {"rows": 1, "calls_per_row": 1}
+    data = {c: [(m[k] or 0) * scale.get(c, 100) for m in ms.values()] for c, k in cols.items()}
+    return pd.DataFrame(data, index=list(ms))
 
-def tool_use_figure(groups: dict, title: str = "Tool use", height: int = 360) -> go.Figure:
-    "Three panels across groups: tool-call rate, calls per row and accuracy (paper Table 3's columns)."
-    tab = tool_use_table(groups)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("tool-call rate (%)", "calls per row", "accuracy (%)"))
-    for col, (name, fmt) in enumerate([("tool_rate", "{:.1f}"), ("calls_per_row", "{:.2f}"), ("accuracy", "{:.1f}")], 1):
-        fig.add_trace(go.Bar(x=list(tab.index), y=tab[name].tolist(), text=[fmt.format(v) for v in tab[name]],
-                             textposition="outside", cliponaxis=False, marker_color=_PALETTE[col + 3], showlegend=False), row=1, col=col)
+# %% ../nbs/14_viz.ipynb #f492454f
+def tool_use_figure(runs: dict, title: str = "Tool use", height: int = 360):
+    "Three panels across runs: tool-call rate (paper Table 3), calls per row and invalid turns."
+    tab = tool_use_table(runs)
+    panels = [("tool_rate", "tool-call rate (%)", "{:.1f}"), ("calls_per_row", "calls per row", "{:.2f}"),
+              ("invalid_turn_rate", "invalid turns (%)", "{:.1f}")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t, _ in panels])
+    for col, (name, _, fmt) in enumerate(panels, 1):
+        fig.add_trace(
+            go.Bar(
+                x=list(tab.index),
+                y=tab[name].tolist(),
+                text=[fmt.format(v) for v in tab[name]],
+                textposition="outside",
+                cliponaxis=False,
+                marker_color=_PALETTE[col + 3],
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
         top = float(np.nanmax(tab[name].to_numpy(float), initial=0.0))
-        fig.update_yaxes(range=[0, (top or 1.0) * 1.25], row=1, col=col)   # room for the value labels under the titles
+        fig.update_yaxes(range=[0, (top or 1.0) * 1.25], row=1, col=col)   # room for the value labels
+    if not tab["invalid_turn_rate"].any():   # an empty panel would read as missing data
+        fig.add_annotation(text="none", xref="x3 domain", yref="y3 domain", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=16))
     fig.update_layout(title=title, height=height, template="plotly_white")
     return fig
 
@@ -236,33 +355,65 @@ def agreement_figure(agreement, label_counts: dict | None = None, height: int = 
     coders = list(getattr(agreement, "annotators", []) or [])
     kappa = {}
     for p in getattr(agreement, "pairs", []) or []:
-        k = None if p.kappa is None or (isinstance(p.kappa, float) and math.isnan(p.kappa)) else round(float(p.kappa), 3)
+        k = (
+            None
+            if p.kappa is None or (isinstance(p.kappa, float) and math.isnan(p.kappa))
+            else round(float(p.kappa), 3)
+        )
         kappa[(p.a, p.b)] = kappa[(p.b, p.a)] = k
     alpha = getattr(agreement, "alpha", float("nan"))
     a_txt = "n/a" if alpha is None or (isinstance(alpha, float) and math.isnan(alpha)) else f"{alpha:.3f}"
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("labels in use", f"pairwise Cohen's kappa (Krippendorff's alpha {a_txt})"))
-    fig.add_trace(go.Bar(x=list(counts), y=list(counts.values()), marker_color=_PALETTE[5], showlegend=False), row=1, col=1)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("labels in use", f"pairwise Cohen's kappa (Krippendorff's alpha {a_txt})"),
+    )
+    fig.add_trace(
+        go.Bar(x=list(counts), y=list(counts.values()), marker_color=_PALETTE[5], showlegend=False),
+        row=1,
+        col=1,
+    )
     z = [[1.0 if a == b else kappa.get((a, b)) for b in coders] for a in coders]
-    fig.add_trace(go.Heatmap(z=z, x=coders, y=coders, zmin=-1, zmax=1, colorscale="RdBu", text=z, texttemplate="%{text}",
-                             showscale=False), row=1, col=2)
+    fig.add_trace(
+        go.Heatmap(
+            z=z,
+            x=coders,
+            y=coders,
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu",
+            text=z,
+            texttemplate="%{text}",
+            showscale=False,
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_layout(height=height, template="plotly_white")
     return fig
 
 # %% ../nbs/14_viz.ipynb #a9f444a9
 def image_data_uri(img: Image.Image, max_px: int = 320, fmt: str = "JPEG") -> str:
     "A `data:` URI of the image shrunk to fit `max_px` (for self-contained HTML)."
-    im = img.convert("RGB"); im.thumbnail((max_px, max_px))
-    buf = io.BytesIO(); im.save(buf, format=fmt, quality=85)
+    im = img.convert("RGB")
+    im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, quality=85)
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/14_viz.ipynb #d2e66943
 def all_images(traj) -> list:
     "Given then imagined images, in conversation order (image n is element n-1): `Trajectory.all_images`."
     return traj.all_images
 
+# %% ../nbs/14_viz.ipynb #c108a1ca
 def _figure(img, caption: str, max_px: int, cls: str = "") -> str:
-    if img is None: return f"<figure class='missing'><figcaption>{html.escape(caption)} (not available)</figcaption></figure>"
-    return (f"<figure class='{cls}'><img src='{image_data_uri(img, max_px)}' alt='{html.escape(caption, quote=True)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if img is None:
+        return f"<figure class='missing'><figcaption>{html.escape(caption)} (not available)</figcaption></figure>"
+    return (
+        f"<figure class='{cls}'><img src='{image_data_uri(img, max_px)}' alt='{html.escape(caption, quote=True)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 # %% ../nbs/14_viz.ipynb #a0f67fc7
 _CSS = """<style>
@@ -280,43 +431,75 @@ _CSS = """<style>
 
 def _verdict(traj) -> tuple[str, str]:
     c = traj.correct
-    if traj.final_answer is None: return "bad", "no answer"
-    if c is None: return "", "not scored"
+    if traj.final_answer is None:
+        return "bad", "no answer"
+    if c is None:
+        return "", "not scored"
     return ("good", "correct") if c else ("bad", "wrong")
 
+# %% ../nbs/14_viz.ipynb #6e61cb6b
 def _header_html(traj) -> str:
     s, (cls, word) = traj.sample, _verdict(traj)
     inval = ", ".join(traj.invalid_reasons) if traj.invalid_reasons else ""
-    meta = " · ".join(x for x in [f"category: {s.category}", f"mode: {traj.mode}" + (f" (k={traj.forced_k})" if traj.mode == "forced" else ""),
-                                  f"policy: {traj.policy}" if traj.policy else "", f"simulator: {traj.simulator}" if traj.simulator else "",
-                                  f"tool calls: {traj.n_tool_calls}", f"invalid: {inval}" if inval else ""] if x)
-    opts = "".join(f"<li class='{'gold' if k == s.answer else ''}'>{html.escape(k)}. {html.escape(v)}</li>" for k, v in s.options.items())
-    return (f"<h3>{html.escape(str(s.id))} <span class='badge {cls}'>{word}</span></h3><div class='meta'>{html.escape(meta)}</div>"
-            f"<p><b>Question.</b> {html.escape(s.question)}</p>" + (f"<ol type='A' style='list-style:none;padding-left:1em'>{opts}</ol>" if opts else ""))
+    meta = " · ".join(
+        x
+        for x in [
+            f"category: {s.category}",
+            f"mode: {traj.mode}" + (f" (k={traj.forced_k})" if traj.mode == "forced" else ""),
+            f"policy: {traj.policy}" if traj.policy else "",
+            f"simulator: {traj.simulator}" if traj.simulator else "",
+            f"tool calls: {traj.n_tool_calls}",
+            f"invalid: {inval}" if inval else "",
+        ]
+        if x
+    )
+    opts = "".join(
+        f"<li class='{'gold' if k == s.answer else ''}'>{html.escape(k)}. {html.escape(v)}</li>"
+        for k, v in s.options.items()
+    )
+    return (
+        f"<h3>{html.escape(str(s.id))} <span class='badge {cls}'>{word}</span></h3><div class='meta'>{html.escape(meta)}</div>"
+        f"<p><b>Question.</b> {html.escape(s.question)}</p>"
+        + (f"<ol type='A' style='list-style:none;padding-left:1em'>{opts}</ol>" if opts else "")
+    )
 
 # %% ../nbs/14_viz.ipynb #7b447257
 def _turn_html(i: int, turn, images: list, max_px: int) -> str:
     a, parts = turn.action, [f"<div class='turn'><b>Turn {i}</b>"]
     kind = type(a).__name__
     reasoning = getattr(a, "reasoning", None)
-    if kind == "Invalid": reasoning = turn.text
-    if reasoning: parts.append(f"<div class='reasoning'>{html.escape(str(reasoning)[:4000])}</div>")
+    if kind == "Invalid":
+        reasoning = turn.text
+    if reasoning:
+        parts.append(f"<div class='reasoning'>{html.escape(str(reasoning)[:4000])}</div>")
     if kind == "Invoke":
         mt, v = a.motion.to_tool()
-        parts.append(f"<div class='call'>world_simulator(reference_image={a.reference_image}, motion_type={mt}, value={v:g})"
-                     f"<br>&rarr; “{html.escape(render_instruction(a.motion, a.reference_image))}”</div>")
+        parts.append(
+            f"<div class='call'>world_simulator(reference_image={a.reference_image}, motion_type={mt}, value={v:g})"
+            f"<br>&rarr; “{html.escape(render_instruction(a.motion, a.reference_image))}”</div>"
+        )
         o = turn.observation
         if o is not None:
             ref = images[o.reference_image - 1] if 0 < o.reference_image <= len(images) else None
-            parts.append("<div class='imgs'>" + _figure(ref, f"Image {o.reference_image} (reference)", max_px)
-                         + _figure(o.image, o.provenance() + (f" [{o.simulator}]" if o.simulator else ""), max_px, "imagined") + "</div>")
+            parts.append(
+                "<div class='imgs'>"
+                + _figure(ref, f"Image {o.reference_image} (reference)", max_px)
+                + _figure(
+                    o.image, o.provenance() + (f" [{o.simulator}]" if o.simulator else ""), max_px, "imagined"
+                )
+                + "</div>"
+            )
     elif kind == "Answer":
         parts.append(f"<div class='call'>answer: <b>{html.escape(str(a.answer))}</b></div>")
     elif kind == "Invalid":
-        parts.append(f"<div class='bad'>invalid turn: <b>{html.escape(a.reason)}</b> {html.escape(a.detail or '')}</div>")
-    if turn.feedback: parts.append(f"<div class='bad'>feedback to the policy: {html.escape(turn.feedback)}</div>")
+        parts.append(
+            f"<div class='bad'>invalid turn: <b>{html.escape(a.reason)}</b> {html.escape(a.detail or '')}</div>"
+        )
+    if turn.feedback:
+        parts.append(f"<div class='bad'>feedback to the policy: {html.escape(turn.feedback)}</div>")
     return "".join(parts) + "</div>"
 
+# %% ../nbs/14_viz.ipynb #25e21fa6
 def trajectory_html(traj, max_px: int = 320, full_page: bool = False) -> str:
     "Self-contained HTML of a trajectory, turn by turn, images inline."
     images, s = all_images(traj), traj.sample
@@ -338,9 +521,12 @@ def image_file(img: Image.Image, folder=None) -> str:
     digest = hashlib.sha1(im.tobytes() + repr(im.size).encode()).hexdigest()[:20]
     path = folder / f"{digest}.png"
     if not path.exists():
-        tmp = folder / f"{digest}.{uuid.uuid4().hex[:8]}.tmp.png"; im.save(tmp, compress_level=1); tmp.replace(path)
+        tmp = folder / f"{digest}.{uuid.uuid4().hex[:8]}.tmp.png"
+        im.save(tmp, compress_level=1)
+        tmp.replace(path)
     return str(path)
 
+# %% ../nbs/14_viz.ipynb #8f15f3b9
 def _chat_image_dir(image_dir) -> Path:
     d = Path(image_dir) if image_dir else Path(tempfile.gettempdir()) / "astra_wb_chat"
     d.mkdir(parents=True, exist_ok=True)
@@ -351,6 +537,7 @@ def _tags_visible(text: str) -> str:
     "Markup such as <think> in code spans, so the chat shows it instead of swallowing it as HTML."
     return re.sub(r"(</?[A-Za-z_]+>)", r"`\1`", str(text))
 
+# %% ../nbs/14_viz.ipynb #3112ff63
 def trajectory_to_messages(traj, image_dir=None, show_truth: bool = True) -> list[dict]:
     "Chat messages (Gradio Chatbot format) of a trajectory: question + images, then each turn."
     d, s = _chat_image_dir(image_dir), traj.sample
@@ -359,19 +546,46 @@ def trajectory_to_messages(traj, image_dir=None, show_truth: bool = True) -> lis
     for i, t in enumerate(traj.turns, 1):
         a, kind = t.action, type(t.action).__name__
         text = t.text if kind == "Invalid" else (getattr(a, "reasoning", "") or "")
-        if text: msgs.append({"role": "assistant", "content": str(text)})
+        if text:
+            msgs.append({"role": "assistant", "content": str(text)})
         if kind == "Invoke":
             title = f"world_simulator · {render_instruction(a.motion, a.reference_image)}"
             mt, v = a.motion.to_tool()
-            msgs.append({"role": "assistant", "metadata": {"title": title},
-                         "content": json.dumps({"reference_image": a.reference_image, "motion_type": mt, "value": v})})
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "metadata": {"title": title},
+                    "content": json.dumps(
+                        {"reference_image": a.reference_image, "motion_type": mt, "value": v}
+                    ),
+                }
+            )
             if t.observation is not None:
                 o = t.observation
-                msgs.append({"role": "assistant", "content": [o.provenance(), {"path": image_file(o.image, d)}]})
-        elif kind == "Answer": msgs.append({"role": "assistant", "content": f"**Answer: {a.answer}**"})
-        elif kind == "Invalid": msgs.append({"role": "assistant", "metadata": {"title": f"invalid turn: {a.reason}"}, "content": a.detail or a.reason})
-        if t.feedback: msgs.append({"role": "user", "content": _tags_visible(t.feedback)})
-    if show_truth and traj.turns and (traj.final_answer is not None or not traj.valid or type(traj.turns[-1].action).__name__ == "Answer"):
+                msgs.append(
+                    {"role": "assistant", "content": [o.provenance(), {"path": image_file(o.image, d)}]}
+                )
+        elif kind == "Answer":
+            msgs.append({"role": "assistant", "content": f"**Answer: {a.answer}**"})
+        elif kind == "Invalid":
+            msgs.append(
+                {
+                    "role": "assistant",
+                    "metadata": {"title": f"invalid turn: {a.reason}"},
+                    "content": a.detail or a.reason,
+                }
+            )
+        if t.feedback:
+            msgs.append({"role": "user", "content": _tags_visible(t.feedback)})
+    if (
+        show_truth
+        and traj.turns
+        and (
+            traj.final_answer is not None
+            or not traj.valid
+            or type(traj.turns[-1].action).__name__ == "Answer"
+        )
+    ):
         _, word = _verdict(traj)
         msgs.append({"role": "assistant", "metadata": {"title": f"Result: {word}"},
                      "content": f"final answer {traj.final_answer} · ground truth {s.answer}"})
@@ -389,7 +603,8 @@ FILTERS = {
 
 def filter_trajectories(trajs: list, name: str = "all") -> list:
     "The trajectories passing filter `name` (one of FILTERS)."
-    if name not in FILTERS: raise ValueError(f"unknown filter {name!r}; expected one of {list(FILTERS)}")
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; expected one of {list(FILTERS)}")
     return [t for t in trajs if FILTERS[name](t)]
 
 # %% ../nbs/14_viz.ipynb #cf887985
@@ -399,35 +614,58 @@ class TrajectoryViewer:
         import ipywidgets as W
         self.trajectories, self.max_px, self.pos = list(trajectories), max_px, 0
         self.prev_btn, self.next_btn = W.Button(description="◀ previous"), W.Button(description="next ▶")
-        self.jump_box = W.BoundedIntText(value=1, min=1, max=1, description="go to", layout=W.Layout(width="150px"))
+        self.jump_box = W.BoundedIntText(
+            value=1, min=1, max=1, description="go to", layout=W.Layout(width="150px")
+        )
         self.filter_box = W.Dropdown(options=list(FILTERS), value=filter, description="show")
         self.status, self.body = W.HTML(), W.HTML()
-        self.prev_btn.on_click(lambda _: self.step(-1)); self.next_btn.on_click(lambda _: self.step(1))
+        self.prev_btn.on_click(lambda _: self.step(-1))
+        self.next_btn.on_click(lambda _: self.step(1))
         self._syncing = False   # True while _render updates the jump box itself
         self.jump_box.observe(lambda ch: None if self._syncing else self.jump(ch["new"] - 1), names="value")
         self.filter_box.observe(lambda ch: self.set_filter(ch["new"]), names="value")
-        self.widget = W.VBox([W.HBox([self.prev_btn, self.next_btn, self.jump_box, self.filter_box, self.status]), self.body])
+        self.widget = W.VBox(
+            [W.HBox([self.prev_btn, self.next_btn, self.jump_box, self.filter_box, self.status]), self.body]
+        )
         self.set_filter(filter)
 
     @property
-    def shown(self) -> list: return filter_trajectories(self.trajectories, self.filter_box.value)
+    def shown(self) -> list:
+        return filter_trajectories(self.trajectories, self.filter_box.value)
+
     @property
-    def current(self): return self.shown[self.pos] if self.shown else None
+    def current(self):
+        return self.shown[self.pos] if self.shown else None
 
     def set_filter(self, name: str):
-        if self.filter_box.value != name: self.filter_box.value = name   # re-enters through observe
-        else: self.pos = 0; self._render()
-    def jump(self, i: int): self.pos = max(0, min(int(i), len(self.shown) - 1)); self._render()
-    def step(self, delta: int): self.jump(self.pos + delta)
+        if self.filter_box.value != name:
+            self.filter_box.value = name  # re-enters through observe
+        else:
+            self.pos = 0
+            self._render()
+
+    def jump(self, i: int):
+        self.pos = max(0, min(int(i), len(self.shown) - 1))
+        self._render()
+
+    def step(self, delta: int):
+        self.jump(self.pos + delta)
 
     def _render(self):
         n, t = len(self.shown), self.current
-        self.status.value = f"{self.pos + 1 if n else 0} / {n} ({self.filter_box.value}; {len(self.trajectories)} in run)"
-        self.body.value = trajectory_html(t, self.max_px) if t is not None else "<i>no trajectory matches this filter</i>"
+        self.status.value = (
+            f"{self.pos + 1 if n else 0} / {n} ({self.filter_box.value}; {len(self.trajectories)} in run)"
+        )
+        self.body.value = (
+            trajectory_html(t, self.max_px) if t is not None else "<i>no trajectory matches this filter</i>"
+        )
         self.prev_btn.disabled, self.next_btn.disabled = self.pos <= 0, self.pos >= n - 1
         self._syncing = True
-        try: self.jump_box.max = max(n, 1); self.jump_box.value = self.pos + 1
-        finally: self._syncing = False
+        try:
+            self.jump_box.max = max(n, 1)
+            self.jump_box.value = self.pos + 1
+        finally:
+            self._syncing = False
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
@@ -441,8 +679,8 @@ def run_trajectories(folder, limit: int | None = None) -> list:
     rels = [r["trajectory"] for r in run.rows if r.get("trajectory")][:limit]
     return [load_trajectory(Path(folder) / rel) for rel in rels]
 
-@classmethod
-def _from_run(cls, folder, limit: int | None = None, **kw) -> "TrajectoryViewer":
+# %% ../nbs/14_viz.ipynb #30ad7a4a
+@patch(cls_method=True)
+def from_run(cls: TrajectoryViewer, folder, limit: int | None = None, **kw) -> "TrajectoryViewer":
     "A viewer over the trajectories of an eval run folder."
     return cls(run_trajectories(folder, limit), **kw)
-TrajectoryViewer.from_run = _from_run

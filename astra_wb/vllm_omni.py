@@ -19,7 +19,7 @@ __all__ = ['LATENT_STRIDE', 'BAGEL_MAX_SIDE', 'BAGEL_SERVER_DEFAULTS', 'BAGEL_ED
            'serve_stub', 'main']
 
 # %% ../nbs/05b_vllm_omni.ipynb #2cb40264
-LATENT_STRIDE = 16     # Bagel's VAE downsample (8) x latent patch size (2): canvas sides are multiples of this
+LATENT_STRIDE = 16  # Bagel's VAE downsample (8) x latent patch size (2): canvas sides are multiples of this
 BAGEL_MAX_SIDE = 1024  # max_latent_size (64) x LATENT_STRIDE for BAGEL-7B-MoT; other checkpoints may differ
 
 def bagel_canvas(width: int, height: int, max_side: int = BAGEL_MAX_SIDE, stride: int = LATENT_STRIDE) -> tuple[int, int]:
@@ -44,12 +44,14 @@ GUIDANCE = {"edit": BAGEL_EDIT_GUIDANCE, "server": {}}
 
 def gen_value(key: str, value):
     "A generation setting from a spec value, checked: numbers, `lo:hi` intervals, renorm type names."
-    if key not in BAGEL_SERVER_DEFAULTS: raise ValueError(f"unknown generation setting {key!r}; known: {sorted(BAGEL_SERVER_DEFAULTS)}")
+    if key not in BAGEL_SERVER_DEFAULTS:
+        raise ValueError(f"unknown generation setting {key!r}; known: {sorted(BAGEL_SERVER_DEFAULTS)}")
     if key == "cfg_interval":
         parts = value.split(":") if isinstance(value, str) else list(value)
         try: lo, hi = (float(p) for p in parts)
         except (TypeError, ValueError): raise ValueError(f"cfg_interval must be lo:hi, got {value!r}") from None
-        if not 0 <= lo < hi <= 1: raise ValueError(f"cfg_interval must satisfy 0 <= lo < hi <= 1, got {value!r}")
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"cfg_interval must satisfy 0 <= lo < hi <= 1, got {value!r}")
         return [lo, hi]
     if key == "cfg_renorm_type":
         if value not in ("global", "channel", "text_channel"):
@@ -130,9 +132,15 @@ class VllmOmniSimulator:
     def __init__(self, url: str = "http://127.0.0.1:8091", timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
                  max_wait: float = 60.0, **settings):
         self.url = _split_url(url, settings)
-        if not re.match(r"^https?://", self.url): raise ValueError(f"vllm-omni url must start with http:// or https://, got {url!r}")
+        if not re.match(r"^https?://", self.url):
+            raise ValueError(f"vllm-omni url must start with http:// or https://, got {url!r}")
         self.root = re.sub(r"(/v1)?(/chat/completions|/images/edits)?$", "", self.url)
-        self.timeout, self.retries, self.backoff, self.max_wait = float(timeout), int(retries), float(backoff), float(max_wait)
+        self.timeout, self.retries, self.backoff, self.max_wait = (
+            float(timeout),
+            int(retries),
+            float(backoff),
+            float(max_wait),
+        )
         cfg = {k: settings.pop(k, v) for k, v in _CLIENT_KEYS.items()}
         self.gen = {k: gen_value(k, v) for k, v in settings.items()}   # raises on an unknown key
         self._configure(cfg)
@@ -152,15 +160,24 @@ def _configure(self: VllmOmniSimulator, cfg: dict):
     for k in ("steps", "seed", "max_context", "max_images", "max_side"): cfg[k] = int(cfg[k])
     self.model, self.size, self.steps, self.seed = cfg["model"], cfg["size"], cfg["steps"], cfg["seed"]
     self.max_context, self.max_images, self.max_side = cfg["max_context"], cfg["max_images"], cfg["max_side"]
-    self.deployment, self.route, self.template, self.guidance = cfg["deployment"], cfg["route"], cfg["template"], cfg["guidance"]
+    self.deployment, self.route, self.template, self.guidance = (
+        cfg["deployment"],
+        cfg["route"],
+        cfg["template"],
+        cfg["guidance"],
+    )
     if self.deployment not in ("two-stage", "single-stage"):
         raise ValueError(f"deployment must be two-stage or single-stage, got {self.deployment!r}")
-    if self.route not in ("chat", "images"): raise ValueError(f"route must be chat or images, got {self.route!r}")
-    if self.template not in TEMPLATES: raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
-    if self.guidance not in GUIDANCE: raise ValueError(f"guidance must be one of {sorted(GUIDANCE)}, got {self.guidance!r}")
+    if self.route not in ("chat", "images"):
+        raise ValueError(f"route must be chat or images, got {self.route!r}")
+    if self.template not in TEMPLATES:
+        raise ValueError(f"template must be one of {TEMPLATES}, got {self.template!r}")
+    if self.guidance not in GUIDANCE:
+        raise ValueError(f"guidance must be one of {sorted(GUIDANCE)}, got {self.guidance!r}")
     if self.size not in (None, "reference") and not re.fullmatch(r"\d+x\d+", str(self.size)):
         raise ValueError(f"size must be WxH or 'reference', got {self.size!r}")
-    if self.max_context < 1 or self.max_images < 1: raise ValueError("max_context and max_images must be at least 1")
+    if self.max_context < 1 or self.max_images < 1:
+        raise ValueError("max_context and max_images must be at least 1")
 
 # %% ../nbs/05b_vllm_omni.ipynb #e674b3bb
 @patch
@@ -170,7 +187,9 @@ def plan(self: VllmOmniSimulator, sample, observations, reference_image: int, mo
     n = 1 if self.deployment == "two-stage" else min(self.max_context, self.max_images)
     others = [v for v in conversation_views(sample, observations) if v.index != ref.index][: n - 1]
     views = others + [ref] if self.template == "astra" else [ref] + others
-    used = views[:1] if self.deployment == "two-stage" else views   # two-stage: the image stage keeps the first image
+    used = (
+        views[:1] if self.deployment == "two-stage" else views
+    )  # two-stage: the image stage keeps the first image
     return {"views": views, "reference": ref, "image_order": [v.index for v in views], "images_used": [v.index for v in used],
             "instruction": omni_instruction(motion, self.template)}
 
@@ -192,6 +211,7 @@ def chat_body(self: VllmOmniSimulator, images: list, instruction: str, gen: dict
             "modalities": ["image"], "extra_body": dict(gen)}
     return body | ({"model": self.model} if self.model else {})
 
+# %% ../nbs/05b_vllm_omni.ipynb #ed098f71
 def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     "A multipart/form-data body (the images API takes form fields and image files)."
     boundary, out = uuid.uuid4().hex, io.BytesIO()
@@ -205,10 +225,16 @@ def _multipart(fields: dict, files: list) -> tuple[bytes, str]:
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
+# %% ../nbs/05b_vllm_omni.ipynb #3159b991
 @patch
 def edits_form(self: VllmOmniSimulator, images: list, instruction: str, gen: dict) -> tuple[bytes, str]:
     "The `/v1/images/edits` request: prompt, settings as form fields (lists as JSON), the images as files."
-    fields = {"prompt": instruction, "n": 1, "response_format": "b64_json", **({"model": self.model} if self.model else {})}
+    fields = {
+        "prompt": instruction,
+        "n": 1,
+        "response_format": "b64_json",
+        **({"model": self.model} if self.model else {}),
+    }
     g = dict(gen)
     if "width" in g: fields["size"] = f"{g.pop('width')}x{g.pop('height')}"
     fields |= {k: json.dumps(v) if isinstance(v, list) else v for k, v in g.items()}
@@ -236,16 +262,21 @@ def _post(self: VllmOmniSimulator, data: bytes, content_type: str) -> tuple[dict
     for attempt in range(self.retries + 1):
         req = urllib.request.Request(self.endpoint, data=data, headers={"Content-Type": content_type}, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r: return json.loads(r.read()), attempt + 1
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read()), attempt + 1
         except urllib.error.HTTPError as e:
-            err = SimulatorError("backend", f"{self.endpoint}: HTTP {e.code}: {server_message(e.read())} (attempt {attempt + 1})")
+            err = SimulatorError(
+                "backend", f"{self.endpoint}: HTTP {e.code}: {server_message(e.read())} (attempt {attempt + 1})"
+            )
             if e.code not in RETRY_STATUS or attempt == self.retries: raise err from None
             wait = max(self.backoff * 2 ** attempt, _retry_after(e.headers) or 0.0)
         except json.JSONDecodeError as e: raise SimulatorError("backend", f"{self.endpoint}: response is not JSON: {e}") from None
         except (TimeoutError, OSError) as e:   # URLError and socket timeouts are OSErrors
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-                raise SimulatorError("timeout", f"{self.endpoint}: no reply within timeout {self.timeout:g} s (not retried)") from None
+                raise SimulatorError(
+                    "timeout", f"{self.endpoint}: no reply within timeout {self.timeout:g} s (not retried)"
+                ) from None
             if attempt == self.retries:
                 raise SimulatorError("backend", f"{self.endpoint}: {reason} (after {attempt + 1} attempt(s))") from None
             wait = self.backoff * 2 ** attempt
@@ -271,10 +302,14 @@ def imagine(self: VllmOmniSimulator, sample, observations, reference_image, moti
             "returned_size": list(returned), "seed": self.seed, "seed_honoured": seed_honoured,
             "generation": {k: v for k, v in gen.items() if k not in ("seed", "width", "height")},
             "attempts": attempts, "latency_s": round(time.perf_counter() - t0, 3)}
-    return Observation(image, len(sample.images) + len(observations) + 1, p["reference"].index, motion, self.name, meta=meta)
+    return Observation(
+        image, len(sample.images) + len(observations) + 1, p["reference"].index, motion, self.name, meta=meta
+    )
 
 # %% ../nbs/05b_vllm_omni.ipynb #fc68aebb
-STUB_STAGE_SEED = 52     # the image stage's seed in vLLM-Omni's bagel.yaml, used when a request's seed does not reach it
+STUB_STAGE_SEED = (
+    52  # the image stage's seed in vLLM-Omni's bagel.yaml, used when a request's seed does not reach it
+)
 
 class _ClientError(ValueError):
     "A request the real server rejects with HTTP 400 (BadRequestError)."
@@ -285,7 +320,9 @@ def _stub_imagine(images: list, instruction: str, size: tuple[int, int], seed: i
     from astra_wb.simulators import View, UNPOSED
     from astra_wb.splat import reproject_views
     ref, motion = parse_instruction(instruction)
-    image = images[-1] if re.search(r"\blast image\b", instruction, re.I) else images[min(ref or 1, len(images)) - 1]
+    image = (
+        images[-1] if re.search(r"\blast image\b", instruction, re.I) else images[min(ref or 1, len(images)) - 1]
+    )
     K = intrinsics(*image.size, 60.0)
     view = View(1, image, UNPOSED, K, np.full(image.size[::-1], 3.0, np.float32))
     rgb, _, _ = reproject_views([view], motion.apply(UNPOSED), K, *image.size)
@@ -296,7 +333,8 @@ def _stub_imagine(images: list, instruction: str, size: tuple[int, int], seed: i
 def _stub_canvas(settings: dict, first: Image.Image, max_side: int) -> tuple[int, int]:
     "The canvas: a requested side over the limit is rejected, the rest floored to 16; else sized from the first image."
     w, h = settings.get("width"), settings.get("height")
-    if settings.get("size") and settings["size"] != "auto": w, h = map(int, str(settings["size"]).lower().split("x"))
+    if settings.get("size") and settings["size"] != "auto":
+        w, h = map(int, str(settings["size"]).lower().split("x"))
     if w is None and h is None: return bagel_canvas(*first.size, max_side)
     out = []
     for name, v in (("width", w), ("height", h)):
@@ -307,24 +345,45 @@ def _stub_canvas(settings: dict, first: Image.Image, max_side: int) -> tuple[int
         out.append(max(LATENT_STRIDE, v // LATENT_STRIDE * LATENT_STRIDE))
     return tuple(out)
 
-_OPENAI_FIELDS = {"messages", "model", "modalities", "extra_body", "seed", "temperature", "top_p", "max_tokens", "n", "stream", "user"}
+_OPENAI_FIELDS = {
+    "messages",
+    "model",
+    "modalities",
+    "extra_body",
+    "seed",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "n",
+    "stream",
+    "user",
+}
 
 def _stub_settings(body: dict) -> dict:
     "Generation settings as the server reads them: `extra_body` when present, else the top-level extras."
     extra = body.get("extra_body") or {k: v for k, v in body.items() if k not in _OPENAI_FIELDS}
-    return dict(extra) | ({"seed": body["seed"]} if extra.get("seed") is None and body.get("seed") is not None else {})
+    return dict(extra) | (
+        {"seed": body["seed"]} if extra.get("seed") is None and body.get("seed") is not None else {}
+    )
 
 # %% ../nbs/05b_vllm_omni.ipynb #dc1a3194
 def _stub_generate(cfg: dict, images: list, prompt: str, settings: dict, seed_reaches: bool) -> tuple[Image.Image, dict]:
     "One generation under the deployment's rules; (image, what was used) or `_ClientError` / RuntimeError."
     if not images: raise _ClientError("expected at least one image")
-    if len(images) > cfg["limit_mm"]: raise _ClientError(f"At most {cfg['limit_mm']} image(s) may be provided in one prompt.")
+    if len(images) > cfg["limit_mm"]:
+        raise _ClientError(f"At most {cfg['limit_mm']} image(s) may be provided in one prompt.")
     used = images[:1] if cfg["deployment"] == "two-stage" else images
     size = _stub_canvas(settings, used[0], cfg["max_side"])
     seed = int(settings["seed"]) if seed_reaches and settings.get("seed") is not None else STUB_STAGE_SEED
     if cfg["pipeline_error"]: raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     gen = {k: settings[k] for k in BAGEL_SERVER_DEFAULTS if k in settings}
-    info = {"images_received": len(images), "images_used": len(used), "size": list(size), "seed": seed, "generation": gen}
+    info = {
+        "images_received": len(images),
+        "images_used": len(used),
+        "size": list(size),
+        "seed": seed,
+        "generation": gen,
+    }
     return _stub_imagine(used, prompt, size, seed), info
 
 # %% ../nbs/05b_vllm_omni.ipynb #4d3df724
@@ -332,7 +391,9 @@ def _stub_chat(cfg: dict, body: dict) -> tuple[dict, dict]:
     "The chat route: (reply, what was used); raises `_ClientError` on what the server rejects."
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs: raise _ClientError("messages must be a non-empty list")
-    parts = [p for m in msgs if m.get("role") == "user" and isinstance(m.get("content"), list) for p in m["content"]]
+    parts = [
+        p for m in msgs if m.get("role") == "user" and isinstance(m.get("content"), list) for p in m["content"]
+    ]
     urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
     text = " ".join(p["text"] for p in parts if p.get("type") == "text")
     modalities = body.get("modalities") or cfg["default_modalities"]
@@ -343,7 +404,7 @@ def _stub_chat(cfg: dict, body: dict) -> tuple[dict, dict]:
         m = _DATA_URL.search(u)
         if not m: raise _ClientError("image_url must be a base64 data URL")
         images.append(_b64_image(m.group(1)))
-    seed_reaches = cfg["deployment"] == "single-stage"     # two-stage: seed is not an image-stage extra-body key
+    seed_reaches = cfg["deployment"] == "single-stage"  # two-stage: seed is not an image-stage extra-body key
     image, info = _stub_generate(cfg, images, text, _stub_settings(body), seed_reaches)
     part = {"type": "image_url", "image_url": {"url": image_data_url(image)}}
     return {"id": "chatcmpl-stub", "object": "chat.completion", "model": body.get("model", "stub"),
@@ -352,7 +413,9 @@ def _stub_chat(cfg: dict, body: dict) -> tuple[dict, dict]:
 # %% ../nbs/05b_vllm_omni.ipynb #dcb21b61
 def _parse_form(content_type: str, data: bytes) -> tuple[dict, list]:
     "(fields, image files) of a multipart/form-data body."
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + data)
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + data
+    )
     if not msg.is_multipart(): raise _ClientError("the images API takes multipart/form-data")
     fields, files = {}, []
     for part in msg.iter_parts():
@@ -374,10 +437,12 @@ def _error_body(message: str, code: int) -> dict:
     # vLLM's ErrorResponse; serving_chat's _create_error_response keeps the type BadRequestError even for a 500
     return {"error": {"message": message, "type": "BadRequestError", "param": None, "code": code}}
 
+# %% ../nbs/05b_vllm_omni.ipynb #dee3eb73
 def _stub_handle(cfg: dict, state: dict, path: str, content_type: str, data: bytes) -> tuple[int, dict, dict]:
     "(status, body, extra headers) for one POST."
     state["requests"] += 1
-    if path not in ("/v1/chat/completions", "/v1/images/edits"): return 404, _error_body(f"no route {path}", 404), {}
+    if path not in ("/v1/chat/completions", "/v1/images/edits"):
+        return 404, _error_body(f"no route {path}", 404), {}
     if state["requests"] <= cfg["fail_first"]:
         headers = {"Retry-After": str(cfg["retry_after"])} if cfg["retry_after"] else {}
         return 503, _error_body("Service Unavailable: the engine is loading", 503), headers
@@ -389,7 +454,8 @@ def _stub_handle(cfg: dict, state: dict, path: str, content_type: str, data: byt
         return 400, _error_body(str(e), 400), {}
     except RuntimeError as e: return 500, _error_body(f"Image generation failed: {e}", 500), {}
     state["last"] = info
-    if cfg["no_image"]: reply = {"choices": [{"message": {"role": "assistant", "content": "I can only describe it."}}]}
+    if cfg["no_image"]:
+        reply = {"choices": [{"message": {"role": "assistant", "content": "I can only describe it."}}]}
     return 200, reply, {}
 
 # %% ../nbs/05b_vllm_omni.ipynb #607a346f
@@ -425,7 +491,9 @@ def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, dela
 # %% ../nbs/05b_vllm_omni.ipynb #04e8413d
 def main(argv=None) -> int:
     import argparse
-    p = argparse.ArgumentParser(prog="python -m astra_wb.vllm_omni", description="Serve the stub vLLM-Omni world simulator.")
+    p = argparse.ArgumentParser(
+        prog="python -m astra_wb.vllm_omni", description="Serve the stub vLLM-Omni world simulator."
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--deployment", choices=("two-stage", "single-stage"), default="two-stage")

@@ -112,7 +112,7 @@ def main():
     measure("no work (direct)", samples, ScriptedPolicy([render_answer("A", "x")]), sim, AgentConfig(mode="direct", group_size=a.group))
     if a.hf:
         import tempfile
-        from astra_wb.hf import build_tiny_qwen3vl
+        from astra_wb.tiny_vlm import build_tiny_qwen3vl
         path = build_tiny_qwen3vl(tempfile.mkdtemp() + "/tiny")
         measure("tiny Qwen3-VL (hf)", samples[:8], get_policy(f"hf:{path}", batch_size=32), sim,
                 AgentConfig(group_size=a.group, temperature=1.0, max_new_tokens=32, max_turns=4))

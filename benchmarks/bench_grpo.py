@@ -130,7 +130,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args(argv)
     import torch
-    from astra_wb.hf import cached_tiny_qwen3vl, load_tiny
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl, load_tiny
     from astra_wb.synthqa import generate_bench
     from astra_wb.protocol import Invoke, render_tool_call
     from astra_wb.motion import Motion

@@ -28,7 +28,7 @@ def scripted(samples):
 def make(out, max_steps, phase1_steps=1, prompts_per_step=2, num_generations=2, callbacks=None, resume=False, seed=0,
          save_steps=2):
     "A trainer on 4 synthetic questions with the oracle simulator; (trainer, config)."
-    from astra_wb.hf import cached_tiny_qwen3vl, load_tiny
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl, load_tiny
     from astra_wb.rl import TrainConfig, make_trainer
     from astra_wb.simulators import get_simulator
     from astra_wb.synthqa import generate_bench

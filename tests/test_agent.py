@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from astra_wb.agent import AgentConfig, iter_rollout, rollout, run_one, cli_rollout, trajectory_summary
+from astra_wb.agent import AgentConfig, iter_rollout, rollout, run_one, trajectory_summary
+from astra_wb.eval import cli_rollout
 from astra_wb.motion import Motion
 from astra_wb.policies import ScriptedPolicy, conversation_images
 from astra_wb.protocol import (GOLDEN_TURNS, INVALID_REASONS, Answer, Invalid, Invoke, Observation, Sample,

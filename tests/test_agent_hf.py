@@ -10,7 +10,7 @@ from test_agent import FakeSimulator, sample
 
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory):
-    from astra_wb.hf import build_tiny_qwen3vl
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl
     return build_tiny_qwen3vl(tmp_path_factory.getbasetemp() / "tiny-qwen3vl")
 
 
@@ -41,7 +41,8 @@ def test_taught_tiny_qwen3vl_calls_the_simulator_then_answers(tiny_path):
     image), then let it drive the agent: its own tokens must parse to Invoke, reach the simulator, and
     after the tool response (with the image) parse to the right Answer."""
     import torch
-    from astra_wb.hf import HFPolicy, load_tiny
+    from astra_wb.hf import HFPolicy
+    from astra_wb.tiny_vlm import load_tiny
     from astra_wb.policies import conversation_images
     from astra_wb.protocol import TOOLS
     model, proc = load_tiny(tiny_path)

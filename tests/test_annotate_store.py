@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from astra_wb.annotate import LabelConflict, LabelStore, cli_annotate, read_jsonl
-from astra_wb.labels import LABELS, LabelError, cohen_kappa, krippendorff_alpha
+from astra_wb.annotate import LabelConflict, LabelStore, cli_annotate
+from astra_wb.labels import LABELS, LabelError, cohen_kappa, krippendorff_alpha, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -53,7 +53,7 @@ def test_eval_mindcube_overall_excludes_translation(tmp_path):
 def test_eval_mmsi_with_a_real_hf_policy(tmp_path):
     "The real-benchmark path with a (tiny, random) transformers Qwen3-VL: every row is scored, none crashes the run."
     pytest.importorskip("transformers")
-    from astra_wb.hf import cached_tiny_qwen3vl
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl
     model = cached_tiny_qwen3vl()
     bench = write_mmsi_fixture(tmp_path / "mmsi", n=3)
     out = tmp_path / "run"

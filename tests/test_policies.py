@@ -11,7 +11,7 @@ from astra_wb.protocol import TOOLS, Invalid, parse_turn
 
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory):
-    from astra_wb.hf import build_tiny_qwen3vl
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl
     return build_tiny_qwen3vl(tmp_path_factory.getbasetemp() / "tiny-qwen3vl")
 
 
@@ -77,7 +77,7 @@ def test_tiny_template_is_trls_and_tokens_are_qwens(tiny_path):
     from transformers import AutoProcessor
     import astra_wb.hf  # noqa: F401  registers the image-only processors
     from trl.chat_template_utils import qwen3_vl_chat_template
-    from astra_wb.hf import hub_offline
+    from astra_wb.tiny_vlm import hub_offline
     with hub_offline(): proc = AutoProcessor.from_pretrained(tiny_path)
     assert proc.chat_template == qwen3_vl_chat_template == proc.tokenizer.chat_template
     tok = proc.tokenizer
@@ -91,7 +91,7 @@ def test_tiny_template_is_trls_and_tokens_are_qwens(tiny_path):
 
 
 def test_tiny_builder_reuses_and_survives_concurrent_builds(tmp_path, tiny_path):
-    from astra_wb.hf import build_tiny_qwen3vl, load_tiny
+    from astra_wb.tiny_vlm import build_tiny_qwen3vl, load_tiny
     from pathlib import Path
     weights = Path(tiny_path) / "model.safetensors"
     before = weights.stat().st_mtime_ns
@@ -105,7 +105,7 @@ def test_tiny_builder_reuses_and_survives_concurrent_builds(tmp_path, tiny_path)
     for t in threads: t.join()
     assert not errors and results == [str(target)] * 2
     # processes really race: each builds in its own temporary folder and renames it into place
-    code = "import sys; from astra_wb.hf import build_tiny_qwen3vl; print(build_tiny_qwen3vl(sys.argv[1]))"
+    code = "import sys; from astra_wb.tiny_vlm import build_tiny_qwen3vl; print(build_tiny_qwen3vl(sys.argv[1]))"
     racing = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "raced")], stdout=subprocess.PIPE, text=True)
               for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].strip() for p in racing]
@@ -116,7 +116,7 @@ def test_tiny_builder_reuses_and_survives_concurrent_builds(tmp_path, tiny_path)
 
 
 def test_cached_tiny_lives_in_the_workbench_cache(tmp_path, monkeypatch):
-    from astra_wb.hf import TINY_BUILDER_VERSION, cached_tiny_qwen3vl
+    from astra_wb.tiny_vlm import TINY_BUILDER_VERSION, cached_tiny_qwen3vl
     monkeypatch.setenv("ASTRA_WB_CACHE", str(tmp_path))
     path = cached_tiny_qwen3vl()
     assert path == str(tmp_path / f"tiny-qwen3vl-v{TINY_BUILDER_VERSION}") and cached_tiny_qwen3vl() == path
@@ -160,7 +160,8 @@ def test_check_policy_checks_what_the_loop_reads():
 def test_hf_policy_and_training_policy_decode_alike(tiny_path):
     "One generation path: greedy HFPolicy (eval) and TokenPolicy (training) write the same tokens on the same model."
     from PIL import Image
-    from astra_wb.hf import HFPolicy, TokenPolicy, load_tiny, _ctx_key
+    from astra_wb.hf import HFPolicy, TokenPolicy, _ctx_key
+    from astra_wb.tiny_vlm import load_tiny
     from astra_wb.protocol import system_prompt
     model, proc = load_tiny(tiny_path)
     direct = [{"role": "system", "content": system_prompt("direct")},

@@ -183,7 +183,8 @@ def test_retries_then_success_and_timeouts(server):
 
 
 def test_inline_tool_images_render_like_the_transformers_path():
-    from astra_wb.hf import cached_tiny_qwen3vl, load_processor
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl
     from astra_wb.policies import _probe_conversations, to_openai_messages, vllm_chat_view
     from astra_wb.protocol import TOOLS
     proc = load_processor(cached_tiny_qwen3vl())
@@ -257,7 +258,8 @@ def test_forced_mode_requires_a_tool_call_where_the_server_can(server):
 
 
 def test_pixel_limits_and_template_kwargs_reach_the_server(server):
-    from astra_wb.hf import cached_tiny_qwen3vl, load_processor
+    from astra_wb.hf import load_processor
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl
     from astra_wb.policies import OpenAIPolicy, _probe_conversations, processor_pixel_limits
     url, log = server()
     limits = processor_pixel_limits(load_processor(cached_tiny_qwen3vl()))

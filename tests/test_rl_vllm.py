@@ -74,7 +74,7 @@ def serve(port: int, tiny: str, log: str):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from astra_wb.hf import cached_tiny_qwen3vl, load_tiny
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl, load_tiny
     path = cached_tiny_qwen3vl()
     model, processor = load_tiny(path)
     return path, model, processor
