@@ -4,287 +4,19 @@
 
 # %% ../nbs/06b_expert.ipynb #be0e925a
 from __future__ import annotations
-import colorsys, hashlib, json, math, re
-from dataclasses import dataclass, field
+import hashlib, math
+from dataclasses import dataclass
 import numpy as np
-from PIL import Image
+from fastcore.basics import patch
 from .motion import Motion, MotionError, parse_instruction
-from .policies import to_pil
+from .perception import (ASSUMED_FOV_DEG, HOLE_RGB, MATCH_PLAUSIBLE, MATCH_RATIO, Blob, Question, State,
+                                 describe, detect, image_distance, parse_question, read_conversation, to_rgb,
+                                 turn_from_points, turn_from_shift, where)
 from .protocol import Invoke, render_tool_call, render_answer
-from .scene import CATEGORIES, CATEGORY_NAMES, HOLE_COLOR
 
 # %% auto #0
-__all__ = ['HOLE_RGB', 'MIN_PIXELS', 'MAX_HUE_ERR', 'ASSUMED_FOV_DEG', 'MATCH_RATIO', 'MATCH_PLAUSIBLE', 'Blob', 'to_rgb',
-           'classify', 'detect', 'Question', 'parse_question', 'State', 'read_conversation', 'where', 'describe',
-           'image_distance', 'turn_from_shift', 'turn_from_points', 'Decision', 'rotated', 'hole_share', 'decide_view',
-           'decide_cam_reg', 'turn_evidence', 'decide_pair', 'decide', 'ExpertPolicy']
-
-# %% ../nbs/06b_expert.ipynb #7ce84d4f
-HOLE_RGB = HOLE_COLOR      # simulators' hole colour, reserved by the scene palette
-MIN_PIXELS = 40            # fewer pixels of a colour than this is noise, not an object
-MAX_HUE_ERR = 12.0         # degrees; category hues are ~25.7 degrees apart
-_CAT_HUES = np.array(
-    [colorsys.rgb_to_hsv(*(np.array(CATEGORIES[c]["color"]) / 255))[0] * 360 for c in CATEGORY_NAMES]
-)
-
-def _hue_table(step: float = 0.5) -> np.ndarray:
-    "Category index (or -1) for each hue bin of `step` degrees: nearest category hue within MAX_HUE_ERR."
-    h = np.arange(0, 360, step) + step / 2
-    err = np.abs((h[:, None] - _CAT_HUES + 180) % 360 - 180)
-    return np.where(err.min(1) <= MAX_HUE_ERR, err.argmin(1), -1).astype(np.int16)
-
-# %% ../nbs/06b_expert.ipynb #835442f4
-_HUE_LUT = _hue_table()
-
-@dataclass
-class Blob:
-    "One detected object: pixel `count`, mean column `cu`, lowest row `vmax`, column extent, whether it touches the border."
-    count: int
-    cu: float
-    vmax: float
-    cv: float = 0.0
-    umin: float = 0.0
-    umax: float = 0.0
-    edge: bool = False
-    left_cut: bool = False
-    right_cut: bool = False
-
-# %% ../nbs/06b_expert.ipynb #82d5db0e
-def to_rgb(image) -> np.ndarray:
-    "An (H, W, 3) uint8 array from a PIL image, an array or a path."
-    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        with Image.open(image) as im: return np.asarray(im.convert("RGB"))
-    if isinstance(image, Image.Image): return np.asarray(image.convert("RGB"))
-    a = np.asarray(image)
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise ValueError(f"expected an RGB image, got an array of shape {a.shape}")
-    return a[..., :3].astype(np.uint8)
-
-# %% ../nbs/06b_expert.ipynb #58c48c9f
-def classify(rgb: np.ndarray) -> np.ndarray:
-    "(H, W) category index per pixel (-1: wall, floor, hole or unknown) by nearest category hue."
-    x = rgb.astype(np.float32)
-    mx, mn = x.max(-1), x.min(-1)
-    chroma = mx - mn
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = (
-            np.where(mx == r, ((g - b) / chroma) % 6, np.where(mx == g, (b - r) / chroma + 2, (r - g) / chroma + 4))
-            * 60.0
-        )
-    ok = (chroma >= 0.4 * mx) & (mx > 51) & (np.abs(rgb.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40)
-    idx = np.nan_to_num(h / 0.5, nan=0).astype(np.int32) % len(_HUE_LUT)
-    return np.where(ok, _HUE_LUT[idx], -1)
-
-# %% ../nbs/06b_expert.ipynb #95f8b3e8
-_DET_CACHE: dict = {}
-
-def detect(image, min_pixels: int = MIN_PIXELS) -> dict[str, Blob]:
-    "{category: Blob} of the objects visible in `image`, found by their category colours."
-    key = (id(image), min_pixels)
-    if key in _DET_CACHE and _DET_CACHE[key][0] is image: return _DET_CACHE[key][1]
-    rgb = to_rgb(image)
-    H, W = rgb.shape[:2]
-    cls = classify(rgb)
-    out = {}
-    counts = np.bincount(cls.ravel() + 1, minlength=len(CATEGORY_NAMES) + 1)[1:]
-    for c in np.nonzero(counts >= min_pixels)[0]:
-        v, u = np.nonzero(cls == c)
-        out[CATEGORY_NAMES[c]] = Blob(int(len(u)), float(u.mean() + 0.5), float(np.percentile(v, 99.5)), float(v.mean() + 0.5),
-                                      float(np.percentile(u, 0.5)), float(np.percentile(u, 99.5) + 1),
-                                      bool(u.min() == 0 or u.max() == W - 1 or v.max() == H - 1), bool(u.min() == 0), bool(u.max() == W - 1))
-    if len(_DET_CACHE) > 512: _DET_CACHE.clear()
-    _DET_CACHE[key] = (image, out)   # holding the image keeps its id from being reused
-    return out
-
-# %% ../nbs/06b_expert.ipynb #e51628bf
-_QP = r"(?:From the viewpoint of image (?P<r1>\d+)|If you (?P<instr>.+?) from the viewpoint of image (?P<r2>\d+))"
-_NAME = r"[a-z][a-z ]*?"
-_PATTERNS = [
-    ("nearest", _QP + r", which of these objects (?:is|would be) nearest the centre of your view\?"),
-    ("side", _QP + rf", which of these objects (?:appears|would appear) to the (?P<side>left|right) of the (?P<a>{_NAME})\?"),
-    ("between", _QP + rf", which of these objects (?:appears|would appear) between the (?P<a>{_NAME}) and the (?P<b>{_NAME})\?"),
-    ("relation", _QP + rf", where (?:is|would) the area around the (?P<a>{_NAME})(?: be)? relative to the area around the (?P<b>{_NAME})\?"),
-    ("unstated", r"Standing at the viewpoint of image (?P<r>\d+), which of these objects is directly "
-                 r"(?P<where>behind you|to your left|to your right)\?"),
-    ("cam_reg", r"Standing at the viewpoint of image (?P<r>\d+), in which direction is the area shown in image (?P<k>\d+)\?"),
-    ("cam_cam", r"Image (?P<k>\d+) was taken after the camera of image (?P<r>\d+) moved (?P<d>[\d.]+) meters? in one direction without turning"),
-    ("motion", r"Image (?P<k>\d+) was taken from the same position as image (?P<r>\d+) after the camera turned"),
-]
-_PATTERNS = [(f, re.compile(p)) for f, p in _PATTERNS]
-
-@dataclass
-class Question:
-    "What the expert understood: `family`, reference image `r`, `motion` (or None), other image `k`, named objects, options."
-    family: str
-    options: dict
-    r: int = 1
-    motion: Motion | None = None
-    k: int | None = None
-    names: tuple = ()
-    side: str | None = None
-    distance: float | None = None
-    rotation_layout: bool = False
-    planned: bool = False  # the question names no motion: the expert planned it ("behind you" -> turn around)
-    text: str = ""
-
-# %% ../nbs/06b_expert.ipynb #af9ad8d1
-def parse_question(text: str) -> Question:
-    "The family, viewpoint and options of a synthetic-bench question (options as 'A. ...' lines)."
-    opts = dict(re.findall(r"^\s*([A-D])[.:)]\s*(.+?)\s*$", text, flags=re.M))
-    rot = "turning 90 degrees to the right between consecutive images" in text
-    for fam, pat in _PATTERNS:
-        m = pat.search(text)
-        if not m: continue
-        g = m.groupdict()
-        q = Question(fam, opts, rotation_layout=rot, text=text)
-        if fam == "unstated":   # plan the query: what lies behind / left / right of a camera is a turn away
-            q.family, q.r, q.planned = "nearest", int(g["r"]), True
-            turns = {"behind you": 180, "to your left": -90, "to your right": 90}
-            q.motion = Motion("yaw", turns[g["where"]])
-            return q
-        if "r1" in g:
-            q.r = int(g["r1"] or g["r2"])
-            if g["instr"]:
-                try: q.motion = parse_instruction(g["instr"])[1]
-                except MotionError: return Question("unknown", opts, text=text)
-        else: q.r, q.k = int(g["r"]), int(g["k"])
-        q.names = tuple(g[x] for x in ("a", "b") if g.get(x))
-        q.side, q.distance = g.get("side"), float(g["d"]) if g.get("d") else None
-        return q
-    return Question("unknown", opts, text=text)
-
-# %% ../nbs/06b_expert.ipynb #9e79808d
-_PROV = re.compile(r"Image (\d+): imagined from image (\d+) after (.+?)\s*$", re.S)
-
-@dataclass
-class State:
-    "The expert's view of a conversation."
-    mode: str = "agentic"
-    forced_k: int = 0
-    max_calls: int = 3
-    images: list = field(default_factory=list)          # 1-based via images[i - 1]
-    n_given: int = 0
-    imagined: dict = field(default_factory=dict)        # (ref, kind, value) -> image number
-    calls: list = field(default_factory=list)           # (ref, kind, value) of every tool call made
-    text: str = ""
-
-# %% ../nbs/06b_expert.ipynb #54682935
-def _data_url_image(url: str):
-    "The image of a base64 `data:image/...` URL; None if `url` is not one or does not decode."
-    head = url.partition(",")[0]
-    if not head.startswith("data:image") or ";base64" not in head: return None
-    try: return to_pil(url)
-    except Exception: return None
-
-# %% ../nbs/06b_expert.ipynb #923fdc7f
-def _parts(content) -> list[dict]:
-    "Message parts, with OpenAI-style `image_url` data URLs turned into `image` parts."
-    if isinstance(content, str): return [{"type": "text", "text": content}]
-    out = []
-    for p in content or []:
-        if not isinstance(p, dict): continue
-        if p.get("type") == "image_url":
-            url = (
-                p.get("image_url", {}).get("url", "")
-                if isinstance(p.get("image_url"), dict)
-                else str(p.get("image_url", ""))
-            )
-            im = _data_url_image(url)
-            if im is not None: out.append({"type": "image", "image": im})
-        else: out.append(p)
-    return out
-
-# %% ../nbs/06b_expert.ipynb #b6c922e8
-def read_conversation(messages: list[dict], tools=None) -> State:
-    "The `State` of a chat conversation (system, user, assistant, tool messages)."
-    st = State()
-    system = " ".join(
-        p.get("text", "") for m in messages if m.get("role") == "system" for p in _parts(m.get("content"))
-    )
-    if not tools or "do not call any tool" in system: st.mode = "direct"
-    elif (m := re.search(r"must call \w+ exactly (\d+) times", system)): st.mode, st.forced_k = "forced", int(m.group(1))
-    if (m := re.search(r"at most (\d+) calls", system)): st.max_calls = int(m.group(1))
-    if st.mode == "forced": st.max_calls = max(st.max_calls, st.forced_k)
-    first_user = True
-    for msg in messages:
-        role, parts = msg.get("role"), _parts(msg.get("content"))
-        if role == "user" and first_user:
-            first_user = False
-            st.images += [p.get("image") for p in parts if p.get("type") == "image"]
-            st.n_given = len(st.images)
-            st.text = "\n".join(p.get("text", "") for p in parts if p.get("type") == "text")
-        elif role == "assistant":
-            m = re.search(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", parts[0].get("text", "") if parts else "", re.S)
-            if m:
-                try:
-                    a = json.loads(m.group(1))["arguments"]
-                    mo = Motion.from_tool(a["motion_type"], float(a["value"]))
-                    st.calls.append((int(a["reference_image"]), mo.kind, mo.value))
-                except (ValueError, KeyError, TypeError, MotionError): st.calls.append(None)
-        elif role == "tool":
-            ims = [p.get("image") for p in parts if p.get("type") == "image"]
-            txt = " ".join(p.get("text", "") for p in parts if p.get("type") == "text")
-            if ims:
-                st.images.append(ims[0])
-                if (m := _PROV.search(txt)):
-                    try:
-                        mo = parse_instruction(m.group(3))[1]
-                        st.imagined[(int(m.group(2)), mo.kind, mo.value)] = len(st.images)
-                    except MotionError: pass
-    return st
-
-# %% ../nbs/06b_expert.ipynb #7096d7c6
-ASSUMED_FOV_DEG = 60.0   # camera prior for turning pixel shifts into angles
-MATCH_RATIO = (
-    0.5  # with options left untested, the best tested view wins only if this much closer than the next
-)
-MATCH_PLAUSIBLE = 0.08   # ...and this close (a wrong motion on the oracle scores >= ~0.1)
-
-def where(b: Blob, W: int) -> str:
-    return "on the left" if b.cu < W / 3 else "on the right" if b.cu > 2 * W / 3 else "near the centre"
-
-# %% ../nbs/06b_expert.ipynb #4da6b719
-def describe(blobs: dict, W: int, only=None) -> str:
-    "'sofa on the left, tv near the centre' (or 'no option objects')."
-    items = [(b.cu, f"{k} {where(b, W)}") for k, b in blobs.items() if only is None or k in only]
-    return ", ".join(t for _, t in sorted(items)) or ("none of the options" if only is not None else "no objects")
-
-# %% ../nbs/06b_expert.ipynb #02538143
-def image_distance(a, b, size=(96, 72)) -> float:
-    "How unlike two images are (0-2): mean colour difference plus the share of pixels whose object class differs; holes ignored."
-    A = np.asarray(Image.fromarray(to_rgb(a)).resize(size, Image.NEAREST))
-    B = np.asarray(Image.fromarray(to_rgb(b)).resize(size, Image.NEAREST))
-    ok = (np.abs(A.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40) & (
-        np.abs(B.astype(np.int16) - np.array(HOLE_RGB)).max(-1) > 40
-    )
-    if not ok.any(): return 2.0
-    rgb = np.abs(A.astype(np.float32) - B.astype(np.float32))[ok].mean() / 255
-    return float(rgb + (classify(A) != classify(B))[ok].mean())
-
-# %% ../nbs/06b_expert.ipynb #6a9e3c8e
-def turn_from_shift(cu_from: float, cu_to: float, W: int, fov_deg: float = ASSUMED_FOV_DEG) -> float:
-    "Yaw (degrees, + right) that moves a point on the horizon from column `cu_from` to `cu_to`."
-    f = W / 2 / math.tan(math.radians(fov_deg) / 2)
-    return math.degrees(math.atan((cu_from - W / 2) / f) - math.atan((cu_to - W / 2) / f))
-
-# %% ../nbs/06b_expert.ipynb #aecb029e
-def turn_from_points(p_from: list, p_to: list, W: int, H: int, fov_deg: float = ASSUMED_FOV_DEG) -> tuple[float, float]:
-    """(yaw, camera pitch) in degrees from pixels (u, v) of the same points before and after a turn in place.
-    A turn about gravity keeps each point's elevation, which pins the (unknown) camera pitch; the yaw is then
-    the change of the points' azimuth."""
-    f = W / 2 / math.tan(math.radians(fov_deg) / 2)
-    a, b = np.asarray(p_from, float), np.asarray(p_to, float)
-    def az_el(p, pitch):
-        x, y = (p[:, 0] - W / 2) / f, (p[:, 1] - H / 2) / f
-        sp, cp = np.sin(pitch), np.cos(pitch)
-        fwd, up = y * sp + cp, -y * cp + sp
-        return np.arctan2(x, fwd), np.arctan2(up, np.hypot(x, fwd))
-    pitches = np.radians(np.arange(-45.0, 30.5, 0.5))
-    cost = [np.sum((az_el(a, p)[1] - az_el(b, p)[1]) ** 2) + 1e-5 * (p + 0.17) ** 2 for p in pitches]
-    p = pitches[int(np.argmin(cost))]
-    d = np.degrees(az_el(a, p)[0] - az_el(b, p)[0])
-    return float(np.median((d + 180) % 360 - 180)), float(np.degrees(p))
+__all__ = ['Decision', 'rotated', 'hole_share', 'decide_view', 'decide_cam_reg', 'turn_evidence', 'decide_pair', 'decide',
+           'ExpertPolicy']
 
 # %% ../nbs/06b_expert.ipynb #acb67f09
 @dataclass
@@ -297,11 +29,13 @@ class Decision:
 
 # %% ../nbs/06b_expert.ipynb #2627d574
 class _Ctx:
+    "What a decision works from: the conversation state, the parsed question, a seeded generator, detections."
     def __init__(self, st: State, q: Question, rng):
         self.st, self.q, self.rng, self._det = st, q, rng, {}
         self.W = to_rgb(st.images[0]).shape[1] if st.images else 256
 
     def det(self, i: int) -> dict:
+        "Detections of image i (1-based), computed once."
         if i not in self._det: self._det[i] = detect(self.st.images[i - 1])
         return self._det[i]
 
@@ -310,38 +44,46 @@ class _Ctx:
 
     def called(self, r: int, m: Motion) -> bool: return (r, m.kind, m.value) in self.st.calls
 
-    def image_for(self, r: int, m: Motion | None) -> int | None:
-        "Number of an image showing image r's viewpoint after `m`, if the conversation has one."
-        if m is None: return r if 1 <= r <= len(self.st.images) else None
-        if self.q.rotation_layout and m.kind == "yaw" and m.value % 90 == 0 and r <= self.st.n_given:
-            j = r + int(m.value // 90)
-            if self.st.n_given == 4: j = (j - 1) % 4 + 1        # four quarter turns close the circle
-            if 1 <= j <= self.st.n_given: return j
-        return self.st.imagined.get((r, m.kind, m.value))
-
-    def origin(self, i: int) -> str:
-        if i <= self.st.n_given: return f"image {i}"
-        for (r, kind, v), j in self.st.imagined.items():
-            if j == i: return f"image {i} (imagined from image {r}: {Motion(kind, v).instruction()})"
-        return f"image {i}"
-
-    def letter_of(self, text: str) -> str | None:
-        return next((k for k, v in self.q.options.items() if v.strip().lower() == text.strip().lower()), None)
-
-    def guess(self, letters: list[str], why: str) -> Decision:
-        letters = sorted(letters) or sorted(self.q.options) or ["A"]
-        pick = letters[int(self.rng.integers(len(letters)))]
-        return Decision(f"{why} I guess {pick} ({self.q.options.get(pick, '?')}).", letter=pick)
-
-    def call(self, r: int, m: Motion, why: str) -> Decision:
-        return Decision(
-            f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}.",
-            ref=r,
-            motion=m,
-        )
-
     def seen_anywhere(self) -> set:
         return {k for i in range(1, self.st.n_given + 1) for k in self.det(i)}
+
+# %% ../nbs/06b_expert.ipynb #6bc844e0
+@patch
+def image_for(self: _Ctx, r: int, m: Motion | None) -> int | None:
+    "Number of an image showing image r's viewpoint after `m`, if the conversation has one."
+    if m is None: return r if 1 <= r <= len(self.st.images) else None
+    if self.q.rotation_layout and m.kind == "yaw" and m.value % 90 == 0 and r <= self.st.n_given:
+        j = r + int(m.value // 90)
+        if self.st.n_given == 4: j = (j - 1) % 4 + 1        # four quarter turns close the circle
+        if 1 <= j <= self.st.n_given: return j
+    return self.st.imagined.get((r, m.kind, m.value))
+
+@patch
+def origin(self: _Ctx, i: int) -> str:
+    "Image i in words, saying where an imagined one came from."
+    if i <= self.st.n_given: return f"image {i}"
+    for (r, kind, v), j in self.st.imagined.items():
+        if j == i: return f"image {i} (imagined from image {r}: {Motion(kind, v).instruction()})"
+    return f"image {i}"
+
+# %% ../nbs/06b_expert.ipynb #cb6773b4
+@patch
+def letter_of(self: _Ctx, text: str) -> str | None:
+    "The option letter whose text is `text` (case and edge spaces ignored)."
+    return next((k for k, v in self.q.options.items() if v.strip().lower() == text.strip().lower()), None)
+
+@patch
+def guess(self: _Ctx, letters: list[str], why: str) -> Decision:
+    "A seeded guess among `letters` (all options if empty), with the reason."
+    letters = sorted(letters) or sorted(self.q.options) or ["A"]
+    pick = letters[int(self.rng.integers(len(letters)))]
+    return Decision(f"{why} I guess {pick} ({self.q.options.get(pick, '?')}).", letter=pick)
+
+@patch
+def call(self: _Ctx, r: int, m: Motion, why: str) -> Decision:
+    "A tool call for image r's view after `m`, with the reason."
+    why = f"{why} I will ask the world simulator for the view from image {r} after I {m.instruction()}."
+    return Decision(why, ref=r, motion=m)
 
 # %% ../nbs/06b_expert.ipynb #958788b7
 def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:

@@ -3,7 +3,8 @@ perspective questions, changes nothing where the given views suffice, and the ex
 import numpy as np
 import pytest
 from astra_wb.agent import rollout, AgentConfig
-from astra_wb.expert import ExpertPolicy, detect, read_conversation, parse_question
+from astra_wb.expert import ExpertPolicy
+from astra_wb.perception import detect, read_conversation, parse_question
 from astra_wb.policies import check_policy, get_policy
 from astra_wb.protocol import Trajectory, TOOLS, build_messages, parse_turn, Answer, Invoke, Sample
 from astra_wb.simulators import get_simulator

@@ -55,7 +55,7 @@ def test_families_through_the_simulators(bench):
     only) cannot. Perspective: reproject's query view, built from the given views alone, shows the answer object.
     Direct: the given query image shows it."""
     from astra_wb.simulators import get_simulator
-    from astra_wb.expert import detect
+    from astra_wb.perception import detect
     oracle, rep = get_simulator("oracle"), get_simulator("reproject")
     checked = {f: 0 for f in FAMILIES}
     for s in bench:
