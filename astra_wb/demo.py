@@ -307,8 +307,9 @@ def _make_bench(cfg: DemoConfig, say) -> float:
     "Generate the bench and its questions that need a viewpoint (the globals forked workers inherit); seconds."
     global _BENCH, _VIEWPOINT
     from astra_wb.benchmarks import SynthBench
+    from astra_wb.synthqa import generate_bench
     t0 = time.perf_counter()
-    _BENCH = SynthBench.generate(cfg.n, seed=cfg.seed)
+    _BENCH = SynthBench(samples=generate_bench(cfg.n, seed=cfg.seed, workers=cfg.workers))   # same bench, any workers
     _VIEWPOINT = SynthBench(samples=[s for s in _BENCH if s.meta.get("family") != "direct"])
     secs = time.perf_counter() - t0
     fam = [s.meta.get("family") for s in _BENCH]

@@ -16,8 +16,8 @@ from .geometry import decompose
 from .simulators import ReprojectSimulator, Rendering, View, UNPOSED, conversation_views, reproject_views
 
 # %% auto #0
-__all__ = ['IN_CHANNELS', 'LearnedSimConfig', 'WarpRefineNet', 'motion_vector', 'warp_inputs', 'compose', 'LearnedSim',
-           'LearnedSimulator']
+__all__ = ['IN_CHANNELS', 'LearnedSimConfig', 'WarpRefineNet', 'motion_vector', 'warp_inputs', 'FullResRefine', 'compose',
+           'LearnedSim', 'LearnedSimulator']
 
 # %% ../nbs/05c_learned_sim.ipynb #d182c93d
 @dataclass
@@ -29,6 +29,7 @@ class LearnedSimConfig:
     trans_scale: float = 2.0     # metres that map to 1.0 in the motion input
     rot_scale: float = 90.0      # degrees that map to 1.0 in the motion input
     max_footprint: float = 4.0   # splat footprint of the warp in pixels (as `reproject`)
+    refine: int = 8              # channels of the full-resolution refinement (0: none, as in checkpoints saved before it)
 
 IN_CHANNELS = 16   # context warp rgb + valid, reference warp rgb + valid, 5 motion planes, reference mean colour
 
@@ -75,7 +76,9 @@ def warp_inputs(views: list, ref: View, pose, K, width: int, height: int, d, cfg
     rgb, depth, hole = reproject_views(views, pose, K, width, height, cfg.max_footprint)
     w = min(cfg.net_width, width)                 # never upsample a small image
     size = (max(1, round(height * w / width)), w)
-    Kt = np.array(K, np.float64); Kt[0] *= size[1] / width; Kt[1] *= size[0] / height
+    Kt = np.array(K, np.float64)
+    Kt[0] *= size[1] / width
+    Kt[1] *= size[0] / height
     rrgb, _, rhole = reproject_views([ref], pose, Kt, size[1], size[0], cfg.max_footprint)   # the reference alone, at thumbnail size
     valid = torch.from_numpy(~hole)[None, None].float()
     warp = _image_tensor(rgb) * valid
@@ -86,9 +89,25 @@ def warp_inputs(views: list, ref: View, pose, K, width: int, height: int, d, cfg
     return torch.cat([cw, cv, _image_tensor(rrgb) * rv, rv, planes[None, :, None, None].expand(1, 8, *size)], 1), warp, valid, depth
 
 # %% ../nbs/05c_learned_sim.ipynb #045f6735
-def compose(out: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    "The image: the warp where the network trusts it, the network's colours elsewhere (holes always)."
+class FullResRefine(nn.Module):
+    "A per-pixel MLP at full resolution over the warp, its contrast with its surroundings and the upsampled thumbnail output."
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(12, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 4, 1))
+        nn.init.zeros_(self.net[2].weight)   # starts as no correction: the coarse result
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, up: torch.Tensor, local: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        "Corrected logits; `up`: the thumbnail's logits, `local`: the thumbnail's warp colour and valid fraction, upsampled."
+        # a stripe is a thin line of other colour, or a thin gap, amid the warp: per-pixel layers see that cheaply
+        return up + self.net(torch.cat([warp, valid, warp - local[:, :3], local[:, 3:], torch.sigmoid(up)], 1))
+
+def compose(out: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor, refine: FullResRefine | None = None,
+            x: torch.Tensor | None = None) -> torch.Tensor:
+    "The image: the warp where the network trusts it, the network's colours elsewhere (holes always); `x`: the network input."
+    if refine is not None: out = torch.cat([out, x[:, :4]], 1)   # one upsampling for the logits and the thumbnail warp
     out = F.interpolate(out, size=warp.shape[-2:], mode="bilinear", align_corners=False)
+    if refine is not None: out = refine(out[:, :4], out[:, 4:], warp, valid)
     gate = torch.sigmoid(out[:, 3:4]) * valid
     return gate * warp + (1 - gate) * torch.sigmoid(out[:, :3])
 
@@ -99,12 +118,14 @@ class LearnedSim(nn.Module):
         super().__init__()
         self.cfg, self.record = cfg or LearnedSimConfig(), dict(record or {})
         self.net = WarpRefineNet(self.cfg)
+        self.refine = FullResRefine(self.cfg.refine) if self.cfg.refine else None
 
-    def forward(self, x, warp, valid): return compose(self.net(x), warp, valid)
+    def forward(self, x, warp, valid): return compose(self.net(x), warp, valid, self.refine, x)
 
     def save_pretrained(self, folder) -> Path:
         from safetensors.torch import save_file
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
         (folder / "config.json").write_text(json.dumps({"model": asdict(self.cfg), "record": self.record}, indent=1))
         return folder
@@ -118,6 +139,7 @@ def _from_pretrained(cls, folder) -> LearnedSim:
     try:
         meta = json.loads((folder / "config.json").read_text())
         known = {f.name for f in fields(LearnedSimConfig)}
+        meta["model"].setdefault("refine", 0)   # saved before the full-resolution refinement existed
         model = cls(LearnedSimConfig(**{k: v for k, v in meta["model"].items() if k in known}), meta.get("record"))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:

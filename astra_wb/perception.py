@@ -75,13 +75,14 @@ def classify(rgb: np.ndarray) -> np.ndarray:
     return np.where(ok, _HUE_LUT[idx], -1)
 
 # %% ../nbs/06d_perception.ipynb #95f8b3e8
-_DET_CACHE: dict = {}
+_DET_CACHE: dict = {}   # content hash -> detections: every run and turn reads the same given images again
 
 def detect(image, min_pixels: int = MIN_PIXELS) -> dict[str, Blob]:
     "{category: Blob} of the objects visible in `image`, found by their category colours."
-    key = (id(image), min_pixels)
-    if key in _DET_CACHE and _DET_CACHE[key][0] is image: return _DET_CACHE[key][1]
+    import hashlib
     rgb = to_rgb(image)
+    key = (hashlib.blake2b(rgb.tobytes(), digest_size=16).digest(), rgb.shape, min_pixels)   # a pure function of the pixels
+    if key in _DET_CACHE: return _DET_CACHE[key]
     H, W = rgb.shape[:2]
     cls = classify(rgb)
     out = {}
@@ -91,8 +92,8 @@ def detect(image, min_pixels: int = MIN_PIXELS) -> dict[str, Blob]:
         out[CATEGORY_NAMES[c]] = Blob(int(len(u)), float(u.mean() + 0.5), float(np.percentile(v, 99.5)), float(v.mean() + 0.5),
                                       float(np.percentile(u, 0.5)), float(np.percentile(u, 99.5) + 1),
                                       bool(u.min() == 0 or u.max() == W - 1 or v.max() == H - 1), bool(u.min() == 0), bool(u.max() == W - 1))
-    if len(_DET_CACHE) > 512: _DET_CACHE.clear()
-    _DET_CACHE[key] = (image, out)   # holding the image keeps its id from being reused
+    if len(_DET_CACHE) >= 4096: _DET_CACHE.pop(next(iter(_DET_CACHE)))   # oldest first; entries are small
+    _DET_CACHE[key] = out
     return out
 
 # %% ../nbs/06d_perception.ipynb #e51628bf

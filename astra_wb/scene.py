@@ -116,9 +116,11 @@ class Scene:
         return np.concatenate([np.array([o.center for o in self.objects]), half, np.cos(yaw)[:, None], np.sin(yaw)[:, None]], 1)
 
 # %% ../nbs/03_scene.ipynb #4a01b34e
-def _aabb2(o: SceneObject, gap: float = 0.0) -> np.ndarray:
+def _aabb2(o: SceneObject, gap: float = 0.0) -> tuple:
+    "(x0, y0, x1, y1) of the footprint grown by `gap` (plain floats: scene placement tests thousands)."
     fp = o.footprint()
-    return np.r_[fp.min(0) - gap, fp.max(0) + gap]
+    (x0, y0), (x1, y1) = fp.min(0), fp.max(0)
+    return (x0 - gap, y0 - gap, x1 + gap, y1 + gap)
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
@@ -154,7 +156,7 @@ def make_scene(seed: int, n_objects: int | None = None) -> Scene:
             for _ in range(200):
                 o = _propose(rng, cat, room)
                 bb, tight = _aabb2(o, 0.075), _aabb2(o)
-                if all(tight[:2] >= 0) and tight[2] <= room[0] and tight[3] <= room[1] and not any(_overlaps(bb, b) for b in boxes):
+                if tight[0] >= 0 and tight[1] >= 0 and tight[2] <= room[0] and tight[3] <= room[1] and not any(_overlaps(bb, b) for b in boxes):
                     placed.append(o); boxes.append(bb); break
             else: break
         if len(placed) == n: break
@@ -302,12 +304,13 @@ def _cast_boxes_par(R, t, K, xs, ys, boxes, depth, ids, face):
 
 # %% ../nbs/03_scene.ipynb #b3f55601
 # the surface pattern: octaves of random grey tiles, each (cell edge metres, grid rotation radians, weight); the
-# edges are not multiples of each other and the grids are turned, so no two patches of a surface look alike
-TEXTURE_OCTAVES = ((0.15, 0.0, 0.35), (0.055, 0.65, 0.27), (0.021, 1.24, 0.22), (0.008, 0.31, 0.16))
+# edges are not multiples of each other and the grids are turned, so no two patches of a surface look alike. No
+# octave finer than 5 cm: tiles under ~2 px flicker from view to view (one ray per pixel) and only cost time
+TEXTURE_OCTAVES = ((0.15, 0.0, 0.55), (0.055, 0.65, 0.45))
 # the renderer's table: 1 / cell edge, cos and sin of the rotation, weight (so no division or trigonometry per pixel)
 _OCT = np.array([[1 / c, math.cos(a), math.sin(a), w] for c, a, w in TEXTURE_OCTAVES], np.float32)
 TEXTURE_RANGE = (0.4, 1.0)       # brightness multiplier on objects (value only: hue and saturation stay the category's)
-ROOM_TEXTURE_RANGE = (0.6, 1.0)   # ... and on walls, floor and ceiling
+ROOM_TEXTURE_RANGE = (0.5, 1.0)   # ... and on walls, floor and ceiling
 
 @njit(cache=True, **_FAST)
 def _cell_noise(a, b, inv_cell, seed):
@@ -367,12 +370,7 @@ def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, boxes, out):
             for ch in range(3): out[u, ch] = np.uint8(min(colors[i, ch] * k + np.float32(0.5), np.float32(255.0)))
         else:
             s, r = (p1, p2) if f < 2 else ((p0, p2) if f < 4 else (p0, p1))
-            g = grey[f] * (_RLO + _RSPAN * _pattern(s, r, np.int64(-1 - f)))
-            if f == 4:
-                if (int(math.floor(p0 * 2.0)) + int(math.floor(p1 * 2.0))) & 1 == 0: g -= 35.0
-            elif f < 4:
-                q = p1 if f < 2 else p0
-                if abs(q - math.floor(q + 0.5)) < 0.015 or abs(p2 - math.floor(p2 + 0.5)) < 0.015: g -= 40.0
+            g = grey[f] * (_RLO + _RSPAN * _pattern(s, r, np.int64(-1 - f)))   # no periodic grid: it aliases matches
             out[u, 0] = np.uint8(g); out[u, 1] = np.uint8(g); out[u, 2] = np.uint8(g)
 
 @njit(cache=True, **_FAST)
@@ -386,7 +384,7 @@ def _shade_par(R, t, xs, ys, depth, ids, face, colors, ftab, grey, boxes, rgb):
 # %% ../nbs/03_scene.ipynb #f935355d
 @dataclass
 class Frame:
-    "One posed RGB-D view: `rgb` (H,W,3) uint8, `depth` (H,W) float32 metres (0 invalid), `K`, `pose` T_wc, `ids` (H,W) int32 or None."
+    "One posed RGB-D view: `rgb` (H,W,3) uint8 (None: not shaded), `depth` (H,W) float32 metres (0 invalid), `K`, `pose` T_wc, `ids` (H,W) int32 or None."
     rgb: np.ndarray
     depth: np.ndarray
     K: np.ndarray
@@ -394,9 +392,9 @@ class Frame:
     ids: np.ndarray | None = None
 
     @property
-    def height(self) -> int: return self.rgb.shape[0]
+    def height(self) -> int: return self.depth.shape[0]
     @property
-    def width(self) -> int: return self.rgb.shape[1]
+    def width(self) -> int: return self.depth.shape[1]
     @property
     def image(self) -> Image.Image: return Image.fromarray(self.rgb)
 
@@ -413,7 +411,8 @@ def _buffers(out, height, width):
     return rgb, depth, ids, face
 
 def render(scene: Scene, pose: np.ndarray, K: np.ndarray, width: int, height: int,
-           hidden=(), colors: np.ndarray | None = None, parallel: bool = False, out: Frame | None = None) -> Frame:
+           hidden=(), colors: np.ndarray | None = None, parallel: bool = False, out: Frame | None = None,
+           shade: bool = True) -> Frame:
     "Render `scene` from camera `pose` (T_wc) with intrinsics `K`: RGB, z-depth (metres) and instance ids (into `out`'s arrays if given)."
     pose = np.ascontiguousarray(pose, dtype=np.float64); K = np.asarray(K, dtype=np.float64)
     if pose.shape != (4, 4) or K.shape != (3, 3): raise ValueError(f"pose must be 4x4 and K 3x3, got {pose.shape} and {K.shape}")
@@ -424,11 +423,12 @@ def render(scene: Scene, pose: np.ndarray, K: np.ndarray, width: int, height: in
     boxes = scene.boxes(hidden=set(hidden))
     if colors is None: colors = np.array([CATEGORIES[o.category]["color"] for o in scene.objects], np.float32).reshape(-1, 3)
     rgb, depth, ids, face = _buffers(out, height, width)
-    room, box, shade = (_cast_room_par, _cast_boxes_par, _shade_par) if parallel else (_cast_room, _cast_boxes, _shade)
+    room, box, shader = (_cast_room_par, _cast_boxes_par, _shade_par) if parallel else (_cast_room, _cast_boxes, _shade)
     room(R, t, xs, ys, scene.room_size.astype(np.float32), depth, ids, face)
     box(R, t, Kv, xs, ys, boxes, depth, ids, face)
-    shade(R, t, xs, ys, depth, ids, face, np.ascontiguousarray(colors, np.float32), _face_factors(boxes), _ROOM_GREY,
-          boxes.astype(np.float32).reshape(-1, 8), rgb)
+    if not shade: return Frame(None, depth, K.copy(), pose.copy(), ids)   # depth and ids only: what is measured, not seen
+    shader(R, t, xs, ys, depth, ids, face, np.ascontiguousarray(colors, np.float32), _face_factors(boxes), _ROOM_GREY,
+           boxes.astype(np.float32).reshape(-1, 8), rgb)
     if out is not None and out.rgb is rgb:
         out.K, out.pose = K.copy(), pose.copy()
         return out

@@ -53,24 +53,28 @@ def lift_keypoints(pts: np.ndarray, depth: np.ndarray, K: np.ndarray, T_wc: np.n
 
 # %% ../nbs/13_sim_quality.ipynb #c63bd86b
 class FeaturePnP:
-    "Pose of a generated view from ORB matches to the source RGB-D view and PnP-RANSAC (AP3P)."
+    "Pose of a generated view from SIFT (or ORB) matches to the context RGB-D views and PnP-RANSAC (AP3P)."
     name = "pnp"
     def __init__(self, n_features: int = 1000, ratio: float = 0.8, min_matches: int = 8, min_inliers: int = 6,
                  reproj_px: float = 2.0, iterations: int = 300, refine: bool = True, cache_size: int = 256,
                  fast_threshold: int = 10, patch_size: int = 31, edge_radius: int = 1,
                  dense: bool = True, dense_points: int = 1500, dense_levels: int = 2, dense_iters: int = 4,
-                 use_contexts: bool = True):
+                 use_contexts: bool = True, features: str = "sift"):
         self.n_features, self.ratio, self.min_matches, self.min_inliers = n_features, ratio, min_matches, min_inliers
         self.fast_threshold, self.patch_size, self.edge_radius = fast_threshold, patch_size, edge_radius
         self.dense, self.dense_points, self.dense_levels, self.dense_iters = dense, dense_points, dense_levels, dense_iters
         self.reproj_px, self.iterations, self.refine, self.cache_size = reproj_px, iterations, refine, cache_size
         self.use_contexts = use_contexts   # match against every context view, not the source alone
+        if features not in ("sift", "orb"): raise ValueError(f"features must be 'sift' or 'orb', got {features!r}")
+        self.features = features           # sift: survives wide viewpoint changes; orb: faster, binary
         self._cache: OrderedDict = OrderedDict()
         self._orb = self._matcher = None
 
     def _features(self, gray):
         import cv2
-        if self._orb is None:
+        if self._orb is None and self.features == "sift":
+            self._orb, self._matcher = cv2.SIFT_create(self.n_features), cv2.BFMatcher(cv2.NORM_L2)
+        elif self._orb is None:
             self._orb = cv2.ORB_create(self.n_features, edgeThreshold=self.patch_size, patchSize=self.patch_size, fastThreshold=self.fast_threshold)
             self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         kps, desc = self._orb.detectAndCompute(gray, None)
@@ -597,7 +601,7 @@ def summarise_rows(rows: list[dict], name: str, verify_pose: bool = False, proto
 # %% ../nbs/13_sim_quality.ipynb #079cd299
 PROTOCOLS = {   # name -> what the pose-consistency number means
     "paper": "monocular depth of the generated image aligned to the source RGB-D (App. B); all samples, unrecoverable = fail",
-    "pnp": "ORB features + PnP against the context RGB-D views; all samples, unrecoverable = fail",
+    "pnp": "SIFT features + PnP against the context RGB-D views; all samples, unrecoverable = fail",
     "verifiable": "only samples whose true target view passes the same pose check (a workbench alternative)",
 }
 

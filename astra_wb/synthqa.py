@@ -91,7 +91,7 @@ def mean_depths(ids: np.ndarray, depth: np.ndarray, n: int) -> np.ndarray:
 
 # %% ../nbs/04_synthqa.ipynb #c9381dae
 class World:
-    "A scene with a camera model; renders and caches `View`s by pose."
+    "A scene with a camera model; renders and caches `View`s (depth and ids) by pose, and images on request."
     def __init__(self, scene: Scene, width: int = WIDTH, height: int = HEIGHT, fov_deg: float = FOV_DEG):
         self.scene, self.W, self.H = scene, width, height
         self.K = intrinsics(width, height, fov_deg)
@@ -101,29 +101,38 @@ class World:
 
     def view(self, pose: np.ndarray) -> View:
         key = np.round(pose, 6).tobytes()
-        if key not in self._cache:
-            f = render(self.scene, pose, self.K, self.W, self.H)
+        if key not in self._cache:   # depth and ids only: most views are measured, few end up as given images
+            f = render(self.scene, pose, self.K, self.W, self.H, shade=False)
             self._cache[key] = View(pose, f, *view_stats(f.ids, len(self.scene.objects)))
         return self._cache[key]
 
+    def image(self, pose: np.ndarray) -> Image.Image:
+        "The RGB image seen from `pose` (rendered in full; `view` keeps depth and ids only)."
+        return render(self.scene, pose, self.K, self.W, self.H).image
+
     def free(self, pose: np.ndarray, clearance: float = 0.35) -> bool:
         "Whether a camera at `pose` stands in the room, clear of every object's footprint by `clearance` metres."
-        x, y = pose[:2, 3]; X, Y = self.scene.room_size[:2]
-        if not (clearance <= x <= X - clearance and clearance <= y <= Y - clearance): return False
-        b = self._boxes
-        return not np.any((b[:, 0] - clearance < x) & (x < b[:, 2] + clearance) & (b[:, 1] - clearance < y) & (y < b[:, 3] + clearance))
+        return bool(self.free_xy(np.asarray(pose, float)[None, :2, 3], clearance)[0])
+
+    def free_xy(self, xy: np.ndarray, clearance: float = 0.35) -> np.ndarray:
+        "`free` for cameras at floor positions `xy` (N, 2): a bool mask (no poses to build: camera sampling tries thousands)."
+        X, Y = self.scene.room_size[:2]
+        x, y, b = xy[:, :1], xy[:, 1:], self._boxes
+        inside = (clearance <= x[:, 0]) & (x[:, 0] <= X - clearance) & (clearance <= y[:, 0]) & (y[:, 0] <= Y - clearance)
+        hit = (b[:, 0] - clearance < x) & (x < b[:, 2] + clearance) & (b[:, 1] - clearance < y) & (y < b[:, 3] + clearance)
+        return inside & ~hit.any(1)
 
     def cameras(self, n: int, rng, tries: int = 200) -> list[np.ndarray]:
         "Up to `n` free camera poses at eye height, each looking at an object or the room's middle (like `scene.sample_cameras`)."
         X, Y = self.scene.room_size[:2]
-        out, objs = [], self.scene.objects
-        for _ in range(tries * n):
-            if len(out) == n: break
-            xy = rng.uniform((0, 0), (X, Y))
-            if not self.free(level_pose((*xy, EYE_HEIGHT)), 0.4): continue
-            tgt = objs[rng.integers(len(objs))].center[:2] if objs and rng.random() < 0.7 else np.array([X, Y]) / 2 + rng.normal(0, 0.3, 2)
-            if np.linalg.norm(tgt - xy) < 1.0: continue
-            out.append(look_at((*xy, EYE_HEIGHT), (*tgt, rng.uniform(0.5, 1.0))))
+        out, objs, left = [], self.scene.objects, tries * n
+        while len(out) < n and left > 0:     # floor positions are drawn and tested 64 at a time
+            xy = rng.uniform((0, 0), (X, Y), (min(64, left), 2)); left -= len(xy)
+            for p in xy[self.free_xy(xy, 0.4)]:
+                tgt = objs[rng.integers(len(objs))].center[:2] if objs and rng.random() < 0.7 else np.array([X, Y]) / 2 + rng.normal(0, 0.3, 2)
+                if np.linalg.norm(tgt - p) < 1.0: continue
+                out.append(look_at((*p, EYE_HEIGHT), (*tgt, rng.uniform(0.5, 1.0))))
+                if len(out) == n: break
         return out
 
     def in_view(self, pose: np.ndarray, margin_deg: float = 5.0) -> np.ndarray:
@@ -523,32 +532,38 @@ def _make_sample(world: World, built, sid: str, letter: str, key: str, rng) -> S
             "group": GROUP[key], "kind": kind, "layout": layout, "query": query, "evidence": ev,
             "deciding_objects": [{"id": int(i), "category": world.name(i)} for i in deciding]}
     if key in ("rotation", "around", "among"): meta["setting"] = key
-    return Sample(id=sid, question=text, images=[v.frame.image for v in views], options=_place(opts, a, letter, rng),
+    return Sample(id=sid, question=text, images=[world.image(p) for p in poses], options=_place(opts, a, letter, rng),
                   answer=letter, category=CATEGORY[key], meta=meta, poses=[v.pose.copy() for v in views],
                   intrinsics=[world.K.copy() for _ in views], depths=[v.frame.depth for v in views])
 
+def _question(job) -> Sample:
+    "Question `q` of a bench from its own generator (seeded by (seed, q)), so questions can be built in any order."
+    q, seed, letter, width, height, categories, max_attempts = job
+    key = categories[q % len(categories)]
+    cycle = FAMILY_CYCLE.get(key, OBJECT_CYCLE)
+    want = cycle[(q // len(categories)) % len(cycle)]       # the how-many-th question of its category picks the family
+    rng = np.random.default_rng([seed, q])
+    tries = max_attempts // 4 if key == "cam_cam" and want == "hidden" else max_attempts   # rarely possible: give up sooner
+    for attempt in range(tries + max_attempts):
+        if attempt % 3 == 0: world = World(make_scene(int(rng.integers(2**31))), width, height)
+        got = _attempt(world, key, want if attempt < tries else "direct", rng)
+        if got is not None: return _make_sample(got[0], got[1], f"synth-{seed}-{q:05d}", letter, key, rng)
+    raise RuntimeError(f"could not build a {key!r} question after {tries + max_attempts} scenes (seed {seed}, #{q})")
+
 def generate_bench(n: int, seed: int = 0, width: int = WIDTH, height: int = HEIGHT,
-                   categories: tuple = SCHEDULE, max_attempts: int = 12) -> list[Sample]:
+                   categories: tuple = SCHEDULE, max_attempts: int = 12, workers: int = 1) -> list[Sample]:
     "`n` synthetic multiple-choice spatial questions (seeded, reproducible), categories cycled, families cycled per category."
+    import multiprocessing as mp
     if n < 0: raise ValueError(f"n must be >= 0, got {n}")
     bad = [c for c in categories if c not in CATEGORY]
     if bad: raise ValueError(f"unknown categories {bad}; expected keys of CATEGORY: {list(CATEGORY)}")
     rng = np.random.default_rng(seed)
     letters = list(np.tile(list("ABCD"), -(-n // 4))[rng.permutation(4 * -(-n // 4))][:n])
-    out, seen = [], Counter()
-    for q in range(n):
-        key = categories[q % len(categories)]
-        cycle = FAMILY_CYCLE.get(key, OBJECT_CYCLE)
-        want = cycle[seen[key] % len(cycle)]
-        seen[key] += 1
-        tries = max_attempts // 4 if key == "cam_cam" and want == "hidden" else max_attempts   # rarely possible: give up sooner
-        for attempt in range(tries + max_attempts):
-            if attempt % 3 == 0: world = World(make_scene(int(rng.integers(2**31))), width, height)
-            got = _attempt(world, key, want if attempt < tries else "direct", rng)
-            if got is not None: break
-        else: raise RuntimeError(f"could not build a {key!r} question after {tries + max_attempts} scenes (seed {seed}, #{q})")
-        out.append(_make_sample(got[0], got[1], f"synth-{seed}-{q:05d}", str(letters[q]), key, rng))
-    return out
+    jobs = [(q, seed, str(letters[q]), width, height, tuple(categories), max_attempts) for q in range(n)]
+    if workers > 1 and n > 1 and "fork" in mp.get_all_start_methods():   # same bench whatever the worker count
+        with mp.get_context("fork").Pool(min(workers, n)) as pool: return pool.map(_question, jobs, chunksize=1)
+    return [_question(j) for j in jobs]
+
 
 # %% ../nbs/04_synthqa.ipynb #329907b2
 def query_pose(sample: Sample) -> np.ndarray:

@@ -14,11 +14,11 @@ from .geometry import decompose
 from .wm_data import WMDataConfig, read_wm_data, all_diverse, single_motion
 
 # %% auto #0
-__all__ = ['STAGES', 'TuneConfig', 'is_heldout', 'is_verified', 'resize_frame', 'tune_example', 'pair_examples', 'Examples',
-           'build_examples', 'save_state', 'load_state', 'val_loss', 'train_stage', 'data_record', 'tune_wm',
-           'table2_simulators', 'reference_only', 'sim_table', 'wilson', 'imagination_questions', 'downstream',
-           'format_downstream', 'curves_figure', 'side_by_side', 'pick_cases', 'bagel_row', 'export_bagel',
-           'cli_tune_wm']
+__all__ = ['STAGES', 'CONTROL', 'FILL_COVERAGE', 'TuneConfig', 'is_heldout', 'is_verified', 'resize_frame', 'tune_example',
+           'pair_examples', 'Examples', 'build_examples', 'save_state', 'load_state', 'val_loss', 'train_stage',
+           'data_record', 'tune_wm', 'table2_simulators', 'reference_only', 'sim_table', 'wilson',
+           'imagination_questions', 'downstream', 'format_downstream', 'curves_figure', 'side_by_side', 'pick_cases',
+           'bagel_row', 'export_bagel', 'cli_tune_wm']
 
 # %% ../nbs/13b_tune_wm.ipynb #9ea5cc54
 @dataclass
@@ -30,6 +30,7 @@ class TuneConfig:
     batch_size: int = 8            # examples per step
     lr: float = 2e-3               # Adam learning rate, cosine-decayed to 10 % within each stage
     pairs_per_sample: int = 4      # stage 1 view pairs drawn from each sample's frames
+    generic: str = "unposed"       # stage 1 pairs: "unposed" (no camera information, as a generic generator's data) or "posed"
     heldout: float = 0.1           # fraction of scenes kept out of training (by a hash of the scene id)
     eval_every: int = 50           # steps between held-out losses
     save_every: int = 100          # steps between resumable checkpoints
@@ -55,7 +56,8 @@ def resize_frame(f, size: int):
     "A posed RGB-D frame resized to size x size, intrinsics scaled per axis."
     H, W = f.rgb.shape[:2]
     K = np.array(f.K, np.float64)
-    K[0] *= size / W; K[1] *= size / H
+    K[0] *= size / W
+    K[1] *= size / H
     rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((size, size), Image.BOX))
     depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((size, size), Image.NEAREST))
     return SimpleNamespace(rgb=rgb, depth=depth, K=K, pose=np.asarray(f.pose, np.float64), ids=None)
@@ -81,11 +83,13 @@ def tune_example(s, size: int, mcfg) -> tuple:
     frames = [resize_frame(f, size) for f in s.contexts]
     return _example(frames, s.source_index, resize_frame(s.target, size), s.motion.apply(frames[s.source_index].pose), mcfg)
 
-def pair_examples(s, size: int, n: int, rng, mcfg) -> list[tuple]:
+def pair_examples(s, size: int, n: int, rng, mcfg, posed: bool = False) -> list[tuple]:
     "`n` generic examples: random ordered pairs of the sample's frames, one view in, the other out."
     frames = [resize_frame(f, size) for f in [*s.contexts, s.target]]
     pairs = [(a, b) for a in range(len(frames)) for b in range(len(frames)) if a != b]
-    return [_example([frames[a]], 0, frames[b], frames[b].pose, mcfg) for a, b in (pairs[i] for i in rng.permutation(len(pairs))[:n])]
+    # unposed: no camera relation is known, so the input view warps onto itself and the motion input is zero
+    return [_example([frames[a]], 0, frames[b], frames[b if posed else a].pose, mcfg)
+            for a, b in (pairs[i] for i in rng.permutation(len(pairs))[:n])]
 
 # %% ../nbs/13b_tune_wm.ipynb #75680d9d
 @dataclass
@@ -113,7 +117,7 @@ def build_examples(samples: list, cfg: TuneConfig, mcfg, stage: str, progress: b
     rng = np.random.default_rng([cfg.seed, STAGES.index(stage)])
     out = []
     for s in tqdm(samples, desc=f"examples ({stage})", disable=not progress):
-        if stage == "pretrained": out += pair_examples(s, cfg.size, cfg.pairs_per_sample, rng, mcfg)
+        if stage == "pretrained": out += pair_examples(s, cfg.size, cfg.pairs_per_sample, rng, mcfg, cfg.generic == "posed")
         elif is_verified(s): out.append(tune_example(s, cfg.size, mcfg))
     return Examples.stack(out) if out else None
 
@@ -122,8 +126,10 @@ def save_state(model, opt, folder, step: int, record: dict) -> Path:
     "Model, Adam moments and the step of a run in progress (state.json is the completion marker)."
     import torch
     from safetensors.torch import save_file
-    folder = Path(folder); (folder / "state.json").unlink(missing_ok=True)
-    model.record = dict(record, steps_done=step); model.save_pretrained(folder)
+    folder = Path(folder)
+    (folder / "state.json").unlink(missing_ok=True)
+    model.record = dict(record, steps_done=step)
+    model.save_pretrained(folder)
     tensors = {}
     for i, p in enumerate(model.parameters()):
         for k, v in opt.state.get(p, {}).items(): tensors[f"{i}.{k}"] = torch.as_tensor(v).float().reshape(-1).contiguous()
@@ -174,14 +180,17 @@ def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig,
     log = out / "log.jsonl"
     keep = [r for r in map(json.loads, log.read_text().splitlines()) if r["stage"] != stage or r["step"] <= start] if log.exists() else []
     log.write_text("".join(json.dumps(r) + "\n" for r in keep))   # drop rows of steps a crash lost
-    model.train(); t0 = time.time()
+    model.train()
+    t0 = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"tune-wm {stage}", disable=not progress)
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         *inp, tgt = train.batch(torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)))
         for g in opt.param_groups: g["lr"] = _lr(cfg, step, steps)
         loss = (model(*inp) - tgt).abs().mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
             row = {"stage": stage, "step": step + 1, "loss": round(loss.item(), 5), "seconds": round(time.time() - t0, 2)}
@@ -204,7 +213,8 @@ def _check_config(out: Path, cfg: TuneConfig, mcfg):
     now["tune"].pop("threads")
     if path.exists() and json.loads(path.read_text()) != now:
         raise ValueError(f"{out} holds a run with another config ({path}); use another folder")
-    out.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(now, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(now, indent=1))
 
 # %% ../nbs/13b_tune_wm.ipynb #34b114ba
 def tune_wm(data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | None = None, progress: bool = True) -> dict:
@@ -230,24 +240,33 @@ def tune_wm(data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | No
     return {"out": str(out), "train_samples": len(train), "heldout_samples": len(held), "seconds": round(time.time() - t0, 1)}
 
 # %% ../nbs/13b_tune_wm.ipynb #8194e353
+CONTROL = "control-posed-pretrained"   # optional checkpoint folder in a run: stage 1 on posed pairs, no tuning
+
 def table2_simulators(run) -> dict:
-    "The four simulators of Table 2, by label: untuned, tuned, reproject, oracle (privileged)."
+    "The simulators of Table 2, by label: untuned, tuned, (the control if the run has it), copy, reproject, oracle (privileged)."
     from astra_wb.simulators import get_simulator
     run = Path(run)
-    return {"learned untuned (generic)": get_simulator(f"learned:{run / 'pretrained'}"),
-            "learned tuned": get_simulator(f"learned:{run / 'tuned'}"),
-            "reproject": get_simulator("reproject"), "oracle (privileged)": get_simulator("oracle")}
+    sims = {"learned untuned (generic)": get_simulator(f"learned:{run / 'pretrained'}"),
+            "learned tuned": get_simulator(f"learned:{run / 'tuned'}")}
+    if (run / CONTROL).exists():   # a model pre-trained on posed pairs (warp + motion), never tuned: the control
+        sims["control: posed-pair pre-training"] = get_simulator(f"learned:{run / CONTROL}")
+    # the floor: a generator that ignores the motion and returns its input view, the way generic editors often fail
+    return sims | {"copy (floor)": get_simulator("copy"), "reproject": get_simulator("reproject"),
+                   "oracle (privileged)": get_simulator("oracle")}
 
 def reference_only(s):
     "The same sample with its source as the only context view: the harder call, where the warp leaves holes to fill."
     from dataclasses import replace
     return replace(s, contexts=[s.contexts[s.source_index]], source_index=0)
 
+FILL_COVERAGE = (0.4, 0.84)   # the test set's coverage window: below the SFT threshold (0.85), so filling matters
+
 def sim_table(run, test_set, per_source: int = 200, image_size: int = 256, limit: int | None = None, progress: bool = True,
-              ref_only: bool = False):
-    "(summaries, rows) of the four simulators on the held-out test set in `test_set` (built there when empty)."
+              ref_only: bool = False, coverage: tuple = FILL_COVERAGE):
+    "(summaries, rows) of the simulators on the held-out test set in `test_set` (built there when empty, in `coverage`)."
     from astra_wb.sim_quality import build_test_set, score_simulators, TEST_SEED
-    samples = build_test_set(test_set, per_source, cfg=WMDataConfig(image_size=image_size, seed=TEST_SEED), progress=progress)
+    cfg = WMDataConfig(image_size=image_size, seed=TEST_SEED, min_coverage=coverage[0], max_coverage=coverage[1])
+    samples = build_test_set(test_set, per_source, cfg=cfg, progress=progress)
     samples = [reference_only(s) for s in samples] if ref_only else samples
     return score_simulators(table2_simulators(run), samples[:limit], progress=progress)
 
@@ -315,7 +334,8 @@ def curves_figure(run, title: str = "learned simulator: L1 by step"):
 def _label(img: Image.Image, text: str) -> Image.Image:
     from PIL import ImageDraw
     out = Image.new("RGB", (img.width, img.height + 14), "white")
-    out.paste(img, (0, 14)); ImageDraw.Draw(out).text((2, 1), text[:34], fill="black")
+    out.paste(img, (0, 14))
+    ImageDraw.Draw(out).text((2, 1), text[:34], fill="black")
     return out
 
 def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int = 192) -> Image.Image:
@@ -336,13 +356,14 @@ def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int 
 
 # %% ../nbs/13b_tune_wm.ipynb #f61cc32d
 def pick_cases(rows: dict, k: int = 2) -> list[str]:
-    "Sample ids worth looking at: tuning fixed the pose, tuning broke it, and the tuned model's pose failures."
+    "Sample ids worth looking at: tuning fixed the pose, tuning broke it, filling beat `reproject` on recall, tuned failures."
     un, tu = rows["learned untuned (generic)"], {r["id"]: r for r in rows["learned tuned"]}
-    ver = [r for r in un if r["verifiable"]]
-    fixed = [r["id"] for r in ver if not r["pose_ok"] and tu[r["id"]]["pose_ok"]]
-    broke = [r["id"] for r in ver if r["pose_ok"] and not tu[r["id"]]["pose_ok"]]
-    failed = [r["id"] for r in ver if not tu[r["id"]]["pose_ok"] and r["id"] not in broke]
-    return list(dict.fromkeys(fixed[:k] + broke[:k] + failed[:k]))
+    rp = {r["id"]: r for r in rows.get("reproject", [])}
+    fixed = [r["id"] for r in un if not r["pose_ok"] and tu[r["id"]]["pose_ok"]]
+    broke = [r["id"] for r in un if r["pose_ok"] and not tu[r["id"]]["pose_ok"]]
+    filled = [i for i, r in tu.items() if i in rp and (r["recall"] or 0) > (rp[i]["recall"] or 0)]
+    failed = [i for i, r in tu.items() if not r["pose_ok"] and i not in broke]
+    return list(dict.fromkeys(fixed[:k] + broke[:k] + filled[:k] + failed[:k]))
 
 # %% ../nbs/13b_tune_wm.ipynb #15a7a344
 def bagel_row(row: dict) -> dict:
@@ -364,7 +385,8 @@ def export_bagel(data, out, name: str = "astra_wm", row_group_size: int = 64, on
     import pyarrow as pa, pyarrow.parquet as pq
     shards = sorted(Path(data, "data").glob("*.parquet"))
     if not shards: raise FileNotFoundError(f"{data}: no wm_data shards under data/")
-    out = Path(out); (out / name).mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    (out / name).mkdir(parents=True, exist_ok=True)
     info, total = {}, 0
     for p in shards:
         rows = pq.read_table(p).to_pylist()
@@ -391,13 +413,15 @@ def _args(argv):
     t = sub.add_parser("train", help="pre-train on generic view pairs, then tune on quality-verified samples")
     t.add_argument("data", help="a make-wm-data folder"); t.add_argument("out", help="run folder (resumed if it exists)")
     d = TuneConfig()
-    for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "pairs_per_sample", "heldout", "threads", "seed"):
+    for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "pairs_per_sample", "generic", "heldout", "threads", "seed"):
         t.add_argument("--" + k.replace("_", "-"), type=type(getattr(d, k)), default=getattr(d, k))
     t.add_argument("--limit", type=int, default=None, help="read at most this many samples")
     e = sub.add_parser("table2", help="simulator table + downstream table on held-out scenes")
     e.add_argument("run", help="a run folder written by `tune-wm train`")
     e.add_argument("--test-set", default=None, help="wm_data test folder (default RUN/test-set; built when empty)")
     e.add_argument("--per-source", type=int, default=200); e.add_argument("--image-size", type=int, default=256)
+    e.add_argument("--coverage", type=float, nargs=2, default=FILL_COVERAGE, metavar=("MIN", "MAX"),
+                   help="coverage window of the test set when it is built (default: below the SFT threshold)")
     e.add_argument("--questions", type=int, default=200, help="synthetic bench size for the downstream table")
     e.add_argument("--no-downstream", action="store_true")
     e.add_argument("--reference-only", action="store_true", help="also score the calls with the source as the only context view")
@@ -415,20 +439,23 @@ def cli_tune_wm(argv: list[str]) -> int:
     try:
         if a.action == "train":
             cfg = TuneConfig(**{k: getattr(a, k) for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr",
-                                                           "pairs_per_sample", "heldout", "threads", "seed")})
+                                                           "pairs_per_sample", "generic", "heldout", "threads", "seed")})
             print(json.dumps(tune_wm(a.data, a.out, cfg, limit=a.limit, progress=not a.no_progress)))
         elif a.action == "table2":
             import torch
             if a.threads: torch.set_num_threads(a.threads)
             test_set = a.test_set or Path(a.run) / "test-set"
-            summaries, rows = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress)
+            summaries, rows = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress,
+                                        coverage=tuple(a.coverage))
             Path(a.run, "table2.json").write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
             print(format_table(summaries))
             ids = pick_cases(rows)
             samples = [s for s in read_wm_data(test_set) if s.sample_id in ids]
-            side_by_side({k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned")}, samples, rows).save(Path(a.run, "cases.png"))
+            shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k == "reproject"}
+            side_by_side(shown, samples, rows).save(Path(a.run, "cases.png"))
             if a.reference_only:
-                ref_summaries, _ = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress, ref_only=True)
+                ref_summaries, _ = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress, ref_only=True,
+                                             coverage=tuple(a.coverage))
                 Path(a.run, "table2_reference_only.json").write_text(json.dumps(ref_summaries, indent=1, default=str))
                 print("source as the only context view:\n" + format_table(ref_summaries))
             if not a.no_downstream:
@@ -437,5 +464,6 @@ def cli_tune_wm(argv: list[str]) -> int:
                 print(format_downstream(rows, how))
         else: print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
     except (FileNotFoundError, ValueError) as e:
-        print(f"astra-wb tune-wm: error: {e}", file=sys.stderr); return 2
+        print(f"astra-wb tune-wm: error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -27,6 +27,7 @@ class WMDataConfig:
     voxel_size: float = 0.05        # metres; edge of the voxels the coverage is counted in
     pixel_stride: int = 1           # back-project every n-th pixel (1 = all)
     min_coverage: float = 0.85      # paper: target points seen by the context cameras
+    max_coverage: float = 1.0       # keep only samples below this (1.0: no cap; < 1 gives test sets where filling matters)
     n_context: tuple = (2, 3)       # paper: 2-3 context cameras, one of them the source
     min_xy: float = 1.0             # paper diversity (3): xy distance >= 1 m ...
     min_dz: float = 1.0             # ... or height difference >= 1 m
@@ -238,7 +239,7 @@ def propose_sets(frames: list, n: int, cfg: WMDataConfig | None = None, rng=None
         if ctx is None: _bump(counts, "diversity"); continue
         if (t, s, tuple(sorted(ctx))) in used: _bump(counts, "duplicate"); continue
         cov = coverage(frames[t], [frames[i] for i in ctx], cfg.voxel_size, cfg.pixel_stride)
-        if cov < cfg.min_coverage: _bump(counts, "coverage"); continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         used.add((t, s, tuple(sorted(ctx))))
         order = [int(i) for i in rng.permutation(len(ctx))]
         out.append(WMSample(scene_id, [frames[ctx[i]] for i in order], frames[t], order.index(0), motions[s],
@@ -306,7 +307,7 @@ def synthetic_sets(scene, n: int, cfg: WMDataConfig | None = None, rng=None, cou
         if extra is None: _bump(counts, "diversity"); continue
         ctx = [render(scene, T, K, size, size) for T in [src_pose] + extra]
         cov = coverage(target, ctx, cfg.voxel_size, cfg.pixel_stride)
-        if cov < cfg.min_coverage: _bump(counts, "coverage"); continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         order = [int(i) for i in rng.permutation(len(ctx))]
         out.append(WMSample(scene.id, [ctx[i] for i in order], target, order.index(0), motion, d, cov, "synth", scene.to_dict()))
     counts["kept"] = counts.get("kept", 0) + len(out)
@@ -507,7 +508,7 @@ def cli_make_wm_data(argv: list[str]) -> int:
     p.add_argument("--scan-stride", type=int, default=10, help="use every n-th scan frame")
     p.add_argument("--scan-limit", type=int, default=None, help="at most this many frames per scan")
     d = WMDataConfig()
-    for name in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
+    for name in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
                  "min_trans", "min_rot", "image_size", "pixel_stride", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
     p.add_argument("--diversity", choices=DIVERSITY_RULES, default="paper",
@@ -515,7 +516,7 @@ def cli_make_wm_data(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if not a.scans and a.synthetic <= 0: p.error("give --scans DIR and/or --synthetic N")
-    cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
+    cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
                           "still_trans", "still_rot", "min_trans", "min_rot", "image_size", "pixel_stride", "seed", "diversity")})
     try:
         summary = make_wm_data(a.out, a.scans, a.synthetic, a.per_scene, cfg, a.max_per_source, a.scan_stride,

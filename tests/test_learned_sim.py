@@ -171,3 +171,67 @@ def test_learned_simulator_never_reads_the_scene_and_is_not_privileged(run):
     sim.imagine(s, [obs], 4, Motion("forward", 0.5))                 # chaining too
     with pytest.raises(AssertionError, match="scene"):                 # the guard itself works
         get_simulator("oracle").imagine(s, [], 1, Motion("yaw", -40))
+
+
+def test_generic_pairs_carry_no_camera_information(wm):
+    """Stage 1 ("unposed", the default) is a generic generator's data: the input view warps onto itself and the motion
+    input is zero, whatever the pair; "posed" pairs (the control) carry the warp to the other view and the motion."""
+    from astra_wb.tune_wm import pair_examples
+    s = read_wm_data(wm)[0]
+    for x, warp, valid, tgt in pair_examples(s, 32, 4, np.random.default_rng(0), TINY):
+        assert float(x[0, 8:13].float().abs().max()) == 0.0                 # motion planes: nothing known
+        assert float(valid.float().mean()) > 0.95                            # the view covers itself
+    posed = pair_examples(s, 32, 4, np.random.default_rng(0), TINY, posed=True)
+    assert max(float(x[0, 8:13].float().abs().max()) for x, *_ in posed) > 0.05
+    assert TuneConfig().generic == "unposed"
+
+
+def test_full_resolution_refinement_starts_neutral_and_can_veto_pixels():
+    "A fresh refinement leaves the coarse result; its logits act per full-resolution pixel (one stripe can be vetoed)."
+    from astra_wb.learned_sim import FullResRefine, compose
+    torch.manual_seed(0)
+    out, x = torch.randn(1, 4, 12, 16), torch.full((1, 16, 12, 16), 0.3)
+    x[:, 3] = 1.0                                                      # the thumbnail: all seen
+    warp, valid = torch.full((1, 3, 48, 64), 0.3), torch.ones(1, 1, 48, 64)
+    r = FullResRefine(8)
+    assert torch.allclose(compose(out, warp, valid, r, x), compose(out, warp, valid), atol=1e-6)
+    warp[:, :, 20, :] = 1.0                                             # a one-pixel stripe of white on grey
+    with torch.no_grad():                                               # a hand-set rule: veto where the contrast is high
+        r.net[0].weight.zero_(); r.net[0].bias.zero_(); r.net[0].weight[0, 4:7, 0, 0] = 1.0; r.net[0].bias[0] = -1.2
+        r.net[2].weight[3, 0, 0, 0] = -50.0
+    img, plain = compose(out, warp, valid, r, x), compose(out, warp, valid)
+    assert (img[:, :, 20] - warp[:, :, 20]).abs().min() > 0.01          # the stripe row is repainted ...
+    assert torch.allclose(img[:, :, 30], plain[:, :, 30], atol=1e-6)     # ... rows without contrast are untouched
+
+
+def test_checkpoint_without_refinement_still_loads(tmp_path):
+    "Checkpoints saved before the full-resolution refinement existed load as they were (no refinement)."
+    torch.manual_seed(0)
+    m = LearnedSim(LearnedSimConfig(base=4, levels=2, refine=0))
+    m.save_pretrained(tmp_path / "old")
+    meta = json.loads((tmp_path / "old/config.json").read_text())
+    del meta["model"]["refine"]
+    (tmp_path / "old/config.json").write_text(json.dumps(meta))
+    assert LearnedSim.from_pretrained(tmp_path / "old").refine is None
+
+
+def test_fill_test_set_stays_below_the_coverage_threshold(tmp_path):
+    "The Table-2 test set is built with a coverage window below the SFT threshold, where the warp leaves holes."
+    from astra_wb.tune_wm import FILL_COVERAGE
+    cfg = WMDataConfig(image_size=64, min_coverage=FILL_COVERAGE[0], max_coverage=FILL_COVERAGE[1])
+    make_wm_data(tmp_path / "t", n_synthetic=3, per_scene=3, cfg=cfg, progress=False)
+    cov = [s.coverage for s in read_wm_data(tmp_path / "t")]
+    assert cov and all(FILL_COVERAGE[0] <= c <= FILL_COVERAGE[1] < WMDataConfig().min_coverage for c in cov)
+
+
+def test_table2_rows_have_a_floor_and_the_control_when_present(run, tmp_path):
+    "Table 2 always carries the copy floor, reproject and the (privileged) oracle; the control row only when the run has it."
+    import shutil
+    from astra_wb.tune_wm import CONTROL, table2_simulators
+    names = list(table2_simulators(run))
+    assert names[:2] == ["learned untuned (generic)", "learned tuned"] and "copy (floor)" in names
+    assert "reproject" in names and "oracle (privileged)" in names and not any("control" in n for n in names)
+    shutil.copytree(run / "pretrained", tmp_path / "r" / "pretrained")
+    shutil.copytree(run / "tuned", tmp_path / "r" / "tuned")
+    shutil.copytree(run / "pretrained", tmp_path / "r" / CONTROL)
+    assert "control: posed-pair pre-training" in table2_simulators(tmp_path / "r")
