@@ -13,7 +13,7 @@ __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'CurriculumConfig', 'sized', 'arm_conf
            'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3',
            'workflow_table', 'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum']
 
-# %% ../nbs/11d_curriculum.ipynb #9fbf9303
+# %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
 
 @dataclass
@@ -26,7 +26,7 @@ class CurriculumConfig:
     train_seed: int = 1                  # training split seed
     heldout_n: int = 48                  # held-out split size: only evaluated, never used for a choice
     heldout_seed: int = 2                # held-out split seed
-    sft_steps: int = 150                 # cold-start optimiser steps
+    sft_steps: int = 300                 # cold-start optimiser steps
     sft_lr: float = 3e-3                 # cold-start learning rate (random presets; ~1e-5 for real checkpoints)
     sft_batch: int = 2                   # trajectories per cold-start step
     reasoning: str = "last"              # teacher reasoning the cold start imitates (sft.REASONING)

@@ -26,7 +26,7 @@ def test_sft_raises_heldout_format_validity(tmp_path):
     model, proc = load_tiny(path)
     before = format_validity(model, proc, held)
     assert before <= 0.1, before
-    cfg = SFTRunConfig(model=path, output_dir=str(tmp_path / "sft"), max_steps=150, batch_size=2, learning_rate=3e-3,
+    cfg = SFTRunConfig(model=path, output_dir=str(tmp_path / "sft"), max_steps=250, batch_size=2, learning_rate=3e-3,
                        reasoning="last", seed=0, logging_steps=50)
     make_sft_trainer(cfg, trajs=teacher, model=model, processor=proc).train()
     after = format_validity(model, proc, held)
