@@ -139,7 +139,8 @@ def load_policy(spec: str, bf16: bool | None = None, min_pixels: int | None = No
     import torch
     from transformers import AutoModelForImageTextToText
     from astra_wb.hf import load_processor
-    from astra_wb.tiny_vlm import preset_path, quiet_progress
+    from astra_wb.small_vlm import preset_path
+    from astra_wb.tiny_vlm import quiet_progress
     path = preset_path(spec)
     cuda = torch.cuda.is_available()
     bf16 = bf16 if bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())

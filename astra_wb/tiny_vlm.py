@@ -13,10 +13,8 @@ from .policies import PolicyError
 from .protocol import TOOLS, GOLDEN_TURNS, system_prompt
 
 # %% auto #0
-__all__ = ['QWEN_SPECIAL', 'QWEN_TEXT_TOKENS', 'TINY_BUILDER_VERSION', 'SMALL_BUILDER_VERSION', 'SMALL_PRESET',
-           'trl_chat_template', 'train_qwen_tokenizer', 'hub_offline', 'quiet_progress', 'build_tiny_vlm',
-           'build_tiny_qwen3vl', 'load_tiny', 'cached_tiny_qwen3vl', 'lab_corpus', 'build_small_qwen3vl',
-           'cached_small_qwen3vl', 'preset_path']
+__all__ = ['QWEN_SPECIAL', 'QWEN_TEXT_TOKENS', 'TINY_BUILDER_VERSION', 'trl_chat_template', 'train_qwen_tokenizer', 'hub_offline',
+           'quiet_progress', 'build_tiny_vlm', 'build_tiny_qwen3vl', 'load_tiny', 'cached_tiny_qwen3vl']
 
 # %% ../nbs/06c_tiny_vlm.ipynb #6da40230
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -203,89 +201,3 @@ def cached_tiny_qwen3vl(family: str = "qwen3_vl") -> str:
     "The tiny model in the workbench cache (`$ASTRA_WB_CACHE`, else ~/.cache/astra-wb), built on first use."
     root = Path(os.environ.get("ASTRA_WB_CACHE") or Path.home() / ".cache" / "astra-wb")
     return build_tiny_vlm(root / f"tiny-{family.replace('_', '')}-v{TINY_BUILDER_VERSION}", family=family)
-
-# %% ../nbs/06c_tiny_vlm.ipynb #25bc69e5
-SMALL_BUILDER_VERSION = 2   # 2: width 128 x 2 layers (was 256 x 4)
-SMALL_PRESET = dict(   # the `small` Qwen3-VL (see the measurements above)
-    hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    head_dim=32, mrope_section=[6, 5, 5],               # M-RoPE sections sum to head_dim / 2
-    vision_depth=1, vision_hidden_size=64, vision_intermediate_size=128, vision_heads=2,
-    vocab_size=2000,                                    # an upper bound: the lab's text saturates at whole words
-    min_pixels=32 * 32, max_pixels=128 * 96,            # 256x192 lab views become 128x96: 12 merged tokens each
-    corpus_samples=16, corpus_seed=7919)                # lab text for the tokenizer, from a seed no split uses
-
-def lab_corpus(n: int = 16, seed: int = 7919) -> list[str]:
-    "Text the lab writes: synthetic questions with their options and the expert's direct and agentic turns."
-    from astra_wb.synthqa import generate_bench   # the lab and the expert sit above this layer: imported on use
-    from astra_wb.agent import rollout, AgentConfig
-    from astra_wb.expert import ExpertPolicy
-    samples = generate_bench(n, seed=seed)
-    out = [s.prompt_text() for s in samples]
-    for mode in ("direct", "agentic"):
-        out += [t.text for tr in rollout(samples, ExpertPolicy(), "oracle", AgentConfig(mode=mode)) for t in tr.turns]
-    return out
-
-# %% ../nbs/06c_tiny_vlm.ipynb #4cf3db47
-def _small_config(tok, p: dict):
-    from transformers import Qwen3VLConfig
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    rope = {"rope_type": "default", "rope_theta": 5e5, "mrope_section": p["mrope_section"], "mrope_interleaved": True}
-    text = dict(vocab_size=len(tok), hidden_size=p["hidden_size"], intermediate_size=p["intermediate_size"],
-                num_hidden_layers=p["num_hidden_layers"], num_attention_heads=p["num_attention_heads"],
-                num_key_value_heads=p["num_key_value_heads"], head_dim=p["head_dim"], max_position_embeddings=8192,
-                pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id, rope_parameters=rope)
-    vision = dict(depth=p["vision_depth"], hidden_size=p["vision_hidden_size"], intermediate_size=p["vision_intermediate_size"],
-                  num_heads=p["vision_heads"], patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
-                  out_hidden_size=p["hidden_size"], num_position_embeddings=64, deepstack_visual_indexes=[p["vision_depth"] - 1])
-    return Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                         video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                         vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
-
-# %% ../nbs/06c_tiny_vlm.ipynb #ee935da8
-def _write_small(folder: Path, seed: int, p: dict) -> None:
-    import torch
-    from transformers import AutoModelForImageTextToText
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    template = trl_chat_template("qwen3_vl")
-    corpus = _corpus(template) + lab_corpus(p["corpus_samples"], p["corpus_seed"])
-    tok = train_qwen_tokenizer(corpus, vocab_size=p["vocab_size"], chat_template=template)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForImageTextToText.from_config(_small_config(tok, p))
-    gc = model.generation_config
-    gc.eos_token_id, gc.pad_token_id, gc.bos_token_id = [tok.eos_token_id, tok.pad_token_id], tok.pad_token_id, None
-    ip = Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                  size={"shortest_edge": p["min_pixels"], "longest_edge": p["max_pixels"]})
-    proc = image_only_processor_class("qwen3_vl")(image_processor=ip, tokenizer=tok, chat_template=template)
-    model.save_pretrained(folder); proc.save_pretrained(folder)
-    (folder / "astra_small.json").write_text(json.dumps({"builder_version": SMALL_BUILDER_VERSION, "seed": seed, "preset": p}))
-
-# %% ../nbs/06c_tiny_vlm.ipynb #4e0293f6
-def build_small_qwen3vl(folder, seed: int = 0, overwrite: bool = False, **preset) -> str:
-    "Build, save and reload (offline) the `small` random Qwen3-VL in `folder` (reused when built); `preset` overrides sizes."
-    p = {**SMALL_PRESET, **preset}
-    folder, want = Path(folder), {"builder_version": SMALL_BUILDER_VERSION, "seed": seed, "preset": p}
-    marker = folder / "astra_small.json"
-    with _BUILD_LOCK:
-        if not overwrite and marker.exists() and json.loads(marker.read_text()) == want: return str(folder)
-        if folder.exists() and any(folder.iterdir()) and not marker.exists():
-            raise FileExistsError(f"{folder} exists and is not a small-model folder; refusing to overwrite it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            with quiet_progress():
-                _write_small(tmp, seed, p)
-                with hub_offline(): load_tiny(tmp)   # prove it reloads from the folder alone
-            if folder.exists(): shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        finally: shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
-
-def cached_small_qwen3vl(seed: int = 0) -> str:
-    "The small model in the workbench cache (`$ASTRA_WB_CACHE`, else ~/.cache/astra-wb), built on first use."
-    root = Path(os.environ.get("ASTRA_WB_CACHE") or Path.home() / ".cache" / "astra-wb")
-    return build_small_qwen3vl(root / f"small-qwen3vl-v{SMALL_BUILDER_VERSION}-s{seed}", seed=seed)
-
-def preset_path(spec: str) -> str:
-    "The folder of a model spec: 'tiny' and 'small' are the cached random presets, anything else is returned as is."
-    return {"tiny": cached_tiny_qwen3vl, "small": cached_small_qwen3vl}.get(spec, lambda: spec)()

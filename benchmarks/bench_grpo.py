@@ -26,7 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def fitted_caller(cache: Path, steps: int = 150):
     "The small model after SFT on expert trajectories that call the simulator twice (built once, cached)."
-    from astra_wb.tiny_vlm import build_small_qwen3vl, load_tiny
+    from astra_wb.small_vlm import build_small_qwen3vl
+    from astra_wb.tiny_vlm import load_tiny
     from astra_wb.sft import SFTRunConfig, make_sft_trainer
     from astra_wb.agent import rollout, AgentConfig
     from astra_wb.expert import ExpertPolicy

@@ -4,7 +4,7 @@ import json, os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from astra_wb.curriculum import ARMS, EVAL_MODES, CurriculumConfig, run_curriculum
-from astra_wb.tiny_vlm import build_small_qwen3vl
+from astra_wb.small_vlm import build_small_qwen3vl
 
 
 def test_curriculum_quick_end_to_end_and_resume(tmp_path):

@@ -5,7 +5,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from astra_wb.agent import AgentConfig, rollout
 from astra_wb.expert import ExpertPolicy
-from astra_wb.tiny_vlm import build_small_qwen3vl, load_tiny
+from astra_wb.small_vlm import build_small_qwen3vl
+from astra_wb.tiny_vlm import load_tiny
 from astra_wb.rewards import r_fmt
 from astra_wb.sft import SFTRunConfig, make_sft_trainer, policy_rollouts
 from astra_wb.synthqa import generate_bench
