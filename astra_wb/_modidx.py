@@ -959,7 +959,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'astra_wb.simulators.WorldSimulator': ('simulators.html#worldsimulator', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators.WorldSimulator.imagine': ( 'simulators.html#worldsimulator.imagine',
                                                                                      'astra_wb/simulators.py'),
-                                     'astra_wb.simulators.__getattr__': ('simulators.html#__getattr__', 'astra_wb/simulators.py'),
                                      'astra_wb.simulators._check_observation': ( 'simulators.html#_check_observation',
                                                                                  'astra_wb/simulators.py'),
                                      'astra_wb.simulators._cli_sample': ('simulators.html#_cli_sample', 'astra_wb/simulators.py'),

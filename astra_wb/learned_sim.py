@@ -13,7 +13,9 @@ from torch import nn
 import torch.nn.functional as F
 from PIL import Image
 from .geometry import decompose
-from .simulators import ReprojectSimulator, Rendering, View, UNPOSED, conversation_views, reproject_views
+from .simulators import Rendering, View, UNPOSED, conversation_views
+from .backends import ReprojectSimulator
+from .splat import reproject_views
 
 # %% auto #0
 __all__ = ['IN_CHANNELS', 'LearnedSimConfig', 'WarpRefineNet', 'motion_vector', 'warp_inputs', 'FullResRefine', 'compose',

@@ -344,17 +344,3 @@ def cli_imagine(argv: list[str]) -> int:
     img.save(a.out)
     print(f"{obs.provenance()} [{sim.name}] -> {a.out}")
     return 0
-
-# %% ../nbs/05_simulators.ipynb #56ce0b43
-_MOVED = {name: f"astra_wb.{module}:{name}" for module, names in (
-    ("backends", ("OracleSimulator", "ReprojectSimulator", "PerturbedSimulator", "CachedSimulator", "BlankSimulator",
-                  "CopySimulator", "call_key", "jitter_colors", "noisy_pose", "noisy_depth")),
-    ("splat", ("reproject_views", "fill_rows")), ("depth", ("MonocularDepth", "build_tiny_depth_model")))
-    for name in names}
-
-def __getattr__(name: str):
-    "A name that moved to `backends`, `splat` or `depth`, imported on first use."
-    if name not in _MOVED:
-        raise AttributeError(f"module 'astra_wb.simulators' has no attribute {name!r}")
-    module, attr = _MOVED[name].split(":")
-    return getattr(importlib.import_module(module), attr)
