@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -133,8 +134,8 @@ class LearnedSim(nn.Module):
         return folder
 
 # %% ../nbs/05c_learned_sim.ipynb #4d19e126
-@classmethod
-def _from_pretrained(cls, folder) -> LearnedSim:
+@patch(cls_method=True)
+def from_pretrained(cls: LearnedSim, folder) -> LearnedSim:
     "A saved model (eval mode), or ValueError naming the folder."
     from safetensors.torch import load_file
     folder = Path(folder)
@@ -147,8 +148,6 @@ def _from_pretrained(cls, folder) -> LearnedSim:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"{folder}: not a learned-simulator checkpoint: {type(e).__name__}: {e}") from None
     return model.eval()
-
-LearnedSim.from_pretrained = _from_pretrained
 
 # %% ../nbs/05c_learned_sim.ipynb #800535e8
 class LearnedSimulator(ReprojectSimulator):

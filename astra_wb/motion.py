@@ -7,6 +7,7 @@ from __future__ import annotations
 import math, re
 from dataclasses import dataclass
 import numpy as np
+from fastcore.basics import patch
 from .geometry import DOF_KINDS, apply_motion
 
 # %% auto #0
@@ -92,7 +93,8 @@ def _unit(m: Motion) -> str:
     one = abs(m.value) == 1
     return ("degree" if one else "degrees") if m.is_rotation else ("meter" if one else "meters")
 
-def _instruction(self) -> str:
+@patch
+def instruction(self: Motion) -> str:
     "The motion as a plain instruction, e.g. 'turn 60 degrees to the right'."
     v, u, pos = _fmt(self.value), _unit(self), self.value > 0
     if self.kind == "lateral": return f"move {v} {u} to the {'right' if pos else 'left'}"
@@ -100,8 +102,6 @@ def _instruction(self) -> str:
     if self.kind == "vertical": return f"move {v} {u} {'up' if pos else 'down'}"
     if self.kind == "yaw": return f"turn {v} {u} to the {'right' if pos else 'left'}"
     return f"pitch {'up' if pos else 'down'} by {v} {u}"
-
-Motion.instruction = _instruction
 
 def render_instruction(motion: Motion, reference_image: int | None = None) -> str:
     "The instruction sent to a world simulator, optionally anchored to a reference image."

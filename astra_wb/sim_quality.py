@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 import numpy as np
+from fastcore.basics import patch
 from PIL import Image
 from .geometry import decompose, DOF_NAMES, DOF_KINDS
 from .wm_data import WMSample, read_wm_data, to_protocol_sample, make_wm_data, WMDataConfig
@@ -434,7 +435,8 @@ class OnnxDetector:
 
 
 # %% ../nbs/13_sim_quality.ipynb #6a11670e
-def _onnx_detect(self, image, categories=None, **context) -> list[Detection]:
+@patch
+def detect(self: OnnxDetector, image, categories=None, **context) -> list[Detection]:
     "Detections of the COCO `categories` (None: all 80) in `image` (PIL or HxWx3 RGB)."
     import cv2
     if categories is not None and not categories:
@@ -460,8 +462,6 @@ def _onnx_detect(self, image, categories=None, **context) -> list[Detection]:
         box = (max(0.0, float(x)), max(0.0, float(y)), min(float(W), float(x + w)), min(float(H), float(y + h)))
         if box[2] - box[0] >= 1 and box[3] - box[1] >= 1: dets.append(Detection(COCO_CLASSES[cls[keep[i]]], box, float(conf[keep[i]])))
     return sorted(dets, key=lambda d: -d.score)
-
-OnnxDetector.detect = _onnx_detect
 
 
 # %% ../nbs/13_sim_quality.ipynb #ebf9c4fa
