@@ -96,7 +96,7 @@ def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | Non
     return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre {where}.", letter=k)
 
 def _pick(cand: dict, best, seen: str, why) -> Decision | None:
-    "The letter in `cand` (letter -> score) that `best` (max or min) picks, said by `why(letter)`; None if none."
+    "The letter of `cand` (letter -> score) that `best` (max or min) picks, said by `why(letter)`; else None."
     if not cand:
         return None
     k = best(cand, key=cand.get)

@@ -298,8 +298,8 @@ def _renamed(f, name: str):
     g.__qualname__ = name
     return g
 
-# the same body compiled serially (prange runs as range). numba's cache keys an entry by the function's name, line
-# and bytecode, not by `parallel`, so one body under one name would let each compilation load the other's
+# the same body compiled serially (prange runs as range). numba's cache keys an entry by the function's name,
+# line and bytecode, not by `parallel`, so one body under one name would let each compilation load the other's
 _cast_boxes = njit(cache=True, **_FAST)(_renamed(_cast_boxes_par.py_func, "_cast_boxes"))
 
 # %% ../nbs/03_scene.ipynb #b3f55601

@@ -149,8 +149,8 @@ def quiet_progress():
 
 # %% ../nbs/06c_tiny_vlm.ipynb #eb6de780
 def _build_into(folder: Path, want: dict, marker: str, kind: str, write, overwrite: bool) -> str:
-    """`folder`, reused when its `marker` file says `want`, else built by `write(tmp)`. Processes race safely: each
-    builds in its own temporary folder, proves it reloads offline, and renames it into place."""
+    """`folder`, reused when its `marker` file says `want`, else built by `write(tmp)`. Processes race safely:
+    each builds in its own temporary folder, proves it reloads offline, and renames it into place."""
     marker = folder / marker
     if not overwrite and marker.exists() and json.loads(marker.read_text()) == want:
         return str(folder)

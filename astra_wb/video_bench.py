@@ -284,8 +284,8 @@ class MMSIVideoBench(Benchmark):
     name = "mmsi-video"
     FIELDS = ("id", "type", "video_list", "user_prompt", "ground_truth")
 
-    def __init__(self, path, limit=None, categories=None, ids=None, setting: str = "Uniform-50", data_root=None,
-                 layout: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
+    def __init__(self, path, limit=None, categories=None, ids=None, setting: str = "Uniform-50",
+                 data_root=None, layout: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
         "`layout`: native | vlmevalkit (default: the file's own, native for the json, vlmevalkit for the TSV)."
         if setting not in VIDEO_SETTINGS:
             raise ValueError(f"setting must be one of {list(VIDEO_SETTINGS)}, got {setting!r}")
