@@ -29,8 +29,8 @@ __all__ = ['MMSI_PR', 'MMSI_GROUPS', 'MMSI_CATEGORIES', 'MMSI_SHORT_NAMES', 'MIN
            'bench_error', 'mmsi_category', 'mmsi_group', 'mindcube_setting', 'extract_mmsi', 'extract_mindcube',
            'split_options', 'decode_image', 'open_image', 'encode_jpeg', 'check_prompt_style', 'Benchmark',
            'find_benchmark_file', 'require_fields', 'image_list_cell', 'mmsi_vlmevalkit_prompt', 'MMSIBench',
-           'write_mmsi_fixture', 'MindCube', 'write_mindcube_fixture', 'SynthBench', 'benchmark_class', 'get_benchmark',
-           'extract_for']
+           'entry_sample', 'write_mmsi_fixture', 'MindCube', 'write_mindcube_fixture', 'SynthBench', 'benchmark_class',
+           'get_benchmark', 'extract_for']
 
 # %% ../nbs/08_benchmarks.ipynb #b645c907
 class BenchmarkError(ValueError):
@@ -434,6 +434,12 @@ def _question(self: MMSIBench, row, r: int) -> tuple[str, dict, str]:
     stem, options = split_options(question)
     return stem, options, f"{question}\n{MMSI_POST_PROMPT}"
 
+# %% ../nbs/08_benchmarks.ipynb #7c987c91
+def entry_sample(e: dict, stem: str, images: list, options: dict, answer, meta: dict) -> Sample:
+    "The `Sample` of index entry `e` (its `id` and `category`) from what its loader parsed out of the row."
+    return Sample(id=e["id"], question=stem, images=images, options=options, answer=answer,
+                  category=e["category"], meta=meta)
+
 # %% ../nbs/08_benchmarks.ipynb #b524b471
 @patch
 def _build(self: MMSIBench, e):
@@ -467,8 +473,7 @@ def _build(self: MMSIBench, e):
     }
     if not self.tsv and "thought" in row and isinstance(row["thought"], str):
         meta["thought"] = row["thought"]
-    return Sample(id=e["id"], question=stem, images=images, options=options, answer=answer,
-                  category=e["category"], meta=meta)
+    return entry_sample(e, stem, images, options, answer, meta)
 
 # %% ../nbs/08_benchmarks.ipynb #104d096d
 def write_mmsi_fixture(folder, n: int = 4, form: str = "parquet", seed: int = 0) -> Path:
@@ -535,16 +540,8 @@ class MindCube(Benchmark):
     name = "mindcube"
     FIELDS = ("id", "question", "images")
 
-    def __init__(
-        self,
-        path,
-        limit=None,
-        categories=None,
-        ids=None,
-        image_root=None,
-        prompt_setting: str = "raw_qa",
-        prompt_style: str = DEFAULT_PROMPT_STYLE,
-    ):
+    def __init__(self, path, limit=None, categories=None, ids=None, image_root=None,
+                 prompt_setting: str = "raw_qa", prompt_style: str = DEFAULT_PROMPT_STYLE):
         if prompt_setting not in MINDCUBE_PROMPT_SETTINGS:
             raise ValueError(
                 f"prompt_setting must be one of {list(MINDCUBE_PROMPT_SETTINGS)}, got {prompt_setting!r}"
@@ -635,15 +632,7 @@ def _build(self: MindCube, e):
         "type": row.get("type"),
         "meta_info": row.get("meta_info"),
     }
-    return Sample(
-        id=e["id"],
-        question=stem,
-        images=images,
-        options=options,
-        answer=gt,
-        category=e["category"],
-        meta=json.loads(json.dumps(meta, default=str)),
-    )
+    return entry_sample(e, stem, images, options, gt, json.loads(json.dumps(meta, default=str)))
 
 # %% ../nbs/08_benchmarks.ipynb #42ed8f17
 def write_mindcube_fixture(folder, n: int = 6, seed: int = 0) -> Path:

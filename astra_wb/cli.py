@@ -13,35 +13,37 @@ __all__ = ['COMMANDS', 'usage', 'main']
 
 # %% ../nbs/16_cli.ipynb #158d19f2
 COMMANDS = Registry("command")   # name -> 'module:cli_function', with the one-line summary `--help` lists
-COMMANDS.register("demo", "astra_wb.demo:cli_demo",
-                  "Run the main job: synthetic bench x expert policy x simulators, Table-1-style report.")
-COMMANDS.register("eval", "astra_wb.eval:cli_eval",
-                  "Evaluate a policy x simulator x mode on a benchmark (resumable run folder).")
-COMMANDS.register("report", "astra_wb.report:cli_report", "Write the HTML report of one or more run folders.")
-COMMANDS.register("make-synth", "astra_wb.synthqa:cli_make_synth",
-                  "Generate the synthetic spatial-QA bench (JSONL + PNG).")
-COMMANDS.register("imagine", "astra_wb.simulators:cli_imagine",
-                  "Imagine one view: a simulator applied to an image and a camera motion.")
-COMMANDS.register("rollout", "astra_wb.eval:cli_rollout",
-                  "Roll out a policy with a simulator on a few samples and print the trajectories.")
-COMMANDS.register("app", "apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate).")
-COMMANDS.register("annotate", "astra_wb.annotate:cli_annotate",
-                  "Label-store tools: register, stats, export, import, agreement, configure.")
-COMMANDS.register("sft", "astra_wb.sft:cli_sft",
-                  "Supervised cold start of a policy on teacher trajectories (TRL SFTTrainer).")
-COMMANDS.register("curriculum", "astra_wb.curriculum:cli_curriculum",
-                  "The Table-3 experiment: cold start, four reward arms, held-out evaluation (resumable).")
-COMMANDS.register("train", "astra_wb.rl:cli_train",
-                  "Two-phase GRPO training with the world simulator in the loop.")
-COMMANDS.register("filter-rl-data", "astra_wb.rl_data:cli_filter_rl_data",
-                  "Keep questions the policy answers correctly at most once in k tries.")
-COMMANDS.register("make-wm-data", "astra_wb.wm_data:cli_make_wm_data",
-                  "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes.")
-COMMANDS.register("sim-quality", "astra_wb.sim_quality:cli_sim_quality",
-                  "Score a simulator's pose and content consistency (paper Table 2).")
-COMMANDS.register("tune-wm", "astra_wb.tune_wm:cli_tune_wm",
-                  "Train the learned world simulator (generic pre-training, view-consistency tuning) "
-                  "and measure it.")
+_COMMAND_ROWS = (   # (name, 'module:cli_function', summary), in the order `--help` lists them
+    ("demo", "astra_wb.demo:cli_demo",
+     "Run the main job: synthetic bench x expert policy x simulators, Table-1-style report."),
+    ("eval", "astra_wb.eval:cli_eval",
+     "Evaluate a policy x simulator x mode on a benchmark (resumable run folder)."),
+    ("report", "astra_wb.report:cli_report", "Write the HTML report of one or more run folders."),
+    ("make-synth", "astra_wb.synthqa:cli_make_synth",
+     "Generate the synthetic spatial-QA bench (JSONL + PNG)."),
+    ("imagine", "astra_wb.simulators:cli_imagine",
+     "Imagine one view: a simulator applied to an image and a camera motion."),
+    ("rollout", "astra_wb.eval:cli_rollout",
+     "Roll out a policy with a simulator on a few samples and print the trajectories."),
+    ("app", "apps.app:main", "Launch the Gradio workbench (simulator, agent, runs, annotate)."),
+    ("annotate", "astra_wb.annotate:cli_annotate",
+     "Label-store tools: register, stats, export, import, agreement, configure."),
+    ("sft", "astra_wb.sft:cli_sft",
+     "Supervised cold start of a policy on teacher trajectories (TRL SFTTrainer)."),
+    ("curriculum", "astra_wb.curriculum:cli_curriculum",
+     "The Table-3 experiment: cold start, four reward arms, held-out evaluation (resumable)."),
+    ("train", "astra_wb.rl:cli_train", "Two-phase GRPO training with the world simulator in the loop."),
+    ("filter-rl-data", "astra_wb.rl_data:cli_filter_rl_data",
+     "Keep questions the policy answers correctly at most once in k tries."),
+    ("make-wm-data", "astra_wb.wm_data:cli_make_wm_data",
+     "Build world-simulator SFT data from posed RGB-D scans or synthetic scenes."),
+    ("sim-quality", "astra_wb.sim_quality:cli_sim_quality",
+     "Score a simulator's pose and content consistency (paper Table 2)."),
+    ("tune-wm", "astra_wb.tune_wm:cli_tune_wm",
+     "Train the learned world simulator (generic pre-training, view-consistency tuning) and measure it."),
+)
+for _row in _COMMAND_ROWS:
+    COMMANDS.register(*_row)
 
 # %% ../nbs/16_cli.ipynb #1f5544ee
 def _command(name: str):

@@ -95,17 +95,21 @@ def _read_nearest(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | Non
     where = f"(column {blobs[opts[k]].cu:.0f} of {W})"
     return Decision(f"{seen} Of the options, the {opts[k]} is nearest the centre {where}.", letter=k)
 
+def _pick(cand: dict, best, seen: str, why) -> Decision | None:
+    "The letter of `cand` (letter -> score) that `best` (max or min) picks, said by `why(letter)`; else None."
+    if not cand:
+        return None
+    k = best(cand, key=cand.get)
+    return Decision(f"{seen} {why(k)}", letter=k)
+
 def _read_side(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
     "The option farthest to the asked side of the named object (at least 3 % of the width away)."
     q = c.q
     a, sgn = blobs[q.names[0]], -1 if q.side == "left" else 1
     cand = {k: sgn * (blobs[v].cu - a.cu) for k, v in opts.items() if v != q.names[0]}
-    cand = {k: d for k, d in cand.items() if d > 0.03 * c.W}
-    if not cand:
-        return None
-    k = max(cand, key=cand.get)
-    where = f"the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}"
-    return Decision(f"{seen} The {q.names[0]} is at column {a.cu:.0f}; {where}.", letter=k)
+    at = f"The {q.names[0]} is at column {a.cu:.0f}"
+    why = lambda k: f"{at}; the {opts[k]} is to its {q.side} at column {blobs[opts[k]].cu:.0f}."
+    return _pick({k: d for k, d in cand.items() if d > 0.03 * c.W}, max, seen, why)
 
 # %% ../nbs/06b_expert.ipynb #0e64e10a
 def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:
@@ -115,11 +119,8 @@ def _read_between(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | Non
     cand = {
         k: abs(blobs[v].cu - (lo + hi) / 2) for k, v in opts.items() if v not in q.names and lo < blobs[v].cu < hi
     }
-    if not cand:
-        return None
-    k = min(cand, key=cand.get)
     span = f"The {q.names[0]} and the {q.names[1]} span columns {lo:.0f}-{hi:.0f}"
-    return Decision(f"{seen} {span}; the {q.options[k]} lies between them.", letter=k)
+    return _pick(cand, min, seen, lambda k: f"{span}; the {q.options[k]} lies between them.")
 
 # %% ../nbs/06b_expert.ipynb #4e1166e8
 def _read_relation(c: _Ctx, blobs: dict, opts: dict, seen: str) -> Decision | None:

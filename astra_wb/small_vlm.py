@@ -4,10 +4,10 @@
 
 # %% ../nbs/07a_small_vlm.ipynb #4f8b0d39
 from __future__ import annotations
-import json, os, shutil, tempfile
+import json, os, tempfile
 from pathlib import Path
 from .hf import image_only_processor_class
-from .tiny_vlm import (_BUILD_LOCK, _corpus, cached_tiny_qwen3vl, hub_offline, load_tiny, quiet_progress,
+from .tiny_vlm import (_BUILD_LOCK, _build_into, _corpus, cached_tiny_qwen3vl, hub_offline, load_tiny,
                                train_qwen_tokenizer, trl_chat_template)
 
 # %% auto #0
@@ -73,22 +73,10 @@ def _write_small(folder: Path, seed: int, p: dict) -> None:
 def build_small_qwen3vl(folder, seed: int = 0, overwrite: bool = False, **preset) -> str:
     "Build, save and reload (offline) the `small` random Qwen3-VL in `folder` (reused when built); `preset` overrides sizes."
     p = {**SMALL_PRESET, **preset}
-    folder, want = Path(folder), {"builder_version": SMALL_BUILDER_VERSION, "seed": seed, "preset": p}
-    marker = folder / "astra_small.json"
+    want = {"builder_version": SMALL_BUILDER_VERSION, "seed": seed, "preset": p}
+    write = lambda tmp: _write_small(tmp, seed, p)
     with _BUILD_LOCK:
-        if not overwrite and marker.exists() and json.loads(marker.read_text()) == want: return str(folder)
-        if folder.exists() and any(folder.iterdir()) and not marker.exists():
-            raise FileExistsError(f"{folder} exists and is not a small-model folder; refusing to overwrite it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            with quiet_progress():
-                _write_small(tmp, seed, p)
-                with hub_offline(): load_tiny(tmp)   # prove it reloads from the folder alone
-            if folder.exists(): shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        finally: shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+        return _build_into(Path(folder), want, "astra_small.json", "small-model", write, overwrite)
 
 def cached_small_qwen3vl(seed: int = 0) -> str:
     "The small model in the workbench cache (`$ASTRA_WB_CACHE`, else ~/.cache/astra-wb), built on first use."

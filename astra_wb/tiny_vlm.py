@@ -148,19 +148,19 @@ def quiet_progress():
             hf_logging.enable_progress_bar()
 
 # %% ../nbs/06c_tiny_vlm.ipynb #eb6de780
-def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overwrite: bool) -> str:
-    "Processes race safely: each builds in its own temporary folder and renames it into place."
-    want = {"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed, "vocab_size": vocab_size}
-    marker = folder / "astra_tiny.json"
+def _build_into(folder: Path, want: dict, marker: str, kind: str, write, overwrite: bool) -> str:
+    """`folder`, reused when its `marker` file says `want`, else built by `write(tmp)`. Processes race safely:
+    each builds in its own temporary folder, proves it reloads offline, and renames it into place."""
+    marker = folder / marker
     if not overwrite and marker.exists() and json.loads(marker.read_text()) == want:
         return str(folder)
     if folder.exists() and any(folder.iterdir()) and not marker.exists():
-        raise FileExistsError(f"{folder} exists and is not a tiny-model folder; refusing to overwrite it")
+        raise FileExistsError(f"{folder} exists and is not a {kind} folder; refusing to overwrite it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         with quiet_progress():
-            _write_tiny(tmp, family, seed, vocab_size)
+            write(tmp)
             with hub_offline():
                 load_tiny(tmp)  # prove it reloads from the folder alone
         if folder.exists():
@@ -173,6 +173,12 @@ def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overw
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
+
+def _build_tiny_vlm(folder: Path, family: str, seed: int, vocab_size: int, overwrite: bool) -> str:
+    "The tiny model in `folder`, built by `_build_into` (the caller holds `_BUILD_LOCK`)."
+    want = {"builder_version": TINY_BUILDER_VERSION, "family": family, "seed": seed, "vocab_size": vocab_size}
+    write = lambda tmp: _write_tiny(tmp, family, seed, vocab_size)
+    return _build_into(folder, want, "astra_tiny.json", "tiny-model", write, overwrite)
 
 # %% ../nbs/06c_tiny_vlm.ipynb #d8b1a28d
 _BUILD_LOCK = threading.Lock()  # transformers' init contexts patch process-wide state: threads build one at a time

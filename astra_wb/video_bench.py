@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from PIL import Image
-from .protocol import Sample
 from .safeio import SafeIOError, check_list, check_value, get_field, open_under, read_json, split_path
 from astra_wb.benchmarks import (
     Benchmark,
     BenchmarkError,
     DEFAULT_PROMPT_STYLE,
     bench_error,
+    entry_sample,
     find_benchmark_file,
     open_image,
     require_fields,
@@ -284,17 +284,8 @@ class MMSIVideoBench(Benchmark):
     name = "mmsi-video"
     FIELDS = ("id", "type", "video_list", "user_prompt", "ground_truth")
 
-    def __init__(
-        self,
-        path,
-        limit=None,
-        categories=None,
-        ids=None,
-        setting: str = "Uniform-50",
-        data_root=None,
-        layout: str | None = None,
-        prompt_style: str = DEFAULT_PROMPT_STYLE,
-    ):
+    def __init__(self, path, limit=None, categories=None, ids=None, setting: str = "Uniform-50",
+                 data_root=None, layout: str | None = None, prompt_style: str = DEFAULT_PROMPT_STYLE):
         "`layout`: native | vlmevalkit (default: the file's own, native for the json, vlmevalkit for the TSV)."
         if setting not in VIDEO_SETTINGS:
             raise ValueError(f"setting must be one of {list(VIDEO_SETTINGS)}, got {setting!r}")
@@ -450,15 +441,7 @@ def _build(self: MMSIVideoBench, e):
         "official_answer": gold,
         "n_frames": [len(c) for c in clips],
     }
-    return Sample(
-        id=e["id"],
-        question=stem,
-        images=images,
-        options=options,
-        answer=gt,
-        category=e["category"],
-        meta=meta,
-    )
+    return entry_sample(e, stem, images, options, gt, meta)
 
 # %% ../nbs/08b_video_bench.ipynb #1f3e5093
 _VIDEO_ANSWER_WORDS = ('"answer":', "answer is", "answer:", '"Answer":', "Answer is", "Answer:")

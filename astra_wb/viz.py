@@ -145,6 +145,12 @@ def _closed(polys) -> tuple[list, list]:
         ys += list(map(float, p[:, 1])) + [None]
     return xs, ys
 
+# %% ../nbs/14_viz.ipynb #c0cab8bb
+def _filled(xs: list, ys: list, col: str, opacity: float, name: str, **more) -> dict:
+    "A closed outline filled with `col` (object footprints, camera frusta); `more` adds trace fields."
+    return dict(type="scatter", x=xs, y=ys, fill="toself", mode="lines", fillcolor=col, opacity=opacity,
+                name=name, **more)
+
 # %% ../nbs/14_viz.ipynb #3db1d127
 def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_depth: float | None = None,
                    height: int = 460) -> go.Figure:
@@ -158,41 +164,16 @@ def topdown_figure(scene=None, cameras=(), *, title: str | None = None, frustum_
     for cat, group in by_cat.items():   # one trace per category keeps the figure fast to build and to send
         xs, ys = _closed([_footprint(o["center"], o["size"], o["yaw_deg"]) for o in group])
         col = category_color(cat)
-        data.append(
-            dict(
-                type="scatter",
-                x=xs,
-                y=ys,
-                fill="toself",
-                mode="lines",
-                line=dict(color=col, width=1),
-                fillcolor=col,
-                opacity=0.55,
-                name=cat,
-                hoverinfo="name+text",
-                text=[f"#{o['id']}" for o in group for _ in range(6)],
-            )
-        )
+        ids = [f"#{o['id']}" for o in group for _ in range(6)]
+        line = dict(color=col, width=1)
+        data.append(_filled(xs, ys, col, 0.55, cat, line=line, hoverinfo="name+text", text=ids))
     roles = [(role, [c for c in cameras if c.role == role]) for role in ROLE_COLORS]
     roles = [(role, cams, [_frustum(c, frustum_depth) for c in cams]) for role, cams in roles if cams]
     for role, cams, tris in roles:
         col = ROLE_COLORS[role]
         xs, ys = _closed(tris)
-        data.append(
-            dict(
-                type="scatter",
-                x=xs,
-                y=ys,
-                fill="toself",
-                mode="lines",
-                fillcolor=col,
-                opacity=0.35,
-                name=role,
-                legendgroup=role,
-                hoverinfo="skip",
-                line=dict(color=col, width=2, dash="dot" if role == "imagined" else "solid"),
-            )
-        )
+        line = dict(color=col, width=2, dash="dot" if role == "imagined" else "solid")
+        data.append(_filled(xs, ys, col, 0.35, role, legendgroup=role, hoverinfo="skip", line=line))
     pts = [(x, y) for d in data for x, y in zip(d["x"], d["y"]) if x is not None]
     if room is not None:
         pts += [(0.0, 0.0), (float(room[0]), float(room[1]))]
