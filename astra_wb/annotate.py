@@ -20,7 +20,7 @@ __all__ = ['SCHEMA_VERSION', 'SCHEMA', 'LabelStore', 'AssignConfig', 'LabelConfl
 
 # %% ../nbs/15_annotate.ipynb #86e9746f
 SCHEMA_VERSION = 1
-SCHEMA = [  # IF NOT EXISTS: creating it twice (two first opens at once) is harmless
+SCHEMA = [   # IF NOT EXISTS: creating it twice (two first opens at once) is harmless
     """CREATE TABLE IF NOT EXISTS trajectories(id TEXT PRIMARY KEY, path TEXT, run TEXT, n_turns INTEGER,
         bucket REAL NOT NULL, required INTEGER NOT NULL, n_done INTEGER NOT NULL DEFAULT 0, added REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS open_items ON trajectories(n_done DESC, added) WHERE n_done < required",
@@ -57,32 +57,23 @@ def _retry_locked(fn, timeout_s: float):
 # %% ../nbs/15_annotate.ipynb #e13e37b9
 class LabelStore:
     "The annotators' label store: one SQLite file (WAL, synchronous=FULL), every write in BEGIN IMMEDIATE."
-
     def __init__(self, path, busy_timeout_s: float = 30.0, clock=time.time):
         self.path, self.clock, self._lock = Path(path), clock, threading.RLock()
         self.busy_timeout_s, self._busy_ms = busy_timeout_s, int(busy_timeout_s * 1000)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
         version = _retry_locked(lambda: self._db.execute("PRAGMA user_version").fetchone()[0], busy_timeout_s)
-        if version != SCHEMA_VERSION:  # else opening is read-only
+        if version != SCHEMA_VERSION:   # else opening is read-only
             self._create_schema()
 
     def _all(self, sql: str, args=()) -> list:
         "Rows of one read query (under the connection lock: app handlers share a store across threads)."
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        with self._lock: return self._db.execute(sql, args).fetchall()
 
-    def close(self):
-        self._db.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self):
-        return f"LabelStore({str(self.path)!r})"
+    def close(self): self._db.close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def __repr__(self): return f"LabelStore({str(self.path)!r})"
 
 # %% ../nbs/15_annotate.ipynb #87ebdcd4
 @patch
@@ -108,9 +99,7 @@ def _create_schema(self: LabelStore):
     with self._write() as c:
         v = c.execute("PRAGMA user_version").fetchone()[0]
         if v > SCHEMA_VERSION:
-            raise LabelError(
-                f"{self.path}: label store schema v{v} is newer than this code (v{SCHEMA_VERSION})"
-            )
+            raise LabelError(f"{self.path}: label store schema v{v} is newer than this code (v{SCHEMA_VERSION})")
         if v == 0:
             for stmt in SCHEMA:
                 c.execute(stmt)
@@ -178,28 +167,21 @@ def _bucket(trajectory: str) -> float:
 def config(self: LabelStore) -> AssignConfig:
     "The stored assignment settings."
     rows = dict(self._all("SELECT key, value FROM config"))
-    return AssignConfig(
-        **{k: json.loads(v) for k, v in rows.items() if k in AssignConfig.__dataclass_fields__}
-    )
-
+    return AssignConfig(**{k: json.loads(v) for k, v in rows.items() if k in AssignConfig.__dataclass_fields__})
 
 @patch
 def configure(self: LabelStore, **changes) -> AssignConfig:
     "Change assignment settings (persisted, shared by every process using the file)."
-    try:
-        cfg = AssignConfig(**{**asdict(self.config), **changes})
-    except TypeError as e:
-        raise LabelError(f"unknown assignment setting: {e}") from None
+    try: cfg = AssignConfig(**{**asdict(self.config), **changes})
+    except TypeError as e: raise LabelError(f"unknown assignment setting: {e}") from None
     if not 0 <= cfg.overlap_fraction <= 1:
         raise field_error("", "overlap_fraction", f"must be in [0, 1], got {cfg.overlap_fraction}")
     if not isinstance(cfg.overlap_k, int) or cfg.overlap_k < 2:
         raise field_error("", "overlap_k", f"must be an integer >= 2, got {cfg.overlap_k}")
-    if not cfg.lease_s > 0:
-        raise field_error("", "lease_s", f"must be > 0, got {cfg.lease_s}")
+    if not cfg.lease_s > 0: raise field_error("", "lease_s", f"must be > 0, got {cfg.lease_s}")
     with self._write() as db:
         db.executemany(
-            "INSERT OR REPLACE INTO config VALUES (?, ?)",
-            [(k, json.dumps(v)) for k, v in asdict(cfg).items()],
+            "INSERT OR REPLACE INTO config VALUES (?, ?)", [(k, json.dumps(v)) for k, v in asdict(cfg).items()]
         )
         db.execute(
             "UPDATE trajectories SET required = CASE WHEN bucket < ? THEN ? ELSE 1 END",
@@ -210,10 +192,8 @@ def configure(self: LabelStore, **changes) -> AssignConfig:
 # %% ../nbs/15_annotate.ipynb #aecc5c56
 def _n_turns(folder: Path) -> int | None:
     "Number of turns in a saved trajectory, when its JSON says (used to check `turn`)."
-    try:
-        turns = read_json(folder, "trajectory.json").get("turns")  # a regular file inside the folder, bounded
-    except (SafeIOError, AttributeError):
-        return None
+    try: turns = read_json(folder, "trajectory.json").get("turns")   # a regular file inside the folder, bounded
+    except (SafeIOError, AttributeError): return None
     return len(turns) if isinstance(turns, list) else None
 
 # %% ../nbs/15_annotate.ipynb #89e90fca
@@ -235,15 +215,10 @@ def register(self: LabelStore, trajectories, run: str | None = None) -> int:
         )
     with self._write() as db:
         cfg = self.config
-        rows = [
-            (*r[:4], b := _bucket(r[0]), cfg.overlap_k if b < cfg.overlap_fraction else 1, r[4]) for r in rows
-        ]
-        db.executemany(
-            """INSERT INTO trajectories(id, path, run, n_turns, bucket, required, added) VALUES (?,?,?,?,?,?,?)
+        rows = [(*r[:4], b := _bucket(r[0]), cfg.overlap_k if b < cfg.overlap_fraction else 1, r[4]) for r in rows]
+        db.executemany("""INSERT INTO trajectories(id, path, run, n_turns, bucket, required, added) VALUES (?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET path = coalesce(excluded.path, path), run = coalesce(excluded.run, run),
-            n_turns = coalesce(excluded.n_turns, n_turns)""",
-            rows,
-        )
+            n_turns = coalesce(excluded.n_turns, n_turns)""", rows)
     return len(rows)
 
 # %% ../nbs/15_annotate.ipynb #69be5eff
@@ -252,8 +227,7 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
     "Register every `trajectories/<id>/trajectory.json` of a run folder; returns the ids."
     run_folder = Path(run_folder)
     found = sorted(p.parent for p in (run_folder / "trajectories").glob("*/trajectory.json"))
-    if not found:
-        raise LabelError(f"{run_folder}: no trajectories/<id>/trajectory.json in this run folder")
+    if not found: raise LabelError(f"{run_folder}: no trajectories/<id>/trajectory.json in this run folder")
     ids = [f"{run_folder.name}/{p.name}" for p in found]
     paths = [p.resolve() for p in found]
     # ids carry only the folder's name: a *different* run folder with the same name (demo1/agentic vs
@@ -262,10 +236,8 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
     for tid, new in zip(ids, paths):
         old = known.get(tid)
         if old and Path(old) != new and (Path(old) / "trajectory.json").exists():
-            raise LabelError(
-                f"{run_folder}: a run named {run_folder.name!r} is already registered from "
-                f"{Path(old).parent.parent}; trajectory ids are '<run folder name>/<id>', so give one of them another name"
-            )
+            raise LabelError(f"{run_folder}: a run named {run_folder.name!r} is already registered from "
+                             f"{Path(old).parent.parent}; trajectory ids are '<run folder name>/<id>', so give one of them another name")
     self.register(list(zip(ids, paths)), run=run_folder.name)
     return ids
 
@@ -274,17 +246,13 @@ def register_run(self: LabelStore, run_folder) -> list[str]:
 def trajectory_path(self: LabelStore, trajectory: str) -> str | None:
     "The folder a registered trajectory was registered with (None: no folder); LabelError if unknown."
     rows = self._all("SELECT path FROM trajectories WHERE id = ?", (trajectory,))
-    if not rows:
-        raise field_error("", "trajectory", f"unknown trajectory {trajectory!r}")
+    if not rows: raise field_error("", "trajectory", f"unknown trajectory {trajectory!r}")
     return rows[0][0]
 
 # %% ../nbs/15_annotate.ipynb #c6d917cc
 _EV = "event_id, annotator, trajectory, label, subtags, note, turn, version, time"
-
-
 def _event(row) -> LabelEvent | None:
     return None if row is None else LabelEvent(*row[:4], tuple(json.loads(row[4])), *row[5:])
-
 
 def _row(ev: LabelEvent) -> tuple:
     return (
@@ -299,10 +267,8 @@ def _row(ev: LabelEvent) -> tuple:
         ev.time,
     )
 
-
 class LabelConflict(Exception):
     "A stale edit: the label changed since `base_version`. Nothing was written; `current` is the stored label."
-
     def __init__(self, annotator: str, trajectory: str, base_version: int, current: LabelEvent | None):
         self.annotator, self.trajectory, self.base_version, self.current = (
             annotator,
@@ -317,18 +283,8 @@ class LabelConflict(Exception):
 
 # %% ../nbs/15_annotate.ipynb #38620c35
 @patch
-def save_label(
-    self: LabelStore,
-    annotator: str,
-    trajectory: str,
-    label: str,
-    *,
-    base_version: int = 0,
-    subtags=(),
-    note: str = "",
-    turn: int | None = None,
-    event_id: str | None = None,
-) -> LabelEvent:
+def save_label(self: LabelStore, annotator: str, trajectory: str, label: str, *, base_version: int = 0,
+               subtags=(), note: str = "", turn: int | None = None, event_id: str | None = None) -> LabelEvent:
     "Append a label event (an edit when `base_version` > 0); raises `LabelConflict` when stale."
     check_name(annotator)
     check_name(trajectory, "trajectory", max_len=512)
@@ -338,28 +294,17 @@ def save_label(
     event_id = check_name(event_id, "event_id", max_len=128) if event_id is not None else uuid.uuid4().hex
     with self._write() as db:
         if old := _event(db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (event_id,)).fetchone()):
-            if (old.annotator, old.trajectory, old.label, old.subtags, old.note, old.turn, old.version) != (
-                annotator,
-                trajectory,
-                label,
-                subtags,
-                note,
-                turn,
-                base_version + 1,
-            ):
+            if (old.annotator, old.trajectory, old.label, old.subtags, old.note, old.turn, old.version) != \
+               (annotator, trajectory, label, subtags, note, turn, base_version + 1):
                 raise field_error("", "event_id", f"{event_id!r} was already used for a different label")
-            return old  # a retry of a committed save
+            return old                                  # a retry of a committed save
         t = db.execute("SELECT n_turns FROM trajectories WHERE id = ?", (trajectory,)).fetchone()
         if t is None:
             raise field_error("", "trajectory", f"unknown trajectory {trajectory!r}; register it first")
         if turn is not None and t[0] is not None and turn > t[0]:
             raise field_error("", "turn", f"{trajectory} has {t[0]} turns, got turn {turn}")
-        cur = _event(
-            db.execute(
-                f"SELECT {_EV} FROM events WHERE annotator = ? AND trajectory = ? ORDER BY version DESC LIMIT 1",
-                (annotator, trajectory),
-            ).fetchone()
-        )
+        cur = _event(db.execute(f"SELECT {_EV} FROM events WHERE annotator = ? AND trajectory = ? ORDER BY version DESC LIMIT 1",
+                                (annotator, trajectory)).fetchone())
         if (cur.version if cur else 0) != base_version:
             raise LabelConflict(annotator, trajectory, base_version, cur)
         ev = LabelEvent(
@@ -376,23 +321,18 @@ def save_label(
 @dataclass(frozen=True)
 class Item:
     "A trajectory served to an annotator, reserved for them until `lease_expires`."
-
     trajectory: str
-    path: str | None  # the trajectory folder (for protocol.load_trajectory)
+    path: str | None          # the trajectory folder (for protocol.load_trajectory)
     run: str | None
     n_turns: int | None
     lease_expires: float
-    required: int  # annotators this trajectory should get
-    n_labelled: int  # annotators that have labelled it so far
-
+    required: int             # annotators this trajectory should get
+    n_labelled: int           # annotators that have labelled it so far
     def load(self):
         "The `protocol.Trajectory` this item points at."
         from astra_wb.protocol import load_trajectory
-
-        if self.path is None:
-            raise LabelError(f"{self.trajectory}: registered without a folder")
+        if self.path is None: raise LabelError(f"{self.trajectory}: registered without a folder")
         return load_trajectory(self.path)
-
 
 _ITEM = "id, path, run, n_turns, required, n_done"
 _OPEN = """SELECT {cols} FROM trajectories t WHERE n_done < required
@@ -408,20 +348,14 @@ def next_item(self: LabelStore, annotator: str) -> Item | None:
     now, lease_s = self.clock(), self.config.lease_s
     with self._write() as db:
         db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, now))
-        row = db.execute(
-            f"""SELECT {_ITEM} FROM trajectories t JOIN leases l ON l.trajectory = t.id
+        row = db.execute(f"""SELECT {_ITEM} FROM trajectories t JOIN leases l ON l.trajectory = t.id
             WHERE l.annotator = :a AND l.expires > :now
             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.trajectory = t.id AND e.annotator = :a)
-            ORDER BY l.expires LIMIT 1""",
-            dict(a=annotator, now=now),
-        ).fetchone()
+            ORDER BY l.expires LIMIT 1""", dict(a=annotator, now=now)).fetchone()
         if row is None:
-            row = db.execute(
-                _OPEN.format(cols=_ITEM) + " ORDER BY n_done DESC, added, rowid LIMIT 1",
-                dict(a=annotator, now=now),
-            ).fetchone()
-        if row is None:
-            return None
+            row = db.execute(_OPEN.format(cols=_ITEM) + " ORDER BY n_done DESC, added, rowid LIMIT 1",
+                             dict(a=annotator, now=now)).fetchone()
+        if row is None: return None
         db.execute("DELETE FROM leases WHERE expires <= ?", (now,))
         db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (row[0], annotator, now + lease_s))
     return Item(row[0], row[1], row[2], row[3], now + lease_s, row[4], row[5])
@@ -432,8 +366,7 @@ def release(self: LabelStore, annotator: str, trajectory: str, skip: bool = Fals
     "Give a leased trajectory back; with `skip`, never serve it to `annotator` again."
     with self._write() as db:
         db.execute("DELETE FROM leases WHERE annotator = ? AND trajectory = ?", (annotator, trajectory))
-        if skip:
-            db.execute("INSERT OR IGNORE INTO skips VALUES (?, ?)", (annotator, trajectory))
+        if skip: db.execute("INSERT OR IGNORE INTO skips VALUES (?, ?)", (annotator, trajectory))
 
 # %% ../nbs/15_annotate.ipynb #11fd3c3e
 @patch
@@ -490,30 +423,20 @@ def stats(self: LabelStore) -> dict:
     "Counts for dashboards and `astra-wb annotate stats`."
     with self._read() as db:
         one = lambda q, *a: db.execute(q, a).fetchone()[0]
-        return dict(
-            trajectories=one("SELECT count(*) FROM trajectories"),
-            labelled=one("SELECT count(*) FROM trajectories WHERE n_done > 0"),
-            complete=one("SELECT count(*) FROM trajectories WHERE n_done >= required"),
-            events=one("SELECT count(*) FROM events"),
-            active_leases=one("SELECT count(*) FROM leases WHERE expires > ?", self.clock()),
-            annotators=dict(
-                db.execute(
-                    "SELECT annotator, count(*) FROM current_labels GROUP BY annotator ORDER BY annotator"
-                ).fetchall()
-            ),
-            labels=dict(
-                db.execute(
-                    "SELECT label, count(*) FROM current_labels GROUP BY label ORDER BY count(*) DESC, label"
-                ).fetchall()
-            ),
-        )
+        return dict(trajectories=one("SELECT count(*) FROM trajectories"),
+                    labelled=one("SELECT count(*) FROM trajectories WHERE n_done > 0"),
+                    complete=one("SELECT count(*) FROM trajectories WHERE n_done >= required"),
+                    events=one("SELECT count(*) FROM events"),
+                    active_leases=one("SELECT count(*) FROM leases WHERE expires > ?", self.clock()),
+                    annotators=dict(db.execute("SELECT annotator, count(*) FROM current_labels GROUP BY annotator ORDER BY annotator").fetchall()),
+                    labels=dict(db.execute("SELECT label, count(*) FROM current_labels GROUP BY label ORDER BY count(*) DESC, label").fetchall()))
 
 # %% ../nbs/15_annotate.ipynb #1fa33891
 @patch
 def agreement(self: LabelStore) -> Agreement:
     "Agreement of current labels on trajectories labelled by at least two annotators."
     by_item: dict[str, dict[str, str]] = {}
-    full: dict[str, dict[str, str]] = {}  # label and sub-tags as one nominal value
+    full: dict[str, dict[str, str]] = {}   # label and sub-tags as one nominal value
     for ev in self.labels():
         by_item.setdefault(ev.trajectory, {})[ev.annotator] = ev.label
         full.setdefault(ev.trajectory, {})[ev.annotator] = "+".join((ev.label, *ev.subtags))
@@ -525,43 +448,30 @@ def agreement(self: LabelStore) -> Agreement:
     pairs, agree, total = [], 0, 0
     for a, b in combinations(coders, 2):
         shared = [(v[a], v[b]) for v in items.values() if a in v and b in v]
-        if not shared:
-            continue
+        if not shared: continue
         same = sum(x == y for x, y in shared)
         agree += same
         total += len(shared)
-        pairs.append(
-            PairAgreement(a, b, len(shared), same / len(shared), cohen_kappa(*map(list, zip(*shared))))
-        )
+        pairs.append(PairAgreement(a, b, len(shared), same / len(shared), cohen_kappa(*map(list, zip(*shared)))))
     kappas = [p.kappa for p in pairs if not math.isnan(p.kappa)]
-    return Agreement(
-        len(items),
-        coders,
-        alpha,
-        sum(kappas) / len(kappas) if kappas else math.nan,
-        agree / total if total else math.nan,
-        pairs,
-        dict(Counter(l for v in items.values() for l in v.values()).most_common()),
-        alpha_sub,
-        sum(x == y for x, y in pair_sub) / len(pair_sub) if pair_sub else math.nan,
-    )
+    return Agreement(len(items), coders, alpha, sum(kappas) / len(kappas) if kappas else math.nan,
+                     agree / total if total else math.nan, pairs,
+                     dict(Counter(l for v in items.values() for l in v.values()).most_common()), alpha_sub,
+                     sum(x == y for x, y in pair_sub) / len(pair_sub) if pair_sub else math.nan)
 
 # %% ../nbs/15_annotate.ipynb #17dc1e9e
 @patch
 def export_jsonl(self: LabelStore, path) -> int:
     "Write trajectories and every event to a JSONL file; returns the number of rows."
     with self._read() as db:
-        trajs = db.execute(
-            f"SELECT {', '.join(TRAJECTORY_FIELDS)} FROM trajectories ORDER BY added, rowid"
-        ).fetchall()
+        trajs = db.execute(f"SELECT {', '.join(TRAJECTORY_FIELDS)} FROM trajectories ORDER BY added, rowid").fetchall()
         evs = [_event(r) for r in db.execute(f"SELECT {_EV} FROM events ORDER BY seq").fetchall()]
     rows = [{"type": "trajectory", **dict(zip(TRAJECTORY_FIELDS, t))} for t in trajs] + [
         {"type": "event", **e.to_dict()} for e in evs
     ]
     tmp = Path(f"{path}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return len(rows)
 
@@ -575,38 +485,24 @@ def import_jsonl(self: LabelStore, path) -> dict:
         cfg = self.config
         for tid, p, run, n_turns, added in trajs:
             b = _bucket(tid)
-            cur = db.execute(
-                "INSERT OR IGNORE INTO trajectories(id, path, run, n_turns, bucket, required, added) VALUES (?,?,?,?,?,?,?)",
-                (tid, p, run, n_turns, b, cfg.overlap_k if b < cfg.overlap_fraction else 1, added),
-            )
+            cur = db.execute("INSERT OR IGNORE INTO trajectories(id, path, run, n_turns, bucket, required, added) VALUES (?,?,?,?,?,?,?)",
+                             (tid, p, run, n_turns, b, cfg.overlap_k if b < cfg.overlap_fraction else 1, added))
             out["trajectories_added" if cur.rowcount else "trajectories_skipped"] += 1
         for where, ev in evs:
-            if old := _event(
-                db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (ev.event_id,)).fetchone()
-            ):
+            if old := _event(db.execute(f"SELECT {_EV} FROM events WHERE event_id = ?", (ev.event_id,)).fetchone()):
                 if old != ev:
-                    raise field_error(
-                        where, "event_id", f"{ev.event_id!r} is already in the store with different content"
-                    )
+                    raise field_error(where, "event_id", f"{ev.event_id!r} is already in the store with different content")
                 out["events_skipped"] += 1
                 continue
             if db.execute("SELECT 1 FROM trajectories WHERE id = ?", (ev.trajectory,)).fetchone() is None:
                 raise field_error(
-                    where,
-                    "trajectory",
-                    f"unknown trajectory {ev.trajectory!r} (not in the file nor the store)",
+                    where, "trajectory", f"unknown trajectory {ev.trajectory!r} (not in the file nor the store)"
                 )
-            have = db.execute(
-                "SELECT coalesce(max(version), 0) FROM events WHERE annotator = ? AND trajectory = ?",
-                (ev.annotator, ev.trajectory),
-            ).fetchone()[0]
+            have = db.execute("SELECT coalesce(max(version), 0) FROM events WHERE annotator = ? AND trajectory = ?",
+                              (ev.annotator, ev.trajectory)).fetchone()[0]
             if ev.version != have + 1:
-                raise field_error(
-                    where,
-                    "version",
-                    f"{ev.annotator}'s label on {ev.trajectory} is at version {have} here; "
-                    f"version {ev.version} does not continue it (conflicting edits)",
-                )
+                raise field_error(where, "version", f"{ev.annotator}'s label on {ev.trajectory} is at version {have} here; "
+                           f"version {ev.version} does not continue it (conflicting edits)")
             db.execute(f"INSERT INTO events({_EV}) VALUES (?,?,?,?,?,?,?,?,?)", _row(ev))
             if ev.version == 1:
                 db.execute("UPDATE trajectories SET n_done = n_done + 1 WHERE id = ?", (ev.trajectory,))
@@ -620,19 +516,11 @@ def check(self: LabelStore) -> list[str]:
     "Problems found (empty when the store is sound)."
     with self._read() as db:
         bad = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
-        bad += [
-            f"{a} on {t}: versions 1..{m} with {c} events"
-            for a, t, m, c in db.execute(
-                "SELECT annotator, trajectory, max(version), count(*) FROM events GROUP BY 1, 2 HAVING max(version) <> count(*)"
-            )
-        ]
-        bad += [
-            f"{t}: n_done {n} but {c} annotators"
-            for t, n, c in db.execute(
-                """SELECT id, n_done, (SELECT count(DISTINCT annotator) FROM events e WHERE e.trajectory = t.id) AS c
-               FROM trajectories t WHERE n_done <> c"""
-            )
-        ]
+        bad += [f"{a} on {t}: versions 1..{m} with {c} events" for a, t, m, c in db.execute(
+            "SELECT annotator, trajectory, max(version), count(*) FROM events GROUP BY 1, 2 HAVING max(version) <> count(*)")]
+        bad += [f"{t}: n_done {n} but {c} annotators" for t, n, c in db.execute(
+            """SELECT id, n_done, (SELECT count(DISTINCT annotator) FROM events e WHERE e.trajectory = t.id) AS c
+               FROM trajectories t WHERE n_done <> c""")]
     return bad
 
 # %% ../nbs/15_annotate.ipynb #025c2076
@@ -671,41 +559,30 @@ def cli_annotate(argv: list[str]) -> int:
             return 2
     if a.db is None:
         from astra_wb.settings import load_settings
-
         a.db = load_settings().label_db
     if a.cmd in ("export", "agreement", "stats") and not Path(a.db).exists():
         print(f"astra-wb annotate {a.cmd}: no label store at {a.db}", file=sys.stderr)
         return 2
     try:
         store = LabelStore(a.db)
-        if a.cmd == "register":  # a run folder, or a folder of runs such as runs/demo
+        if a.cmd == "register":   # a run folder, or a folder of runs such as runs/demo
             from astra_wb.eval import find_runs
-
-            folders = [
-                f
-                for r in a.runs
-                for f in ([Path(r)] if (Path(r) / "trajectories").is_dir() else find_runs(r))
-            ]
+            folders = [f for r in a.runs for f in ([Path(r)] if (Path(r) / "trajectories").is_dir() else find_runs(r))]
             print(sum(len(store.register_run(f)) for f in folders), "trajectories registered")
-        elif a.cmd == "export":
-            print(store.export_jsonl(a.out), "rows written to", a.out)
-        elif a.cmd == "import":
-            print(json.dumps(store.import_jsonl(a.file)))
+        elif a.cmd == "export": print(store.export_jsonl(a.out), "rows written to", a.out)
+        elif a.cmd == "import": print(json.dumps(store.import_jsonl(a.file)))
         elif a.cmd == "agreement":
             ag = store.agreement()
             print(json.dumps(ag.to_dict(), indent=1) if a.json else ag)
-        elif a.cmd == "stats":
-            print(json.dumps(store.stats(), indent=1))
+        elif a.cmd == "stats": print(json.dumps(store.stats(), indent=1))
         elif a.cmd == "configure":
             ch = {
                 k: v
-                for k, v in dict(
-                    overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s
-                ).items()
+                for k, v in dict(overlap_fraction=a.overlap_fraction, overlap_k=a.overlap_k, lease_s=a.lease_s).items()
                 if v is not None
             }
             print(json.dumps(asdict(store.configure(**ch))))
-    except (ValueError, OSError, sqlite3.Error) as e:  # LabelError, and RunError for a folder with no runs
+    except (ValueError, OSError, sqlite3.Error) as e:   # LabelError, and RunError for a folder with no runs
         print(f"astra-wb annotate {a.cmd}: {e}", file=sys.stderr)
         return 2
     return 0

@@ -270,12 +270,8 @@ def score_tables(rows: list[dict], key: str = "correct") -> dict:
         k: _acc([r for r in counted if r.get(f) == k], key)
         for k in _ordered([r.get(f) for r in counted], order)
     }
-    t = {
-        "n_scored": len(overall),
-        "accuracy": _acc(overall, key)["accuracy"],
-        "per_category": by("category", cat_order),
-        "per_group": by("group", grp_order),
-    }
+    t = {"n_scored": len(overall), "accuracy": _acc(overall, key)["accuracy"],
+         "per_category": by("category", cat_order), "per_group": by("group", grp_order)}
     subs = _ordered([s for r in counted for s in r.get("sub_benchmarks") or []])
     if subs:
         t["sub_benchmarks"] = {
@@ -289,13 +285,8 @@ def compute_metrics(rows: list[dict]) -> dict:
     rows = list(rows)
     source = rows[0]["source"] if rows else None
     counted = [r for r in rows if r.get("scored", True)]
-    m = {
-        "source": source,
-        "score": "official",
-        "n": len(rows),
-        **score_tables(rows, "correct"),
-        "llm_extracted": sum(bool(r.get("llm_extracted")) for r in rows),
-    }
+    m = {"source": source, "score": "official", "n": len(rows), **score_tables(rows, "correct"),
+         "llm_extracted": sum(bool(r.get("llm_extracted")) for r in rows)}
     protocol = score_tables(rows, "protocol_correct")
     n_c = max(len(counted), 1)
     protocol.update(
@@ -384,7 +375,6 @@ ROW_FIELDS = {  # field: (types, required) of a results row; rows are checked wh
     "needs_imagination": ((bool, None), False),
     "premature": (bool, False),
 }
-
 
 def check_row(row, where: str) -> dict:
     "A results row whose fields have their types (`ROW_FIELDS`); its trajectory is a name inside the run folder."
@@ -570,12 +560,9 @@ def _check_same_run(folder: Path, config: EvalConfig):
     if not path.exists():
         return
     old = _read_json(folder, "config.json")
-    fresh = EvalConfig()  # a folder written before a field existed ran with its default
-    diff = [
-        (k, old.get(k, getattr(fresh, k)), getattr(config, k))
-        for k in EvalConfig.IDENTITY
-        if old.get(k, getattr(fresh, k)) != getattr(config, k)
-    ]
+    fresh = EvalConfig()   # a folder written before a field existed ran with its default
+    diff = [(k, old.get(k, getattr(fresh, k)), getattr(config, k)) for k in EvalConfig.IDENTITY
+            if old.get(k, getattr(fresh, k)) != getattr(config, k)]
     if diff:
         raise RunError(
             f"{folder} holds a different run ({', '.join(f'{k}: {a!r} != {b!r}' for k, a, b in diff)}); use another folder"
@@ -796,7 +783,6 @@ _FLAG_HELP = {  # where the field comment alone is not enough on the command lin
     "prompt_style": "official (the benchmark's prompt only) | agent (the workbench's) | both (workbench system prompt + the benchmark's text)",
     "llm_extract": "MMSI-Bench's LLM fallback for replies the rules cannot read: http://HOST:PORT/v1#MODEL ('' = off)",
 }
-
 
 def eval_parser(
     prog: str = "astra-wb eval",

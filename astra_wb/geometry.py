@@ -19,11 +19,9 @@ UP = np.array([0.0, 0.0, 1.0])
 # %% ../nbs/00_geometry.ipynb #4625c690
 def intrinsics(width: int, height: int, fov_deg: float = 60.0) -> np.ndarray:
     "Pinhole K (3x3) for an image `width` x `height` with horizontal field of view `fov_deg`."
-    if not (0 < fov_deg < 180):
-        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
+    if not (0 < fov_deg < 180): raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
     f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
     return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=np.float64)
-
 
 def fov_from_K(K: np.ndarray, width: int | None = None) -> float:
     "Horizontal field of view (degrees) of intrinsics `K` (image width defaults to 2 cx)."
@@ -33,7 +31,6 @@ def fov_from_K(K: np.ndarray, width: int | None = None) -> float:
 # %% ../nbs/00_geometry.ipynb #a3c78a2c
 def _rot_from_axes(right: np.ndarray, down: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return np.stack([right, down, forward], axis=1)
-
 
 def level_pose(position, heading_deg: float = 0.0, pitch_deg: float = 0.0) -> np.ndarray:
     "Camera-to-world pose at `position` looking along `heading_deg` (math angle, z up), tilted up by `pitch_deg`."
@@ -45,17 +42,14 @@ def level_pose(position, heading_deg: float = 0.0, pitch_deg: float = 0.0) -> np
     T[:3, 3] = position
     return T
 
-
 def look_at(eye, target, up=UP) -> np.ndarray:
     "Camera-to-world pose at `eye` looking at `target`, with no roll about the viewing axis."
     eye, target = np.asarray(eye, float), np.asarray(target, float)
     forward = target - eye
-    if np.linalg.norm(forward) < 1e-9:
-        raise ValueError("look_at: eye and target coincide")
+    if np.linalg.norm(forward) < 1e-9: raise ValueError("look_at: eye and target coincide")
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, np.asarray(up, float))
-    if np.linalg.norm(right) < 1e-9:
-        raise ValueError("look_at: viewing direction is parallel to up")
+    if np.linalg.norm(right) < 1e-9: raise ValueError("look_at: viewing direction is parallel to up")
     right /= np.linalg.norm(right)
     T = np.eye(4)
     T[:3, :3] = _rot_from_axes(right, np.cross(forward, right), forward)
@@ -89,18 +83,12 @@ def apply_motion(T_wc: np.ndarray, kind: str, value: float) -> np.ndarray:
     "The camera pose after a motion of `kind` (lateral/forward/vertical metres, yaw/pitch degrees) by signed `value`."
     T = np.array(T_wc, dtype=np.float64, copy=True)
     right, forward = level_axes(T)
-    if kind == "lateral":
-        T[:3, 3] += value * right
-    elif kind == "forward":
-        T[:3, 3] += value * forward
-    elif kind == "vertical":
-        T[:3, 3] += value * UP
-    elif kind == "yaw":
-        T[:3, :3] = _rot_z(-value) @ T[:3, :3]
-    elif kind == "pitch":
-        T[:3, :3] = T[:3, :3] @ _rot_x(value)
-    else:
-        raise ValueError(f"unknown motion kind {kind!r}; expected one of {DOF_KINDS}")
+    if kind == "lateral": T[:3, 3] += value * right
+    elif kind == "forward": T[:3, 3] += value * forward
+    elif kind == "vertical": T[:3, 3] += value * UP
+    elif kind == "yaw": T[:3, :3] = _rot_z(-value) @ T[:3, :3]
+    elif kind == "pitch": T[:3, :3] = T[:3, :3] @ _rot_x(value)
+    else: raise ValueError(f"unknown motion kind {kind!r}; expected one of {DOF_KINDS}")
     return T
 
 # %% ../nbs/00_geometry.ipynb #e53e19b2
@@ -108,7 +96,6 @@ def _wrap180(deg: float) -> float:
     "Wrap an angle to (-180, 180]."
     deg = (deg + 180.0) % 360.0 - 180.0
     return 180.0 if deg == -180.0 else deg
-
 
 def decompose(T_src: np.ndarray, T_tgt: np.ndarray) -> np.ndarray:
     "The motion from `T_src` to `T_tgt` as [dx, dy, dz, dyaw, dpitch] (metres, degrees; + right/forward/up/right/up)."

@@ -20,69 +20,37 @@ __all__ = ['TAXONOMY', 'LABELS', 'SUBTAG_TITLES', 'MAX_NOTE', 'TRAJECTORY_FIELDS
 @dataclass(frozen=True)
 class Category:
     "One label an annotator can give a trajectory."
-
-    code: str  # stable identifier kept in the store and exports
-    title: str  # what the annotator reads
-    source: str  # where the paper describes it
-    description: str  # one-line guidance
-    subtags: tuple = ()  # optional finer tags, in display order
-    success: bool = False  # True for the case the system is designed for
-
+    code: str                 # stable identifier kept in the store and exports
+    title: str                # what the annotator reads
+    source: str               # where the paper describes it
+    description: str          # one-line guidance
+    subtags: tuple = ()       # optional finer tags, in display order
+    success: bool = False     # True for the case the system is designed for
 
 TAXONOMY = (
-    Category(
-        "missing_evidence",
-        "Imagination provided missing viewpoint evidence",
-        "App. C case 1",
-        "The imagined view showed what the context images could not, and the answer used it.",
-        success=True,
-    ),
-    Category(
-        "uninformative_action",
-        "Correct tool access but uninformative action",
-        "App. C case 2",
-        "The simulator was needed, but the motion or reference image could not resolve the question.",
-    ),
-    Category(
-        "inconsistent_observation",
-        "Spatially inconsistent simulator observation",
-        "App. C case 3",
-        "The imagined view did not follow the motion or broke the layout "
-        "(missing, hallucinated, drifting objects).",
-    ),
-    Category(
-        "observation_misused",
-        "Useful observation ignored or misused",
-        "App. C case 4",
-        "The imagined view could answer the question, but the reasoning ignored or misread it.",
-        subtags=("index_confusion", "motion_not_accounted", "over_trust"),
-    ),
-    Category(
-        "collapse_to_direct",
-        "Collapse to direct answering",
-        "App. E",
-        "The question needed an unseen viewpoint, but the policy answered without imagining.",
-    ),
-    Category(
-        "simulator_overuse",
-        "Simulator over-use",
-        "App. E",
-        "The policy imagined views it did not need (the context already answered the question).",
-    ),
-    Category(
-        "stopped_exploring",
-        "Stopped exploring after an uninformative view",
-        "App. E",
-        "The first imagined view did not help and the policy answered instead of trying another motion.",
-    ),
-    Category("other", "Other (say what in the note)", "", "None of the above; the note is required."),
+    Category("missing_evidence", "Imagination provided missing viewpoint evidence", "App. C case 1",
+             "The imagined view showed what the context images could not, and the answer used it.", success=True),
+    Category("uninformative_action", "Correct tool access but uninformative action", "App. C case 2",
+             "The simulator was needed, but the motion or reference image could not resolve the question."),
+    Category("inconsistent_observation", "Spatially inconsistent simulator observation", "App. C case 3",
+             "The imagined view did not follow the motion or broke the layout "
+             "(missing, hallucinated, drifting objects)."),
+    Category("observation_misused", "Useful observation ignored or misused", "App. C case 4",
+             "The imagined view could answer the question, but the reasoning ignored or misread it.",
+             subtags=("index_confusion", "motion_not_accounted", "over_trust")),
+    Category("collapse_to_direct", "Collapse to direct answering", "App. E",
+             "The question needed an unseen viewpoint, but the policy answered without imagining."),
+    Category("simulator_overuse", "Simulator over-use", "App. E",
+             "The policy imagined views it did not need (the context already answered the question)."),
+    Category("stopped_exploring", "Stopped exploring after an uninformative view", "App. E",
+             "The first imagined view did not help and the policy answered instead of trying another motion."),
+    Category("other", "Other (say what in the note)", "",
+             "None of the above; the note is required."),
 )
 LABELS = {c.code: c for c in TAXONOMY}
-SUBTAG_TITLES = {
-    "index_confusion": "Index confusion (original vs imagined image numbers)",
-    "motion_not_accounted": "Motion not accounted for when reading the view",
-    "over_trust": "Over-trust of the generated view over reliable context",
-}
+SUBTAG_TITLES = {"index_confusion": "Index confusion (original vs imagined image numbers)",
+                 "motion_not_accounted": "Motion not accounted for when reading the view",
+                 "over_trust": "Over-trust of the generated view over reliable context"}
 
 # %% ../nbs/15b_labels.ipynb #84b0622b
 def label_choices() -> list[tuple[str, str]]:
@@ -97,24 +65,16 @@ def subtag_choices(label: str) -> list[tuple[str, str]]:
 MAX_NOTE = 10_000
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,512}")
 
-
 class LabelError(ValueError):
     "Bad label-store input; the message names the file/row and the field where there is one."
-
 
 def field_error(where: str, field_: str, msg: str) -> LabelError:
     "A `LabelError` naming the place (file:row, if any) and the field."
     return LabelError(f"{where + ': ' if where else ''}field '{field_}': {msg}")
 
-
 def check_name(value, field_: str = "annotator", where: str = "", max_len: int = 64) -> str:
     "An annotator name or trajectory id: a non-empty string without control characters or edge spaces."
-    if (
-        not isinstance(value, str)
-        or not _NAME.fullmatch(value)
-        or value != value.strip()
-        or len(value) > max_len
-    ):
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value != value.strip() or len(value) > max_len:
         msg = f"expected 1-{max_len} printable characters without leading/trailing spaces, got {value!r}"
         raise field_error(where, field_, msg)
     return value
@@ -145,9 +105,7 @@ def check_label(label, subtags=(), note="", turn=None, where: str = "") -> tuple
         raise field_error(where, "subtags", f"expected a list of strings, got {subtags!r}")
     allowed = LABELS[label].subtags
     if bad := [s for s in subtags if s not in allowed]:
-        raise field_error(
-            where, "subtags", f"{bad} not allowed for label {label!r}; allowed: {list(allowed)}"
-        )
+        raise field_error(where, "subtags", f"{bad} not allowed for label {label!r}; allowed: {list(allowed)}")
     note = _check_note(label, note, where)
     if turn is not None and (isinstance(turn, bool) or not isinstance(turn, int) or not 1 <= turn <= 10**6):
         raise field_error(where, "turn", f"expected a turn number >= 1 or null, got {turn!r}")
@@ -157,19 +115,17 @@ def check_label(label, subtags=(), note="", turn=None, where: str = "") -> tuple
 @dataclass(frozen=True)
 class LabelEvent:
     "One append-only label event: `annotator`'s `version`-th label of `trajectory`."
-
-    event_id: str  # unique id (uuid4 hex unless the caller chose one: retries are idempotent)
+    event_id: str             # unique id (uuid4 hex unless the caller chose one: retries are idempotent)
     annotator: str
-    trajectory: str  # store-wide trajectory id, "<run>/<trajectory id>" for registered runs
-    label: str  # a code in LABELS
-    subtags: tuple = ()  # sub-tags of the label, canonical order
-    note: str = ""  # free text
-    turn: int | None = None  # 1-based assistant turn the label refers to; None = whole trajectory
-    version: int = 1  # 1 = first label; an edit of version v is version v + 1
-    time: float = 0.0  # unix seconds at commit
+    trajectory: str           # store-wide trajectory id, "<run>/<trajectory id>" for registered runs
+    label: str                # a code in LABELS
+    subtags: tuple = ()       # sub-tags of the label, canonical order
+    note: str = ""            # free text
+    turn: int | None = None   # 1-based assistant turn the label refers to; None = whole trajectory
+    version: int = 1          # 1 = first label; an edit of version v is version v + 1
+    time: float = 0.0         # unix seconds at commit
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "subtags": list(self.subtags)}
+    def to_dict(self) -> dict: return {**asdict(self), "subtags": list(self.subtags)}
 
 # %% ../nbs/15b_labels.ipynb #f5a689bf
 def _check_event_fields(d, names: list[str], where: str):
@@ -196,15 +152,7 @@ def from_dict(cls: LabelEvent, d: dict, where: str = "") -> LabelEvent:
     _check_event_fields(d, [f.name for f in fields(cls)], where)
     label, subtags, note, turn = check_label(d["label"], d["subtags"], d["note"], d["turn"], where)
     return cls(
-        d["event_id"],
-        d["annotator"],
-        d["trajectory"],
-        label,
-        subtags,
-        note,
-        turn,
-        d["version"],
-        float(d["time"]),
+        d["event_id"], d["annotator"], d["trajectory"], label, subtags, note, turn, d["version"], float(d["time"])
     )
 
 # %% ../nbs/15b_labels.ipynb #5bf1d5f3
@@ -250,35 +198,29 @@ class PairAgreement:
 # %% ../nbs/15b_labels.ipynb #365e2e3e
 @dataclass
 class Agreement:
-    n_items: int  # trajectories labelled by >= 2 annotators
+    n_items: int              # trajectories labelled by >= 2 annotators
     annotators: list
-    alpha: float  # Krippendorff's alpha, nominal
-    kappa: float  # Cohen's (2 annotators) or Light's (mean pairwise)
-    observed: float  # pairwise observed agreement
+    alpha: float              # Krippendorff's alpha, nominal
+    kappa: float              # Cohen's (2 annotators) or Light's (mean pairwise)
+    observed: float           # pairwise observed agreement
     pairs: list = field(default_factory=list)
-    label_counts: dict = field(default_factory=dict)  # current labels on these items
-    alpha_subtags: float = (
-        math.nan
-    )  # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
+    label_counts: dict = field(default_factory=dict)   # current labels on these items
+    alpha_subtags: float = math.nan  # alpha on the label and its sub-tags together (a sub-tag mismatch disagrees)
     observed_subtags: float = math.nan  # pairwise observed agreement on the label and its sub-tags together
-
     def to_dict(self) -> dict:
-        clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x  # JSON has no NaN
+        clean = lambda x: None if isinstance(x, float) and math.isnan(x) else x   # JSON has no NaN
         d = asdict(self)
         return {
             k: ([{kk: clean(vv) for kk, vv in p.items()} for p in v] if k == "pairs" else clean(v))
             for k, v in d.items()
         }
-
     def __str__(self):
         f = lambda x: "n/a" if math.isnan(x) else f"{x:.3f}"
         lines = [
             f"items with >= 2 annotators: {self.n_items}   alpha: {f(self.alpha)}   kappa: {f(self.kappa)}   observed: {f(self.observed)}"
         ]
         lines += [f"with sub-tags: alpha: {f(self.alpha_subtags)}   observed: {f(self.observed_subtags)}"]
-        lines += [
-            f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs
-        ]
+        lines += [f"  {p.a} vs {p.b}: n={p.n} observed={f(p.observed)} kappa={f(p.kappa)}" for p in self.pairs]
         return "\n".join(lines)
 
 # %% ../nbs/15b_labels.ipynb #8030f9a5
@@ -286,23 +228,15 @@ TRAJECTORY_FIELDS = ("id", "path", "run", "n_turns", "added")   # a trajectory r
 
 # %% ../nbs/15b_labels.ipynb #37a9cee3
 def _traj_row(d: dict, where: str) -> tuple:
-    if extra := sorted(set(d) - set(TRAJECTORY_FIELDS)):
-        raise field_error(where, extra[0], "unknown field")
-    if missing := [k for k in TRAJECTORY_FIELDS if k not in d]:
-        raise field_error(where, missing[0], "missing")
+    if extra := sorted(set(d) - set(TRAJECTORY_FIELDS)): raise field_error(where, extra[0], "unknown field")
+    if missing := [k for k in TRAJECTORY_FIELDS if k not in d]: raise field_error(where, missing[0], "missing")
     check_name(d["id"], "trajectory", where, 512)
     for k in ("path", "run"):
         if d[k] is not None and not isinstance(d[k], str):
             raise field_error(where, k, f"expected a string or null, got {d[k]!r}")
-    if d["n_turns"] is not None and (
-        isinstance(d["n_turns"], bool) or not isinstance(d["n_turns"], int) or not 0 <= d["n_turns"] <= 10**6
-    ):
+    if d["n_turns"] is not None and (isinstance(d["n_turns"], bool) or not isinstance(d["n_turns"], int) or not 0 <= d["n_turns"] <= 10**6):
         raise field_error(where, "n_turns", f"expected a count or null, got {d['n_turns']!r}")
-    if (
-        isinstance(d["added"], bool)
-        or not isinstance(d["added"], (int, float))
-        or not math.isfinite(d["added"])
-    ):
+    if isinstance(d["added"], bool) or not isinstance(d["added"], (int, float)) or not math.isfinite(d["added"]):
         raise field_error(where, "added", f"expected unix seconds, got {d['added']!r}")
     return d["id"], d["path"], d["run"], d["n_turns"], float(d["added"])
 
@@ -311,19 +245,14 @@ def read_jsonl(path) -> tuple[list[tuple], list[tuple[str, LabelEvent]]]:
     "Parse and validate an export: (trajectory rows, [(where, event)]). Errors name file, line and field."
     trajs, evs = [], []
     path = Path(path)
-    try:
-        lines = list(iter_jsonl(path.parent, path.name, str(path)))  # bounded: depth, integer size, line size
-    except SafeIOError as e:
-        raise LabelError(str(e)) from None
+    try: lines = list(iter_jsonl(path.parent, path.name, str(path)))   # bounded: depth, integer size, line size
+    except SafeIOError as e: raise LabelError(str(e)) from None
     for n, d in lines:
         where = f"{path}:{n}"
         if not isinstance(d, dict):
             raise LabelError(f"{where}: expected a JSON object, got {type(d).__name__}")
         kind = d.pop("type", None)
-        if kind == "trajectory":
-            trajs.append(_traj_row(d, where))
-        elif kind == "event":
-            evs.append((where, LabelEvent.from_dict(d, where)))
-        else:
-            raise field_error(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
+        if kind == "trajectory": trajs.append(_traj_row(d, where))
+        elif kind == "event": evs.append((where, LabelEvent.from_dict(d, where)))
+        else: raise field_error(where, "type", f"expected 'trajectory' or 'event', got {kind!r}")
     return trajs, evs

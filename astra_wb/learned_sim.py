@@ -26,36 +26,26 @@ __all__ = ['IN_CHANNELS', 'LearnedSimConfig', 'WarpRefineNet', 'motion_vector', 
 @dataclass
 class LearnedSimConfig:
     "Shape of the warp-and-refine network (saved beside its weights)."
+    base: int = 16               # channels of the first U-Net level (doubled at each level down)
+    levels: int = 3              # U-Net levels (levels - 1 downsamplings)
+    net_width: int = 48          # the network sees a thumbnail this wide (height by aspect): holes are low-frequency
+    trans_scale: float = 2.0     # metres that map to 1.0 in the motion input
+    rot_scale: float = 90.0      # degrees that map to 1.0 in the motion input
+    max_footprint: float = 4.0   # splat footprint of the warp in pixels (as `reproject`)
+    refine: int = 8              # channels of the full-resolution refinement (0: none, as in checkpoints saved before it)
 
-    base: int = 16  # channels of the first U-Net level (doubled at each level down)
-    levels: int = 3  # U-Net levels (levels - 1 downsamplings)
-    net_width: int = 48  # the network sees a thumbnail this wide (height by aspect): holes are low-frequency
-    trans_scale: float = 2.0  # metres that map to 1.0 in the motion input
-    rot_scale: float = 90.0  # degrees that map to 1.0 in the motion input
-    max_footprint: float = 4.0  # splat footprint of the warp in pixels (as `reproject`)
-    refine: int = 8  # channels of the full-resolution refinement (0: none, as in checkpoints saved before it)
-
-
-IN_CHANNELS = (
-    16  # context warp rgb + valid, reference warp rgb + valid, 5 motion planes, reference mean colour
-)
+IN_CHANNELS = 16   # context warp rgb + valid, reference warp rgb + valid, 5 motion planes, reference mean colour
 
 # %% ../nbs/05c_learned_sim.ipynb #bfdf4451
 def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.GELU(), nn.Conv2d(cout, cout, 3, padding=1), nn.GELU()
-    )
-
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GELU(), nn.Conv2d(cout, cout, 3, padding=1), nn.GELU())
 
 class WarpRefineNet(nn.Module):
     "A small U-Net: warped views and the motion in; rgb logits and a warp-trust logit out, at the network's resolution."
-
     def __init__(self, cfg: LearnedSimConfig):
         super().__init__()
-        ch = [cfg.base * 2**i for i in range(cfg.levels)]
-        self.down = nn.ModuleList(
-            [_block(IN_CHANNELS if i == 0 else ch[i - 1], ch[i]) for i in range(cfg.levels)]
-        )
+        ch = [cfg.base * 2 ** i for i in range(cfg.levels)]
+        self.down = nn.ModuleList([_block(IN_CHANNELS if i == 0 else ch[i - 1], ch[i]) for i in range(cfg.levels)])
         self.up = nn.ModuleList([_block(ch[i] + ch[i - 1], ch[i - 1]) for i in range(cfg.levels - 1, 0, -1)])
         self.head = nn.Conv2d(ch[0], 4, 1)
 
@@ -64,7 +54,7 @@ class WarpRefineNet(nn.Module):
         for i, block in enumerate(self.down):
             x = block(F.avg_pool2d(x, 2, ceil_mode=True) if i else x)
             skips.append(x)
-        for block, skip in zip(self.up, reversed(skips[:-1])):  # any image size: upsample to the skip's size
+        for block, skip in zip(self.up, reversed(skips[:-1])):   # any image size: upsample to the skip's size
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], 1))
         return self.head(x)
@@ -87,87 +77,60 @@ def _down(warp: torch.Tensor, valid: torch.Tensor, size) -> tuple[torch.Tensor, 
 def warp_inputs(views: list, ref: View, pose, K, width: int, height: int, d, cfg: LearnedSimConfig):
     "(network input, context warp rgb in [0, 1], its valid mask, its depth) for the target camera `pose`, `K`; `d` is the motion."
     rgb, depth, hole = reproject_views(views, pose, K, width, height, cfg.max_footprint)
-    w = min(cfg.net_width, width)  # never upsample a small image
+    w = min(cfg.net_width, width)                 # never upsample a small image
     size = (max(1, round(height * w / width)), w)
     Kt = np.array(K, np.float64)
     Kt[0] *= size[1] / width
     Kt[1] *= size[0] / height
-    rrgb, _, rhole = reproject_views(
-        [ref], pose, Kt, size[1], size[0], cfg.max_footprint
-    )  # the reference alone, at thumbnail size
+    rrgb, _, rhole = reproject_views([ref], pose, Kt, size[1], size[0], cfg.max_footprint)   # the reference alone, at thumbnail size
     valid = torch.from_numpy(~hole)[None, None].float()
     warp = _image_tensor(rgb) * valid
     cw, cv = _down(warp, valid, size)
     rv = torch.from_numpy(~rhole)[None, None].float()
     mean = np.asarray(ref.image.convert("RGB"), np.float32).reshape(-1, 3).mean(0) / 255.0
     planes = torch.from_numpy(np.concatenate([motion_vector(d, cfg), mean]).astype(np.float32))
-    return (
-        torch.cat([cw, cv, _image_tensor(rrgb) * rv, rv, planes[None, :, None, None].expand(1, 8, *size)], 1),
-        warp,
-        valid,
-        depth,
-    )
+    return torch.cat([cw, cv, _image_tensor(rrgb) * rv, rv, planes[None, :, None, None].expand(1, 8, *size)], 1), warp, valid, depth
 
 # %% ../nbs/05c_learned_sim.ipynb #045f6735
 class FullResRefine(nn.Module):
     "A per-pixel MLP at full resolution over the warp, its contrast with its surroundings and the upsampled thumbnail output."
-
     def __init__(self, hidden: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(12, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 4, 1))
-        nn.init.zeros_(self.net[2].weight)  # starts as no correction: the coarse result
+        nn.init.zeros_(self.net[2].weight)   # starts as no correction: the coarse result
         nn.init.zeros_(self.net[2].bias)
 
-    def forward(
-        self, up: torch.Tensor, local: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, up: torch.Tensor, local: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         "Corrected logits; `up`: the thumbnail's logits, `local`: the thumbnail's warp colour and valid fraction, upsampled."
         # a stripe is a thin line of other colour, or a thin gap, amid the warp: per-pixel layers see that cheaply
-        return up + self.net(
-            torch.cat([warp, valid, warp - local[:, :3], local[:, 3:], torch.sigmoid(up)], 1)
-        )
+        return up + self.net(torch.cat([warp, valid, warp - local[:, :3], local[:, 3:], torch.sigmoid(up)], 1))
 
-
-def compose(
-    out: torch.Tensor,
-    warp: torch.Tensor,
-    valid: torch.Tensor,
-    refine: FullResRefine | None = None,
-    x: torch.Tensor | None = None,
-) -> torch.Tensor:
+def compose(out: torch.Tensor, warp: torch.Tensor, valid: torch.Tensor, refine: FullResRefine | None = None,
+            x: torch.Tensor | None = None) -> torch.Tensor:
     "The image: the warp where the network trusts it, the network's colours elsewhere (holes always); `x`: the network input."
-    if refine is not None:
-        out = torch.cat([out, x[:, :4]], 1)  # one upsampling for the logits and the thumbnail warp
+    if refine is not None: out = torch.cat([out, x[:, :4]], 1)   # one upsampling for the logits and the thumbnail warp
     out = F.interpolate(out, size=warp.shape[-2:], mode="bilinear", align_corners=False)
-    if refine is not None:
-        out = refine(out[:, :4], out[:, 4:], warp, valid)
+    if refine is not None: out = refine(out[:, :4], out[:, 4:], warp, valid)
     gate = torch.sigmoid(out[:, 3:4]) * valid
     return gate * warp + (1 - gate) * torch.sigmoid(out[:, :3])
 
 # %% ../nbs/05c_learned_sim.ipynb #0a995ec8
 class LearnedSim(nn.Module):
     "The network with `save_pretrained` / `from_pretrained` (safetensors weights + JSON config and training record)."
-
     def __init__(self, cfg: LearnedSimConfig | None = None, record: dict | None = None):
         super().__init__()
         self.cfg, self.record = cfg or LearnedSimConfig(), dict(record or {})
         self.net = WarpRefineNet(self.cfg)
         self.refine = FullResRefine(self.cfg.refine) if self.cfg.refine else None
 
-    def forward(self, x, warp, valid):
-        return compose(self.net(x), warp, valid, self.refine, x)
+    def forward(self, x, warp, valid): return compose(self.net(x), warp, valid, self.refine, x)
 
     def save_pretrained(self, folder) -> Path:
         from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.detach().contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors"
-        )
-        (folder / "config.json").write_text(
-            json.dumps({"model": asdict(self.cfg), "record": self.record}, indent=1)
-        )
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps({"model": asdict(self.cfg), "record": self.record}, indent=1))
         return folder
 
 # %% ../nbs/05c_learned_sim.ipynb #4d19e126
@@ -175,15 +138,12 @@ class LearnedSim(nn.Module):
 def from_pretrained(cls: LearnedSim, folder) -> LearnedSim:
     "A saved model (eval mode), or ValueError naming the folder."
     from safetensors.torch import load_file
-
     folder = Path(folder)
     try:
         meta = json.loads((folder / "config.json").read_text())
         known = {f.name for f in fields(LearnedSimConfig)}
-        meta["model"].setdefault("refine", 0)  # saved before the full-resolution refinement existed
-        model = cls(
-            LearnedSimConfig(**{k: v for k, v in meta["model"].items() if k in known}), meta.get("record")
-        )
+        meta["model"].setdefault("refine", 0)   # saved before the full-resolution refinement existed
+        model = cls(LearnedSimConfig(**{k: v for k, v in meta["model"].items() if k in known}), meta.get("record"))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"{folder}: not a learned-simulator checkpoint: {type(e).__name__}: {e}") from None
@@ -192,46 +152,21 @@ def from_pretrained(cls: LearnedSim, folder) -> LearnedSim:
 # %% ../nbs/05c_learned_sim.ipynb #800535e8
 class LearnedSimulator(ReprojectSimulator):
     "`learned:PATH`: warps the reference and context views to the moved camera; a trained network fills holes and fixes the warp."
-
-    def __init__(
-        self, path, depth_model: str | None = None, depth_kind: str = "metric", threads: int | None = None
-    ):
+    def __init__(self, path, depth_model: str | None = None, depth_kind: str = "metric", threads: int | None = None):
         super().__init__(depth_model, depth_kind)
         self.model = LearnedSim.from_pretrained(path)
         self.name = f"learned:{path}"
-        if threads:
-            torch.set_num_threads(int(threads))
+        if threads: torch.set_num_threads(int(threads))
 
     def render_at(self, sample, observations, ref, pose, K, hidden=()) -> Rendering:
         posed = ref.pose is not None
-        ref = self._with_depth(
-            View(
-                ref.index,
-                ref.image,
-                ref.pose if posed else UNPOSED,
-                ref.K_or_default(self.fov_deg),
-                ref.depth,
-            )
-        )
-        others = [
-            View(v.index, v.image, v.pose, v.K_or_default(self.fov_deg), v.depth)
-            for v in conversation_views(sample, observations)
-            if posed and v.index != ref.index and v.pose is not None and v.depth is not None
-        ]
+        ref = self._with_depth(View(ref.index, ref.image, ref.pose if posed else UNPOSED, ref.K_or_default(self.fov_deg), ref.depth))
+        others = [View(v.index, v.image, v.pose, v.K_or_default(self.fov_deg), v.depth) for v in conversation_views(sample, observations)
+                  if posed and v.index != ref.index and v.pose is not None and v.depth is not None]
         W, H = ref.size
-        x, warp, valid, depth = warp_inputs(
-            [ref] + others, ref, pose, K, W, H, decompose(ref.pose, pose), self.model.cfg
-        )
-        with torch.inference_mode():
-            img = self.model(x, warp, valid)[0]
+        x, warp, valid, depth = warp_inputs([ref] + others, ref, pose, K, W, H, decompose(ref.pose, pose), self.model.cfg)
+        with torch.inference_mode(): img = self.model(x, warp, valid)[0]
         rgb = (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
         # the warp's depth (0 where it had none) lets a later call imagine from this view
-        return Rendering(
-            Image.fromarray(rgb),
-            depth,
-            None,
-            {
-                "holes_filled": round(1.0 - float(valid.mean()), 4),
-                "views_used": [ref.index] + [v.index for v in others],
-            },
-        )
+        return Rendering(Image.fromarray(rgb), depth, None,
+                         {"holes_filled": round(1.0 - float(valid.mean()), 4), "views_used": [ref.index] + [v.index for v in others]})

@@ -27,38 +27,28 @@ class MotionError(ValueError):
 @dataclass(frozen=True)
 class Motion:
     "One camera motion: `kind` in KINDS and a signed `value` (metres for moves, degrees for rotations)."
-
     kind: str
     value: float
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise MotionError(f"unknown motion kind {self.kind!r}; expected one of {KINDS}")
+        if self.kind not in KINDS: raise MotionError(f"unknown motion kind {self.kind!r}; expected one of {KINDS}")
         v = float(self.value)
-        if not math.isfinite(v):
-            raise MotionError(f"motion value must be finite, got {self.value!r}")
-        object.__setattr__(self, "value", round(v, 2) + 0.0)  # +0.0 turns -0.0 into 0.0
+        if not math.isfinite(v): raise MotionError(f"motion value must be finite, got {self.value!r}")
+        object.__setattr__(self, "value", round(v, 2) + 0.0)   # +0.0 turns -0.0 into 0.0
 
     @property
-    def is_rotation(self) -> bool:
-        return self.kind in ("yaw", "pitch")
-
+    def is_rotation(self) -> bool: return self.kind in ("yaw", "pitch")
     @property
-    def unit(self) -> str:
-        return "degrees" if self.is_rotation else "meters"
-
+    def unit(self) -> str: return "degrees" if self.is_rotation else "meters"
     @property
     def bound(self) -> float:
         return {"yaw": MAX_ROTATE_DEG, "pitch": MAX_PITCH_DEG}.get(self.kind, MAX_MOVE_M)
 
     def check(self) -> "Motion":
         "Raise `MotionError` unless the motion is non-zero and within bounds; return self."
-        if self.value == 0:
-            raise MotionError(f"{self.kind} motion of zero {self.unit} changes nothing")
+        if self.value == 0: raise MotionError(f"{self.kind} motion of zero {self.unit} changes nothing")
         if abs(self.value) > self.bound:
-            raise MotionError(
-                f"{self.kind} of {self.value:g} {self.unit} exceeds the bound of {self.bound:g} {self.unit}"
-            )
+            raise MotionError(f"{self.kind} of {self.value:g} {self.unit} exceeds the bound of {self.bound:g} {self.unit}")
         return self
 
     def apply(self, T_wc: np.ndarray) -> np.ndarray:
@@ -80,24 +70,17 @@ AXIS_ALIASES = dict(zip(("dx", "dy", "dz", "dyaw", "dpitch"), KINDS))
 def _from_tool(motion_type: str, value: float) -> Motion:
     "The motion named by tool arguments (`turn_left`, 30) or the paper's axis form (`dyaw`, -30)."
     if motion_type in TOOL_MOTION_TYPES:
-        if not value > 0:
-            raise MotionError(
-                f"value for {motion_type!r} must be positive (the direction is in the name), got {value!r}"
-            )
+        if not value > 0: raise MotionError(f"value for {motion_type!r} must be positive (the direction is in the name), got {value!r}")
         kind, sign = TOOL_MOTION_TYPES[motion_type]
         return Motion(kind, sign * value)
-    if motion_type in AXIS_ALIASES:
-        return Motion(AXIS_ALIASES[motion_type], value)
+    if motion_type in AXIS_ALIASES: return Motion(AXIS_ALIASES[motion_type], value)
     raise MotionError(f"unknown motion_type {motion_type!r}; expected one of {sorted(TOOL_MOTION_TYPES)}")
-
 
 def _to_tool(self) -> tuple[str, float]:
     "The direction name and positive value of this motion, as written in a tool call."
     for name, (kind, sign) in TOOL_MOTION_TYPES.items():
-        if kind == self.kind and sign * self.value > 0:
-            return name, abs(self.value)
+        if kind == self.kind and sign * self.value > 0: return name, abs(self.value)
     raise MotionError(f"a zero {self.kind} motion has no direction")
-
 
 Motion.from_tool, Motion.to_tool = _from_tool, _to_tool
 
@@ -106,111 +89,67 @@ def _fmt(v: float) -> str:
     "A magnitude without trailing zeros: 1.5, 2, 0.25."
     return f"{abs(v):.2f}".rstrip("0").rstrip(".")
 
-
 def _unit(m: Motion) -> str:
     one = abs(m.value) == 1
     return ("degree" if one else "degrees") if m.is_rotation else ("meter" if one else "meters")
-
 
 @patch
 def instruction(self: Motion) -> str:
     "The motion as a plain instruction, e.g. 'turn 60 degrees to the right'."
     v, u, pos = _fmt(self.value), _unit(self), self.value > 0
-    if self.kind == "lateral":
-        return f"move {v} {u} to the {'right' if pos else 'left'}"
-    if self.kind == "forward":
-        return f"move {v} {u} {'forward' if pos else 'backward'}"
-    if self.kind == "vertical":
-        return f"move {v} {u} {'up' if pos else 'down'}"
-    if self.kind == "yaw":
-        return f"turn {v} {u} to the {'right' if pos else 'left'}"
+    if self.kind == "lateral": return f"move {v} {u} to the {'right' if pos else 'left'}"
+    if self.kind == "forward": return f"move {v} {u} {'forward' if pos else 'backward'}"
+    if self.kind == "vertical": return f"move {v} {u} {'up' if pos else 'down'}"
+    if self.kind == "yaw": return f"turn {v} {u} to the {'right' if pos else 'left'}"
     return f"pitch {'up' if pos else 'down'} by {v} {u}"
-
 
 def render_instruction(motion: Motion, reference_image: int | None = None) -> str:
     "The instruction sent to a world simulator, optionally anchored to a reference image."
     text = motion.instruction()
-    return (
-        text[0].upper() + text[1:] + "."
-        if reference_image is None
-        else f"Based on the viewpoint of image {reference_image}, {text}."
-    )
+    return text[0].upper() + text[1:] + "." if reference_image is None else \
+        f"Based on the viewpoint of image {reference_image}, {text}."
 
 # %% ../nbs/01_motion.ipynb #5163b36b
-_REF = re.compile(
-    r"^\s*(?:based\s+on|from)\s+(?:the\s+)?(?:viewpoint|view|perspective)\s+of\s+(?:the\s+)?image\s*#?\s*(\d+)\s*[,:;]?\s*"
-    r"|^\s*from\s+(?:the\s+)?image\s*#?\s*(\d+)\s*[,:;]?\s*",
-    re.I,
-)
-_NUM = re.compile(
-    r"([-+]?\d+(?:\.\d+)?|[-+]?\.\d+)\s*(degrees?|degs?|°|meters?|metres?|cm|centimeters?|centimetres?|m)?(?![a-z])",
-    re.I,
-)
-_DIRS = {
-    "left": "left",
-    "right": "right",
-    "forward": "forward",
-    "forwards": "forward",
-    "ahead": "forward",
-    "backward": "backward",
-    "backwards": "backward",
-    "back": "backward",
-    "up": "up",
-    "upward": "up",
-    "upwards": "up",
-    "down": "down",
-    "downward": "down",
-    "downwards": "down",
-    "clockwise": "right",
-    "counterclockwise": "left",
-    "anticlockwise": "left",
-}
+_REF = re.compile(r"^\s*(?:based\s+on|from)\s+(?:the\s+)?(?:viewpoint|view|perspective)\s+of\s+(?:the\s+)?image\s*#?\s*(\d+)\s*[,:;]?\s*"
+                  r"|^\s*from\s+(?:the\s+)?image\s*#?\s*(\d+)\s*[,:;]?\s*", re.I)
+_NUM = re.compile(r"([-+]?\d+(?:\.\d+)?|[-+]?\.\d+)\s*(degrees?|degs?|°|meters?|metres?|cm|centimeters?|centimetres?|m)?(?![a-z])", re.I)
+_DIRS = {"left": "left", "right": "right", "forward": "forward", "forwards": "forward", "ahead": "forward",
+         "backward": "backward", "backwards": "backward", "back": "backward", "up": "up", "upward": "up",
+         "upwards": "up", "down": "down", "downward": "down", "downwards": "down",
+         "clockwise": "right", "counterclockwise": "left", "anticlockwise": "left"}
 _YAW_VERBS = {"turn", "turns", "rotate", "rotates", "rotation", "yaw", "pan", "spin"}
 _PITCH_VERBS = {"pitch", "tilt", "look"}
 
 # %% ../nbs/01_motion.ipynb #d05c2364
 def _kind_sign(words: list[str], unit: str | None) -> tuple[str, int]:
     dirs = {_DIRS[w] for w in words if w in _DIRS}
-    if len(dirs) != 1:
-        raise MotionError(f"expected exactly one direction, found {sorted(dirs) or 'none'}")
+    if len(dirs) != 1: raise MotionError(f"expected exactly one direction, found {sorted(dirs) or 'none'}")
     d = dirs.pop()
     rotation = unit in ("deg", "°") or any(w in _YAW_VERBS | _PITCH_VERBS for w in words)
-    if unit in ("m", "cm") and rotation:
-        raise MotionError("a rotation verb with a distance unit")
+    if unit in ("m", "cm") and rotation: raise MotionError("a rotation verb with a distance unit")
     if rotation:
         if any(w in _PITCH_VERBS for w in words) or d in ("up", "down"):
-            if d not in ("up", "down"):
-                raise MotionError(f"pitch needs up or down, got {d}")
+            if d not in ("up", "down"): raise MotionError(f"pitch needs up or down, got {d}")
             return "pitch", 1 if d == "up" else -1
-        if d not in ("left", "right"):
-            raise MotionError(f"a turn needs left or right, got {d}")
+        if d not in ("left", "right"): raise MotionError(f"a turn needs left or right, got {d}")
         return "yaw", 1 if d == "right" else -1
-    kind = {"left": "lateral", "right": "lateral", "forward": "forward", "backward": "forward"}.get(
-        d, "vertical"
-    )
+    kind = {"left": "lateral", "right": "lateral", "forward": "forward", "backward": "forward"}.get(d, "vertical")
     return kind, 1 if d in ("right", "forward", "up") else -1
 
 # %% ../nbs/01_motion.ipynb #3005119e
 def parse_instruction(text: str) -> tuple[int | None, Motion]:
     "(reference image or None, Motion) from a natural-language camera-motion instruction."
-    if not isinstance(text, str) or not text.strip():
-        raise MotionError("empty instruction")
+    if not isinstance(text, str) or not text.strip(): raise MotionError("empty instruction")
     ref, s = None, text.strip()
-    if m := _REF.match(s):
-        ref, s = int(m.group(1) or m.group(2)), s[m.end() :]
+    if (m := _REF.match(s)):
+        ref, s = int(m.group(1) or m.group(2)), s[m.end():]
     s = s.lower().replace("counter-clockwise", "counterclockwise").replace("anti-clockwise", "anticlockwise")
     nums = _NUM.findall(s)
-    if len(nums) != 1:
-        raise MotionError(f"expected one magnitude in {text!r}, found {len(nums)}")
+    if len(nums) != 1: raise MotionError(f"expected one magnitude in {text!r}, found {len(nums)}")
     value, unit = float(nums[0][0]), (nums[0][1] or None)
-    if unit:
-        unit = (
-            "deg" if unit.startswith("deg") else "°" if unit == "°" else "cm" if unit.startswith("c") else "m"
-        )
-    if unit == "cm":
-        value /= 100
+    if unit: unit = "deg" if unit.startswith("deg") else "°" if unit == "°" else "cm" if unit.startswith("c") else "m"
+    if unit == "cm": value /= 100
     words = re.findall(r"[a-z]+", _NUM.sub(" ", s))
-    if value < 0:
-        raise MotionError(f"give the direction in words, not a negative magnitude: {text!r}")
+    if value < 0: raise MotionError(f"give the direction in words, not a negative magnitude: {text!r}")
     kind, sign = _kind_sign(words, unit)
     return ref, Motion(kind, sign * value)

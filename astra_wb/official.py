@@ -13,61 +13,40 @@ __all__ = ['MINDCUBE_INSTRUCTIONS', 'MINDCUBE_PROMPT_FIELDS', 'MINDCUBE_PROMPT_S
 # %% ../nbs/08c_official.ipynb #950b2136
 # The official background instructions (MindCube `src/prompt_generation/templates.py`, its
 # *_BACKGROUND_INSTRUCTION constants), rebuilt from their shared sentences; the notebook checks each text verbatim.
-_SCENE = (
-    '[Task]\n'
-    'Your task is to analyze the spatial arrangement of objects in the scene by '
-    'examining the provided images, which show the scene from different viewpoints.'
-)
-_WITH_MAP = (
-    ' Also, we provide you a cognitive map that shows the general layout for the scene. '
-    'Please use the cognitive map to reason and answer the question.'
-)
+_SCENE = ('[Task]\n'
+          'Your task is to analyze the spatial arrangement of objects in the scene by '
+          'examining the provided images, which show the scene from different viewpoints.')
+_WITH_MAP = (' Also, we provide you a cognitive map that shows the general layout for the scene. '
+             'Please use the cognitive map to reason and answer the question.')
 _EXAMPLE = "if you think the correct answer is 'A. Above' from 'A. Above B. Under C. Front D. Behind', "
-_ONLY = (
-    '[Answer Instruction]\nYou only need to provide *ONE* correct answer selecting from the options listed '
-    f"below. For example, {_EXAMPLE}your response should **only** be '<answer>A. Above</answer>'.\n"
-)
-_REASON = (
-    '[Answer Instruction]\nPlease do step by step reasoning first, then give your final answer. For example, '
-    f"{_EXAMPLE}your response should be this format: '<think>(replace with your reasoning here)</think>"
-    "<answer>A. Above</answer>'.\n"
-)
-_GIVEN_MAP = (
-    '<cogmap_description>\nBelow is the cognitive map of the scene related to the question. '
-    'Please use it to reason and answer the question.\n<grounded_cogmap>'
-)
-_AUG_JSON = (
-    '{\n  "objects": [\n'
-    '    {"name": "object_name", "position": [x, y], "facing": "direction"},\n'
-    '    {"name": "object_without_orientation", "position": [x, y]}\n  ],\n  "views": [\n'
-    '    {"name": "View 1", "position": [x, y], "facing": "direction"},\n'
-    '    {"name": "View 2", "position": [x, y], "facing": "direction"}\n  ]\n}'
-)
-_PLAIN_JSON = (
-    '{\n    "object_category_1": {"position": [x, y]},\n'
-    '    "object_category_2": {"position": [x, y], "facing": "direction"}, # if the object is asked '
-    'for orientation\n    ...\n}'
-)
-
+_ONLY = ('[Answer Instruction]\nYou only need to provide *ONE* correct answer selecting from the options listed '
+         f"below. For example, {_EXAMPLE}your response should **only** be '<answer>A. Above</answer>'.\n")
+_REASON = ('[Answer Instruction]\nPlease do step by step reasoning first, then give your final answer. For example, '
+           f"{_EXAMPLE}your response should be this format: '<think>(replace with your reasoning here)</think>"
+           "<answer>A. Above</answer>'.\n")
+_GIVEN_MAP = ('<cogmap_description>\nBelow is the cognitive map of the scene related to the question. '
+              'Please use it to reason and answer the question.\n<grounded_cogmap>')
+_AUG_JSON = ('{\n  "objects": [\n'
+             '    {"name": "object_name", "position": [x, y], "facing": "direction"},\n'
+             '    {"name": "object_without_orientation", "position": [x, y]}\n  ],\n  "views": [\n'
+             '    {"name": "View 1", "position": [x, y], "facing": "direction"},\n'
+             '    {"name": "View 2", "position": [x, y], "facing": "direction"}\n  ]\n}')
+_PLAIN_JSON = ('{\n    "object_category_1": {"position": [x, y]},\n'
+               '    "object_category_2": {"position": [x, y], "facing": "direction"}, # if the object is asked '
+               'for orientation\n    ...\n}')
 
 def _map_out(json_block: str, reason: bool, end: str = "") -> str:
     "An instruction that asks for a cognitive map (then reasoning when `reason`) before the answer."
-    before, pick = (
-        ("reasoning", "please also provide your reasons step by step in details, then provide")
-        if reason
-        else ("answer", "provide")
-    )
+    before, pick = ("reasoning", "please also provide your reasons step by step in details, then provide") \
+        if reason else ("answer", "provide")
     think = "<think>(Replace with your reasoning here)</think>" if reason else ""
-    return (
-        '<replace_here>\n[Answer Instruction]\n1. Given the provided views and main objects mentioned in the '
-        f'above rules, you **MUST** present your cognitive map in the following JSON format **before your '
-        f'{before}**:\n```json\n{json_block}\n```\n2. Next, {pick} *ONE* correct answer selecting from the '
-        'options. Your answer field must be in the format like "A. Above"\n3. In general, your response\'s '
-        'format should be like "Based on my observation, the answer is:\n<cogmap>(Replace with your cogmap '
-        f'here)</cogmap>{think}<answer>(Replace with your answer here)</answer>". Your option must be from '
-        f'the available options.{end}'
-    )
-
+    return ('<replace_here>\n[Answer Instruction]\n1. Given the provided views and main objects mentioned in the '
+            f'above rules, you **MUST** present your cognitive map in the following JSON format **before your '
+            f'{before}**:\n```json\n{json_block}\n```\n2. Next, {pick} *ONE* correct answer selecting from the '
+            'options. Your answer field must be in the format like "A. Above"\n3. In general, your response\'s '
+            'format should be like "Based on my observation, the answer is:\n<cogmap>(Replace with your cogmap '
+            f'here)</cogmap>{think}<answer>(Replace with your answer here)</answer>". Your option must be from '
+            f'the available options.{end}')
 
 MINDCUBE_INSTRUCTIONS = {
     'raw_qa': f'{_SCENE}\n{_ONLY}',
@@ -81,17 +60,10 @@ MINDCUBE_INSTRUCTIONS = {
 }
 
 # %% ../nbs/08c_official.ipynb #5f1ca5e5
-MINDCUBE_PROMPT_FIELDS = {  # setting -> (placeholder in the instruction, record field that fills it)
-    "raw_qa": (),
-    "ff_rsn": (),
-    "aug_cgmap_in": (
-        ("<cogmap_description>", "grounded_cogmap_description"),
-        ("<grounded_cogmap>", "grounded_cogmap"),
-    ),
-    "cgmap_in_ffr_out": (
-        ("<cogmap_description>", "grounded_cogmap_description"),
-        ("<grounded_cogmap>", "grounded_cogmap"),
-    ),
+MINDCUBE_PROMPT_FIELDS = {   # setting -> (placeholder in the instruction, record field that fills it)
+    "raw_qa": (), "ff_rsn": (),
+    "aug_cgmap_in": (("<cogmap_description>", "grounded_cogmap_description"), ("<grounded_cogmap>", "grounded_cogmap")),
+    "cgmap_in_ffr_out": (("<cogmap_description>", "grounded_cogmap_description"), ("<grounded_cogmap>", "grounded_cogmap")),
     "aug_cgmap_out": (("<replace_here>", "aug_cogmap_gen_instruction"),),
     "aug_cgmap_ffr_out": (("<replace_here>", "aug_cogmap_gen_instruction"),),
     "plain_cgmap_out": (("<replace_here>", "plain_cogmap_gen_instruction"),),
@@ -99,40 +71,29 @@ MINDCUBE_PROMPT_FIELDS = {  # setting -> (placeholder in the instruction, record
 }
 MINDCUBE_PROMPT_SETTINGS = tuple(MINDCUBE_PROMPT_FIELDS)
 
-
 def mindcube_prompt(record: dict, setting: str = "raw_qa") -> str:
     "The official MindCube prompt of a jsonl record under a prompt setting; KeyError names a missing field."
     if setting not in MINDCUBE_PROMPT_FIELDS:
-        raise ValueError(
-            f"unknown MindCube prompt setting {setting!r}; expected one of {list(MINDCUBE_PROMPT_SETTINGS)}"
-        )
+        raise ValueError(f"unknown MindCube prompt setting {setting!r}; expected one of {list(MINDCUBE_PROMPT_SETTINGS)}")
     instruction = MINDCUBE_INSTRUCTIONS[setting]
     for placeholder, field in MINDCUBE_PROMPT_FIELDS[setting]:
         value = record.get(field)
-        if not isinstance(value, str):
-            raise KeyError(field)
+        if not isinstance(value, str): raise KeyError(field)
         instruction = instruction.replace(placeholder, value)
     return instruction + "\n" + "[Question]\n" + str(record["question"])
 
 # %% ../nbs/08c_official.ipynb #6bda6e9a
 def official_scored(source: str, gold) -> bool:
     "Whether the benchmark's own evaluator counts a row at all (MindCube skips rows with an empty `gt_answer`)."
-    if source == "mindcube":
-        return bool(gold)
+    if source == "mindcube": return bool(gold)
     return gold is not None
-
 
 def official_correct(source: str, extracted: str | None, gold) -> bool:
     "Whether the benchmark's own evaluator scores `extracted` right against `gold` as stored in the file."
-    if extracted is None or gold is None:
-        return False
-    if source == "mmsi":  # the gold lower-cased and stripped against the extraction's first character
-        return (
-            str(gold).lower().replace("\n", " ").strip()
-            == str(extracted).lower().replace("\n", " ").strip()[:1]
-        )
-    if source in ("mindcube", "mmsi-video"):
-        return extracted == gold
+    if extracted is None or gold is None: return False
+    if source == "mmsi":   # the gold lower-cased and stripped against the extraction's first character
+        return str(gold).lower().replace("\n", " ").strip() == str(extracted).lower().replace("\n", " ").strip()[:1]
+    if source in ("mindcube", "mmsi-video"): return extracted == gold
     return str(extracted).strip().upper() == str(gold).strip().upper()
 
 # %% ../nbs/08c_official.ipynb #6224cbb4
@@ -140,75 +101,51 @@ def choice_prompt(question: str, options: dict, response: str) -> str:
     "The judge prompt: match a free-form response to one option letter, or Z when none fits."
     letters = ", ".join(options)
     opts = " ".join(f"{k}. {v}" for k, v in options.items())
-    return (
-        "You match a model's answer to the options of a single-choice question. Reply with exactly one "
-        f"uppercase letter: the option ({letters}) the answer chose, or Z if it chose none of them.\n"
-        "Example: Question: What is the main object?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n"
-        "Answer: a cute teddy bear\nYour output: A\n"
-        "Example: Question: What is the main object?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n"
-        "Answer: Spider\nYour output: Z\n"
-        f"Question: {question}\nOptions: {opts}\nAnswer: {response}\nYour output: "
-    )
-
+    return ("You match a model's answer to the options of a single-choice question. Reply with exactly one "
+            f"uppercase letter: the option ({letters}) the answer chose, or Z if it chose none of them.\n"
+            "Example: Question: What is the main object?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n"
+            "Answer: a cute teddy bear\nYour output: A\n"
+            "Example: Question: What is the main object?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n"
+            "Answer: Spider\nYour output: Z\n"
+            f"Question: {question}\nOptions: {opts}\nAnswer: {response}\nYour output: ")
 
 def parse_choice_reply(reply: str, options) -> str | None:
     "The option letter (or 'Z' for none of them) a judge reply names; None when it names no single one."
     found = set(re.findall(r"\b([A-Z])\b", str(reply or "")))
     allowed = set(options) | {"Z"}
     hits = found & allowed
-    if len(hits) != 1:
-        return None
+    if len(hits) != 1: return None
     return hits.pop()
 
 # %% ../nbs/08c_official.ipynb #4c19d7a0
 class LLMChoiceExtractor:
     "Ask an OpenAI-compatible chat endpoint which option a response chose (`http://HOST:PORT/v1#MODEL`)."
-
     def __init__(self, spec: str, retries: int = 3, timeout: float = 60.0):
         import os
-
         url, _, model = spec.partition("#")
         url, _, query = url.partition("?")
         if not url.startswith(("http://", "https://")) or not model:
             raise ValueError(f"LLM extractor spec must look like http://HOST:PORT/v1#MODEL, got {spec!r}")
         key_env = query[4:] if query.startswith("key=") else ""
-        self.url, self.model, self.retries, self.timeout = (
-            url.rstrip("/") + "/chat/completions",
-            model,
-            retries,
-            timeout,
-        )
+        self.url, self.model, self.retries, self.timeout = url.rstrip("/") + "/chat/completions", model, retries, timeout
         self.key = os.environ.get(key_env, "") if key_env else ""
         self.calls = 0
 
     def _ask(self, prompt: str) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0,
-                "max_tokens": 8,
-            }
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            **({"Authorization": f"Bearer {self.key}"} if self.key else {}),
-        }
+        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                           "temperature": 0, "max_tokens": 8}).encode()
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
         req = urllib.request.Request(self.url, data=body, headers=headers)
-        with urllib.request.urlopen(req, timeout=self.timeout) as r:
-            reply = json.loads(r.read())
+        with urllib.request.urlopen(req, timeout=self.timeout) as r: reply = json.loads(r.read())
         self.calls += 1
         return reply["choices"][0]["message"]["content"] or ""
 
     def __call__(self, question: str, options: dict, response: str) -> str | None:
         "The option letter, or None (Z, no clear letter after the retries, or an unreachable endpoint)."
         for attempt in range(self.retries):
-            try:
-                reply = self._ask(choice_prompt(question, options, response))
+            try: reply = self._ask(choice_prompt(question, options, response))
             except (urllib.error.URLError, OSError, KeyError, IndexError, TypeError, ValueError):
-                time.sleep(0.2 * attempt)
-                continue
+                time.sleep(0.2 * attempt); continue
             letter = parse_choice_reply(reply, options)
-            if letter is not None:
-                return None if letter == "Z" else letter  # Z: the judge found no option
+            if letter is not None: return None if letter == "Z" else letter   # Z: the judge found no option
         return None

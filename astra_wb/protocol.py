@@ -68,49 +68,41 @@ def _gerund(m: Motion) -> str:
 @dataclass
 class Invoke:
     "Ask the world simulator for the view from `reference_image` after `motion`."
-
     reference_image: int
     motion: Motion
     reasoning: str = ""
 
-
 @dataclass
 class Answer:
     "The final answer: the raw text inside <answer>...</answer>."
-
     answer: str
     reasoning: str = ""
 
-
 INVALID_REASONS = (
-    "empty",  # nothing, or only whitespace
-    "truncated",  # an opened <think>/<tool_call>/<answer> never closed
-    "json_error",  # the tool call body is not JSON
-    "unknown_tool",  # a tool other than world_simulator
-    "schema_error",  # missing / extra / mistyped keys, NaN or infinite values
-    "out_of_range",  # reference image or magnitude outside the allowed range
-    "multiple_calls",  # more than one tool call in a turn
-    "multiple_answers",  # more than one answer in a turn
-    "missing_reasoning",  # an action with no reasoning before it
+    "empty",                 # nothing, or only whitespace
+    "truncated",             # an opened <think>/<tool_call>/<answer> never closed
+    "json_error",            # the tool call body is not JSON
+    "unknown_tool",          # a tool other than world_simulator
+    "schema_error",          # missing / extra / mistyped keys, NaN or infinite values
+    "out_of_range",          # reference image or magnitude outside the allowed range
+    "multiple_calls",        # more than one tool call in a turn
+    "multiple_answers",      # more than one answer in a turn
+    "missing_reasoning",     # an action with no reasoning before it
     "both_call_and_answer",  # a tool call and an answer in the same turn
-    "no_action",  # reasoning that ends with neither a call nor an answer
-    "premature_answer",  # forced mode: answered before making the required calls (agent)
-    "tool_not_allowed",  # direct mode, or the tool-round limit reached (agent)
-    "simulator_error",  # the simulator failed on a well-formed call (agent)
-    "over_limit",  # the assistant-turn limit reached without an answer (agent)
+    "no_action",             # reasoning that ends with neither a call nor an answer
+    "premature_answer",      # forced mode: answered before making the required calls (agent)
+    "tool_not_allowed",      # direct mode, or the tool-round limit reached (agent)
+    "simulator_error",       # the simulator failed on a well-formed call (agent)
+    "over_limit",            # the assistant-turn limit reached without an answer (agent)
 )
-
 
 @dataclass
 class Invalid:
     "A turn that could not be accepted, with a reason from INVALID_REASONS and a human-readable detail."
-
     reason: str
     detail: str = ""
-
     def __post_init__(self):
-        if self.reason not in INVALID_REASONS:
-            raise ValueError(f"unknown invalid reason {self.reason!r}")
+        if self.reason not in INVALID_REASONS: raise ValueError(f"unknown invalid reason {self.reason!r}")
 
 # %% ../nbs/02_protocol.ipynb #0e0c6696
 TOOL_NAME = "world_simulator"
@@ -118,28 +110,17 @@ TOOL_SCHEMA = {
     "type": "function",
     "function": {
         "name": TOOL_NAME,
-        "description": (
-            "Imagine the view of the scene after a camera motion from one of the images so far "
-            "(given or imagined). Returns the imagined image."
-        ),
+        "description": ("Imagine the view of the scene after a camera motion from one of the images so far "
+                        "(given or imagined). Returns the imagined image."),
         "parameters": {
             "type": "object",
             "properties": {
-                "reference_image": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "1-based number of the image whose viewpoint the motion starts from.",
-                },
-                "motion_type": {
-                    "type": "string",
-                    "enum": list(TOOL_MOTION_TYPES),
-                    "description": "Direction of the camera motion. Moves are parallel to the ground (up/down along gravity); turns are about gravity; pitch tilts the view.",
-                },
-                "value": {
-                    "type": "number",
-                    "exclusiveMinimum": 0,
-                    "description": "Magnitude: meters for move_* (at most 5), degrees for turn_* (at most 180) and pitch_* (at most 90).",
-                },
+                "reference_image": {"type": "integer", "minimum": 1,
+                                    "description": "1-based number of the image whose viewpoint the motion starts from."},
+                "motion_type": {"type": "string", "enum": list(TOOL_MOTION_TYPES),
+                                "description": "Direction of the camera motion. Moves are parallel to the ground (up/down along gravity); turns are about gravity; pitch tilts the view."},
+                "value": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "Magnitude: meters for move_* (at most 5), degrees for turn_* (at most 180) and pitch_* (at most 90)."},
             },
             "required": ["reference_image", "motion_type", "value"],
             "additionalProperties": False,
@@ -149,40 +130,24 @@ TOOL_SCHEMA = {
 TOOLS = [TOOL_SCHEMA]
 
 # %% ../nbs/02_protocol.ipynb #6b390107
-_FORMAT = (
-    "Think step by step inside <think> </think>. Then either call the tool inside "
-    "<tool_call> </tool_call> as JSON {\"name\": \"world_simulator\", \"arguments\": {...}}, "
-    "or give the final answer as <answer>LETTER</answer>. One action per turn."
-)
-
+_FORMAT = ("Think step by step inside <think> </think>. Then either call the tool inside "
+           "<tool_call> </tool_call> as JSON {\"name\": \"world_simulator\", \"arguments\": {...}}, "
+           "or give the final answer as <answer>LETTER</answer>. One action per turn.")
 
 def system_prompt(mode: str = "agentic", k: int = 2, max_tool_rounds: int = 3) -> str:
     "The system prompt of a workflow mode: 'direct', 'forced' (k calls required) or 'agentic'."
-    base = (
-        "You answer spatial questions about a scene shown in one or more images. Images are numbered "
-        "from 1 in the order they appear; imagined images are numbered after the given ones. "
-    )
+    base = ("You answer spatial questions about a scene shown in one or more images. Images are numbered "
+            "from 1 in the order they appear; imagined images are numbered after the given ones. ")
     if mode == "direct":
-        return base + (
-            "Answer directly from the given images; do not call any tool. Think step by step inside "
-            "<think> </think>, then give the final answer as <answer>LETTER</answer>."
-        )
-    tool = (
-        "You can call the world_simulator tool to imagine the view after moving or rotating the camera "
-        "from any image so far; an imagined view may be imperfect. "
-    )
+        return base + ("Answer directly from the given images; do not call any tool. Think step by step inside "
+                       "<think> </think>, then give the final answer as <answer>LETTER</answer>.")
+    tool = ("You can call the world_simulator tool to imagine the view after moving or rotating the camera "
+            "from any image so far; an imagined view may be imperfect. ")
     if mode == "forced":
         return base + tool + f"You must call world_simulator exactly {k} times before answering. " + _FORMAT
     if mode == "agentic":
-        return (
-            base
-            + tool
-            + (
-                f"Call it only when the given images do not show what you need; at most "
-                f"{max_tool_rounds} calls. "
-            )
-            + _FORMAT
-        )
+        return base + tool + (f"Call it only when the given images do not show what you need; at most "
+                              f"{max_tool_rounds} calls. ") + _FORMAT
     raise ValueError(f"unknown mode {mode!r}; expected 'direct', 'forced' or 'agentic'")
 
 # %% ../nbs/02_protocol.ipynb #d5436c0e
@@ -192,7 +157,6 @@ def render_tool_call(invoke: Invoke, reasoning: str | None = None) -> str:
     args = {"reference_image": invoke.reference_image, "motion_type": motion_type, "value": value}
     call = json.dumps({"name": TOOL_NAME, "arguments": args})
     return f"<think>{reasoning if reasoning is not None else invoke.reasoning}</think>\n<tool_call>\n{call}\n</tool_call>"
-
 
 def render_answer(answer: str, reasoning: str = "") -> str:
     "`<think>..</think>` then `<answer>..</answer>`."
@@ -219,118 +183,82 @@ def _blocks(rest: str, tag: str) -> list[str] | Invalid:
     bodies, pos = [], 0
     while (i := rest.find(f"<{tag}>", pos)) != -1:
         j = rest.find(f"</{tag}>", i)
-        if j == -1:
-            return Invalid("truncated", f"<{tag}> is never closed")
-        bodies.append(rest[i + len(tag) + 2 : j])
-        pos = j + len(tag) + 3
+        if j == -1: return Invalid("truncated", f"<{tag}> is never closed")
+        bodies.append(rest[i + len(tag) + 2:j]); pos = j + len(tag) + 3
     return bodies
 
 # %% ../nbs/02_protocol.ipynb #da6cf693
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def _is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)
 
-
-class _HugeNumber(Exception):
-    pass
-
+class _HugeNumber(Exception): pass
 
 def _bounded_int(s: str) -> int:
     "JSON integers of at most 300 digits (a float's range): longer ones are refused here, not deep in `int()`."
-    if len(s) > 300:
-        raise _HugeNumber(f"an integer of {len(s) - s.startswith('-'):,} digits")
+    if len(s) > 300: raise _HugeNumber(f"an integer of {len(s) - s.startswith('-'):,} digits")
     return int(s)
-
 
 def _loads_call(body: str, what: str):
     "A tool call's JSON, or Invalid: not JSON or nested too deep is json_error, a huge integer is schema_error."
-    try:
-        return json.loads(body, parse_int=_bounded_int)
-    except _HugeNumber as e:
-        return Invalid("schema_error", f"{what}: {e}")
-    except (json.JSONDecodeError, RecursionError) as e:
-        return Invalid("json_error", f"{what} is not JSON: {e}")
-
+    try: return json.loads(body, parse_int=_bounded_int)
+    except _HugeNumber as e: return Invalid("schema_error", f"{what}: {e}")
+    except (json.JSONDecodeError, RecursionError) as e: return Invalid("json_error", f"{what} is not JSON: {e}")
 
 def _parse_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
     "Validate the JSON body of a tool call against the world_simulator schema."
     call = _loads_call(body, "tool call")
-    if isinstance(call, Invalid):
-        return call
-    if not isinstance(call, dict):
-        return Invalid("schema_error", f"tool call must be an object, got {type(call).__name__}")
+    if isinstance(call, Invalid): return call
+    if not isinstance(call, dict): return Invalid("schema_error", f"tool call must be an object, got {type(call).__name__}")
     if set(call) != {"name", "arguments"}:
         return Invalid("schema_error", f"tool call keys must be name and arguments, got {sorted(call)}")
-    if call["name"] != TOOL_NAME:
-        return Invalid("unknown_tool", f"unknown tool {call['name']!r}")
+    if call["name"] != TOOL_NAME: return Invalid("unknown_tool", f"unknown tool {call['name']!r}")
     args = call["arguments"]
     if isinstance(args, str):  # OpenAI-style servers send arguments as a JSON string
         args = _loads_call(args, "arguments")
-        if isinstance(args, Invalid):
-            return args
-    if not isinstance(args, dict):
-        return Invalid("schema_error", "arguments must be an object")
+        if isinstance(args, Invalid): return args
+    if not isinstance(args, dict): return Invalid("schema_error", "arguments must be an object")
     need = {"reference_image", "motion_type", "value"}
     if set(args) != need:
         missing, extra = sorted(need - set(args)), sorted(set(args) - need)
         return Invalid("schema_error", f"arguments: missing {missing}, unexpected {extra}")
     ref, kind, value = args["reference_image"], args["motion_type"], args["value"]
-    if not isinstance(ref, int) or isinstance(ref, bool):
-        return Invalid("schema_error", f"reference_image must be an integer, got {ref!r}")
-    if not isinstance(kind, str):
-        return Invalid("schema_error", f"motion_type must be a string, got {kind!r}")
-    if not _is_number(value) or not math.isfinite(value):
-        return Invalid("schema_error", f"value must be a finite number, got {value!r}")
-    if kind not in TOOL_MOTION_TYPES and kind not in AXIS_ALIASES:
-        return Invalid("schema_error", f"unknown motion_type {kind!r}")
-    if kind in TOOL_MOTION_TYPES and value <= 0:
-        return Invalid("schema_error", f"value must be positive for {kind}, got {value!r}")
-    if not 1 <= ref <= n_images:
-        return Invalid("out_of_range", f"reference_image {ref} is not an image so far (1..{n_images})")
-    try:
-        motion = Motion.from_tool(kind, value).check()
-    except MotionError as e:
-        return Invalid("out_of_range", str(e))
+    if not isinstance(ref, int) or isinstance(ref, bool): return Invalid("schema_error", f"reference_image must be an integer, got {ref!r}")
+    if not isinstance(kind, str): return Invalid("schema_error", f"motion_type must be a string, got {kind!r}")
+    if not _is_number(value) or not math.isfinite(value): return Invalid("schema_error", f"value must be a finite number, got {value!r}")
+    if kind not in TOOL_MOTION_TYPES and kind not in AXIS_ALIASES: return Invalid("schema_error", f"unknown motion_type {kind!r}")
+    if kind in TOOL_MOTION_TYPES and value <= 0: return Invalid("schema_error", f"value must be positive for {kind}, got {value!r}")
+    if not 1 <= ref <= n_images: return Invalid("out_of_range", f"reference_image {ref} is not an image so far (1..{n_images})")
+    try: motion = Motion.from_tool(kind, value).check()
+    except MotionError as e: return Invalid("out_of_range", str(e))
     return Invoke(ref, motion, reasoning)
 
 # %% ../nbs/02_protocol.ipynb #80b83b4f
 def parse_turn(text: str, n_images: int) -> Invoke | Answer | Invalid:
     "Parse one assistant turn into an action; never raises."
-    try:
-        return _parse_turn(text, n_images)
+    try: return _parse_turn(text, n_images)
     except Exception as e:  # a parser bug must not crash a rollout; it is reported as data
         return Invalid("schema_error", f"unparseable turn ({type(e).__name__}: {e})")
 
-
 def _parse_turn(text, n_images):
-    if not isinstance(text, str) or not text.strip():
-        return Invalid("empty", "the turn is empty")
+    if not isinstance(text, str) or not text.strip(): return Invalid("empty", "the turn is empty")
     split = _split_reasoning(text)
-    if isinstance(split, Invalid):
-        return split
+    if isinstance(split, Invalid): return split
     reasoning, rest = split
     calls, answers = _blocks(rest, "tool_call"), _blocks(rest, "answer")
     for b in (calls, answers):
-        if isinstance(b, Invalid):
-            return b
-    if calls and answers:
-        return Invalid("both_call_and_answer", "a turn must either call the tool or answer")
-    if len(calls) > 1:
-        return Invalid("multiple_calls", f"{len(calls)} tool calls in one turn")
-    if len(answers) > 1:
-        return Invalid("multiple_answers", f"{len(answers)} answers in one turn")
+        if isinstance(b, Invalid): return b
+    if calls and answers: return Invalid("both_call_and_answer", "a turn must either call the tool or answer")
+    if len(calls) > 1: return Invalid("multiple_calls", f"{len(calls)} tool calls in one turn")
+    if len(answers) > 1: return Invalid("multiple_answers", f"{len(answers)} answers in one turn")
     if not calls and not answers:
         return Invalid("no_action", "the turn ends without <tool_call> or <answer>")
-    if not reasoning:
-        return Invalid("missing_reasoning", "no reasoning before the action")
-    if calls:
-        return _parse_call(calls[0].strip(), n_images, reasoning)
+    if not reasoning: return Invalid("missing_reasoning", "no reasoning before the action")
+    if calls: return _parse_call(calls[0].strip(), n_images, reasoning)
     ans = answers[0].strip()
     return Answer(ans, reasoning) if ans else Invalid("empty", "the answer is empty")
 
 # %% ../nbs/02_protocol.ipynb #5d8d391c
 def _call(args, name=TOOL_NAME, think="Need another view.") -> str:
     return f"<think>{think}</think><tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>"
-
 
 GOLDEN_TURNS = [  # (text, n_images, expected reason or None for valid)
     ("", 2, "empty"),
@@ -339,32 +267,16 @@ GOLDEN_TURNS = [  # (text, n_images, expected reason or None for valid)
     ("<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"argu", 2, "truncated"),
     ("<think>ok</think><answer>B", 2, "truncated"),
     ("<think>ok</think><tool_call>{name: world_simulator}</tool_call>", 2, "json_error"),
-    (
-        "<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1,}}</tool_call>",
-        2,
-        "json_error",
-    ),
+    ("<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1,}}</tool_call>", 2, "json_error"),
     ("<think>ok</think><tool_call></tool_call>", 2, "json_error"),
-    (
-        _call({"reference_image": 1, "motion_type": "turn_left", "value": 30}, name="image_zoom"),
-        2,
-        "unknown_tool",
-    ),
+    (_call({"reference_image": 1, "motion_type": "turn_left", "value": 30}, name="image_zoom"), 2, "unknown_tool"),
     (_call({"reference_image": 1, "motion_type": "turn_left"}), 2, "schema_error"),
     (_call({"reference_image": 1, "motion_type": "turn_left", "value": 30, "speed": 2}), 2, "schema_error"),
     (_call({"reference_image": "1", "motion_type": "turn_left", "value": 30}), 2, "schema_error"),
     (_call({"reference_image": True, "motion_type": "turn_left", "value": 30}), 2, "schema_error"),
     (_call({"reference_image": 1, "motion_type": "turn_left", "value": "30"}), 2, "schema_error"),
-    (
-        "<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1, \"motion_type\": \"turn_left\", \"value\": NaN}}</tool_call>",
-        2,
-        "schema_error",
-    ),
-    (
-        "<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1, \"motion_type\": \"move_left\", \"value\": Infinity}}</tool_call>",
-        2,
-        "schema_error",
-    ),
+    ("<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1, \"motion_type\": \"turn_left\", \"value\": NaN}}</tool_call>", 2, "schema_error"),
+    ("<think>ok</think><tool_call>{\"name\": \"world_simulator\", \"arguments\": {\"reference_image\": 1, \"motion_type\": \"move_left\", \"value\": Infinity}}</tool_call>", 2, "schema_error"),
     (_call({"reference_image": 1, "motion_type": "fly_up", "value": 3}), 2, "schema_error"),
     (_call({"reference_image": 1, "motion_type": "turn_left", "value": -30}), 2, "schema_error"),
     ("<think>ok</think><tool_call>[1, 2]</tool_call>", 2, "schema_error"),
@@ -373,52 +285,17 @@ GOLDEN_TURNS = [  # (text, n_images, expected reason or None for valid)
     (_call({"reference_image": 1, "motion_type": "move_forward", "value": 12}), 2, "out_of_range"),
     (_call({"reference_image": 1, "motion_type": "turn_right", "value": 270}), 2, "out_of_range"),
     (_call({"reference_image": 1, "motion_type": "dyaw", "value": 0}), 2, "out_of_range"),
-    (
-        _call({"reference_image": 1, "motion_type": "turn_left", "value": 30}) + "<tool_call>{}</tool_call>",
-        2,
-        "multiple_calls",
-    ),
+    (_call({"reference_image": 1, "motion_type": "turn_left", "value": 30}) + "<tool_call>{}</tool_call>", 2, "multiple_calls"),
     ("<think>ok</think><answer>A</answer><answer>B</answer>", 2, "multiple_answers"),
-    (
-        "<tool_call>"
-        + json.dumps(
-            {"name": TOOL_NAME, "arguments": {"reference_image": 1, "motion_type": "turn_left", "value": 30}}
-        )
-        + "</tool_call>",
-        2,
-        "missing_reasoning",
-    ),
+    ("<tool_call>" + json.dumps({"name": TOOL_NAME, "arguments": {"reference_image": 1, "motion_type": "turn_left", "value": 30}}) + "</tool_call>", 2, "missing_reasoning"),
     ("<think>  </think><answer>A</answer>", 2, "missing_reasoning"),
-    (
-        _call({"reference_image": 1, "motion_type": "turn_left", "value": 30}) + "<answer>A</answer>",
-        2,
-        "both_call_and_answer",
-    ),
+    (_call({"reference_image": 1, "motion_type": "turn_left", "value": 30}) + "<answer>A</answer>", 2, "both_call_and_answer"),
     ("<think>The chair is left of the table.</think> So the answer is B.", 2, "no_action"),
     ("<think>ok</think><answer>  </answer>", 2, "empty"),
     # tricky but valid
     ("<think>I must not write <answer> yet; a <tool_call> would help.</think><answer>D</answer>", 2, None),
-    (
-        "<think>Maybe {\"name\": \"x\"}</think>\n<tool_call>\n"
-        + json.dumps(
-            {"name": TOOL_NAME, "arguments": {"reference_image": 2, "motion_type": "pitch_up", "value": 40}}
-        )
-        + "\n</tool_call>",
-        2,
-        None,
-    ),
-    (
-        "<think>ok</think><tool_call>"
-        + json.dumps(
-            {
-                "name": TOOL_NAME,
-                "arguments": json.dumps({"reference_image": 1, "motion_type": "move_backward", "value": 0.5}),
-            }
-        )
-        + "</tool_call>",
-        1,
-        None,
-    ),
+    ("<think>Maybe {\"name\": \"x\"}</think>\n<tool_call>\n" + json.dumps({"name": TOOL_NAME, "arguments": {"reference_image": 2, "motion_type": "pitch_up", "value": 40}}) + "\n</tool_call>", 2, None),
+    ("<think>ok</think><tool_call>" + json.dumps({"name": TOOL_NAME, "arguments": json.dumps({"reference_image": 1, "motion_type": "move_backward", "value": 0.5})}) + "</tool_call>", 1, None),
     (_call({"reference_image": 4, "motion_type": "turn_right", "value": 180}), 4, None),
     ("<think>ok</think><answer>B. the chair</answer>", 2, None),
 ]
@@ -429,20 +306,13 @@ _AXIS_OF = {kind: axis for axis, kind in AXIS_ALIASES.items()}
 _ASTRA_CALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\((.*)\)\s*", re.S)
 _ASTRA_ARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^,]*?)\s*(?:,|$)")
 
-
 def _astra_value(v: str):
     v = v.strip()
-    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
-        return v[1:-1]
-    try:
-        return int(v)
-    except ValueError:
-        pass
-    try:
-        return float(v)
-    except ValueError:
-        return v
-
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'": return v[1:-1]
+    try: return int(v)
+    except ValueError: pass
+    try: return float(v)
+    except ValueError: return v
 
 def _astra_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
     "`name(key=value, ...)` checked against the world_simulator schema (the same reasons as a JSON call)."
@@ -456,128 +326,89 @@ def _astra_call(body: str, n_images: int, reasoning: str) -> Invoke | Invalid:
 # %% ../nbs/02_protocol.ipynb #eba9f7a5
 def _astra_answer(body: str) -> str:
     "The answer inside an action: `<answer>X</answer>`, `answer(X)` or the bare text."
-    if m := re.search(r"<answer>(.*?)</answer>", body, re.S):
-        return m.group(1).strip()
-    if m := re.fullmatch(r"\s*answer\s*\((.*)\)\s*", body, re.S):
-        return m.group(1).strip().strip("\"'")
+    if (m := re.search(r"<answer>(.*?)</answer>", body, re.S)): return m.group(1).strip()
+    if (m := re.fullmatch(r"\s*answer\s*\((.*)\)\s*", body, re.S)): return m.group(1).strip().strip("\"'")
     return body.strip()
-
 
 def parse_astra_turn(text: str, n_images: int) -> Invoke | Answer | Invalid:
     "Parse a turn in the Astra project page's dialect (`<action>world_simulator_tool(...)</action>`); never raises."
     try:
-        if not isinstance(text, str) or not text.strip():
-            return Invalid("empty", "the turn is empty")
+        if not isinstance(text, str) or not text.strip(): return Invalid("empty", "the turn is empty")
         close, open_ = text.find("</think>"), text.find("<think>")
-        if open_ != -1 and (close == -1 or close < open_):
-            return Invalid("truncated", "<think> is never closed")
-        reasoning, rest = (
-            (text[open_ + 7 if open_ != -1 else 0 : close].strip(), text[close + 8 :])
-            if close != -1
-            else (text[: max(text.find("<action>"), 0)].strip(), text[max(text.find("<action>"), 0) :])
-        )
+        if open_ != -1 and (close == -1 or close < open_): return Invalid("truncated", "<think> is never closed")
+        reasoning, rest = (text[open_ + 7 if open_ != -1 else 0:close].strip(), text[close + 8:]) if close != -1 else \
+            (text[:max(text.find("<action>"), 0)].strip(), text[max(text.find("<action>"), 0):])
         actions = _blocks(rest, "action")
-        if isinstance(actions, Invalid):
-            return actions
-        if not actions:
-            return Invalid("no_action", "the turn ends without <action>")
+        if isinstance(actions, Invalid): return actions
+        if not actions: return Invalid("no_action", "the turn ends without <action>")
         calls = [a for a in actions if _ASTRA_CALL.fullmatch(a) and not re.match(r"\s*answer\s*\(", a)]
         if len(actions) > 1:
-            return Invalid(
-                "multiple_calls" if calls else "multiple_answers", f"{len(actions)} actions in one turn"
-            )
-        if not reasoning:
-            return Invalid("missing_reasoning", "no reasoning before the action")
-        if calls:
-            return _astra_call(calls[0].strip(), n_images, reasoning)
+            return Invalid("multiple_calls" if calls else "multiple_answers", f"{len(actions)} actions in one turn")
+        if not reasoning: return Invalid("missing_reasoning", "no reasoning before the action")
+        if calls: return _astra_call(calls[0].strip(), n_images, reasoning)
         ans = _astra_answer(actions[0])
         return Answer(ans, reasoning) if ans else Invalid("empty", "the answer is empty")
-    except Exception as e:
-        return Invalid("schema_error", f"unparseable turn ({type(e).__name__}: {e})")
-
+    except Exception as e: return Invalid("schema_error", f"unparseable turn ({type(e).__name__}: {e})")
 
 def render_astra_call(invoke: Invoke, reasoning: str | None = None) -> str:
     "An Invoke written in the Astra dialect (axis name and signed value)."
     args = f"reference_image={invoke.reference_image}, motion_type={_AXIS_OF[invoke.motion.kind]}, value={invoke.motion.value:g}"
     return f"<think>{reasoning if reasoning is not None else invoke.reasoning}</think>\n<action>{ASTRA_TOOL_NAME}({args})</action>"
 
-
-DIALECTS = {"workbench": parse_turn, "astra": parse_astra_turn}  # name -> parser(text, n_images)
+DIALECTS = {"workbench": parse_turn, "astra": parse_astra_turn}   # name -> parser(text, n_images)
 
 # %% ../nbs/02_protocol.ipynb #800516b8
 def _letter_in(span: str, letters: str) -> str | None:
     m = re.search(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", span)
     return m.group(1) if m else None
 
-
 def extract_answer(text: str | None, letters: str = "ABCD") -> str | None:
     "The chosen option letter in a model's output, or None."
-    if not isinstance(text, str) or not text.strip():
-        return None
+    if not isinstance(text, str) or not text.strip(): return None
     body = text.split("</think>")[-1]
-    if m := re.findall(r"<answer>(.*?)</answer>", body, re.S):
-        return _letter_in(m[-1], letters)
-    if m := re.search(r"``(.+?)``", body, re.S):
-        return _letter_in(m.group(1), letters)
-    if m := re.search(rf"(?i:answer)\s*(?i:is|:)\s*[\(\[*]*\s*([{letters}])(?![A-Za-z])", body):
-        return m.group(1)
-    if m := re.fullmatch(rf"\s*[\(\[*]*([{letters}])[\)\].:*]*\s*", body):
-        return m.group(1)
-    if m := re.findall(rf"(?:^|\s)\(?([{letters}])[\).](?=\s|$)", body):
-        return m[-1]
+    if (m := re.findall(r"<answer>(.*?)</answer>", body, re.S)): return _letter_in(m[-1], letters)
+    if (m := re.search(r"``(.+?)``", body, re.S)): return _letter_in(m.group(1), letters)
+    if (m := re.search(rf"(?i:answer)\s*(?i:is|:)\s*[\(\[*]*\s*([{letters}])(?![A-Za-z])", body)): return m.group(1)
+    if (m := re.fullmatch(rf"\s*[\(\[*]*([{letters}])[\)\].:*]*\s*", body)): return m.group(1)
+    if (m := re.findall(rf"(?:^|\s)\(?([{letters}])[\).](?=\s|$)", body)): return m[-1]
     return None
 
 # %% ../nbs/02_protocol.ipynb #693aca96
 @dataclass
 class Turn:
     "One assistant turn: raw text, parsed action, and the simulator's observation or error feedback."
-
     text: str
     action: Invoke | Answer | Invalid
     observation: Observation | None = None
-    feedback: str | None = None  # error text shown to the policy after an invalid turn
+    feedback: str | None = None           # error text shown to the policy after an invalid turn
     timings: dict = field(default_factory=dict)
-
 
 @dataclass
 class Trajectory:
     "A sample, the mode it ran in, and every turn of the policy with the simulator's replies."
-
     sample: Sample
-    mode: str = "agentic"  # "direct" | "forced" | "agentic"
+    mode: str = "agentic"                 # "direct" | "forced" | "agentic"
     forced_k: int = 0
     turns: list = field(default_factory=list)
-    final_answer: str | None = None  # extracted letter (or answer text); None when none
-    valid: bool = True  # format validity: no invalid turn and a final answer
+    final_answer: str | None = None       # extracted letter (or answer text); None when none
+    valid: bool = True                    # format validity: no invalid turn and a final answer
     policy: str = ""
     simulator: str = ""
     timings: dict = field(default_factory=dict)  # seconds: policy, simulator, loop, total
     meta: dict = field(default_factory=dict)
 
     @property
-    def observations(self) -> list[Observation]:
-        return [t.observation for t in self.turns if t.observation is not None]
-
+    def observations(self) -> list[Observation]: return [t.observation for t in self.turns if t.observation is not None]
     @property
-    def n_tool_calls(self) -> int:
-        return sum(isinstance(t.action, Invoke) for t in self.turns)
-
+    def n_tool_calls(self) -> int: return sum(isinstance(t.action, Invoke) for t in self.turns)
     @property
-    def invalid_reasons(self) -> list[str]:
-        return [t.action.reason for t in self.turns if isinstance(t.action, Invalid)]
-
+    def invalid_reasons(self) -> list[str]: return [t.action.reason for t in self.turns if isinstance(t.action, Invalid)]
     @property
-    def all_images(self) -> list:
-        return list(self.sample.images) + [o.image for o in self.observations]
-
+    def all_images(self) -> list: return list(self.sample.images) + [o.image for o in self.observations]
     @property
     def correct(self) -> bool | None:
-        if self.sample.answer is None:
-            return None
-        return (
-            self.final_answer is not None
-            and self.final_answer.strip().upper() == str(self.sample.answer).strip().upper()
-        )
+        if self.sample.answer is None: return None
+        return self.final_answer is not None and self.final_answer.strip().upper() == str(self.sample.answer).strip().upper()
 
 # %% ../nbs/02_protocol.ipynb #903f896a
 def user_content(sample: Sample, style: str | None = None) -> list[dict]:
@@ -586,43 +417,26 @@ def user_content(sample: Sample, style: str | None = None) -> list[dict]:
     prompt = sample.meta.get("prompt")
     if style == "agent" or not prompt:
         layout = [{"image": i} for i in range(len(sample.images))] + [{"text": sample.prompt_text()}]
-    else:
-        layout = sample.meta.get("content") or [{"image": i} for i in range(len(sample.images))] + [
-            {"text": prompt}
-        ]
+    else: layout = sample.meta.get("content") or [{"image": i} for i in range(len(sample.images))] + [{"text": prompt}]
     out = []
     for item in layout:
         if "text" in item:
-            out.append({"type": "text", "text": item["text"]})
-            continue
-        for i in (
-            item["video"] if "video" in item else [item["image"]]
-        ):  # a clip is shown as its frames, in place
-            if style != "official":
-                out.append({"type": "text", "text": f"Image {i + 1}:"})
+            out.append({"type": "text", "text": item["text"]}); continue
+        for i in item["video"] if "video" in item else [item["image"]]:   # a clip is shown as its frames, in place
+            if style != "official": out.append({"type": "text", "text": f"Image {i + 1}:"})
             out.append({"type": "image", "image": sample.images[i]})
     return out
-
 
 def build_messages(traj: Trajectory, max_tool_rounds: int = 3) -> list[dict]:
     "The conversation of a trajectory so far: [system,] user (images + question), then assistant / tool turns."
     msgs = [{"role": "user", "content": user_content(traj.sample)}]
     if traj.sample.meta.get("prompt_style") != "official":
-        msgs.insert(
-            0, {"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)}
-        )
+        msgs.insert(0, {"role": "system", "content": system_prompt(traj.mode, traj.forced_k, max_tool_rounds)})
     for turn in traj.turns:
         msgs.append({"role": "assistant", "content": turn.text})
         if turn.observation is not None:
-            msgs.append(
-                {
-                    "role": "tool",
-                    "content": [
-                        {"type": "text", "text": turn.observation.provenance()},
-                        {"type": "image", "image": turn.observation.image},
-                    ],
-                }
-            )
+            msgs.append({"role": "tool", "content": [{"type": "text", "text": turn.observation.provenance()},
+                                                     {"type": "image", "image": turn.observation.image}]})
         elif turn.feedback:
             role = "tool" if "<tool_call>" in turn.text else "user"
             msgs.append({"role": role, "content": [{"type": "text", "text": turn.feedback}]})
@@ -632,102 +446,61 @@ def build_messages(traj: Trajectory, max_tool_rounds: int = 3) -> list[dict]:
 class ProtocolError(ValueError):
     "A sample or trajectory file that cannot be read; the message names the file and the field."
 
+def _arr(x): return None if x is None else np.asarray(x).tolist()
 
-def _arr(x):
-    return None if x is None else np.asarray(x).tolist()
-
-
-_PNG: dict = {}  # content hash -> PNG bytes: runs over one bench save the same given images again and again
-
+_PNG: dict = {}   # content hash -> PNG bytes: runs over one bench save the same given images again and again
 
 def png_bytes(im: Image.Image) -> bytes:
     "`im` as PNG (zlib level 1: as small as level 6 on rendered images, 3x faster to write), cached by content."
     import hashlib, io
-
     key = hashlib.blake2b(f"{im.mode}{im.size}".encode() + im.tobytes(), digest_size=16).digest()
     if key not in _PNG:
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", compress_level=1)
-        if len(_PNG) >= 1024:
-            _PNG.pop(next(iter(_PNG)))  # oldest first: a bounded cache
+        buf = io.BytesIO(); im.save(buf, format="PNG", compress_level=1)
+        if len(_PNG) >= 1024: _PNG.pop(next(iter(_PNG)))   # oldest first: a bounded cache
         _PNG[key] = buf.getvalue()
     return _PNG[key]
 
-
 class _Writer:
     "Writes images and arrays under `root`, returning paths relative to it."
-
-    def __init__(self, root: Path, prefix: str = ""):
-        self.root, self.prefix = Path(root), prefix
-
+    def __init__(self, root: Path, prefix: str = ""): self.root, self.prefix = Path(root), prefix
     def image(self, im: Image.Image, name: str) -> str:
-        rel = f"{self.prefix}{name}.png"
-        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (self.root / rel).write_bytes(png_bytes(im))
-        return rel
-
+        rel = f"{self.prefix}{name}.png"; (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
+        (self.root/rel).write_bytes(png_bytes(im)); return rel
     def array(self, a, name: str) -> str | None:
-        if a is None:
-            return None
-        rel = f"{self.prefix}{name}.npy"
-        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.save(self.root / rel, np.asarray(a), allow_pickle=False)
-        return rel
+        if a is None: return None
+        rel = f"{self.prefix}{name}.npy"; (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(self.root/rel, np.asarray(a), allow_pickle=False); return rel
 
 # %% ../nbs/02_protocol.ipynb #59ef220b
 class _Reader:
     "Reads the files a `_Writer` wrote through `safeio`: names under `root`, regular files only."
-
-    def __init__(self, root: Path, source: Path):
-        self.root, self.source = Path(root).resolve(), source
-
+    def __init__(self, root: Path, source: Path): self.root, self.source = Path(root).resolve(), source
     def image(self, rel, where: str) -> Image.Image:
-        try:
-            return read_image(self.root, rel, f"{self.source}: field {where}")
-        except SafeIOError as e:
-            raise ProtocolError(str(e)) from None
-
+        try: return read_image(self.root, rel, f"{self.source}: field {where}")
+        except SafeIOError as e: raise ProtocolError(str(e)) from None
     def array(self, rel, where: str):
-        if rel is None:
-            return None
+        if rel is None: return None
         try:
-            with open_under(self.root, rel, f"{self.source}: field {where}") as f:
-                return np.load(f, allow_pickle=False)
-        except SafeIOError as e:
-            raise ProtocolError(str(e)) from None
-        except Exception as e:
-            raise ProtocolError(f"{self.source}: field {where}: cannot read array {rel}: {e}") from None
+            with open_under(self.root, rel, f"{self.source}: field {where}") as f: return np.load(f, allow_pickle=False)
+        except SafeIOError as e: raise ProtocolError(str(e)) from None
+        except Exception as e: raise ProtocolError(f"{self.source}: field {where}: cannot read array {rel}: {e}") from None
 
 # %% ../nbs/02_protocol.ipynb #7cb2733c
 def sample_to_dict(s: Sample, w: _Writer) -> dict:
     "A JSON-able dict of a sample, writing its images and depths through `w`."
-    return {
-        "id": s.id,
-        "question": s.question,
-        "options": s.options,
-        "answer": s.answer,
-        "category": s.category,
-        "meta": s.meta,
-        "images": [w.image(im, f"images/given_{i}") for i, im in enumerate(s.images, 1)],
-        "poses": None if s.poses is None else [_arr(p) for p in s.poses],
-        "intrinsics": None if s.intrinsics is None else [_arr(k) for k in s.intrinsics],
-        "depths": (
-            None if s.depths is None else [w.array(d, f"images/depth_{i}") for i, d in enumerate(s.depths, 1)]
-        ),
-    }
-
+    return {"id": s.id, "question": s.question, "options": s.options, "answer": s.answer, "category": s.category,
+            "meta": s.meta, "images": [w.image(im, f"images/given_{i}") for i, im in enumerate(s.images, 1)],
+            "poses": None if s.poses is None else [_arr(p) for p in s.poses],
+            "intrinsics": None if s.intrinsics is None else [_arr(k) for k in s.intrinsics],
+            "depths": None if s.depths is None else [w.array(d, f"images/depth_{i}") for i, d in enumerate(s.depths, 1)]}
 
 def _get(d: dict, key: str, where: str, source, types=None, default=...):
     "`d[key]` checked strictly against `types` (`safeio.check_value`: a string is never a bool); `default` if absent."
     if not isinstance(d, dict) or key not in d:
-        if default is not ...:
-            return default
+        if default is not ...: return default
         raise ProtocolError(f"{source}: missing field {where}{key}")
-    try:
-        return d[key] if types is None else check_value(d[key], types, str(source), where + key)
-    except SafeIOError as e:
-        raise ProtocolError(str(e)) from None
-
+    try: return d[key] if types is None else check_value(d[key], types, str(source), where + key)
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
 
 def sample_from_dict(d: dict, r: _Reader) -> Sample:
     "The sample of `sample_to_dict`, reading images and depths through `r`."
@@ -736,222 +509,128 @@ def sample_from_dict(d: dict, r: _Reader) -> Sample:
     poses, Ks, depths = d.get("poses"), d.get("intrinsics"), d.get("depths")
     try:
         options = _get(d, "options", "sample.", src, (dict, None), None) or {}
-        for k, v in options.items():
-            _get(options, k, "sample.options.", src, str)
-        return Sample(
-            str(_get(d, "id", "sample.", src, (str, int))),
-            _get(d, "question", "sample.", src, str),
-            ims,
-            options,
-            _get(d, "answer", "sample.", src, (str, None), None),
-            _get(d, "category", "sample.", src, str, ""),
-            _get(d, "meta", "sample.", src, (dict, None), None) or {},
-            None if poses is None else [np.asarray(p, float) for p in poses],
-            None if Ks is None else [np.asarray(k, float) for k in Ks],
-            None if depths is None else [r.array(p, f"sample.depths[{i}]") for i, p in enumerate(depths)],
-        )
+        for k, v in options.items(): _get(options, k, "sample.options.", src, str)
+        return Sample(str(_get(d, "id", "sample.", src, (str, int))), _get(d, "question", "sample.", src, str), ims,
+                      options, _get(d, "answer", "sample.", src, (str, None), None), _get(d, "category", "sample.", src, str, ""),
+                      _get(d, "meta", "sample.", src, (dict, None), None) or {},
+                      None if poses is None else [np.asarray(p, float) for p in poses],
+                      None if Ks is None else [np.asarray(k, float) for k in Ks],
+                      None if depths is None else [r.array(p, f"sample.depths[{i}]") for i, p in enumerate(depths)])
     except (TypeError, ValueError) as e:
-        if isinstance(e, ProtocolError):
-            raise
+        if isinstance(e, ProtocolError): raise
         raise ProtocolError(f"{src}: bad sample field: {e}") from e
 
 # %% ../nbs/02_protocol.ipynb #4f845728
 def _action_to_dict(a) -> dict:
-    if isinstance(a, Invoke):
-        return {
-            "type": "invoke",
-            "reference_image": a.reference_image,
-            "motion": {"kind": a.motion.kind, "value": a.motion.value},
-            "reasoning": a.reasoning,
-        }
-    if isinstance(a, Answer):
-        return {"type": "answer", "answer": a.answer, "reasoning": a.reasoning}
+    if isinstance(a, Invoke): return {"type": "invoke", "reference_image": a.reference_image,
+                                      "motion": {"kind": a.motion.kind, "value": a.motion.value}, "reasoning": a.reasoning}
+    if isinstance(a, Answer): return {"type": "answer", "answer": a.answer, "reasoning": a.reasoning}
     return {"type": "invalid", "reason": a.reason, "detail": a.detail}
-
 
 def _action_from_dict(d: dict, where: str, src):
     kind = _get(d, "type", where, src)
     try:
         if kind == "invoke":
             m = _get(d, "motion", where, src, dict)
-            return Invoke(
-                _get(d, "reference_image", where, src, int),
-                Motion(
-                    _get(m, "kind", where + "motion.", src, str),
-                    _get(m, "value", where + "motion.", src, float),
-                ),
-                _get(d, "reasoning", where, src, str, ""),
-            )
-        if kind == "answer":
-            return Answer(_get(d, "answer", where, src, str), _get(d, "reasoning", where, src, str, ""))
-        if kind == "invalid":
-            return Invalid(_get(d, "reason", where, src, str), _get(d, "detail", where, src, (str, None), ""))
-    except ProtocolError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{src}: field {where}: {e!r}") from e
+            return Invoke(_get(d, "reference_image", where, src, int), Motion(_get(m, "kind", where + "motion.", src, str),
+                          _get(m, "value", where + "motion.", src, float)), _get(d, "reasoning", where, src, str, ""))
+        if kind == "answer": return Answer(_get(d, "answer", where, src, str), _get(d, "reasoning", where, src, str, ""))
+        if kind == "invalid": return Invalid(_get(d, "reason", where, src, str), _get(d, "detail", where, src, (str, None), ""))
+    except ProtocolError: raise
+    except (KeyError, TypeError, ValueError) as e: raise ProtocolError(f"{src}: field {where}: {e!r}") from e
     raise ProtocolError(f"{src}: field {where}type: unknown action type {kind!r}")
 
 # %% ../nbs/02_protocol.ipynb #eac64e59
 def _obs_to_dict(o: Observation, w: _Writer) -> dict:
-    return {
-        "index": o.index,
-        "reference_image": o.reference_image,
-        "motion": {"kind": o.motion.kind, "value": o.motion.value},
-        "simulator": o.simulator,
-        "image": w.image(o.image, f"images/imagined_{o.index}"),
-        "pose": _arr(o.pose),
-        "intrinsics": _arr(o.intrinsics),
-        "depth": w.array(o.depth, f"images/imagined_{o.index}_depth"),
-        "mask": w.array(o.mask, f"images/imagined_{o.index}_mask"),
-        "meta": o.meta,
-    }
-
+    return {"index": o.index, "reference_image": o.reference_image, "motion": {"kind": o.motion.kind, "value": o.motion.value},
+            "simulator": o.simulator, "image": w.image(o.image, f"images/imagined_{o.index}"), "pose": _arr(o.pose),
+            "intrinsics": _arr(o.intrinsics), "depth": w.array(o.depth, f"images/imagined_{o.index}_depth"),
+            "mask": w.array(o.mask, f"images/imagined_{o.index}_mask"), "meta": o.meta}
 
 def _obs_from_dict(d: dict, r: _Reader, where: str) -> Observation:
     try:
         src, m = r.source, _get(d, "motion", where, r.source, dict)
-        return Observation(
-            r.image(d["image"], where + "image"),
-            _get(d, "index", where, src, int),
-            _get(d, "reference_image", where, src, int),
-            Motion(
-                _get(m, "kind", where + "motion.", src, str), _get(m, "value", where + "motion.", src, float)
-            ),
-            _get(d, "simulator", where, src, str, ""),
-            None if d.get("pose") is None else np.asarray(d["pose"], float),
-            None if d.get("intrinsics") is None else np.asarray(d["intrinsics"], float),
-            r.array(d.get("depth"), where + "depth"),
-            r.array(d.get("mask"), where + "mask"),
-            d.get("meta") or {},
-        )
-    except ProtocolError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise ProtocolError(f"{r.source}: field {where}: {e!r}") from e
+        return Observation(r.image(d["image"], where + "image"), _get(d, "index", where, src, int), _get(d, "reference_image", where, src, int),
+                           Motion(_get(m, "kind", where + "motion.", src, str), _get(m, "value", where + "motion.", src, float)),
+                           _get(d, "simulator", where, src, str, ""),
+                           None if d.get("pose") is None else np.asarray(d["pose"], float),
+                           None if d.get("intrinsics") is None else np.asarray(d["intrinsics"], float),
+                           r.array(d.get("depth"), where + "depth"), r.array(d.get("mask"), where + "mask"), d.get("meta") or {})
+    except ProtocolError: raise
+    except (KeyError, TypeError, ValueError) as e: raise ProtocolError(f"{r.source}: field {where}: {e!r}") from e
 
 # %% ../nbs/02_protocol.ipynb #5204cf26
 TRAJECTORY_VERSION = 1
 
-
 def trajectory_to_dict(traj: Trajectory, w: _Writer) -> dict:
     "A JSON-able dict of a trajectory, writing its images through `w`."
-    return {
-        "version": TRAJECTORY_VERSION,
-        "sample": sample_to_dict(traj.sample, w),
-        "mode": traj.mode,
-        "forced_k": traj.forced_k,
-        "final_answer": traj.final_answer,
-        "valid": traj.valid,
-        "policy": traj.policy,
-        "simulator": traj.simulator,
-        "timings": traj.timings,
-        "meta": traj.meta,
-        "turns": [
-            {
-                "text": t.text,
-                "action": _action_to_dict(t.action),
-                "feedback": t.feedback,
-                "timings": t.timings,
-                "observation": None if t.observation is None else _obs_to_dict(t.observation, w),
-            }
-            for t in traj.turns
-        ],
-    }
-
+    return {"version": TRAJECTORY_VERSION, "sample": sample_to_dict(traj.sample, w), "mode": traj.mode,
+            "forced_k": traj.forced_k, "final_answer": traj.final_answer, "valid": traj.valid, "policy": traj.policy,
+            "simulator": traj.simulator, "timings": traj.timings, "meta": traj.meta,
+            "turns": [{"text": t.text, "action": _action_to_dict(t.action), "feedback": t.feedback, "timings": t.timings,
+                       "observation": None if t.observation is None else _obs_to_dict(t.observation, w)} for t in traj.turns]}
 
 def trajectory_from_dict(d: dict, r: _Reader) -> Trajectory:
     "The trajectory of `trajectory_to_dict`, reading files through `r` (inside its root only)."
     src = r.source
-    if not isinstance(d, dict):
-        raise ProtocolError(f"{src}: expected a JSON object, got {type(d).__name__}")
-    if d.get("version") != TRAJECTORY_VERSION:
-        raise ProtocolError(f"{src}: field version: unsupported {d.get('version')!r}")
+    if not isinstance(d, dict): raise ProtocolError(f"{src}: expected a JSON object, got {type(d).__name__}")
+    if d.get("version") != TRAJECTORY_VERSION: raise ProtocolError(f"{src}: field version: unsupported {d.get('version')!r}")
     turns = []
     for i, t in enumerate(_get(d, "turns", "", src, list)):
         where = f"turns[{i}]."
         obs = _get(t, "observation", where, src, (dict, None), None)
-        turns.append(
-            Turn(
-                _get(t, "text", where, src, str),
-                _action_from_dict(_get(t, "action", where, src, dict), where + "action.", src),
-                None if obs is None else _obs_from_dict(obs, r, where + "observation."),
-                _get(t, "feedback", where, src, (str, None), None),
-                _get(t, "timings", where, src, (dict, None), None) or {},
-            )
-        )
-    return Trajectory(
-        sample_from_dict(_get(d, "sample", "", src, dict), r),
-        _get(d, "mode", "", src, str),
-        _get(d, "forced_k", "", src, int, 0),
-        turns,
-        _get(d, "final_answer", "", src, (str, None), None),
-        _get(d, "valid", "", src, bool, True),
-        _get(d, "policy", "", src, str, ""),
-        _get(d, "simulator", "", src, str, ""),
-        _get(d, "timings", "", src, (dict, None), None) or {},
-        _get(d, "meta", "", src, (dict, None), None) or {},
-    )
+        turns.append(Turn(_get(t, "text", where, src, str), _action_from_dict(_get(t, "action", where, src, dict), where + "action.", src),
+                          None if obs is None else _obs_from_dict(obs, r, where + "observation."),
+                          _get(t, "feedback", where, src, (str, None), None), _get(t, "timings", where, src, (dict, None), None) or {}))
+    return Trajectory(sample_from_dict(_get(d, "sample", "", src, dict), r), _get(d, "mode", "", src, str),
+                      _get(d, "forced_k", "", src, int, 0), turns, _get(d, "final_answer", "", src, (str, None), None),
+                      _get(d, "valid", "", src, bool, True), _get(d, "policy", "", src, str, ""), _get(d, "simulator", "", src, str, ""),
+                      _get(d, "timings", "", src, (dict, None), None) or {}, _get(d, "meta", "", src, (dict, None), None) or {})
 
 # %% ../nbs/02_protocol.ipynb #cc15b0ca
 def save_trajectory(traj: Trajectory, folder) -> Path:
     "Write `folder/trajectory.json` and the images beside it; returns the folder."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     d = trajectory_to_dict(traj, _Writer(folder))
-    tmp = folder / "trajectory.json.tmp"
-    tmp.write_text(json.dumps(d, indent=1))
-    tmp.replace(folder / "trajectory.json")  # atomic: never half a file
+    tmp = folder/"trajectory.json.tmp"
+    tmp.write_text(json.dumps(d, indent=1)); tmp.replace(folder/"trajectory.json")  # atomic: never half a file
     return folder
-
 
 def _read_json(path: Path):
     "The JSON of a file inside its folder (`safeio`: a regular file, not a link out of the folder; bounded)."
-    try:
-        return read_json(Path(path).parent, Path(path).name, str(path))
-    except SafeIOError as e:
-        raise ProtocolError(str(e)) from None
-
+    try: return read_json(Path(path).parent, Path(path).name, str(path))
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
 
 def load_trajectory(folder) -> Trajectory:
     "Read a trajectory folder written by `save_trajectory`."
-    path = Path(folder) / "trajectory.json"
+    path = Path(folder)/"trajectory.json"
     return trajectory_from_dict(_read_json(path), _Reader(Path(folder), path))
 
 # %% ../nbs/02_protocol.ipynb #6f02d019
 def save_trajectories_jsonl(trajs, path) -> Path:
     "Write many trajectories as JSONL (one per line) with their images under `<stem>_images/`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for i, traj in enumerate(trajs):
-            f.write(
-                json.dumps(trajectory_to_dict(traj, _Writer(path.parent, f"{path.stem}_images/{i:06d}/")))
-                + "\n"
-            )
+            f.write(json.dumps(trajectory_to_dict(traj, _Writer(path.parent, f"{path.stem}_images/{i:06d}/"))) + "\n")
     return path
-
 
 def load_trajectories_jsonl(path) -> list[Trajectory]:
     "Read a JSONL file written by `save_trajectories_jsonl`; errors name the file and the line."
     path, out = Path(path), []
-    try:  # lines end at \n only: U+2028 / U+0085 are legal inside JSON strings (str.splitlines would cut there)
-        for n, d in iter_jsonl(path.parent, path.name, str(path)):
-            out.append(trajectory_from_dict(d, _Reader(path.parent, f"{path}:{n}")))
-    except SafeIOError as e:
-        raise ProtocolError(str(e)) from None
+    try:   # lines end at \n only: U+2028 / U+0085 are legal inside JSON strings (str.splitlines would cut there)
+        for n, d in iter_jsonl(path.parent, path.name, str(path)): out.append(trajectory_from_dict(d, _Reader(path.parent, f"{path}:{n}")))
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     return out
 
 # %% ../nbs/02_protocol.ipynb #5f8b44d0
 def save_sample(sample: Sample, folder) -> Path:
     "Write `folder/sample.json` with the sample's images and depths beside it."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sample.json").write_text(json.dumps(sample_to_dict(sample, _Writer(folder)), indent=1))
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    (folder/"sample.json").write_text(json.dumps(sample_to_dict(sample, _Writer(folder)), indent=1))
     return folder
-
 
 def load_sample(folder) -> Sample:
     "Read a sample folder written by `save_sample`."
-    path = Path(folder) / "sample.json"
+    path = Path(folder)/"sample.json"
     return sample_from_dict(_read_json(path), _Reader(Path(folder), path))

@@ -16,43 +16,33 @@ __all__ = ['MAX_FILE_BYTES', 'MAX_LINE_BYTES', 'MAX_DEPTH', 'MAX_INT_DIGITS', 'S
 class SafeIOError(ValueError):
     "A file refused or unreadable; the message names the file (and the line and field where there is one)."
 
-
 class UnsafePathError(SafeIOError):
     "A path refused before opening: not a name under its root, a symlink out of it, or not a regular file."
 
-
-MAX_FILE_BYTES = 256 * 2**20  # a file read whole (JSON, JSONL, images) is refused above this
-MAX_LINE_BYTES = 64 * 2**20  # one JSONL line
-MAX_DEPTH = 64  # nesting of arrays / objects in one JSON value
-MAX_INT_DIGITS = 100  # digits of one JSON integer (Python refuses over 4,300 with a raw ValueError)
+MAX_FILE_BYTES = 256 * 2**20     # a file read whole (JSON, JSONL, images) is refused above this
+MAX_LINE_BYTES = 64 * 2**20      # one JSONL line
+MAX_DEPTH = 64                   # nesting of arrays / objects in one JSON value
+MAX_INT_DIGITS = 100             # digits of one JSON integer (Python refuses over 4,300 with a raw ValueError)
 
 # %% ../nbs/00a_safeio.ipynb #bf0ff5c3
 def check_name(rel, where: str = "path") -> str:
     "`rel` as a string if it is a usable relative name (no absolute path, no '..', no NUL, within length limits)."
-    if isinstance(rel, os.PathLike):
-        rel = os.fspath(rel)
-    if not isinstance(rel, str) or not rel:
-        raise UnsafePathError(f"{where}: expected a relative path, got {rel!r:.80}")
-    if "\x00" in rel:
-        raise UnsafePathError(f"{where}: path {rel!r:.80} contains a NUL character")
+    if isinstance(rel, os.PathLike): rel = os.fspath(rel)
+    if not isinstance(rel, str) or not rel: raise UnsafePathError(f"{where}: expected a relative path, got {rel!r:.80}")
+    if "\x00" in rel: raise UnsafePathError(f"{where}: path {rel!r:.80} contains a NUL character")
     if len(rel) > 4096 or any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in rel.split("/")):
         raise UnsafePathError(f"{where}: path {rel[:60]!r}... is too long")
-    if os.path.isabs(rel):
-        raise UnsafePathError(f"{where}: path {rel!r:.80} is absolute; expected a name under its folder")
-    if ".." in rel.split("/"):
-        raise UnsafePathError(f"{where}: path {rel!r:.80} contains '..'; expected a name under its folder")
+    if os.path.isabs(rel): raise UnsafePathError(f"{where}: path {rel!r:.80} is absolute; expected a name under its folder")
+    if ".." in rel.split("/"): raise UnsafePathError(f"{where}: path {rel!r:.80} contains '..'; expected a name under its folder")
     return rel
 
 # %% ../nbs/00a_safeio.ipynb #246455b9
-def _inside(p: str, root: str) -> bool:
-    return p == root or p.startswith(root.rstrip(os.sep) + os.sep)
-
+def _inside(p: str, root: str) -> bool: return p == root or p.startswith(root.rstrip(os.sep) + os.sep)
 
 def _where(root, rel) -> str:
     "How a file is named in messages: root/rel, shortened when `rel` is absurdly long."
     rel = str(rel)
     return str(Path(root) / (rel if len(rel) <= 200 else rel[:60] + "..."))
-
 
 def resolve_under(root, rel, where: str | None = None, trusted: bool = False) -> Path:
     "The real path of `rel` under `root`, refused (`UnsafePathError`) when it leaves the root."
@@ -60,113 +50,72 @@ def resolve_under(root, rel, where: str | None = None, trusted: bool = False) ->
     if trusted:
         if not isinstance(rel, (str, os.PathLike)) or not str(rel) or "\x00" in str(rel):
             raise UnsafePathError(f"{where}: expected a path, got {rel!r:.80}")
-    else:
-        rel = check_name(rel, where)
+    else: rel = check_name(rel, where)
     try:
         real_root = os.path.realpath(root)
         p = os.path.realpath(os.path.join(real_root, os.fspath(rel)))
-    except (OSError, ValueError) as e:
-        raise UnsafePathError(f"{where}: cannot resolve ({e})") from None
+    except (OSError, ValueError) as e: raise UnsafePathError(f"{where}: cannot resolve ({e})") from None
     if not trusted and not _inside(p, real_root):
         raise UnsafePathError(f"{where}: {str(rel)!r:.80} leads outside its folder (through a symlink)")
     return Path(p)
 
 # %% ../nbs/00a_safeio.ipynb #d15272bc
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISLNK, "a symlink"),
-)
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symlink"))
 
-
-def _kind(mode: int) -> str:
-    return next((name for f, name in _KINDS if f(mode)), "not a regular file")
-
+def _kind(mode: int) -> str: return next((name for f, name in _KINDS if f(mode)), "not a regular file")
 
 def _regular(st, where: str, max_bytes):
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafePathError(f"{where}: not a regular file ({_kind(st.st_mode)})")
+    if not stat.S_ISREG(st.st_mode): raise UnsafePathError(f"{where}: not a regular file ({_kind(st.st_mode)})")
     if max_bytes is not None and st.st_size > max_bytes:
         raise SafeIOError(f"{where}: {st.st_size:,} bytes, over the limit of {max_bytes:,}")
 
 # %% ../nbs/00a_safeio.ipynb #c01e4da1
-def open_under(
-    root, rel, where: str | None = None, max_bytes: int | None = MAX_FILE_BYTES, trusted: bool = False
-):
+def open_under(root, rel, where: str | None = None, max_bytes: int | None = MAX_FILE_BYTES, trusted: bool = False):
     "A binary file object for the regular file `rel` under `root` (see `resolve_under`); nothing else is opened."
     where = where or _where(root, rel)
     p = resolve_under(root, rel, where, trusted)
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        raise SafeIOError(f"{where}: missing file") from None
-    except OSError as e:
-        raise SafeIOError(f"{where}: cannot open ({e.strerror or e})") from None
+    try: st = os.lstat(p)
+    except FileNotFoundError: raise SafeIOError(f"{where}: missing file") from None
+    except OSError as e: raise SafeIOError(f"{where}: cannot open ({e.strerror or e})") from None
     _regular(st, where, max_bytes)
-    flags = (
-        os.O_RDONLY
-        | getattr(os, "O_NOFOLLOW", 0)
-        | getattr(os, "O_NONBLOCK", 0)
-        | getattr(os, "O_CLOEXEC", 0)
-    )
-    try:
-        fd = os.open(p, flags)
-    except OSError as e:
-        raise SafeIOError(f"{where}: cannot open ({e.strerror or e})") from None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try: fd = os.open(p, flags)
+    except OSError as e: raise SafeIOError(f"{where}: cannot open ({e.strerror or e})") from None
     try:
         st2 = os.fstat(fd)
-        if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
-            raise UnsafePathError(f"{where}: changed while being opened")
+        if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino): raise UnsafePathError(f"{where}: changed while being opened")
         _regular(st2, where, max_bytes)
-    except BaseException:
-        os.close(fd)
-        raise
+    except BaseException: os.close(fd); raise
     return os.fdopen(fd, "rb")
 
 # %% ../nbs/00a_safeio.ipynb #c96a5653
-def read_bytes(
-    root, rel, where: str | None = None, max_bytes: int = MAX_FILE_BYTES, trusted: bool = False
-) -> bytes:
+def read_bytes(root, rel, where: str | None = None, max_bytes: int = MAX_FILE_BYTES, trusted: bool = False) -> bytes:
     "The whole content of the regular file `rel` under `root`, at most `max_bytes`."
     where = where or _where(root, rel)
     with open_under(root, rel, where, max_bytes, trusted) as f:
-        try:
-            data = f.read(max_bytes + 1)
-        except OSError as e:
-            raise SafeIOError(f"{where}: cannot read ({e.strerror or e})") from None
-    if len(data) > max_bytes:
-        raise SafeIOError(f"{where}: over the limit of {max_bytes:,} bytes")
+        try: data = f.read(max_bytes + 1)
+        except OSError as e: raise SafeIOError(f"{where}: cannot read ({e.strerror or e})") from None
+    if len(data) > max_bytes: raise SafeIOError(f"{where}: over the limit of {max_bytes:,} bytes")
     return data
-
 
 def split_path(path) -> tuple[Path, str]:
     "(folder, name) of a path given whole, e.g. on the command line: its folder is the root it is read under."
     path = Path(path)
-    if not path.name or path.name == "..":
-        raise UnsafePathError(f"{path}: expected a file name")
+    if not path.name or path.name == "..": raise UnsafePathError(f"{path}: expected a file name")
     return path.parent, path.name
 
 # %% ../nbs/00a_safeio.ipynb #86529727
 _NL = b"\n"
 
-
 def decode_text(data: bytes, where: str, lines: bool = True) -> str:
     "UTF-8 text of `data` (a BOM dropped); a bad byte is reported with its line (when `lines`) and offset."
-    try:
-        return data.decode("utf-8-sig")
+    try: return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         at = f"{where}:{data.count(_NL, 0, e.start) + 1}" if lines else where
-        raise SafeIOError(
-            f"{at}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}: {e.reason})"
-        ) from None
+        raise SafeIOError(f"{at}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}: {e.reason})") from None
 
-
-class _BigInt(Exception):
-    pass
-
+class _BigInt(Exception): pass
 
 def json_depth(value) -> int:
     "Nesting depth of a decoded JSON value (a scalar is 0), without recursion."
@@ -181,122 +130,76 @@ def json_depth(value) -> int:
 # %% ../nbs/00a_safeio.ipynb #91c75fd7
 def loads(text, where: str, max_depth: int = MAX_DEPTH, max_int_digits: int = MAX_INT_DIGITS):
     "Decode one JSON document (str or UTF-8 bytes) with bounds; every failure is a `SafeIOError` naming `where`."
-    if isinstance(text, (bytes, bytearray)):
-        text = decode_text(bytes(text), where, lines=False)
-
+    if isinstance(text, (bytes, bytearray)): text = decode_text(bytes(text), where, lines=False)
     def parse_int(s: str) -> int:
-        if len(s) - s.startswith("-") > max_int_digits:
-            raise _BigInt(len(s) - s.startswith("-"))
+        if len(s) - s.startswith("-") > max_int_digits: raise _BigInt(len(s) - s.startswith("-"))
         return int(s)
-
-    try:
-        value = json.loads(text, parse_int=parse_int)
-    except _BigInt as e:
-        raise SafeIOError(f"{where}: an integer of {e.args[0]:,} digits (at most {max_int_digits})") from None
-    except RecursionError:
-        raise SafeIOError(f"{where}: JSON nested deeper than {max_depth} levels") from None
+    try: value = json.loads(text, parse_int=parse_int)
+    except _BigInt as e: raise SafeIOError(f"{where}: an integer of {e.args[0]:,} digits (at most {max_int_digits})") from None
+    except RecursionError: raise SafeIOError(f"{where}: JSON nested deeper than {max_depth} levels") from None
     except json.JSONDecodeError as e:
         raise SafeIOError(f"{where}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except ValueError as e:
-        raise SafeIOError(f"{where}: not valid JSON ({e})") from None
-    if json_depth(value) > max_depth:
-        raise SafeIOError(f"{where}: JSON nested deeper than {max_depth} levels")
+    except ValueError as e: raise SafeIOError(f"{where}: not valid JSON ({e})") from None
+    if json_depth(value) > max_depth: raise SafeIOError(f"{where}: JSON nested deeper than {max_depth} levels")
     return value
 
 # %% ../nbs/00a_safeio.ipynb #67f70481
-def read_json(
-    root, rel, where: str | None = None, max_bytes: int = MAX_FILE_BYTES, trusted: bool = False, **bounds
-):
+def read_json(root, rel, where: str | None = None, max_bytes: int = MAX_FILE_BYTES, trusted: bool = False, **bounds):
     "One JSON document from the regular file `rel` under `root`, bounded (see `loads`)."
     where = where or _where(root, rel)
     return loads(decode_text(read_bytes(root, rel, where, max_bytes, trusted), where), where, **bounds)
 
-
-def iter_jsonl(
-    root, rel, where: str | None = None, max_line_bytes: int = MAX_LINE_BYTES, trusted: bool = False, **bounds
-):
+def iter_jsonl(root, rel, where: str | None = None, max_line_bytes: int = MAX_LINE_BYTES, trusted: bool = False, **bounds):
     "(line number, value) of each non-blank line; lines end only at \\n; errors name the file and the line."
     where = where or _where(root, rel)
     with open_under(root, rel, where, None, trusted) as f:
         for n, raw in enumerate(iter(lambda: f.readline(max_line_bytes + 1), b""), 1):
-            if len(raw) > max_line_bytes:
-                raise SafeIOError(f"{where}:{n}: line longer than {max_line_bytes:,} bytes")
-            if raw.strip():
-                yield n, loads(raw.rstrip(b"\r\n"), f"{where}:{n}", **bounds)
+            if len(raw) > max_line_bytes: raise SafeIOError(f"{where}:{n}: line longer than {max_line_bytes:,} bytes")
+            if raw.strip(): yield n, loads(raw.rstrip(b"\r\n"), f"{where}:{n}", **bounds)
 
 # %% ../nbs/00a_safeio.ipynb #456724f5
 _MISSING = object()
-_KIND_NAMES = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a finite number",
-    str: "a string",
-    list: "a list",
-    dict: "an object",
-    type(None): "null",
-}
-
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+               list: "a list", dict: "an object", type(None): "null"}
 
 def _is(v, kind) -> bool:
-    if kind is None or kind is type(None):
-        return v is None
-    if kind is bool:
-        return isinstance(v, bool)
-    if kind is int:
-        return isinstance(v, int) and not isinstance(v, bool)
-    if kind is float:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf") and v == v
+    if kind is None or kind is type(None): return v is None
+    if kind is bool: return isinstance(v, bool)
+    if kind is int: return isinstance(v, int) and not isinstance(v, bool)
+    if kind is float: return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < float("inf") and v == v
     return isinstance(v, kind)
-
 
 def check_value(v, kind, where: str, field: str):
     "`v` if it is of `kind` (a type or a tuple of them, `None` for null), else a `SafeIOError` naming `field`."
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if any(_is(v, k) for k in kinds):
-        return v
-    want = " or ".join(
-        _KIND_NAMES.get(k if k is not None else type(None), getattr(k, "__name__", str(k))) for k in kinds
-    )
-    raise SafeIOError(
-        f"{where}: field {field!r}: expected {want}, got {type(v).__name__} {json.dumps(v, default=str)[:40]}"
-    )
+    if any(_is(v, k) for k in kinds): return v
+    want = " or ".join(_KIND_NAMES.get(k if k is not None else type(None), getattr(k, "__name__", str(k))) for k in kinds)
+    raise SafeIOError(f"{where}: field {field!r}: expected {want}, got {type(v).__name__} {json.dumps(v, default=str)[:40]}")
 
 # %% ../nbs/00a_safeio.ipynb #cb7b243e
 def get_field(d, key: str, kind, where: str, default=_MISSING, prefix: str = ""):
     "`d[key]` checked against `kind`; `default` (unchecked) when the key is absent and a default is given."
-    if not isinstance(d, dict):
-        raise SafeIOError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    if not isinstance(d, dict): raise SafeIOError(f"{where}: expected a JSON object, got {type(d).__name__}")
     if key not in d:
-        if default is _MISSING:
-            raise SafeIOError(f"{where}: field {prefix + key!r}: missing")
+        if default is _MISSING: raise SafeIOError(f"{where}: field {prefix + key!r}: missing")
         return default
     return check_value(d[key], kind, where, prefix + key)
-
 
 def check_list(v, kind, where: str, field: str) -> list:
     "`v` if it is a list whose every item is of `kind`; errors name the item (`field[i]`)."
     check_value(v, list, where, field)
-    for i, x in enumerate(v):
-        check_value(x, kind, where, f"{field}[{i}]")
+    for i, x in enumerate(v): check_value(x, kind, where, f"{field}[{i}]")
     return v
 
 # %% ../nbs/00a_safeio.ipynb #30404d1d
-def read_image(
-    root,
-    rel,
-    where: str | None = None,
-    mode: str | None = "RGB",
-    max_bytes: int = MAX_FILE_BYTES,
-    trusted: bool = False,
-):
+def read_image(root, rel, where: str | None = None, mode: str | None = "RGB", max_bytes: int = MAX_FILE_BYTES,
+               trusted: bool = False):
     "A fully decoded PIL image from the regular file `rel` under `root` (converted to `mode` unless None)."
     from PIL import Image
-
     where = where or _where(root, rel)
     data = read_bytes(root, rel, where, max_bytes, trusted)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return im.convert(mode) if mode else im.copy()
-    except Exception as e:
-        raise SafeIOError(f"{where}: not a readable image ({type(e).__name__}: {e})") from None
+    except Exception as e: raise SafeIOError(f"{where}: not a readable image ({type(e).__name__}: {e})") from None

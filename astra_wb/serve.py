@@ -22,100 +22,61 @@ document.getElementById("login").onsubmit = async (e) => { e.preventDefault();
   if (r.ok) location.reload(); else document.getElementById("msg").textContent = "Incorrect credentials."; };
 </script></body></html>"""
 
-
 def session_user(scope: dict, app) -> str | None:
     "The user of a valid Gradio session cookie in an ASGI `scope`, else None."
     raw = b"; ".join(v for k, v in scope.get("headers") or [] if k == b"cookie").decode("latin-1")
-    try:
-        jar = SimpleCookie(raw)
-    except CookieError:
-        return None
+    try: jar = SimpleCookie(raw)
+    except CookieError: return None
     tokens, cid = getattr(app, "tokens", None) or {}, getattr(app, "cookie_id", "")
     for name in (f"access-token-{cid}", f"access-token-unsecure-{cid}"):
-        if name in jar and jar[name].value in tokens:
-            return tokens[jar[name].value]
+        if name in jar and jar[name].value in tokens: return tokens[jar[name].value]
     return None
 
 # %% ../nbs/16b_serve.ipynb #edee8e87
 def _starting(scope: dict, app) -> bool:
     "Gradio's launch calls its own `startup-events` route once (answer: `true`); only until that has happened."
-    return (
-        scope.get("method") == "GET"
-        and scope.get("path", "").endswith("/startup-events")
-        and getattr(app, "startup_events_triggered", True) is False
-    )
-
+    return (scope.get("method") == "GET" and scope.get("path", "").endswith("/startup-events")
+            and getattr(app, "startup_events_triggered", True) is False)
 
 class AuthGate:
     "ASGI middleware: with auth on, an unauthenticated client gets a bare login form or a 401, never the app."
-
-    def __init__(self, app, open_paths=("/login", "/login/")):
-        self.app, self.open_paths = app, tuple(open_paths)
+    def __init__(self, app, open_paths=("/login", "/login/")): self.app, self.open_paths = app, tuple(open_paths)
 
     async def __call__(self, scope, receive, send):
         gr_app = scope.get("app")
-        if (
-            scope["type"] not in ("http", "websocket")
-            or getattr(gr_app, "auth", None) is None
-            or session_user(scope, gr_app) is not None
-            or (
-                scope["type"] == "http"
-                and scope.get("method") == "POST"
-                and scope.get("path") in self.open_paths
-            )
-            or _starting(scope, gr_app)
-        ):
+        if (scope["type"] not in ("http", "websocket") or getattr(gr_app, "auth", None) is None
+                or session_user(scope, gr_app) is not None
+                or (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in self.open_paths)
+                or _starting(scope, gr_app)):
             return await self.app(scope, receive, send)
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket": return await send({"type": "websocket.close", "code": 1008})
         accept = b" ".join(v for k, v in scope.get("headers") or [] if k == b"accept")
         if scope.get("method") in ("GET", "HEAD") and b"text/html" in accept:
             login = json.dumps(html.escape(scope.get("root_path", ""), quote=True) + "/login")
             body, ctype = LOGIN_PAGE.replace("LOGIN_URL", login).encode(), b"text/html; charset=utf-8"
-        else:
-            body, ctype = b'{"detail": "Not authenticated"}', b"application/json"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", ctype),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
+        else: body, ctype = b'{"detail": "Not authenticated"}', b"application/json"
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", ctype), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
 
 # %% ../nbs/16b_serve.ipynb #dfc08fef
 _STOP = object()
 
-
 class HandlerTimeout(TimeoutError):
     "A call ran past its time limit (the caller stopped waiting; `seconds` is the limit)."
-
     seconds: float = 0.0
-
 
 def _call_within(fn, seconds: float, error, what: str):
     "fn() in a daemon thread; `error` if it has not returned within `seconds`."
     box, done, ctx = {}, threading.Event(), contextvars.copy_context()
-
     def target():
-        try:
-            box["value"] = fn()
-        except StopIteration:
-            box["value"] = _STOP
-        except BaseException as e:
-            box["error"] = e
-        finally:
-            done.set()
-
+        try: box["value"] = fn()
+        except StopIteration: box["value"] = _STOP
+        except BaseException as e: box["error"] = e
+        finally: done.set()
     threading.Thread(target=ctx.run, args=(target,), daemon=True, name=f"handler {what}").start()
-    if not done.wait(max(seconds, 0.0)):
-        raise error(f"{what}: no answer within {seconds:g} s (stopped waiting)")
-    if "error" in box:
-        raise box["error"]
+    if not done.wait(max(seconds, 0.0)): raise error(f"{what}: no answer within {seconds:g} s (stopped waiting)")
+    if "error" in box: raise box["error"]
     return box["value"]
 
 # %% ../nbs/16b_serve.ipynb #8505c223
@@ -123,40 +84,27 @@ def limit_time(fn, seconds: float, error=TimeoutError, on_timeout=None):
     """`fn` (a function or generator function) that raises `error` when a call runs longer than `seconds`,
     or answers `on_timeout(a HandlerTimeout)` instead when that is given."""
     what = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "handler")
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        return fn
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn): return fn
     err = HandlerTimeout if on_timeout else error
-
     def answer(e):
-        if on_timeout is None:
-            raise e
+        if on_timeout is None: raise e
         e.seconds = seconds
         return on_timeout(e)
-
     if inspect.isgeneratorfunction(fn) or inspect.isgeneratorfunction(getattr(fn, "func", None)):
-
         @functools.wraps(fn)
         def gen(*args, **kwargs):
             deadline = time.monotonic() + seconds
             try:
                 it = _call_within(lambda: fn(*args, **kwargs), seconds, err, what)
-                while (
-                    item := _call_within(lambda: next(it), deadline - time.monotonic(), err, what)
-                ) is not _STOP:
-                    yield item
-            except HandlerTimeout as e:
-                yield answer(e)
-
+                while (item := _call_within(lambda: next(it), deadline - time.monotonic(), err, what)) is not _STOP: yield item
+            except HandlerTimeout as e: yield answer(e)
         return gen
-
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        try:
-            return _call_within(lambda: fn(*args, **kwargs), seconds, err, what)
-        except HandlerTimeout as e:
-            return answer(e)
-
+        try: return _call_within(lambda: fn(*args, **kwargs), seconds, err, what)
+        except HandlerTimeout as e: return answer(e)
     return call
+
 
 # %% ../nbs/16b_serve.ipynb #2841845a
 def limit_handlers(blocks, seconds: float):

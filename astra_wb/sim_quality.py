@@ -27,51 +27,25 @@ __all__ = ['POSE_FAILURES', 'COCO_CLASSES', 'CATEGORY_PROMPT', 'PROTOCOLS', 'TES
 @dataclass
 class PoseResult:
     "An estimated camera pose (T_wc) of a generated view, or None with the reason it could not be recovered."
-
     pose: np.ndarray | None
-    reason: str = "ok"  # ok | no_features | few_matches | pnp_failed | few_inliers | no_depth | depth_model
+    reason: str = "ok"             # ok | no_features | few_matches | pnp_failed | few_inliers | no_depth | depth_model
     n_matches: int = 0
     n_inliers: int = 0
 
-
-POSE_FAILURES = (
-    "no_features",
-    "few_matches",
-    "pnp_failed",
-    "few_inliers",
-    "no_depth",
-    "depth_model",
-    "simulator",
-)
-
+POSE_FAILURES = ("no_features", "few_matches", "pnp_failed", "few_inliers", "no_depth", "depth_model", "simulator")
 
 def _gray(rgb) -> np.ndarray:
     import cv2
-
     a = np.asarray(rgb.convert("RGB") if isinstance(rgb, Image.Image) else rgb, np.uint8)
     return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY) if a.ndim == 3 else a
 
 # %% ../nbs/13_sim_quality.ipynb #0aa6688d
-def lift_keypoints(
-    pts: np.ndarray,
-    depth: np.ndarray,
-    K: np.ndarray,
-    T_wc: np.ndarray,
-    edge_ratio: float = 0.05,
-    radius: int = 1,
-):
+def lift_keypoints(pts: np.ndarray, depth: np.ndarray, K: np.ndarray, T_wc: np.ndarray, edge_ratio: float = 0.05, radius: int = 1):
     "World points of keypoints `pts` (N,2, OpenCV pixel coords) from `depth`; returns (points, valid mask)."
     H, W = depth.shape
     ij = np.clip(np.round(pts).astype(int), radius, [W - 1 - radius, H - 1 - radius])
     z = depth[ij[:, 1], ij[:, 0]].astype(np.float64)
-    nb = np.stack(
-        [
-            depth[ij[:, 1] + dv, ij[:, 0] + du]
-            for dv in range(-radius, radius + 1)
-            for du in range(-radius, radius + 1)
-        ],
-        1,
-    )
+    nb = np.stack([depth[ij[:, 1] + dv, ij[:, 0] + du] for dv in range(-radius, radius + 1) for du in range(-radius, radius + 1)], 1)
     ok = (z > 0) & (nb.min(1) > 0) & ((nb.max(1) - nb.min(1)) <= edge_ratio * z)
     x = (pts[:, 0] + 0.5 - K[0, 2]) / K[0, 0] * z
     y = (pts[:, 1] + 0.5 - K[1, 2]) / K[1, 1] * z
@@ -81,67 +55,28 @@ def lift_keypoints(
 # %% ../nbs/13_sim_quality.ipynb #c63bd86b
 class FeaturePnP:
     "Pose of a generated view from SIFT (or ORB) matches to the context RGB-D views and PnP-RANSAC (AP3P)."
-
     name = "pnp"
-
-    def __init__(
-        self,
-        n_features: int = 1000,
-        ratio: float = 0.8,
-        min_matches: int = 8,
-        min_inliers: int = 6,
-        reproj_px: float = 2.0,
-        iterations: int = 300,
-        refine: bool = True,
-        cache_size: int = 256,
-        fast_threshold: int = 10,
-        patch_size: int = 31,
-        edge_radius: int = 1,
-        dense: bool = True,
-        dense_points: int = 1500,
-        dense_levels: int = 2,
-        dense_iters: int = 4,
-        use_contexts: bool = True,
-        features: str = "sift",
-    ):
-        self.n_features, self.ratio, self.min_matches, self.min_inliers = (
-            n_features,
-            ratio,
-            min_matches,
-            min_inliers,
-        )
+    def __init__(self, n_features: int = 1000, ratio: float = 0.8, min_matches: int = 8, min_inliers: int = 6,
+                 reproj_px: float = 2.0, iterations: int = 300, refine: bool = True, cache_size: int = 256,
+                 fast_threshold: int = 10, patch_size: int = 31, edge_radius: int = 1,
+                 dense: bool = True, dense_points: int = 1500, dense_levels: int = 2, dense_iters: int = 4,
+                 use_contexts: bool = True, features: str = "sift"):
+        self.n_features, self.ratio, self.min_matches, self.min_inliers = n_features, ratio, min_matches, min_inliers
         self.fast_threshold, self.patch_size, self.edge_radius = fast_threshold, patch_size, edge_radius
-        self.dense, self.dense_points, self.dense_levels, self.dense_iters = (
-            dense,
-            dense_points,
-            dense_levels,
-            dense_iters,
-        )
-        self.reproj_px, self.iterations, self.refine, self.cache_size = (
-            reproj_px,
-            iterations,
-            refine,
-            cache_size,
-        )
-        self.use_contexts = use_contexts  # match against every context view, not the source alone
-        if features not in ("sift", "orb"):
-            raise ValueError(f"features must be 'sift' or 'orb', got {features!r}")
-        self.features = features  # sift: survives wide viewpoint changes; orb: faster, binary
+        self.dense, self.dense_points, self.dense_levels, self.dense_iters = dense, dense_points, dense_levels, dense_iters
+        self.reproj_px, self.iterations, self.refine, self.cache_size = reproj_px, iterations, refine, cache_size
+        self.use_contexts = use_contexts   # match against every context view, not the source alone
+        if features not in ("sift", "orb"): raise ValueError(f"features must be 'sift' or 'orb', got {features!r}")
+        self.features = features           # sift: survives wide viewpoint changes; orb: faster, binary
         self._cache: OrderedDict = OrderedDict()
         self._orb = self._matcher = None
 
     def _features(self, gray):
         import cv2
-
         if self._orb is None and self.features == "sift":
             self._orb, self._matcher = cv2.SIFT_create(self.n_features), cv2.BFMatcher(cv2.NORM_L2)
         elif self._orb is None:
-            self._orb = cv2.ORB_create(
-                self.n_features,
-                edgeThreshold=self.patch_size,
-                patchSize=self.patch_size,
-                fastThreshold=self.fast_threshold,
-            )
+            self._orb = cv2.ORB_create(self.n_features, edgeThreshold=self.patch_size, patchSize=self.patch_size, fastThreshold=self.fast_threshold)
             self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         kps, desc = self._orb.detectAndCompute(gray, None)
         return np.array([k.pt for k in kps], np.float64).reshape(-1, 2), desc
@@ -149,35 +84,24 @@ class FeaturePnP:
 # %% ../nbs/13_sim_quality.ipynb #73337130
 def _pyramid(gray: np.ndarray, levels: int) -> list:
     import cv2
-
     out = [gray]
-    for _ in range(levels - 1):
-        out.append(cv2.pyrDown(out[-1]))
+    for _ in range(levels - 1): out.append(cv2.pyrDown(out[-1]))
     return out
-
 
 def dense_source(src, n_points: int = 1500, levels: int = 2, min_gradient: float = 0.05, seed: int = 0):
     "World points of up to `n_points` source pixels on intensity edges, with their intensity at each pyramid level."
     import cv2
-
     gray = _gray(src.rgb).astype(np.float32) / 255.0
-    depth, K, T = (
-        np.asarray(src.depth, np.float32),
-        np.asarray(src.K, np.float64),
-        np.asarray(src.pose, np.float64),
-    )
+    depth, K, T = np.asarray(src.depth, np.float32), np.asarray(src.K, np.float64), np.asarray(src.pose, np.float64)
     mag = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     v, u = np.nonzero((depth > 0) & (mag > min_gradient))
     if len(u) > n_points:
-        pick = np.random.default_rng(seed).choice(len(u), n_points, replace=False)
-        u, v = u[pick], v[pick]
+        pick = np.random.default_rng(seed).choice(len(u), n_points, replace=False); u, v = u[pick], v[pick]
     z = depth[v, u].astype(np.float64)
     pc = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
     values = []
-    for l, g in enumerate(_pyramid(gray, levels)):  # pixel (u, v) sits at ((u + 0.5) / 2^l - 0.5) on level l
-        mx, my = ((u + 0.5) / 2**l - 0.5).astype(np.float32)[None], ((v + 0.5) / 2**l - 0.5).astype(
-            np.float32
-        )[None]
+    for l, g in enumerate(_pyramid(gray, levels)):   # pixel (u, v) sits at ((u + 0.5) / 2^l - 0.5) on level l
+        mx, my = ((u + 0.5) / 2 ** l - 0.5).astype(np.float32)[None], ((v + 0.5) / 2 ** l - 0.5).astype(np.float32)[None]
         values.append(cv2.remap(g, mx, my, cv2.INTER_LINEAR)[0].astype(np.float64))
     return pc @ T[:3, :3].T + T[:3, 3], values
 
@@ -185,60 +109,40 @@ def dense_source(src, n_points: int = 1500, levels: int = 2, min_gradient: float
 def _photometric(world, values, g, gx, gy, K, T_cw, s, huber):
     "Huber-weighted residuals and Jacobians (w.r.t. a left se(3) increment) of the source points in image `g` at scale 1/s."
     import cv2
-
     P = world @ T_cw[:3, :3].T + T_cw[:3, 3]
     Z = np.where(P[:, 2] > 0.05, P[:, 2], np.nan)
     fx, fy = K[0, 0] / s, K[1, 1] / s
     mx, my = fx * P[:, 0] / Z + K[0, 2] / s - 0.5, fy * P[:, 1] / Z + K[1, 2] / s - 0.5
     H, W = g.shape
     ok = np.isfinite(Z) & (mx > 1) & (my > 1) & (mx < W - 2) & (my < H - 2)
-    if ok.sum() < 50:
-        return None
+    if ok.sum() < 50: return None
     m1, m2 = mx[ok].astype(np.float32)[None], my[ok].astype(np.float32)[None]
     r = cv2.remap(g, m1, m2, cv2.INTER_LINEAR)[0] - values[ok]
     Gx, Gy = cv2.remap(gx, m1, m2, cv2.INTER_LINEAR)[0], cv2.remap(gy, m1, m2, cv2.INTER_LINEAR)[0]
     Pi, Zi = P[ok], Z[ok]
-    gP = np.stack(
-        [Gx * fx / Zi, Gy * fy / Zi, -(Gx * fx * Pi[:, 0] + Gy * fy * Pi[:, 1]) / Zi**2], 1
-    )  # dI/dP
+    gP = np.stack([Gx * fx / Zi, Gy * fy / Zi, -(Gx * fx * Pi[:, 0] + Gy * fy * Pi[:, 1]) / Zi ** 2], 1)   # dI/dP
     w = np.minimum(1.0, huber / np.maximum(np.abs(r), 1e-12))
-    cross = np.stack(
-        [
-            Pi[:, 1] * gP[:, 2] - Pi[:, 2] * gP[:, 1],
-            Pi[:, 2] * gP[:, 0] - Pi[:, 0] * gP[:, 2],
-            Pi[:, 0] * gP[:, 1] - Pi[:, 1] * gP[:, 0],
-        ],
-        1,
-    )  # P x dI/dP: the rotation part
+    cross = np.stack([Pi[:, 1] * gP[:, 2] - Pi[:, 2] * gP[:, 1], Pi[:, 2] * gP[:, 0] - Pi[:, 0] * gP[:, 2],
+                      Pi[:, 0] * gP[:, 1] - Pi[:, 1] * gP[:, 0]], 1)          # P x dI/dP: the rotation part
     return r, np.concatenate([cross, gP], 1), w
 
-
-def dense_refine(
-    dense, gray: np.ndarray, K: np.ndarray, T_cw: np.ndarray, iters: int = 6, huber: float = 0.05
-) -> np.ndarray:
+def dense_refine(dense, gray: np.ndarray, K: np.ndarray, T_cw: np.ndarray, iters: int = 6, huber: float = 0.05) -> np.ndarray:
     "World-to-camera pose `T_cw` refined by direct photometric alignment of the source edge points (`dense_source`) to `gray`."
     import cv2
-
     world, values = dense
     pyr = _pyramid(gray.astype(np.float32) / 255.0, len(values))
     grads = [(cv2.Sobel(g, cv2.CV_32F, 1, 0) / 8, cv2.Sobel(g, cv2.CV_32F, 0, 1) / 8) for g in pyr]
-    cost = lambda T: (lambda o: None if o is None else float(np.mean(o[2] * o[0] ** 2)))(
-        _photometric(world, values[0], pyr[0], *grads[0], K, T, 1.0, huber)
-    )
+    cost = lambda T: (lambda o: None if o is None else float(np.mean(o[2] * o[0] ** 2)))(_photometric(world, values[0], pyr[0], *grads[0], K, T, 1.0, huber))
     T = T_cw.copy()
     for l in reversed(range(len(pyr))):
         for _ in range(iters):
-            o = _photometric(world, values[l], pyr[l], *grads[l], K, T, 2.0**l, huber)
-            if o is None:
-                return T_cw
+            o = _photometric(world, values[l], pyr[l], *grads[l], K, T, 2.0 ** l, huber)
+            if o is None: return T_cw
             r, J, w = o
             d = -np.linalg.solve((J * w[:, None]).T @ J + 1e-9 * np.eye(6), (J * w[:, None]).T @ r)
-            step = np.eye(4)
-            step[:3, :3] = cv2.Rodrigues(d[:3])[0]
-            step[:3, 3] = d[3:]
+            step = np.eye(4); step[:3, :3] = cv2.Rodrigues(d[:3])[0]; step[:3, 3] = d[3:]
             T = step @ T
-            if np.abs(d).max() < 1e-6:
-                break
+            if np.abs(d).max() < 1e-6: break
     before, after = cost(T_cw), cost(T)
     return T if before is not None and after is not None and after < before else T_cw
 
@@ -246,23 +150,15 @@ def dense_refine(
 def _lift_frame(self, frame):
     "(world points, descriptors, keypoints) of one posed RGB-D frame's features with a usable depth."
     pts, desc = self._features(_gray(frame.rgb))
-    if desc is None or len(pts) == 0:
-        return np.zeros((0, 3)), None, pts
-    world, ok = lift_keypoints(
-        pts,
-        np.asarray(frame.depth, np.float32),
-        np.asarray(frame.K, np.float64),
-        np.asarray(frame.pose, np.float64),
-        radius=self.edge_radius,
-    )
+    if desc is None or len(pts) == 0: return np.zeros((0, 3)), None, pts
+    world, ok = lift_keypoints(pts, np.asarray(frame.depth, np.float32), np.asarray(frame.K, np.float64),
+                               np.asarray(frame.pose, np.float64), radius=self.edge_radius)
     return world[ok], desc[ok], pts[ok]
-
 
 def _source_features(self, src, key=None, contexts=None):
     "(world points, descriptors per frame, source keypoints, dense edge points) of `src` and the other `contexts`, cached under `key`."
     if key is not None and key in self._cache:
-        self._cache.move_to_end(key)
-        return self._cache[key]
+        self._cache.move_to_end(key); return self._cache[key]
     others = [f for f in (contexts or []) if f is not src] if self.use_contexts else []
     lifted = [self._lift_frame(src)] + [self._lift_frame(f) for f in others]
     lifted = [x for x in lifted if x[1] is not None and len(x[1])] or lifted[:1]
@@ -271,97 +167,60 @@ def _source_features(self, src, key=None, contexts=None):
     out = (world, desc, lifted[0][2], dense)
     if key is not None:
         self._cache[key] = out
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        while len(self._cache) > self.cache_size: self._cache.popitem(last=False)
     return out
-
 
 FeaturePnP._lift_frame, FeaturePnP.source_features = _lift_frame, _source_features
 
 # %% ../nbs/13_sim_quality.ipynb #2c7d8e7d
 def _match(self, desc_gen, desc_src) -> np.ndarray:
     "(M, 2) index pairs (generated, source) passing the k-NN ratio test; `desc_src` may be a list (one array per frame)."
-    if isinstance(
-        desc_src, list
-    ):  # ratio test per frame: a point seen by two context views must not be its own rival
+    if isinstance(desc_src, list):   # ratio test per frame: a point seen by two context views must not be its own rival
         out, offset = [], 0
         for d in desc_src:
-            out.append(self._match(desc_gen, d) + [0, offset])
-            offset += len(d)
+            out.append(self._match(desc_gen, d) + [0, offset]); offset += len(d)
         return np.concatenate(out) if out else np.zeros((0, 2), int)
-    if desc_gen is None or desc_src is None or len(desc_gen) < 2 or len(desc_src) < 2:
-        return np.zeros((0, 2), int)
+    if desc_gen is None or desc_src is None or len(desc_gen) < 2 or len(desc_src) < 2: return np.zeros((0, 2), int)
     knn = self._matcher.knnMatch(desc_gen, desc_src, k=2)
-    return np.array(
-        [
-            (m[0].queryIdx, m[0].trainIdx)
-            for m in knn
-            if len(m) == 2 and m[0].distance < self.ratio * m[1].distance
-        ],
-        int,
-    ).reshape(-1, 2)
-
+    return np.array([(m[0].queryIdx, m[0].trainIdx) for m in knn if len(m) == 2 and m[0].distance < self.ratio * m[1].distance],
+                    int).reshape(-1, 2)
 
 def _estimate(self, src, generated, K=None, key=None, contexts=None) -> PoseResult:
     "Camera pose (T_wc) of the `generated` image (PIL or HxWx3) against the source frame `src` (rgb, depth, K, pose) and `contexts`."
     import cv2
-
     world, desc_src, _, dense = self.source_features(src, key, contexts)
     gray = _gray(generated)
-    if (
-        K is None
-    ):  # an image at another resolution is compared at the source's (features are matched at one scale)
-        if gray.shape != src.depth.shape:
-            gray = cv2.resize(gray, src.depth.shape[::-1], interpolation=cv2.INTER_AREA)
+    if K is None:   # an image at another resolution is compared at the source's (features are matched at one scale)
+        if gray.shape != src.depth.shape: gray = cv2.resize(gray, src.depth.shape[::-1], interpolation=cv2.INTER_AREA)
         K = src.K
     pts, desc = self._features(gray)
-    if desc is None or len(pts) < self.min_matches or len(world) < self.min_matches:
-        return PoseResult(None, "no_features")
+    if desc is None or len(pts) < self.min_matches or len(world) < self.min_matches: return PoseResult(None, "no_features")
     m = self._match(desc, desc_src)
-    if len(m) < self.min_matches:
-        return PoseResult(None, "few_matches", len(m))
+    if len(m) < self.min_matches: return PoseResult(None, "few_matches", len(m))
     obj, img = world[m[:, 1]].astype(np.float64), pts[m[:, 0]] + 0.5
-    ok, rvec, tvec, inl = cv2.solvePnPRansac(
-        obj,
-        img,
-        np.asarray(K, np.float64),
-        None,
-        iterationsCount=self.iterations,
-        reprojectionError=self.reproj_px,
-        confidence=0.999,
-        flags=cv2.SOLVEPNP_AP3P,
-    )
-    if not ok or inl is None:
-        return PoseResult(None, "pnp_failed", len(m))
+    ok, rvec, tvec, inl = cv2.solvePnPRansac(obj, img, np.asarray(K, np.float64), None, iterationsCount=self.iterations,
+                                             reprojectionError=self.reproj_px, confidence=0.999, flags=cv2.SOLVEPNP_AP3P)
+    if not ok or inl is None: return PoseResult(None, "pnp_failed", len(m))
     inl = inl.reshape(-1)
-    if len(inl) < self.min_inliers:
-        return PoseResult(None, "few_inliers", len(m), len(inl))
-    if self.refine:
-        rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], np.asarray(K, np.float64), None, rvec, tvec)
-    T_cw = np.eye(4)
-    T_cw[:3, :3] = cv2.Rodrigues(rvec)[0]
-    T_cw[:3, 3] = tvec.reshape(3)
-    if dense is not None:
-        T_cw = dense_refine(dense, gray, np.asarray(K, np.float64), T_cw, self.dense_iters)
+    if len(inl) < self.min_inliers: return PoseResult(None, "few_inliers", len(m), len(inl))
+    if self.refine: rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], np.asarray(K, np.float64), None, rvec, tvec)
+    T_cw = np.eye(4); T_cw[:3, :3] = cv2.Rodrigues(rvec)[0]; T_cw[:3, 3] = tvec.reshape(3)
+    if dense is not None: T_cw = dense_refine(dense, gray, np.asarray(K, np.float64), T_cw, self.dense_iters)
     return PoseResult(np.linalg.inv(T_cw), "ok", len(m), len(inl))
-
 
 FeaturePnP._match, FeaturePnP.estimate = _match, _estimate
 
 # %% ../nbs/13_sim_quality.ipynb #2b492e6b
-def umeyama(
-    src: np.ndarray, dst: np.ndarray, with_scale: bool = True
-) -> tuple[float, np.ndarray, np.ndarray]:
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     "(s, R, t) minimising |dst - (s R src + t)|^2 over point pairs (N, 3), N >= 3 (Umeyama 1991)."
     mu_s, mu_d = src.mean(0), dst.mean(0)
     a, b = src - mu_s, dst - mu_d
     U, S, Vt = np.linalg.svd(b.T @ a / len(src))
     D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
     R = U @ D @ Vt
-    var = (a**2).sum() / len(src)
+    var = (a ** 2).sum() / len(src)
     s = float(np.trace(np.diag(S) @ D) / var) if with_scale and var > 0 else 1.0
     return s, R, mu_d - s * R @ mu_s
-
 
 def ransac_similarity(src, dst, threshold: float, iterations: int = 200, with_scale: bool = True, rng=None):
     "Umeyama inside RANSAC: ((s, R, t), inlier mask) or (None, None) when no 3-point sample fits."
@@ -370,477 +229,254 @@ def ransac_similarity(src, dst, threshold: float, iterations: int = 200, with_sc
     for _ in range(iterations):
         idx = rng.choice(len(src), 3, replace=False)
         s, R, t = umeyama(src[idx], dst[idx], with_scale)
-        if not np.isfinite(s) or s <= 0:
-            continue
+        if not np.isfinite(s) or s <= 0: continue
         inl = np.linalg.norm(dst - (s * src @ R.T + t), axis=1) < threshold
-        if inl.sum() > best_n:
-            best, best_n = inl, int(inl.sum())
-    if best is None or best_n < 3:
-        return None, None
+        if inl.sum() > best_n: best, best_n = inl, int(inl.sum())
+    if best is None or best_n < 3: return None, None
     return umeyama(src[best], dst[best], with_scale), best
 
 # %% ../nbs/13_sim_quality.ipynb #501ca0f8
 class DepthAlignPose(FeaturePnP):
     "Pose from the generated image's monocular depth aligned to the source RGB-D view (the paper's method)."
-
     name = "depth"
-
-    def __init__(
-        self,
-        depth,
-        kind: str = "relative",
-        threshold: float = 0.1,
-        with_scale: bool = True,
-        use_contexts: bool = False,
-        **kw
-    ):
-        super().__init__(use_contexts=use_contexts, **kw)  # the paper aligns to the source view alone
+    def __init__(self, depth, kind: str = "relative", threshold: float = 0.1, with_scale: bool = True, use_contexts: bool = False, **kw):
+        super().__init__(use_contexts=use_contexts, **kw)   # the paper aligns to the source view alone
         if isinstance(depth, (str, Path)):
             from astra_wb.depth import MonocularDepth
-
             depth = MonocularDepth(str(depth), kind)
         self.depth, self.threshold, self.with_scale = depth, threshold, with_scale
 
     def estimate(self, src, generated, K=None, key=None, contexts=None) -> PoseResult:
         world, desc_src, _, _ = self.source_features(src, key, contexts)
-        img = (
-            generated
-            if isinstance(generated, Image.Image)
-            else Image.fromarray(np.asarray(generated, np.uint8))
-        )
+        img = generated if isinstance(generated, Image.Image) else Image.fromarray(np.asarray(generated, np.uint8))
         if K is None:
-            if img.size != src.depth.shape[::-1]:
-                img = img.resize(src.depth.shape[::-1], Image.BILINEAR)
+            if img.size != src.depth.shape[::-1]: img = img.resize(src.depth.shape[::-1], Image.BILINEAR)
             K = src.K
         gray = _gray(img)
         pts, desc = self._features(gray)
-        if desc is None or len(pts) < self.min_matches or len(world) < self.min_matches:
-            return PoseResult(None, "no_features")
+        if desc is None or len(pts) < self.min_matches or len(world) < self.min_matches: return PoseResult(None, "no_features")
         m = self._match(desc, desc_src)
-        if len(m) < self.min_matches:
-            return PoseResult(None, "few_matches", len(m))
-        try:
-            depth = np.asarray(self.depth(img), np.float32)
-        except Exception as e:
-            return PoseResult(None, "depth_model", len(m))  # a broken model is a failed sample, not a crash
-        if depth.shape != gray.shape:
-            return PoseResult(None, "depth_model", len(m))
+        if len(m) < self.min_matches: return PoseResult(None, "few_matches", len(m))
+        try: depth = np.asarray(self.depth(img), np.float32)
+        except Exception as e: return PoseResult(None, "depth_model", len(m))   # a broken model is a failed sample, not a crash
+        if depth.shape != gray.shape: return PoseResult(None, "depth_model", len(m))
         cam, ok = lift_keypoints(pts[m[:, 0]], depth, np.asarray(K, np.float64), np.eye(4))
-        if ok.sum() < self.min_matches:
-            return PoseResult(None, "no_depth", len(m))
-        fit, inl = ransac_similarity(
-            cam[ok], world[m[ok, 1]], self.threshold, self.iterations, self.with_scale
-        )
-        if fit is None or inl.sum() < self.min_inliers:
-            return PoseResult(None, "few_inliers", len(m), 0 if inl is None else int(inl.sum()))
+        if ok.sum() < self.min_matches: return PoseResult(None, "no_depth", len(m))
+        fit, inl = ransac_similarity(cam[ok], world[m[ok, 1]], self.threshold, self.iterations, self.with_scale)
+        if fit is None or inl.sum() < self.min_inliers: return PoseResult(None, "few_inliers", len(m), 0 if inl is None else int(inl.sum()))
         s, R, t = fit
-        T = np.eye(4)
-        T[:3, :3] = R
-        T[:3, 3] = t
+        T = np.eye(4); T[:3, :3] = R; T[:3, 3] = t
         return PoseResult(T, "ok", len(m), int(inl.sum()))
 
 # %% ../nbs/13_sim_quality.ipynb #22efe536
 @dataclass
 class PoseTolerance:
     "When a recovered motion counts as the requested one."
-
-    still_trans: float = 0.25  # metres an unchanged translation may drift
-    still_rot: float = 7.5  # degrees an unchanged rotation may drift
-    rel_magnitude: float = 0.3  # dominant component within this fraction of the requested value ...
-    abs_trans: float = 0.15  # ... or within this many metres
-    abs_rot: float = 5.0  # ... or within this many degrees
-
+    still_trans: float = 0.25      # metres an unchanged translation may drift
+    still_rot: float = 7.5         # degrees an unchanged rotation may drift
+    rel_magnitude: float = 0.3     # dominant component within this fraction of the requested value ...
+    abs_trans: float = 0.15        # ... or within this many metres
+    abs_rot: float = 5.0           # ... or within this many degrees
 
 def pose_consistent(d_pred, d_true, dominant: int, tol: PoseTolerance | None = None) -> tuple[bool, str]:
     "(passed, reason) for a recovered motion `d_pred` against the requested `d_true`, dominant index into DOF_NAMES."
     tol = tol or PoseTolerance()
     d_pred, d_true = np.asarray(d_pred, float), np.asarray(d_true, float)
     for i in range(5):
-        if i == dominant:
-            continue
-        if abs(d_pred[i] - d_true[i]) > (tol.still_trans if i < 3 else tol.still_rot):
-            return False, f"moved_{DOF_NAMES[i]}"
+        if i == dominant: continue
+        if abs(d_pred[i] - d_true[i]) > (tol.still_trans if i < 3 else tol.still_rot): return False, f"moved_{DOF_NAMES[i]}"
     p, t = d_pred[dominant], d_true[dominant]
-    if np.sign(p) != np.sign(t):
-        return False, "wrong_direction"
-    if abs(p - t) > max(tol.rel_magnitude * abs(t), tol.abs_trans if dominant < 3 else tol.abs_rot):
-        return False, "magnitude"
+    if np.sign(p) != np.sign(t): return False, "wrong_direction"
+    if abs(p - t) > max(tol.rel_magnitude * abs(t), tol.abs_trans if dominant < 3 else tol.abs_rot): return False, "magnitude"
     return True, "ok"
 
 # %% ../nbs/13_sim_quality.ipynb #6944bea4
 @dataclass
 class Detection:
     "One detected object: category name, box (x0, y0, x1, y1) in pixels, confidence."
-
     category: str
     box: tuple
     score: float = 1.0
 
     @property
-    def center(self) -> np.ndarray:
-        return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
-
+    def center(self) -> np.ndarray: return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
 
 @runtime_checkable
 class Detector(Protocol):
     name: str
-
-    def detect(
-        self, image: Image.Image, categories: list[str] | None = None, **context
-    ) -> list[Detection]:
-        ...
+    def detect(self, image: Image.Image, categories: list[str] | None = None, **context) -> list[Detection]: ...
 
 # %% ../nbs/13_sim_quality.ipynb #369b0b5f
 _LUT = None
-
-
 def _hue_lut() -> np.ndarray:
     "`scene.classify_pixels` tabulated on a 64^3 RGB grid (bin centres): a lookup instead of per-pixel hue maths."
     global _LUT
     if _LUT is None:
         from astra_wb.scene import classify_pixels
-
         c = np.arange(64, dtype=np.uint8) * 4 + 2
         grid = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 1, 3)
         _LUT = classify_pixels(grid).reshape(64, 64, 64).astype(np.int8)
     return _LUT
 
-
 class ColorDetector:
     "Objects of the synthetic world found by their category hue; connected regions of >= `min_pixels` pixels."
-
     name = "color"
-
-    def __init__(self, min_pixels: int = 30):
-        self.min_pixels = min_pixels
+    def __init__(self, min_pixels: int = 30): self.min_pixels = min_pixels
 
     def detect(self, image, categories=None, mask=None, **context) -> list[Detection]:
         import cv2
         from astra_wb.scene import CATEGORY_NAMES
-
         rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, np.uint8)
         cls = _hue_lut()[rgb[..., 0] >> 2, rgb[..., 1] >> 2, rgb[..., 2] >> 2]
-        if mask is not None:
-            cls = np.where(np.asarray(mask, bool), -1, cls)
+        if mask is not None: cls = np.where(np.asarray(mask, bool), -1, cls)
         out = []
         for c in np.unique(cls[cls >= 0]):
             name = CATEGORY_NAMES[c]
-            if categories is not None and name not in categories:
-                continue
+            if categories is not None and name not in categories: continue
             n, _, stats, _ = cv2.connectedComponentsWithStats((cls == c).astype(np.uint8), connectivity=8)
             for x, y, w, h, area in stats[1:]:
-                if area >= self.min_pixels:
-                    out.append(Detection(name, (float(x), float(y), float(x + w), float(y + h))))
+                if area >= self.min_pixels: out.append(Detection(name, (float(x), float(y), float(x + w), float(y + h))))
         return out
 
 # %% ../nbs/13_sim_quality.ipynb #e17de754
 class InstanceMaskDetector:
     "Exact boxes from an instance-id map (`ids`, -1 background) and the scene's objects (`scene`: Scene or dict)."
-
     name = "instances"
+    def __init__(self, min_pixels: int = 30): self.min_pixels = min_pixels
 
-    def __init__(self, min_pixels: int = 30):
-        self.min_pixels = min_pixels
-
-    def detect(
-        self, image, categories=None, ids=None, scene=None, pose=None, K=None, **context
-    ) -> list[Detection]:
-        if (
-            ids is None and scene is not None and pose is not None and K is not None
-        ):  # render the ids of a known view
+    def detect(self, image, categories=None, ids=None, scene=None, pose=None, K=None, **context) -> list[Detection]:
+        if ids is None and scene is not None and pose is not None and K is not None:   # render the ids of a known view
             from astra_wb.scene import Scene, render
-
             sc = Scene.from_dict(scene) if isinstance(scene, dict) else scene
             ids = render(sc, pose, K, *image.size).ids
-        if ids is None or scene is None:
-            raise ValueError(
-                "InstanceMaskDetector needs the `scene` and the instance-id map `ids` (or the view's `pose` and `K`)"
-            )
-        objects = (
-            scene["objects"] if isinstance(scene, dict) else [{"category": o.category} for o in scene.objects]
-        )
+        if ids is None or scene is None: raise ValueError("InstanceMaskDetector needs the `scene` and the instance-id map `ids` (or the view's `pose` and `K`)")
+        objects = scene["objects"] if isinstance(scene, dict) else [{"category": o.category} for o in scene.objects]
         ids = np.asarray(ids)
         out = []
         for i in np.unique(ids[ids >= 0]):
             ys, xs = np.nonzero(ids == i)
             cat = objects[int(i)]["category"]
-            if len(xs) < self.min_pixels or (categories is not None and cat not in categories):
-                continue
-            out.append(
-                Detection(cat, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)))
-            )
+            if len(xs) < self.min_pixels or (categories is not None and cat not in categories): continue
+            out.append(Detection(cat, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))))
         return out
 
 # %% ../nbs/13_sim_quality.ipynb #78f81662
 class HFDetector:
     "Open-vocabulary detection with a transformers GroundingDINO / OWL-ViT / OWLv2 model."
-
     def __init__(self, model: str, threshold: float = 0.3, text_threshold: float = 0.25, device: str = "cpu"):
-        self.model_id, self.threshold, self.text_threshold, self.device = (
-            str(model),
-            threshold,
-            text_threshold,
-            device,
-        )
+        self.model_id, self.threshold, self.text_threshold, self.device = str(model), threshold, text_threshold, device
         self._model = self._processor = None
         self.name = f"hf:{Path(self.model_id).name}"
 
     def _load(self):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
         self._processor = AutoProcessor.from_pretrained(self.model_id)
-        self._model = (
-            AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id).to(self.device).eval()
-        )
+        self._model = AutoModelForZeroShotObjectDetection.from_pretrained(self.model_id).to(self.device).eval()
         self.kind = "grounding" if "grounding" in self._model.config.model_type else "owl"
 
     def detect(self, image, categories=None, **context) -> list[Detection]:
         import torch
-
-        if (
-            not categories
-        ):  # an open-vocabulary detector asked for nothing finds nothing: that is a setup error, not a score
-            raise ValueError(
-                f"{self.name}: no categories to detect; give them (--categories) or a policy that lists them (--category-policy)"
-            )
-        if self._model is None:
-            self._load()
-        image = (
-            image.convert("RGB")
-            if isinstance(image, Image.Image)
-            else Image.fromarray(np.asarray(image, np.uint8))
-        )
+        if not categories:   # an open-vocabulary detector asked for nothing finds nothing: that is a setup error, not a score
+            raise ValueError(f"{self.name}: no categories to detect; give them (--categories) or a policy that lists them (--category-policy)")
+        if self._model is None: self._load()
+        image = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
         size = [(image.height, image.width)]
         if self.kind == "grounding":
-            x = self._processor(images=image, text=". ".join(categories) + ".", return_tensors="pt").to(
-                self.device
-            )
-            with torch.no_grad():
-                y = self._model(**x)
-            r = self._processor.post_process_grounded_object_detection(
-                y,
-                x["input_ids"],
-                threshold=self.threshold,
-                text_threshold=self.text_threshold,
-                target_sizes=size,
-            )[0]
+            x = self._processor(images=image, text=". ".join(categories) + ".", return_tensors="pt").to(self.device)
+            with torch.no_grad(): y = self._model(**x)
+            r = self._processor.post_process_grounded_object_detection(y, x["input_ids"], threshold=self.threshold,
+                                                                       text_threshold=self.text_threshold, target_sizes=size)[0]
             labels = [_to_category(t, categories) for t in r.get("text_labels", r.get("labels"))]
         else:
-            x = self._processor(
-                text=[list(categories)],
-                images=image,
-                return_tensors="pt",
-                padding="max_length",
-                truncation=True,
-            ).to(self.device)
-            with torch.no_grad():
-                y = self._model(**x)
-            r = self._processor.post_process_grounded_object_detection(
-                y, threshold=self.threshold, target_sizes=size, text_labels=[list(categories)]
-            )[0]
+            x = self._processor(text=[list(categories)], images=image, return_tensors="pt", padding="max_length", truncation=True).to(self.device)
+            with torch.no_grad(): y = self._model(**x)
+            r = self._processor.post_process_grounded_object_detection(y, threshold=self.threshold, target_sizes=size, text_labels=[list(categories)])[0]
             labels = [categories[int(i)] for i in r["labels"]]
-        boxes = np.clip(
-            np.asarray(r["boxes"].tolist(), float).reshape(-1, 4), 0, [image.width, image.height] * 2
-        )  # boxes can overhang
-        return [
-            Detection(c, tuple(float(v) for v in b), float(s))
-            for c, b, s in zip(labels, boxes, r["scores"].tolist())
-            if c and b[2] - b[0] >= 1 and b[3] - b[1] >= 1
-        ]  # a box under a pixel wide is no object
-
+        boxes = np.clip(np.asarray(r["boxes"].tolist(), float).reshape(-1, 4), 0, [image.width, image.height] * 2)   # boxes can overhang
+        return [Detection(c, tuple(float(v) for v in b), float(s)) for c, b, s in zip(labels, boxes, r["scores"].tolist())
+                if c and b[2] - b[0] >= 1 and b[3] - b[1] >= 1]   # a box under a pixel wide is no object
 
 def _to_category(phrase: str, categories: list[str]) -> str | None:
     "The category a grounded phrase names: exact match, else the longest category inside the phrase."
     p = phrase.strip().lower()
-    if p in categories:
-        return p
+    if p in categories: return p
     inside = [c for c in categories if c.lower() in p]
     return max(inside, key=len) if inside else None
 
 # %% ../nbs/13_sim_quality.ipynb #45a23c2b
 COCO_CLASSES = (
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "dining table",
-    "toilet",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-)
-
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light", "fire hydrant",
+    "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
+    "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", "wine glass", "cup", "fork",
+    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
+    "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush")
 
 class OnnxDetector:
     "COCO objects found by a YOLOX ONNX model through OpenCV's dnn module, on CPU (no torch, no hub)."
-
-    def __init__(
-        self, model, input_size: int = 416, threshold: float = 0.3, nms: float = 0.45, strides=(8, 16, 32)
-    ):
+    def __init__(self, model, input_size: int = 416, threshold: float = 0.3, nms: float = 0.45, strides=(8, 16, 32)):
         self.path = Path(model)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such ONNX model file")
+        if not self.path.is_file(): raise FileNotFoundError(f"{self.path}: no such ONNX model file")
         self.input_size, self.threshold, self.nms, self.strides = input_size, threshold, nms, tuple(strides)
         self.name, self._net = f"onnx:{self.path.name}", None
-        g = [
-            np.stack(np.meshgrid(np.arange(input_size // s), np.arange(input_size // s)), -1).reshape(-1, 2)
-            for s in self.strides
-        ]
-        self._grid = np.concatenate(g).astype(
-            np.float32
-        )  # cell (x, y) of every output row, coarse grids last
+        g = [np.stack(np.meshgrid(np.arange(input_size // s), np.arange(input_size // s)), -1).reshape(-1, 2) for s in self.strides]
+        self._grid = np.concatenate(g).astype(np.float32)            # cell (x, y) of every output row, coarse grids last
         self._stride = np.concatenate([np.full((len(x), 1), s, np.float32) for x, s in zip(g, self.strides)])
 
     def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         import cv2
-
         S, (h, w) = self.input_size, rgb.shape[:2]
         r = min(S / h, S / w)
         out = np.full((S, S, 3), 114, np.uint8)
-        out[: round(h * r), : round(w * r)] = cv2.resize(
-            rgb[..., ::-1], (round(w * r), round(h * r)), interpolation=cv2.INTER_LINEAR
-        )
+        out[:round(h * r), :round(w * r)] = cv2.resize(rgb[..., ::-1], (round(w * r), round(h * r)), interpolation=cv2.INTER_LINEAR)
         return out, r
+
 
 # %% ../nbs/13_sim_quality.ipynb #6a11670e
 @patch
 def detect(self: OnnxDetector, image, categories=None, **context) -> list[Detection]:
     "Detections of the COCO `categories` (None: all 80) in `image` (PIL or HxWx3 RGB)."
     import cv2
-
     if categories is not None and not categories:
-        raise ValueError(
-            f"{self.name}: no categories to detect (None means all {len(COCO_CLASSES)} COCO classes)"
-        )
+        raise ValueError(f"{self.name}: no categories to detect (None means all {len(COCO_CLASSES)} COCO classes)")
     wanted = None if categories is None else np.isin(COCO_CLASSES, list(categories))
-    if self._net is None:
-        self._net = cv2.dnn.readNetFromONNX(str(self.path))
+    if self._net is None: self._net = cv2.dnn.readNetFromONNX(str(self.path))
     rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, np.uint8)
     padded, r = self._letterbox(rgb)
     self._net.setInput(padded.transpose(2, 0, 1)[None].astype(np.float32))
     out = self._net.forward().reshape(-1, 5 + len(COCO_CLASSES))
-    if len(out) != len(self._grid):
-        raise ValueError(
-            f"{self.path}: {len(out)} output rows, expected {len(self._grid)} for input {self.input_size}"
-        )
+    if len(out) != len(self._grid): raise ValueError(f"{self.path}: {len(out)} output rows, expected {len(self._grid)} for input {self.input_size}")
     xy, wh = (out[:, :2] + self._grid) * self._stride, np.exp(out[:, 2:4]) * self._stride
     scores = out[:, 5:] * out[:, 4:5]
-    if wanted is not None:
-        scores = np.where(wanted, scores, 0)
+    if wanted is not None: scores = np.where(wanted, scores, 0)
     cls, conf = scores.argmax(1), scores.max(1)
     keep = np.flatnonzero(conf >= self.threshold)
-    boxes = np.concatenate([xy - wh / 2, wh], 1)[keep] / r  # x, y, w, h in frame pixels
-    picked = (
-        cv2.dnn.NMSBoxesBatched(
-            boxes.tolist(), conf[keep].tolist(), cls[keep].tolist(), self.threshold, self.nms
-        )
-        if len(keep)
-        else []
-    )
+    boxes = np.concatenate([xy - wh / 2, wh], 1)[keep] / r             # x, y, w, h in frame pixels
+    picked = cv2.dnn.NMSBoxesBatched(boxes.tolist(), conf[keep].tolist(), cls[keep].tolist(), self.threshold, self.nms) if len(keep) else []
     H, W = rgb.shape[:2]
     dets = []
     for i in np.asarray(picked, int).reshape(-1):
         x, y, w, h = boxes[i]
-        box = (
-            max(0.0, float(x)),
-            max(0.0, float(y)),
-            min(float(W), float(x + w)),
-            min(float(H), float(y + h)),
-        )
-        if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
-            dets.append(Detection(COCO_CLASSES[cls[keep[i]]], box, float(conf[keep[i]])))
+        box = (max(0.0, float(x)), max(0.0, float(y)), min(float(W), float(x + w)), min(float(H), float(y + h)))
+        if box[2] - box[0] >= 1 and box[3] - box[1] >= 1: dets.append(Detection(COCO_CLASSES[cls[keep[i]]], box, float(conf[keep[i]])))
     return sorted(dets, key=lambda d: -d.score)
 
-# %% ../nbs/13_sim_quality.ipynb #ebf9c4fa
-CATEGORY_PROMPT = (
-    "Please list ALL distinct key object categories that appear in EITHER image. Use exactly the same "
-    "category name for the same type of object across both images. Answer with a comma-separated list."
-)
 
+# %% ../nbs/13_sim_quality.ipynb #ebf9c4fa
+CATEGORY_PROMPT = ("Please list ALL distinct key object categories that appear in EITHER image. Use exactly the same "
+                   "category name for the same type of object across both images. Answer with a comma-separated list.")
 
 def parse_categories(text: str) -> list[str]:
     "Category names from a VLM reply: comma / newline separated, bullets and numbering stripped, lower case, unique."
     import re
-
     text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
     out = []
     for part in re.split(r"[,\n;]", text):
         name = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", part).strip().strip(".").strip().lower()
-        if name and len(name) <= 40 and name not in out:
-            out.append(name)
+        if name and len(name) <= 40 and name not in out: out.append(name)
     return out
-
 
 def categories_from_policy(policy, images: list) -> list[str]:
     "Ask `policy` (astra_wb.policies.Policy) for the union of object categories in `images`."
@@ -851,40 +487,24 @@ def categories_from_policy(policy, images: list) -> list[str]:
 # %% ../nbs/13_sim_quality.ipynb #cfd140e3
 def box_iou(a, b) -> float:
     "Intersection over union of two (x0, y0, x1, y1) boxes."
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
-
-def match_detections(
-    generated: list[Detection], target: list[Detection], iou_min: float = 0.5
-) -> dict[int, int]:
+def match_detections(generated: list[Detection], target: list[Detection], iou_min: float = 0.5) -> dict[int, int]:
     "{target index: generated index} by category and greedy IoU."
-    pairs = sorted(
-        (
-            (box_iou(t.box, g.box), -ti, tuple(g.box), gi)
-            for ti, t in enumerate(target)
-            for gi, g in enumerate(generated)
-            if t.category == g.category
-        ),
-        reverse=True,
-    )  # ties broken by box, not by list order
+    pairs = sorted(((box_iou(t.box, g.box), -ti, tuple(g.box), gi) for ti, t in enumerate(target) for gi, g in enumerate(generated)
+                    if t.category == g.category), reverse=True)   # ties broken by box, not by list order
     out, used = {}, set()
     for iou, ti, _, gi in pairs:
         ti = -ti
-        if iou < iou_min:
-            break
-        if ti not in out and gi not in used:
-            out[ti] = gi
-            used.add(gi)
+        if iou < iou_min: break
+        if ti not in out and gi not in used: out[ti] = gi; used.add(gi)
     return out
 
 # %% ../nbs/13_sim_quality.ipynb #a88a78b7
-def content_scores(
-    generated: list[Detection], target: list[Detection], iou_min: float = 0.5, topology_deg: float = 45.0
-) -> dict:
+def content_scores(generated: list[Detection], target: list[Detection], iou_min: float = 0.5, topology_deg: float = 45.0) -> dict:
     "Object precision, recall (None when undefined) and topology (None with fewer than two target objects) of a generated image."
     m = match_detections(generated, target, iou_min)
     # nothing generated and nothing to find says nothing about content: both undefined (None), not perfect
@@ -895,123 +515,66 @@ def content_scores(
     for i in range(len(target)):
         for j in range(i + 1, len(target)):
             pairs += 1
-            if i not in m or j not in m:
-                continue
+            if i not in m or j not in m: continue
             vt = target[j].center - target[i].center
             vg = generated[m[j]].center - generated[m[i]].center
             nt, ng = np.linalg.norm(vt), np.linalg.norm(vg)
-            if nt < 1 or ng < 1:
-                agree += nt < 1 and ng < 1
-                continue
+            if nt < 1 or ng < 1: agree += nt < 1 and ng < 1; continue
             agree += float(vt @ vg / (nt * ng)) >= cos_min
-    return {
-        "precision": precision,
-        "recall": recall,
-        "topology": agree / pairs if pairs else None,
-        "n_generated": len(generated),
-        "n_target": len(target),
-        "n_matched": len(m),
-    }
+    return {"precision": precision, "recall": recall, "topology": agree / pairs if pairs else None,
+            "n_generated": len(generated), "n_target": len(target), "n_matched": len(m)}
 
 # %% ../nbs/13_sim_quality.ipynb #8f2eae71
 @dataclass
 class QualityConfig:
     "Settings of a simulator-quality run."
-
     pose: PoseTolerance = field(default_factory=PoseTolerance)
-    iou_min: float = 0.5  # box overlap for a generated object to match a target object
-    topology_deg: float = 45.0  # max angle between target and generated pair directions
-    verify_pose: bool = False  # True: score pose only where the true target view passes the pose check
-    categories: list | None = (
-        None  # detector categories (None: all the detector knows; HF detectors need them)
-    )
-    category_policy: object = (
-        None  # a Policy asked for the categories of each (generated, target) pair instead
-    )
-    target_detector: object = (
-        None  # detector for the true target images (default: the same as for generated ones)
-    )
-
+    iou_min: float = 0.5            # box overlap for a generated object to match a target object
+    topology_deg: float = 45.0      # max angle between target and generated pair directions
+    verify_pose: bool = False       # True: score pose only where the true target view passes the pose check
+    categories: list | None = None  # detector categories (None: all the detector knows; HF detectors need them)
+    category_policy: object = None  # a Policy asked for the categories of each (generated, target) pair instead
+    target_detector: object = None  # detector for the true target images (default: the same as for generated ones)
 
 def _detect(detector, image, categories, **context):
-    try:
-        return detector.detect(image, categories, **context)
-    except ValueError:
-        return detector.detect(image, categories)  # a detector that cannot use the extras
+    try: return detector.detect(image, categories, **context)
+    except ValueError: return detector.detect(image, categories)   # a detector that cannot use the extras
 
 # %% ../nbs/13_sim_quality.ipynb #1b824e79
-def _score_one(
-    sim, s: WMSample, sid: str, estimator, detector, cfg: QualityConfig, categories, truth: dict
-) -> dict:
+def _score_one(sim, s: WMSample, sid: str, estimator, detector, cfg: QualityConfig, categories, truth: dict) -> dict:
     from astra_wb.simulators import SimulatorError
-
     src, dom = s.contexts[s.source_index], DOF_KINDS.index(s.motion.kind)
     row = {"id": sid, "motion": s.motion.instruction(), "kind": s.motion.kind}
-    if (
-        sid not in truth
-    ):  # the true target's own pose check and detections, once per sample for all simulators
+    if sid not in truth:   # the true target's own pose check and detections, once per sample for all simulators
         r = estimator.estimate(src, s.target.rgb, key=sid, contexts=s.contexts)
-        ok = (
-            r.pose is not None
-            and pose_consistent(decompose(src.pose, r.pose), s.decomposition, dom, cfg.pose)[0]
-        )
-        truth[sid] = (
-            ok,
-            _detect(
-                cfg.target_detector or detector,
-                Image.fromarray(s.target.rgb),
-                categories,
-                ids=s.target.ids,
-                scene=s.scene,
-                pose=s.target.pose,
-                K=s.target.K,
-            ),
-        )
+        ok = r.pose is not None and pose_consistent(decompose(src.pose, r.pose), s.decomposition, dom, cfg.pose)[0]
+        truth[sid] = (ok, _detect(cfg.target_detector or detector, Image.fromarray(s.target.rgb), categories,
+                                  ids=s.target.ids, scene=s.scene, pose=s.target.pose, K=s.target.K))
     row["verifiable"], tgt_dets = truth[sid]
     t0 = time.time()
-    try:
-        obs = sim.imagine(to_protocol_sample(s, sid), [], s.source_index + 1, s.motion)
-    except (
-        Exception
-    ) as e:  # one failing call is a failed sample, not a failed run; the reason and message are kept
+    try: obs = sim.imagine(to_protocol_sample(s, sid), [], s.source_index + 1, s.motion)
+    except Exception as e:   # one failing call is a failed sample, not a failed run; the reason and message are kept
         reason = f"simulator:{e.reason}" if isinstance(e, SimulatorError) else "simulator:crash"
-        row.update(
-            pose_ok=False,
-            pose_reason=reason,
-            error=f"{type(e).__name__}: {e}",
-            seconds=time.time() - t0,
-            **content_scores([], tgt_dets, cfg.iou_min, cfg.topology_deg),
-        )
+        row.update(pose_ok=False, pose_reason=reason, error=f"{type(e).__name__}: {e}", seconds=time.time() - t0,
+                   **content_scores([], tgt_dets, cfg.iou_min, cfg.topology_deg))
         return row
     row["seconds"] = time.time() - t0
     r = estimator.estimate(src, obs.image, key=sid, contexts=s.contexts)
-    if r.pose is None:
-        row.update(pose_ok=False, pose_reason=r.reason)
+    if r.pose is None: row.update(pose_ok=False, pose_reason=r.reason)
     else:
         d = decompose(src.pose, r.pose)
         ok, why = pose_consistent(d, s.decomposition, dom, cfg.pose)
         row.update(pose_ok=ok, pose_reason=why, motion_pred=[round(float(v), 4) for v in d])
-    if cfg.category_policy is not None:  # the paper: a VLM lists the categories in either image, per sample
+    if cfg.category_policy is not None:   # the paper: a VLM lists the categories in either image, per sample
         categories = categories_from_policy(cfg.category_policy, [obs.image, Image.fromarray(s.target.rgb)])
-        tgt_dets = _detect(
-            cfg.target_detector or detector,
-            Image.fromarray(s.target.rgb),
-            categories,
-            ids=s.target.ids,
-            scene=s.scene,
-            pose=s.target.pose,
-            K=s.target.K,
-        )
+        tgt_dets = _detect(cfg.target_detector or detector, Image.fromarray(s.target.rgb), categories,
+                           ids=s.target.ids, scene=s.scene, pose=s.target.pose, K=s.target.K)
         row["categories"] = categories
-    gen_dets = _detect(
-        detector, obs.image, categories, mask=obs.mask, ids=(obs.meta or {}).get("ids"), scene=s.scene
-    )
+    gen_dets = _detect(detector, obs.image, categories, mask=obs.mask, ids=(obs.meta or {}).get("ids"), scene=s.scene)
     (gw, gh), (tw, th) = obs.image.size, s.target.rgb.shape[1::-1]
-    if (gw, gh) != (tw, th):  # a simulator may answer at another resolution: compare boxes in target pixels
+    if (gw, gh) != (tw, th):   # a simulator may answer at another resolution: compare boxes in target pixels
         f = np.array([tw / gw, th / gh] * 2)
-        gen_dets = [
-            Detection(d.category, tuple(float(v) for v in np.asarray(d.box) * f), d.score) for d in gen_dets
-        ]
+        gen_dets = [Detection(d.category, tuple(float(v) for v in np.asarray(d.box) * f), d.score) for d in gen_dets]
     row.update(content_scores(gen_dets, tgt_dets, cfg.iou_min, cfg.topology_deg))
     return row
 
@@ -1020,113 +583,57 @@ def _mean(xs) -> float | None:
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else None
 
-
-def summarise_rows(
-    rows: list[dict], name: str, verify_pose: bool = False, protocol: str | None = None
-) -> dict:
+def summarise_rows(rows: list[dict], name: str, verify_pose: bool = False, protocol: str | None = None) -> dict:
     "The Table-2 numbers of one simulator from its per-sample rows, and the pose `protocol` they used."
     scored = [r for r in rows if r["verifiable"] or not verify_pose]
     pct = lambda rs: 100.0 * float(np.mean([r["pose_ok"] for r in rs])) if rs else None
     fails: dict[str, int] = {}
     for r in scored:
-        if not r["pose_ok"]:
-            fails[r["pose_reason"]] = fails.get(r["pose_reason"], 0) + 1
-    return {
-        "simulator": name,
-        "protocol": protocol or ("verifiable" if verify_pose else "all samples"),
-        "n": len(rows),
-        "n_pose": len(scored),
-        "pose_consistency": pct(scored),
-        "pose_translation": pct([r for r in scored if r["kind"] in DOF_KINDS[:3]]),
-        "pose_rotation": pct([r for r in scored if r["kind"] in DOF_KINDS[3:]]),
-        "pose_failures": fails,
-        "precision": _mean(r["precision"] for r in rows),
-        "recall": _mean(r["recall"] for r in rows),
-        "n_content": sum(r["precision"] is not None for r in rows),
-        "topology": _mean(r["topology"] for r in rows),
-        "seconds_per_call": _mean(r["seconds"] for r in rows),
-    }
+        if not r["pose_ok"]: fails[r["pose_reason"]] = fails.get(r["pose_reason"], 0) + 1
+    return {"simulator": name, "protocol": protocol or ("verifiable" if verify_pose else "all samples"),
+            "n": len(rows), "n_pose": len(scored), "pose_consistency": pct(scored),
+            "pose_translation": pct([r for r in scored if r["kind"] in DOF_KINDS[:3]]),
+            "pose_rotation": pct([r for r in scored if r["kind"] in DOF_KINDS[3:]]), "pose_failures": fails,
+            "precision": _mean(r["precision"] for r in rows), "recall": _mean(r["recall"] for r in rows),
+            "n_content": sum(r["precision"] is not None for r in rows),
+            "topology": _mean(r["topology"] for r in rows), "seconds_per_call": _mean(r["seconds"] for r in rows)}
 
 # %% ../nbs/13_sim_quality.ipynb #079cd299
-PROTOCOLS = {  # name -> what the pose-consistency number means
+PROTOCOLS = {   # name -> what the pose-consistency number means
     "paper": "monocular depth of the generated image aligned to the source RGB-D (App. B); all samples, unrecoverable = fail",
     "pnp": "SIFT features + PnP against the context RGB-D views; all samples, unrecoverable = fail",
     "verifiable": "only samples whose true target view passes the same pose check (a workbench alternative)",
 }
 
-
 def pose_protocol(estimator, verify_pose: bool = False) -> str:
     "The name (a `PROTOCOLS` key) of the pose protocol an estimator and scope amount to."
-    if verify_pose:
-        return "verifiable"
-    return (
-        "paper"
-        if isinstance(estimator, DepthAlignPose) and not estimator.use_contexts
-        else "pnp" if type(estimator) is FeaturePnP else estimator.name
-    )
+    if verify_pose: return "verifiable"
+    return "paper" if isinstance(estimator, DepthAlignPose) and not estimator.use_contexts else "pnp" if type(estimator) is FeaturePnP else estimator.name
 
-
-def score_simulators(
-    simulators: dict,
-    samples: list[WMSample],
-    estimator=None,
-    detector=None,
-    cfg: QualityConfig | None = None,
-    progress: bool = False,
-) -> tuple[list[dict], dict[str, list[dict]]]:
+def score_simulators(simulators: dict, samples: list[WMSample], estimator=None, detector=None, cfg: QualityConfig | None = None,
+                     progress: bool = False) -> tuple[list[dict], dict[str, list[dict]]]:
     "Score each simulator ({name: simulator}) on `samples`: (summaries, per-sample rows by name)."
     from tqdm.auto import tqdm
-
     cfg = cfg or QualityConfig()
     estimator, detector = estimator or FeaturePnP(), detector or ColorDetector()
     truth, rows = {}, {}
     for name, sim in simulators.items():
-        rows[name] = [
-            _score_one(
-                sim,
-                s,
-                s.sample_id or f"{s.scene_id}-{i:05d}",
-                estimator,
-                detector,
-                cfg,
-                cfg.categories,
-                truth,
-            )
-            for i, s in enumerate(tqdm(samples, desc=f"sim-quality {name}", disable=not progress))
-        ]
+        rows[name] = [_score_one(sim, s, s.sample_id or f"{s.scene_id}-{i:05d}", estimator, detector, cfg, cfg.categories, truth)
+                      for i, s in enumerate(tqdm(samples, desc=f"sim-quality {name}", disable=not progress))]
     protocol = pose_protocol(estimator, cfg.verify_pose)
     return [summarise_rows(rows[n], n, cfg.verify_pose, protocol) for n in simulators], rows
 
 # %% ../nbs/13_sim_quality.ipynb #25016297
-TEST_SEED = (
-    1_000_000  # synthetic test scenes are seeds 1e6, 1e6 + 1, ...: far from training scenes (seed 0 upwards)
-)
+TEST_SEED = 1_000_000   # synthetic test scenes are seeds 1e6, 1e6 + 1, ...: far from training scenes (seed 0 upwards)
 
-
-def build_test_set(
-    folder,
-    per_source: int = 200,
-    scans=None,
-    synthetic: bool = True,
-    per_scene: int = 8,
-    cfg: WMDataConfig | None = None,
-    progress: bool = False,
-) -> list[WMSample]:
+def build_test_set(folder, per_source: int = 200, scans=None, synthetic: bool = True, per_scene: int = 8,
+                   cfg: WMDataConfig | None = None, progress: bool = False) -> list[WMSample]:
     "The samples of the test set in `folder`, building it with `wm_data.make_wm_data` when it has none."
     folder = Path(folder)
     if not list(Path(folder, "data").glob("*.parquet")):
-        n_synth = (
-            -(-per_source // per_scene) * 3 if synthetic else 0
-        )  # spare scenes: some keep fewer than per_scene
-        make_wm_data(
-            folder,
-            scans=scans,
-            n_synthetic=n_synth,
-            per_scene=per_scene,
-            cfg=cfg or WMDataConfig(seed=TEST_SEED),
-            max_per_source=per_source,
-            progress=progress,
-        )
+        n_synth = -(-per_source // per_scene) * 3 if synthetic else 0   # spare scenes: some keep fewer than per_scene
+        make_wm_data(folder, scans=scans, n_synthetic=n_synth, per_scene=per_scene, cfg=cfg or WMDataConfig(seed=TEST_SEED),
+                     max_per_source=per_source, progress=progress)
     return read_wm_data(folder)
 
 # %% ../nbs/13_sim_quality.ipynb #5d2d5822
@@ -1136,16 +643,10 @@ def format_table(summaries: list[dict]) -> str:
     head = f"{'simulator':<40}{'pose cons.':>11}{'trans/rot':>13}{'precision':>11}{'recall':>8}{'topology':>10}{'n':>6}{'n pose':>8}"
     lines = [head, "-" * len(head)]
     for s in summaries:
-        lines.append(
-            f"{s['simulator'][:39]:<40}{f(s['pose_consistency']):>11}{f(s['pose_translation']) + '/' + f(s['pose_rotation']):>13}"
-            f"{f(s['precision'], 3):>11}{f(s['recall'], 3):>8}{f(s['topology'], 3):>10}{s['n']:>6}{s['n_pose']:>8}"
-        )
-    fails = [
-        f"  {s['simulator']}: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(s["pose_failures"].items(), key=lambda kv: -kv[1]))
-        for s in summaries
-        if s["pose_failures"]
-    ]
+        lines.append(f"{s['simulator'][:39]:<40}{f(s['pose_consistency']):>11}{f(s['pose_translation']) + '/' + f(s['pose_rotation']):>13}"
+                     f"{f(s['precision'], 3):>11}{f(s['recall'], 3):>8}{f(s['topology'], 3):>10}{s['n']:>6}{s['n_pose']:>8}")
+    fails = [f"  {s['simulator']}: " + ", ".join(f"{k} {v}" for k, v in sorted(s["pose_failures"].items(), key=lambda kv: -kv[1]))
+             for s in summaries if s["pose_failures"]]
     protocols = sorted({s.get("protocol", "?") for s in summaries})
     notes = [f"pose protocol: {p}" + (f" ({PROTOCOLS[p]})" if p in PROTOCOLS else "") for p in protocols]
     return "\n".join(lines + notes + (["pose failures:"] + fails if fails else []))
@@ -1154,111 +655,55 @@ def format_table(summaries: list[dict]) -> str:
 def cli_sim_quality(argv: list[str]) -> int:
     "`astra-wb sim-quality --simulator SPEC ... --test-set DIR`"
     import argparse
-
-    p = argparse.ArgumentParser(
-        prog="astra-wb sim-quality",
-        description="Pose and content consistency of world simulators (paper Table 2).",
-    )
+    p = argparse.ArgumentParser(prog="astra-wb sim-quality", description="Pose and content consistency of world simulators (paper Table 2).")
     p.add_argument("--simulator", action="append", help="simulator spec (repeatable; default: oracle)")
     p.add_argument("--test-set", required=True, help="wm_data folder; built there when it holds no data")
-    p.add_argument(
-        "--per-source", type=int, default=200, help="samples per source when building (paper: 200)"
-    )
-    p.add_argument(
-        "--scans",
-        action="append",
-        default=None,
-        help="folder of ScanNet-style scans to build from (repeatable)",
-    )
+    p.add_argument("--per-source", type=int, default=200, help="samples per source when building (paper: 200)")
+    p.add_argument("--scans", action="append", default=None, help="folder of ScanNet-style scans to build from (repeatable)")
     p.add_argument("--no-synthetic", action="store_true", help="build from --scans only")
     p.add_argument("--image-size", type=int, default=384, help="synthetic render size when building")
     p.add_argument("--seed", type=int, default=TEST_SEED, help="first synthetic scene seed when building")
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
-    p.add_argument(
-        "--protocol",
-        choices=list(PROTOCOLS),
-        default="paper",
-        help="pose protocol: paper (needs --depth-model), pnp (no model), verifiable (subset; depth if given, else pnp)",
-    )
-    p.add_argument(
-        "--depth-model",
-        default=None,
-        metavar="MODEL_DIR[:relative|:metric]",
-        help="transformers depth-estimation model for the paper protocol (e.g. Depth Anything)",
-    )
-    p.add_argument(
-        "--detector",
-        default="color",
-        help="color | instances (exact target boxes, colour on generated) | hf:MODEL_DIR (GroundingDINO / OWL-ViT) | "
-        "onnx:MODEL.onnx (YOLOX, COCO classes, OpenCV on CPU)",
-    )
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper",
+                   help="pose protocol: paper (needs --depth-model), pnp (no model), verifiable (subset; depth if given, else pnp)")
+    p.add_argument("--depth-model", default=None, metavar="MODEL_DIR[:relative|:metric]",
+                   help="transformers depth-estimation model for the paper protocol (e.g. Depth Anything)")
+    p.add_argument("--detector", default="color", help="color | instances (exact target boxes, colour on generated) | hf:MODEL_DIR (GroundingDINO / OWL-ViT) | "
+                   "onnx:MODEL.onnx (YOLOX, COCO classes, OpenCV on CPU)")
     p.add_argument("--categories", default=None, help="comma-separated detector categories")
-    p.add_argument(
-        "--category-policy",
-        default=None,
-        help="policy spec that lists the categories per sample (paper prompt)",
-    )
+    p.add_argument("--category-policy", default=None, help="policy spec that lists the categories per sample (paper prompt)")
     p.add_argument("--json", default=None, help="write summaries and per-sample rows here")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     from astra_wb.simulators import get_simulator, SimulatorError
-
     try:
         sims = {spec: get_simulator(spec) for spec in (a.simulator or ["oracle"])}
         if a.protocol == "paper" and not a.depth_model:
-            raise ValueError(
-                "the paper protocol needs a monocular depth model: --depth-model MODEL_DIR "
-                "(a transformers depth-estimation model); --protocol pnp needs none"
-            )
+            raise ValueError("the paper protocol needs a monocular depth model: --depth-model MODEL_DIR "
+                             "(a transformers depth-estimation model); --protocol pnp needs none")
         estimator = FeaturePnP()
-        if a.depth_model and a.protocol != "pnp":  # MODEL_DIR[:relative|:metric]
-            model, _, kind = (
-                a.depth_model.rpartition(":")
-                if a.depth_model.endswith((":metric", ":relative"))
-                else (a.depth_model, "", "relative")
-            )
+        if a.depth_model and a.protocol != "pnp":   # MODEL_DIR[:relative|:metric]
+            model, _, kind = a.depth_model.rpartition(":") if a.depth_model.endswith((":metric", ":relative")) else (a.depth_model, "", "relative")
             estimator = DepthAlignPose(model, kind=kind)
-            estimator.depth._load()  # a missing or broken model is one error now, not a failure on every sample
-        detector = (
-            ColorDetector()
-            if a.detector in ("color", "instances")
-            else (
-                HFDetector(a.detector.split(":", 1)[1])
-                if a.detector.startswith("hf:")
-                else OnnxDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("onnx:") else None
-            )
-        )
-        if detector is None:
-            p.error(f"unknown --detector {a.detector!r}")
+            estimator.depth._load()   # a missing or broken model is one error now, not a failure on every sample
+        detector = ColorDetector() if a.detector in ("color", "instances") else \
+            HFDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("hf:") else \
+            OnnxDetector(a.detector.split(":", 1)[1]) if a.detector.startswith("onnx:") else None
+        if detector is None: p.error(f"unknown --detector {a.detector!r}")
         if a.detector.startswith("hf:") and not a.categories and not a.category_policy:
             raise ValueError("an hf: detector needs categories: --categories a,b,c or --category-policy SPEC")
-        samples = build_test_set(
-            a.test_set,
-            a.per_source,
-            a.scans,
-            not a.no_synthetic,
-            cfg=WMDataConfig(image_size=a.image_size, seed=a.seed),
-            progress=not a.no_progress,
-        )[: a.limit]
+        samples = build_test_set(a.test_set, a.per_source, a.scans, not a.no_synthetic,
+                                 cfg=WMDataConfig(image_size=a.image_size, seed=a.seed), progress=not a.no_progress)[:a.limit]
         cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else None
         policy = None
         if a.category_policy:
             from astra_wb.policies import get_policy
-
             policy = get_policy(a.category_policy)
-        cfg = QualityConfig(
-            verify_pose=a.protocol == "verifiable",
-            categories=cats,
-            category_policy=policy,
-            target_detector=InstanceMaskDetector() if a.detector == "instances" else None,
-        )
-        summaries, rows = score_simulators(
-            sims, samples, estimator, detector, cfg, progress=not a.no_progress
-        )
+        cfg = QualityConfig(verify_pose=a.protocol == "verifiable", categories=cats, category_policy=policy,
+                            target_detector=InstanceMaskDetector() if a.detector == "instances" else None)
+        summaries, rows = score_simulators(sims, samples, estimator, detector, cfg, progress=not a.no_progress)
     except (FileNotFoundError, ValueError, KeyError, SimulatorError) as e:
-        print(f"astra-wb sim-quality: error: {e}")
-        return 2
+        print(f"astra-wb sim-quality: error: {e}"); return 2
     print(format_table(summaries))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
+    if a.json: Path(a.json).write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
     return 0

@@ -28,41 +28,29 @@ __all__ = ['CATEGORY', 'GROUP', 'WIDTH', 'HEIGHT', 'FOV_DEG', 'EYE_HEIGHT', 'MIN
 
 # %% ../nbs/04_synthqa.ipynb #7f6b0739
 CATEGORY = {
-    "cam_obj": "Positional Relationship (Cam.\u2013Obj.)",
-    "obj_obj": "Positional Relationship (Obj.\u2013Obj.)",
-    "cam_cam": "Positional Relationship (Cam.\u2013Cam.)",
-    "cam_reg": "Positional Relationship (Cam.\u2013Reg.)",
-    "obj_reg": "Positional Relationship (Obj.\u2013Reg.)",
-    "reg_reg": "Positional Relationship (Reg.\u2013Reg.)",
+    "cam_obj": "Positional Relationship (Cam.\u2013Obj.)", "obj_obj": "Positional Relationship (Obj.\u2013Obj.)",
+    "cam_cam": "Positional Relationship (Cam.\u2013Cam.)", "cam_reg": "Positional Relationship (Cam.\u2013Reg.)",
+    "obj_reg": "Positional Relationship (Obj.\u2013Reg.)", "reg_reg": "Positional Relationship (Reg.\u2013Reg.)",
     "motion": "Motion (Cam.)",
-    "rotation": "MindCube rotation",
-    "around": "MindCube around",
-    "among": "MindCube among",
-}
-GROUP = {k: "PR" for k in ("cam_obj", "obj_obj", "cam_cam", "cam_reg", "obj_reg", "reg_reg")} | {
-    "motion": "Mot.",
-    "rotation": "Rotation",
-    "around": "Around",
-    "among": "Among",
-}
-WIDTH, HEIGHT, FOV_DEG = 256, 192, 60.0  # given images: 4:3 like the benchmarks' photos
+    "rotation": "MindCube rotation", "around": "MindCube around", "among": "MindCube among"}
+GROUP = {k: "PR" for k in ("cam_obj", "obj_obj", "cam_cam", "cam_reg", "obj_reg", "reg_reg")} | \
+        {"motion": "Mot.", "rotation": "Rotation", "around": "Around", "among": "Among"}
+WIDTH, HEIGHT, FOV_DEG = 256, 192, 60.0   # given images: 4:3 like the benchmarks' photos
 EYE_HEIGHT = 1.5
-MIN_VISIBLE = 120  # pixels (0.25 % of the image): seen
-MAX_HIDDEN = 10  # pixels: not seen; in between is ambiguous and never decides a question
+MIN_VISIBLE = 120   # pixels (0.25 % of the image): seen
+MAX_HIDDEN = 10     # pixels: not seen; in between is ambiguous and never decides a question
 RELATIONS = ("to the left of it", "to the right of it", "closer to you than it", "farther from you than it")
 DIRECTIONS = ("in front of you", "to your left", "to your right", "behind you")
 MOVES = ("forward", "backward", "to the left", "to the right")
 LAYOUT_NOTE = {
     "rotation": "The images were taken from the same spot, turning 90 degrees to the right between consecutive images. ",
     "around": "The images were taken walking around the {center}, always facing it. ",
-    "among": "The images were taken from different spots around the room, each facing the middle of the room. ",
-}
+    "among": "The images were taken from different spots around the room, each facing the middle of the room. "}
 
 # %% ../nbs/04_synthqa.ipynb #427f4b06
 @dataclass
 class View:
     "Per-object visibility of one camera: pixel `count`, mean column `cu`, lowest visible row `vmax`, mean depth `zm`."
-
     pose: np.ndarray
     frame: object
     count: np.ndarray
@@ -72,19 +60,11 @@ class View:
 
     def depths(self) -> np.ndarray:
         "Mean depth of each object's visible pixels (computed on first use: only region questions need it)."
-        if self.zm is None:
-            self.zm = mean_depths(self.frame.ids, self.frame.depth, len(self.count))
+        if self.zm is None: self.zm = mean_depths(self.frame.ids, self.frame.depth, len(self.count))
         return self.zm
-
-    def seen(self, i: int) -> bool:
-        return self.count[i] >= MIN_VISIBLE
-
-    def hidden(self, i: int) -> bool:
-        return self.count[i] <= MAX_HIDDEN
-
-    def crisp(self, i: int) -> bool:
-        return self.seen(i) or self.hidden(i)
-
+    def seen(self, i: int) -> bool: return self.count[i] >= MIN_VISIBLE
+    def hidden(self, i: int) -> bool: return self.count[i] <= MAX_HIDDEN
+    def crisp(self, i: int) -> bool: return self.seen(i) or self.hidden(i)
 
 @njit(cache=True)
 def _stats_kernel(ids, count, su, vmax):
@@ -93,43 +73,35 @@ def _stats_kernel(ids, count, su, vmax):
         for u in range(W):
             i = ids[v, u]
             if i >= 0:
-                count[i] += 1
-                su[i] += u + 0.5
-                if v > vmax[i]:
-                    vmax[i] = v
-
+                count[i] += 1; su[i] += u + 0.5
+                if v > vmax[i]: vmax[i] = v
 
 def view_stats(ids: np.ndarray, n: int):
     "(count, mean column, lowest row) per object id 0..n-1 from an (H, W) instance-id image."
     count, su, vmax = np.zeros(n, np.int64), np.zeros(n), np.full(n, -1.0)
-    if n:
-        _stats_kernel(np.ascontiguousarray(ids, dtype=np.int32), count, su, vmax)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return count, su / count, vmax
-
+    if n: _stats_kernel(np.ascontiguousarray(ids, dtype=np.int32), count, su, vmax)
+    with np.errstate(invalid="ignore", divide="ignore"): return count, su / count, vmax
 
 def mean_depths(ids: np.ndarray, depth: np.ndarray, n: int) -> np.ndarray:
     "Mean depth (metres) of each object's visible pixels (nan where unseen)."
     on = (ids >= 0).ravel()
     idx = ids.ravel()[on]
     s, c = np.bincount(idx, weights=depth.ravel()[on], minlength=n)[:n], np.bincount(idx, minlength=n)[:n]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s / c
+    with np.errstate(invalid="ignore", divide="ignore"): return s / c
 
 # %% ../nbs/04_synthqa.ipynb #c9381dae
 class World:
     "A scene with a camera model; renders and caches `View`s (depth and ids) by pose, and images on request."
-
     def __init__(self, scene: Scene, width: int = WIDTH, height: int = HEIGHT, fov_deg: float = FOV_DEG):
         self.scene, self.W, self.H = scene, width, height
         self.K = intrinsics(width, height, fov_deg)
         self._cache = {}
         fps = [o.footprint() for o in scene.objects]
-        self._boxes = np.array([[*f.min(0), *f.max(0)] for f in fps]).reshape(-1, 4)  # xy AABBs of footprints
+        self._boxes = np.array([[*f.min(0), *f.max(0)] for f in fps]).reshape(-1, 4)   # xy AABBs of footprints
 
     def view(self, pose: np.ndarray) -> View:
         key = np.round(pose, 6).tobytes()
-        if key not in self._cache:  # depth and ids only: most views are measured, few end up as given images
+        if key not in self._cache:   # depth and ids only: most views are measured, few end up as given images
             f = render(self.scene, pose, self.K, self.W, self.H, shade=False)
             self._cache[key] = View(pose, f, *view_stats(f.ids, len(self.scene.objects)))
         return self._cache[key]
@@ -146,44 +118,26 @@ class World:
         "`free` for cameras at floor positions `xy` (N, 2): a bool mask (no poses to build: camera sampling tries thousands)."
         X, Y = self.scene.room_size[:2]
         x, y, b = xy[:, :1], xy[:, 1:], self._boxes
-        inside = (
-            (clearance <= x[:, 0])
-            & (x[:, 0] <= X - clearance)
-            & (clearance <= y[:, 0])
-            & (y[:, 0] <= Y - clearance)
-        )
-        hit = (
-            (b[:, 0] - clearance < x)
-            & (x < b[:, 2] + clearance)
-            & (b[:, 1] - clearance < y)
-            & (y < b[:, 3] + clearance)
-        )
+        inside = (clearance <= x[:, 0]) & (x[:, 0] <= X - clearance) & (clearance <= y[:, 0]) & (y[:, 0] <= Y - clearance)
+        hit = (b[:, 0] - clearance < x) & (x < b[:, 2] + clearance) & (b[:, 1] - clearance < y) & (y < b[:, 3] + clearance)
         return inside & ~hit.any(1)
 
     def cameras(self, n: int, rng, tries: int = 200) -> list[np.ndarray]:
         "Up to `n` free camera poses at eye height, each looking at an object or the room's middle (like `scene.sample_cameras`)."
         X, Y = self.scene.room_size[:2]
         out, objs, left = [], self.scene.objects, tries * n
-        while len(out) < n and left > 0:  # floor positions are drawn and tested 64 at a time
-            xy = rng.uniform((0, 0), (X, Y), (min(64, left), 2))
-            left -= len(xy)
+        while len(out) < n and left > 0:     # floor positions are drawn and tested 64 at a time
+            xy = rng.uniform((0, 0), (X, Y), (min(64, left), 2)); left -= len(xy)
             for p in xy[self.free_xy(xy, 0.4)]:
-                tgt = (
-                    objs[rng.integers(len(objs))].center[:2]
-                    if objs and rng.random() < 0.7
-                    else np.array([X, Y]) / 2 + rng.normal(0, 0.3, 2)
-                )
-                if np.linalg.norm(tgt - p) < 1.0:
-                    continue
+                tgt = objs[rng.integers(len(objs))].center[:2] if objs and rng.random() < 0.7 else np.array([X, Y]) / 2 + rng.normal(0, 0.3, 2)
+                if np.linalg.norm(tgt - p) < 1.0: continue
                 out.append(look_at((*p, EYE_HEIGHT), (*tgt, rng.uniform(0.5, 1.0))))
-                if len(out) == n:
-                    break
+                if len(out) == n: break
         return out
 
     def in_view(self, pose: np.ndarray, margin_deg: float = 5.0) -> np.ndarray:
         "Ids of objects whose box centre lies within the camera's horizontal field of view (a cheap pre-check)."
-        if not self.scene.objects:
-            return np.zeros(0, int)
+        if not self.scene.objects: return np.zeros(0, int)
         c = np.array([o.center for o in self.scene.objects]) - pose[:3, 3]
         x, z = c @ pose[:3, 0], c @ pose[:3, 2]
         half = fov_from_K(self.K, self.W) / 2 + margin_deg
@@ -194,8 +148,7 @@ class World:
         cats = [o.category for o in self.scene.objects]
         return [i for i, c in enumerate(cats) if cats.count(c) == 1]
 
-    def name(self, i: int) -> str:
-        return self.scene.objects[i].category
+    def name(self, i: int) -> str: return self.scene.objects[i].category
 
 # %% ../nbs/04_synthqa.ipynb #e14ev002
 @njit(cache=True)
@@ -208,51 +161,37 @@ def _splat_ids(depth, ids, Ks, M, Kt, zbuf, out):
     for v in range(H):
         for u in range(W):
             z = depth[v, u]
-            if not (z > 0.0 and z < 1e6):
-                continue
+            if not (z > 0.0 and z < 1e6): continue
             x, y = (u + 0.5 - cx) / fx * z, (v + 0.5 - cy) / fy * z
             X = M[0, 0] * x + M[0, 1] * y + M[0, 2] * z + M[0, 3]
             Y = M[1, 0] * x + M[1, 1] * y + M[1, 2] * z + M[1, 3]
             Z = M[2, 0] * x + M[2, 1] * y + M[2, 2] * z + M[2, 3]
-            if Z <= 0.05:
-                continue
+            if Z <= 0.05: continue
             pu, pv = gx * X / Z + ex, gy * Y / Z + ey
-            n = max(1, min(4, int(z / Z * gx / fx + 0.5)))  # a near point covers more target pixels
+            n = max(1, min(4, int(z / Z * gx / fx + 0.5)))     # a near point covers more target pixels
             u0, v0 = int(math.floor(pu - 0.5 * n + 0.5)), int(math.floor(pv - 0.5 * n + 0.5))
             for tv in range(max(v0, 0), min(v0 + n, Ht)):
                 for tu in range(max(u0, 0), min(u0 + n, Wt)):
                     if Z < zbuf[tv, tu]:
-                        zbuf[tv, tu] = Z
-                        out[tv, tu] = ids[v, u]
-
+                        zbuf[tv, tu] = Z; out[tv, tu] = ids[v, u]
 
 def evidence_view(sources: list, pose: np.ndarray, K: np.ndarray, width: int, height: int, n: int) -> View:
     "A `View` at `pose` from (depth, ids, pose, K) tuples of the given views alone: what their RGB-D shows from there."
     zbuf = np.full((height, width), np.inf, np.float32)
-    ids = np.full((height, width), -2, np.int32)  # -2: no given view reaches this pixel
+    ids = np.full((height, width), -2, np.int32)                  # -2: no given view reaches this pixel
     T_cw = np.linalg.inv(np.asarray(pose, float))
     for depth, sid, P, Ks in sources:
-        _splat_ids(
-            np.ascontiguousarray(depth, np.float32),
-            np.ascontiguousarray(sid, np.int32),
-            np.asarray(Ks, float),
-            T_cw @ np.asarray(P, float),
-            np.asarray(K, float),
-            zbuf,
-            ids,
-        )
+        _splat_ids(np.ascontiguousarray(depth, np.float32), np.ascontiguousarray(sid, np.int32), np.asarray(Ks, float),
+                   T_cw @ np.asarray(P, float), np.asarray(K, float), zbuf, ids)
     depth = np.where(np.isfinite(zbuf), zbuf, 0).astype(np.float32)
     return View(pose, None, *view_stats(ids, n), mean_depths(ids, depth, n))
-
 
 def given_sources(world: World, given: list[View]) -> list:
     "The (depth, ids, pose, K) of given views, for `evidence_view`."
     return [(g.frame.depth, g.frame.ids, g.pose, world.K) for g in given]
 
 # %% ../nbs/04_synthqa.ipynb #fb3ca82f
-def _heading_toward(src, dst) -> float:
-    return math.degrees(math.atan2(dst[1] - src[1], dst[0] - src[0]))
-
+def _heading_toward(src, dst) -> float: return math.degrees(math.atan2(dst[1] - src[1], dst[0] - src[0]))
 
 def make_layout(world: World, kind: str, n: int, rng) -> tuple[list, dict] | None:
     "`n` given camera poses of layout `kind` and facts for the question text, or None if the room has no room for it."
@@ -262,8 +201,7 @@ def make_layout(world: World, kind: str, n: int, rng) -> tuple[list, dict] | Non
         return (ps, {}) if len(ps) == n else None
     if kind == "rotation":
         ps = world.cameras(1, rng)
-        if not ps:
-            return None
+        if not ps: return None
         h, pitch = heading_pitch(ps[0])
         p = ps[0]
         h, pitch = heading_pitch(p)
@@ -279,8 +217,7 @@ def make_layout(world: World, kind: str, n: int, rng) -> tuple[list, dict] | Non
                     a = math.radians(a0 + 90 * k)
                     eye = np.array([c[0] + r * math.cos(a), c[1] + r * math.sin(a), EYE_HEIGHT])
                     poses.append(level_pose(eye, _heading_toward(eye, c), -12.0))
-                if all(world.free(p) for p in poses):
-                    return poses, {"center": int(i)}
+                if all(world.free(p) for p in poses): return poses, {"center": int(i)}
         return None
     if kind == "among":
         mid = sc.room_size[:2] / 2
@@ -289,64 +226,45 @@ def make_layout(world: World, kind: str, n: int, rng) -> tuple[list, dict] | Non
             spots = [p[:3, 3] for p in ps if np.linalg.norm(p[:2, 3] - mid) > 1.2]
             chosen = []
             for s in spots:
-                if all(np.linalg.norm(s[:2] - t[:2]) > 1.5 for t in chosen):
-                    chosen.append(s)
-                if len(chosen) == n:
-                    return [level_pose(s, _heading_toward(s, mid), -8.0) for s in chosen], {}
+                if all(np.linalg.norm(s[:2] - t[:2]) > 1.5 for t in chosen): chosen.append(s)
+                if len(chosen) == n: return [level_pose(s, _heading_toward(s, mid), -8.0) for s in chosen], {}
         return None
     raise ValueError(f"unknown layout {kind!r}")
 
 # %% ../nbs/04_synthqa.ipynb #fc53f04c
-QUERY_MOTIONS = (
-    [Motion("yaw", v) for v in (-135, -120, -90, -60, -45, 45, 60, 90, 120, 135, 180)]
-    + [Motion("forward", v) for v in (-1.5, -1.0, 1.0, 1.5, 2.0)]
-    + [Motion("lateral", v) for v in (-1.5, -1.0, 1.0, 1.5)]
-)
+QUERY_MOTIONS = [Motion("yaw", v) for v in (-135, -120, -90, -60, -45, 45, 60, 90, 120, 135, 180)] + \
+                [Motion("forward", v) for v in (-1.5, -1.0, 1.0, 1.5, 2.0)] + [Motion("lateral", v) for v in (-1.5, -1.0, 1.0, 1.5)]
 UNSTATED = {-90.0: "directly to your left", 90.0: "directly to your right", 180.0: "directly behind you"}
-
 
 def query_phrase(r: int, motion: Motion | None) -> str:
     "'From the viewpoint of image 1' or 'If you turn 90 degrees to the right from the viewpoint of image 1'."
-    return (
-        f"From the viewpoint of image {r}"
-        if motion is None
-        else f"If you {motion.instruction()} from the viewpoint of image {r}"
-    )
-
+    return f"From the viewpoint of image {r}" if motion is None else f"If you {motion.instruction()} from the viewpoint of image {r}"
 
 def unstated_question(r: int, motion: Motion) -> str:
     "A Cam.-Obj. question whose viewpoint the policy must plan: 'Standing at the viewpoint of image 2, ... behind you?'."
-    return (
-        f"Standing at the viewpoint of image {r}, which of these objects is {UNSTATED[float(motion.value)]}?"
-    )
-
+    return f"Standing at the viewpoint of image {r}, which of these objects is {UNSTATED[float(motion.value)]}?"
 
 def _maps_to_given(poses: list, r: int, motion: Motion | None) -> int | None:
     "1-based given image whose pose equals image r's pose after `motion` (None when no given image does)."
-    if motion is None:
-        return r
+    if motion is None: return r
     T = motion.apply(poses[r - 1])
     for j, P in enumerate(poses, 1):
-        if np.allclose(P, T, atol=1e-6):
-            return j
+        if np.allclose(P, T, atol=1e-6): return j
     return None
 
 # %% ../nbs/04_synthqa.ipynb #760ec9d3
 def _side_ok(V: View, i: int, a: int, side: str, margin: float) -> bool:
     return V.seen(i) and (V.cu[i] < V.cu[a] - margin if side == "left" else V.cu[i] > V.cu[a] + margin)
 
-
 def fam_nearest(world: World, V: View, phrase: str, rng):
     "Cam.-Obj.: which option is nearest the centre of the view (columns of visible pixels)."
     W, u = world.W, world.unique()
     vis = sorted((abs(V.cu[i] - W / 2), i) for i in u if V.seen(i))
-    if not vis:
-        return None
+    if not vis: return None
     d0, a = vis[0]
     bad = [i for i in u if i != a and (V.hidden(i) or (V.seen(i) and abs(V.cu[i] - W / 2) >= d0 + 0.12 * W))]
     verb = "is" if phrase.startswith("From") else "would be"
     return f"{phrase}, which of these objects {verb} nearest the centre of your view?", a, bad, [a], None
-
 
 def fam_side(world: World, V: View, phrase: str, rng):
     "Obj.-Obj.: which option appears to the left / right of a named anchor."
@@ -354,24 +272,13 @@ def fam_side(world: World, V: View, phrase: str, rng):
     for anchor in rng.permutation([i for i in u if V.seen(i)]):
         side = ("left", "right")[int(rng.integers(2))]
         good = [i for i in u if i != anchor and _side_ok(V, i, anchor, side, 0.06 * W)]
-        if len(good) != 1:
-            continue
+        if len(good) != 1: continue
         other = "right" if side == "left" else "left"
-        bad = [
-            i
-            for i in u
-            if i not in (anchor, good[0]) and (V.hidden(i) or _side_ok(V, i, anchor, other, 0.06 * W))
-        ]
+        bad = [i for i in u if i not in (anchor, good[0]) and (V.hidden(i) or _side_ok(V, i, anchor, other, 0.06 * W))]
         verb = "appears" if phrase.startswith("From") else "would appear"
-        return (
-            f"{phrase}, which of these objects {verb} to the {side} of the {world.name(anchor)}?",
-            good[0],
-            bad,
-            [good[0], int(anchor)],
-            None,
-        )
+        return (f"{phrase}, which of these objects {verb} to the {side} of the {world.name(anchor)}?",
+                good[0], bad, [good[0], int(anchor)], None)
     return None
-
 
 def fam_between(world: World, V: View, phrase: str, rng):
     "Obj.-Reg.: which option appears in the region between two named objects."
@@ -379,74 +286,46 @@ def fam_between(world: World, V: View, phrase: str, rng):
     vis = [i for i in u if V.seen(i)]
     for k in rng.permutation(len(vis) * len(vis))[:12]:
         p, q = vis[k // len(vis)], vis[k % len(vis)]
-        if V.cu[q] - V.cu[p] < 0.3 * W:
-            continue
+        if V.cu[q] - V.cu[p] < 0.3 * W: continue
         lo, hi, m = V.cu[p], V.cu[q], 0.05 * W
         good = [i for i in vis if i not in (p, q) and lo + m < V.cu[i] < hi - m]
-        if len(good) != 1:
-            continue
-        bad = [
-            i
-            for i in u
-            if i not in (p, q, good[0]) and (V.hidden(i) or (V.seen(i) and not lo - m < V.cu[i] < hi + m))
-        ]
+        if len(good) != 1: continue
+        bad = [i for i in u if i not in (p, q, good[0]) and (V.hidden(i) or (V.seen(i) and not lo - m < V.cu[i] < hi + m))]
         a, b = (p, q) if rng.random() < 0.5 else (q, p)
         verb = "appears" if phrase.startswith("From") else "would appear"
-        return (
-            f"{phrase}, which of these objects {verb} between the {world.name(a)} and the {world.name(b)}?",
-            good[0],
-            bad,
-            [good[0], a, b],
-            None,
-        )
+        return (f"{phrase}, which of these objects {verb} between the {world.name(a)} and the {world.name(b)}?",
+                good[0], bad, [good[0], a, b], None)
     return None
-
 
 def _depth(V: View, scene: Scene, i: int) -> float:
     "Distance of object i's centre along the camera's level forward axis."
     return float((scene.objects[i].center - V.pose[:3, 3])[:2] @ level_axes(V.pose)[1][:2])
-
 
 def fam_relation(world: World, V: View, phrase: str, rng):
     "Reg.-Reg.: how the area around one object lies relative to the area around another."
     W, vis = world.W, [i for i in world.unique() if V.seen(i)]
     for k in rng.permutation(len(vis) * len(vis))[:16]:
         a, b = vis[k // len(vis)], vis[k % len(vis)]
-        if a == b:
-            continue
+        if a == b: continue
         du, dz = V.cu[a] - V.cu[b], _depth(V, world.scene, a) - _depth(V, world.scene, b)
-        if abs(du) >= 0.25 * W and abs(dz) <= 0.5:
-            rel = 0 if du < 0 else 1
-        elif abs(dz) >= 1.5 and abs(du) <= 0.12 * W and abs(V.vmax[a] - V.vmax[b]) >= 6:
-            rel = 2 if dz < 0 else 3
-        else:
-            continue
+        if abs(du) >= 0.25 * W and abs(dz) <= 0.5: rel = 0 if du < 0 else 1
+        elif abs(dz) >= 1.5 and abs(du) <= 0.12 * W and abs(V.vmax[a] - V.vmax[b]) >= 6: rel = 2 if dz < 0 else 3
+        else: continue
         A, B = world.name(a), world.name(b)
-        ask = (
-            f"where is the area around the {A}"
-            if phrase.startswith("From")
-            else f"where would the area around the {A} be"
-        )
-        return (f"{phrase}, {ask} relative to the area around the {B}?", rel, None, [a, b], RELATIONS)
+        ask = f"where is the area around the {A}" if phrase.startswith("From") else f"where would the area around the {A} be"
+        return (f"{phrase}, {ask} relative to the area around the {B}?",
+                rel, None, [a, b], RELATIONS)
     return None
 
-
-OBJECT_FAMILIES = {
-    "cam_obj": fam_nearest,
-    "obj_obj": fam_side,
-    "obj_reg": fam_between,
-    "reg_reg": fam_relation,
-}
+OBJECT_FAMILIES = {"cam_obj": fam_nearest, "obj_obj": fam_side, "obj_reg": fam_between, "reg_reg": fam_relation}
 
 # %% ../nbs/04_synthqa.ipynb #e14jd001
 def judge(kind: str, V: View, W: int, options: list | None, named: list, side: str | None = None):
     """The answer view `V` gives to an object question: an option id (a `RELATIONS` index for reg_reg), or
     None when the view leaves it open (an option or anchor in between seen and not seen, or no clear margin).
-    The single rule every answer must satisfy, applied to the scene's view and to the input's evidence view.
-    """
+    The single rule every answer must satisfy, applied to the scene's view and to the input's evidence view."""
     options = list(options or [])
-    if any(not V.crisp(i) for i in options + list(named)) or not all(V.seen(i) for i in named):
-        return None
+    if any(not V.crisp(i) for i in options + list(named)) or not all(V.seen(i) for i in named): return None
     seen = [i for i in options if V.seen(i)]
     if kind == "cam_obj":
         d = sorted((abs(V.cu[i] - W / 2), i) for i in seen)
@@ -464,95 +343,57 @@ def judge(kind: str, V: View, W: int, options: list | None, named: list, side: s
     if kind == "reg_reg":
         a, b = named
         du, dz = V.cu[a] - V.cu[b], V.depths()[a] - V.depths()[b]
-        if abs(du) >= 0.25 * W and abs(dz) <= 0.6:
-            return 0 if du < 0 else 1
-        if abs(dz) >= 1.2 and abs(du) <= 0.12 * W and abs(V.vmax[a] - V.vmax[b]) >= 6:
-            return 2 if dz < 0 else 3
+        if abs(du) >= 0.25 * W and abs(dz) <= 0.6: return 0 if du < 0 else 1
+        if abs(dz) >= 1.2 and abs(du) <= 0.12 * W and abs(V.vmax[a] - V.vmax[b]) >= 6: return 2 if dz < 0 else 3
         return None
     raise ValueError(f"unknown object question kind {kind!r}")
 
 # %% ../nbs/04_synthqa.ipynb #e813e4ba
 FAMILIES = ("direct", "perspective", "hidden")
 
-
-def _seen_in(given: list[View], i: int) -> list[int]:
-    return [k for k, g in enumerate(given, 1) if g.seen(i)]
-
+def _seen_in(given: list[View], i: int) -> list[int]: return [k for k, g in enumerate(given, 1) if g.seen(i)]
 
 def _evidence(world: World, given: list[View], ids) -> list[dict]:
-    return [
-        {"id": int(i), "category": world.name(i), "views": _seen_in(given, i)}
-        for i in dict.fromkeys(int(x) for x in ids)
-    ]
-
+    return [{"id": int(i), "category": world.name(i), "views": _seen_in(given, i)} for i in dict.fromkeys(int(x) for x in ids)]
 
 def _family(given: list[View], j, deciding) -> str | None:
     "direct / perspective / hidden for a query view (j: the given image showing it, or None), or None if neither."
-    if j is not None:
-        return "direct"
-    if all(g.hidden(deciding[0]) for g in given) and all(g.crisp(i) for g in given for i in deciding):
-        return "hidden"
+    if j is not None: return "direct"
+    if all(g.hidden(deciding[0]) for g in given) and all(g.crisp(i) for g in given for i in deciding): return "hidden"
     return "perspective" if all(_seen_in(given, i) for i in deciding) else None
 
-
-def object_question(
-    world: World,
-    kind: str,
-    given: list[View],
-    r: int,
-    motion: Motion | None,
-    rng,
-    want: str | None = None,
-    stated: bool = True,
-):
+def object_question(world: World, kind: str, given: list[View], r: int, motion: Motion | None, rng,
+                    want: str | None = None, stated: bool = True):
     "(text, option texts, answer index, deciding ids, family, evidence) or None (also None when the family is not `want`)."
     poses = [g.pose for g in given]
     j = _maps_to_given(poses, r, motion) if motion is None or motion.kind == "yaw" else None
     T = poses[r - 1] if motion is None else motion.apply(poses[r - 1])
-    if want and (j is not None) != (want == "direct"):
-        return None
-    if j is None and not world.free(T):
-        return None
-    if want == "hidden" and not any(all(g.hidden(i) for g in given) for i in world.in_view(T)):
-        return None  # nothing unseen
+    if want and (j is not None) != (want == "direct"): return None
+    if j is None and not world.free(T): return None
+    if want == "hidden" and not any(all(g.hidden(i) for g in given) for i in world.in_view(T)): return None  # nothing unseen
     V = given[j - 1] if j is not None else world.view(T)
     out = OBJECT_FAMILIES[kind](world, V, query_phrase(r, motion), rng)
-    if out is None:
-        return None
+    if out is None: return None
     text, a, bad, deciding, fixed = out
     fam = _family(given, j, deciding) if all(V.seen(i) for i in deciding) else None
-    if fam is None or (want and fam != want):
-        return None
+    if fam is None or (want and fam != want): return None
     picks = []
     if fixed is None:
-        bad = [
-            int(i) for i in bad if fam != "perspective" or _seen_in(given, i)
-        ]  # perspective: every option is in the input
+        bad = [int(i) for i in bad if fam != "perspective" or _seen_in(given, i)]   # perspective: every option is in the input
         hid = [i for i in bad if all(g.hidden(i) for g in given)]
-        if len(bad) < 3 or (fam == "hidden" and not hid):
-            return None
+        if len(bad) < 3 or (fam == "hidden" and not hid): return None
         first = [hid[int(rng.integers(len(hid)))]] if fam == "hidden" else []
         rest = [i for i in bad if i not in first]
-        picks = first + [rest[k] for k in rng.permutation(len(rest))[: 3 - len(first)]]
+        picks = first + [rest[k] for k in rng.permutation(len(rest))[:3 - len(first)]]
     opts, named = (None if fixed else [a] + picks), deciding[1:] if kind != "reg_reg" else deciding
     side = "left" if "to the left of the" in text else "right"
-    if judge(kind, V, world.W, opts, named, side) != a:
-        return None
+    if judge(kind, V, world.W, opts, named, side) != a: return None
     if fam == "perspective":
         E = evidence_view(given_sources(world, given), T, world.K, world.W, world.H, len(world.scene.objects))
-        if judge(kind, E, world.W, opts, named, side) != a:
-            return None
-    if not stated:
-        text = unstated_question(r, motion)
+        if judge(kind, E, world.W, opts, named, side) != a: return None
+    if not stated: text = unstated_question(r, motion)
     ev = _evidence(world, given, list(deciding) + picks)
-    return (
-        text,
-        (list(fixed) if fixed else [world.name(i) for i in opts]),
-        (a if fixed else 0),
-        deciding,
-        fam,
-        ev,
-    )
+    return text, (list(fixed) if fixed else [world.name(i) for i in opts]), (a if fixed else 0), deciding, fam, ev
 
 # %% ../nbs/04_synthqa.ipynb #b0eaa9f0
 def _bearing(pose: np.ndarray, p) -> float:
@@ -561,49 +402,36 @@ def _bearing(pose: np.ndarray, p) -> float:
     d = np.asarray(p)[:2] - pose[:2, 3]
     return math.degrees(math.atan2(d @ right[:2], d @ fwd[:2]))
 
-
 _DIR_TURN = {0: None, 1: Motion("yaw", -90), 2: Motion("yaw", 90), 3: Motion("yaw", 180)}
 _DIR_ANGLE = {0: 0.0, 1: -90.0, 2: 90.0, 3: 180.0}
-
 
 def cam_reg_question(world: World, want: str, rng):
     "Cam.-Reg. over two free cameras: (poses, text, options, answer, deciding, family) or None."
     cams = world.cameras(8, rng)
-    if len(cams) < 2:
-        return None
+    if len(cams) < 2: return None
     P = cams[0]
     canon = [world.view(P if m is None else m.apply(P)) for m in _DIR_TURN.values()]
     for Q in cams[1:]:
         Vq = world.view(Q)
         region = [i for i in range(len(world.scene.objects)) if Vq.seen(i)]
-        if not region or not all(Vq.crisp(i) for i in range(len(Vq.count))):
-            continue
+        if not region or not all(Vq.crisp(i) for i in range(len(Vq.count))): continue
         w = Vq.count[region].astype(float)
         c = (np.array([world.scene.objects[i].center for i in region]) * w[:, None]).sum(0) / w.sum()
         b = _bearing(P, c)
         d = min(range(4), key=lambda k: abs((b - _DIR_ANGLE[k] + 180) % 360 - 180))
-        if abs((b - _DIR_ANGLE[d] + 180) % 360 - 180) > 25 or (d != 0) != (want == "perspective"):
-            continue
-        if not any(canon[d].seen(i) for i in region):
-            continue
-        if any(not canon[k].hidden(i) for k in range(4) if k != d for i in region):
-            continue
-        text = "Standing at the viewpoint of image 1, in which direction is the area shown in image 2?"
+        if abs((b - _DIR_ANGLE[d] + 180) % 360 - 180) > 25 or (d != 0) != (want == "perspective"): continue
+        if not any(canon[d].seen(i) for i in region): continue
+        if any(not canon[k].hidden(i) for k in range(4) if k != d for i in region): continue
+        text = ("Standing at the viewpoint of image 1, in which direction is the area shown in image 2?")
         return [P, Q], text, list(DIRECTIONS), d, [int(i) for i in region], "perspective" if d else "direct"
     return None
-
 
 def _overlap(Va: View, Vb: View) -> tuple[list, bool]:
     "(ids seen in both, whether every id is crisply seen or not seen in both)."
     n = len(Va.count)
-    return [i for i in range(n) if Va.seen(i) and Vb.seen(i)], all(
-        Va.crisp(i) and Vb.crisp(i) for i in range(n)
-    )
+    return [i for i in range(n) if Va.seen(i) and Vb.seen(i)], all(Va.crisp(i) and Vb.crisp(i) for i in range(n))
 
-
-def _has_object(V: View) -> bool:
-    return bool((V.count >= MIN_VISIBLE).any())
-
+def _has_object(V: View) -> bool: return bool((V.count >= MIN_VISIBLE).any())
 
 def cam_cam_question(world: World, want: str, rng):
     "Cam.-Cam.: which way did the camera move between image 1 and image 2 (no turn)."
@@ -613,21 +441,15 @@ def cam_cam_question(world: World, want: str, rng):
             dist = float(rng.choice([1.0, 1.5, 2.0]))
             m = Motion("forward" if k < 2 else "lateral", dist if k in (0, 3) else -dist)
             Q = m.apply(P)
-            if not world.free(Q):
-                continue
+            if not world.free(Q): continue
             shared, crisp = _overlap(world.view(P), world.view(Q))
-            if not crisp or (not shared) != (want == "hidden") or not _has_object(world.view(Q)):
-                continue
-            text = (
-                f"Image 2 was taken after the camera of image 1 moved {dist:g} meter{'s' if dist != 1 else ''} in one direction without "
-                f"turning. In which direction did the camera move?"
-            )
+            if not crisp or (not shared) != (want == "hidden") or not _has_object(world.view(Q)): continue
+            text = (f"Image 2 was taken after the camera of image 1 moved {dist:g} meter{'s' if dist != 1 else ''} in one direction without "
+                    f"turning. In which direction did the camera move?")
             return [P, Q], text, list(MOVES), int(k), shared, "direct" if shared else "hidden"
     return None
 
-
 _TURNS = (45, 60, 90, 120, 135, 180)
-
 
 def motion_question(world: World, want: str, rng):
     "Motion (Cam.): which turn takes the viewpoint of image 1 to that of image 2."
@@ -636,126 +458,61 @@ def motion_question(world: World, want: str, rng):
         for t in rng.permutation(_TURNS):
             m = Motion("yaw", float(t) * (1 if t == 180 or rng.random() < 0.5 else -1))
             shared, crisp = _overlap(world.view(P), world.view(m.apply(P)))
-            if not crisp or (not shared) != (want == "hidden") or not _has_object(world.view(m.apply(P))):
-                continue
-            pool = [
-                Motion("yaw", s * v)
-                for v in _TURNS
-                for s in ((1,) if v == 180 else (1, -1))
-                if Motion("yaw", s * v) != m and (want != "hidden" or v >= 60)
-            ]
+            if not crisp or (not shared) != (want == "hidden") or not _has_object(world.view(m.apply(P))): continue
+            pool = [Motion("yaw", s * v) for v in _TURNS for s in ((1,) if v == 180 else (1, -1))
+                    if Motion("yaw", s * v) != m and (want != "hidden" or v >= 60)]
             picks = [pool[i] for i in rng.permutation(len(pool))[:3]]
-            text = (
-                "Image 2 was taken from the same position as image 1 after the camera turned. Which motion takes "
-                "the viewpoint of image 1 to the viewpoint of image 2?"
-            )
-            return (
-                [P, m.apply(P)],
-                text,
-                [x.instruction() for x in [m] + picks],
-                0,
-                shared,
-                "direct" if shared else "hidden",
-            )
+            text = ("Image 2 was taken from the same position as image 1 after the camera turned. Which motion takes "
+                    "the viewpoint of image 1 to the viewpoint of image 2?")
+            return [P, m.apply(P)], text, [x.instruction() for x in [m] + picks], 0, shared, "direct" if shared else "hidden"
     return None
-
 
 VIEW_FAMILIES = {"cam_reg": cam_reg_question, "cam_cam": cam_cam_question, "motion": motion_question}
 
 # %% ../nbs/04_synthqa.ipynb #035395ee
-SCHEDULE = (
-    "cam_obj",
-    "obj_obj",
-    "cam_cam",
-    "cam_reg",
-    "obj_reg",
-    "reg_reg",
-    "motion",
-    "rotation",
-    "around",
-    "among",
-)
-_LAYOUT_FAMILIES = {
-    "rotation": ("cam_obj",),
-    "around": ("obj_obj", "cam_obj"),
-    "among": ("cam_obj", "obj_obj"),
-}
-FAMILY_CYCLE = {
-    "cam_reg": ("perspective", "direct"),
-    "cam_cam": ("direct",),
-    "motion": ("direct",),
-}  # see below
-OBJECT_CYCLE = ("perspective", "direct", "hidden", "direct", "perspective")  # 2:2:1; hidden is the control
-
+SCHEDULE = ("cam_obj", "obj_obj", "cam_cam", "cam_reg", "obj_reg", "reg_reg", "motion", "rotation", "around", "among")
+_LAYOUT_FAMILIES = {"rotation": ("cam_obj",), "around": ("obj_obj", "cam_obj"), "among": ("cam_obj", "obj_obj")}
+FAMILY_CYCLE = {"cam_reg": ("perspective", "direct"), "cam_cam": ("direct",), "motion": ("direct",)}   # see below
+OBJECT_CYCLE = ("perspective", "direct", "hidden", "direct", "perspective")   # 2:2:1; hidden is the control
 
 def _queries(poses, r: int, layout: str, want: str, rng) -> list:
     "(reference, motion, stated) candidates for a wanted family."
     if layout == "rotation":
-        ms = [
-            m
-            for m in (Motion("yaw", v) for v in (90, -90, 180))
-            if (_maps_to_given(poses, r, m) is None) == (want != "direct")
-        ]
+        ms = [m for m in (Motion("yaw", v) for v in (90, -90, 180)) if (_maps_to_given(poses, r, m) is None) == (want != "direct")]
         return [(r, m, True) for m in ms] + ([(r, None, True)] if want == "direct" else [])
-    if want == "direct":
-        return [(r, None, True)]
+    if want == "direct": return [(r, None, True)]
     rs = [r] + [int(x) + 1 for x in rng.permutation(len(poses)) if x + 1 != r]
     ms = [QUERY_MOTIONS[i] for i in rng.permutation(len(QUERY_MOTIONS))[:8]]
-    return [
-        (q, m, not (m.kind == "yaw" and float(m.value) in UNSTATED and rng.random() < 0.5))
-        for q in rs[:2]
-        for m in ms
-    ]
-
+    return [(q, m, not (m.kind == "yaw" and float(m.value) in UNSTATED and rng.random() < 0.5)) for q in rs[:2] for m in ms]
 
 def _object_attempt(world: World, key: str, want: str, rng):
     layout = key if key in _LAYOUT_FAMILIES else "free"
     n_img = 2 if key == "reg_reg" else int(rng.choice([2, 3, 4], p=[0.5, 0.3, 0.2]))
     made = make_layout(world, layout, n_img, rng)
-    if made is None:
-        return None
+    if made is None: return None
     poses, facts = made
     given = [world.view(p) for p in poses]
     fams = _LAYOUT_FAMILIES.get(key, (key,))
     kind = fams[int(rng.integers(len(fams)))]
     for r, m, stated in _queries(poses, int(rng.integers(1, n_img + 1)), layout, want, rng):
         out = object_question(world, kind, given, r, m, rng, want, stated=stated or kind != "cam_obj")
-        if out is None:
-            continue
+        if out is None: continue
         text, opts, a, deciding, fam, ev = out
-        note = LAYOUT_NOTE.get(layout, "").format(
-            center=world.name(facts["center"]) if "center" in facts else ""
-        )
-        query = {
-            "reference_image": r,
-            "motion": None if m is None else [m.kind, m.value],
-            "image": _maps_to_given(poses, r, m) if m is None or m.kind == "yaw" else None,
-            "stated": bool(stated or kind != "cam_obj"),
-        }
+        note = LAYOUT_NOTE.get(layout, "").format(center=world.name(facts["center"]) if "center" in facts else "")
+        query = {"reference_image": r, "motion": None if m is None else [m.kind, m.value],
+                 "image": _maps_to_given(poses, r, m) if m is None or m.kind == "yaw" else None,
+                 "stated": bool(stated or kind != "cam_obj")}
         return poses, note + text, opts, a, deciding, fam, kind, layout, query, ev
     return None
-
 
 def _attempt(world: World, key: str, want: str, rng):
     if key in VIEW_FAMILIES:
         out = VIEW_FAMILIES[key](world, want, rng)
-        if out is None:
-            return None
+        if out is None: return None
         poses, text, opts, a, deciding, fam = out
         given = [world.view(p) for p in poses]
         query = {"reference_image": 1, "motion": None, "image": 1, "stated": key != "cam_reg"}
-        return world, (
-            poses,
-            text,
-            opts,
-            a,
-            deciding,
-            fam,
-            key,
-            "free",
-            query,
-            _evidence(world, given, deciding),
-        )
+        return world, (poses, text, opts, a, deciding, fam, key, "free", query, _evidence(world, given, deciding))
     out = _object_attempt(world, key, want, rng)
     return None if out is None else (world, out)
 
@@ -768,85 +525,45 @@ def _place(opts: list[str], a: int, letter: str, rng) -> dict[str, str]:
     order = rest[:at] + [opts[a]] + rest[at:]
     return dict(zip("ABCD", order))
 
-
 def _make_sample(world: World, built, sid: str, letter: str, key: str, rng) -> Sample:
     poses, text, opts, a, deciding, fam, kind, layout, query, ev = built
     views = [world.view(p) for p in poses]
-    meta = {
-        "source": "synth",
-        "scene": world.scene.to_dict(),
-        "family": fam,
-        "needs_imagination": fam != "direct",
-        "group": GROUP[key],
-        "kind": kind,
-        "layout": layout,
-        "query": query,
-        "evidence": ev,
-        "deciding_objects": [{"id": int(i), "category": world.name(i)} for i in deciding],
-    }
-    if key in ("rotation", "around", "among"):
-        meta["setting"] = key
-    return Sample(
-        id=sid,
-        question=text,
-        images=[world.image(p) for p in poses],
-        options=_place(opts, a, letter, rng),
-        answer=letter,
-        category=CATEGORY[key],
-        meta=meta,
-        poses=[v.pose.copy() for v in views],
-        intrinsics=[world.K.copy() for _ in views],
-        depths=[v.frame.depth for v in views],
-    )
-
+    meta = {"source": "synth", "scene": world.scene.to_dict(), "family": fam, "needs_imagination": fam != "direct",
+            "group": GROUP[key], "kind": kind, "layout": layout, "query": query, "evidence": ev,
+            "deciding_objects": [{"id": int(i), "category": world.name(i)} for i in deciding]}
+    if key in ("rotation", "around", "among"): meta["setting"] = key
+    return Sample(id=sid, question=text, images=[world.image(p) for p in poses], options=_place(opts, a, letter, rng),
+                  answer=letter, category=CATEGORY[key], meta=meta, poses=[v.pose.copy() for v in views],
+                  intrinsics=[world.K.copy() for _ in views], depths=[v.frame.depth for v in views])
 
 def _question(job) -> Sample:
     "Question `q` of a bench from its own generator (seeded by (seed, q)), so questions can be built in any order."
     q, seed, letter, width, height, categories, max_attempts = job
     key = categories[q % len(categories)]
     cycle = FAMILY_CYCLE.get(key, OBJECT_CYCLE)
-    want = cycle[
-        (q // len(categories)) % len(cycle)
-    ]  # the how-many-th question of its category picks the family
+    want = cycle[(q // len(categories)) % len(cycle)]       # the how-many-th question of its category picks the family
     rng = np.random.default_rng([seed, q])
-    tries = (
-        max_attempts // 4 if key == "cam_cam" and want == "hidden" else max_attempts
-    )  # rarely possible: give up sooner
+    tries = max_attempts // 4 if key == "cam_cam" and want == "hidden" else max_attempts   # rarely possible: give up sooner
     for attempt in range(tries + max_attempts):
-        if attempt % 3 == 0:
-            world = World(make_scene(int(rng.integers(2**31))), width, height)
+        if attempt % 3 == 0: world = World(make_scene(int(rng.integers(2**31))), width, height)
         got = _attempt(world, key, want if attempt < tries else "direct", rng)
-        if got is not None:
-            return _make_sample(got[0], got[1], f"synth-{seed}-{q:05d}", letter, key, rng)
-    raise RuntimeError(
-        f"could not build a {key!r} question after {tries + max_attempts} scenes (seed {seed}, #{q})"
-    )
+        if got is not None: return _make_sample(got[0], got[1], f"synth-{seed}-{q:05d}", letter, key, rng)
+    raise RuntimeError(f"could not build a {key!r} question after {tries + max_attempts} scenes (seed {seed}, #{q})")
 
-
-def generate_bench(
-    n: int,
-    seed: int = 0,
-    width: int = WIDTH,
-    height: int = HEIGHT,
-    categories: tuple = SCHEDULE,
-    max_attempts: int = 12,
-    workers: int = 1,
-) -> list[Sample]:
+def generate_bench(n: int, seed: int = 0, width: int = WIDTH, height: int = HEIGHT,
+                   categories: tuple = SCHEDULE, max_attempts: int = 12, workers: int = 1) -> list[Sample]:
     "`n` synthetic multiple-choice spatial questions (seeded, reproducible), categories cycled, families cycled per category."
     import multiprocessing as mp
-
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    if n < 0: raise ValueError(f"n must be >= 0, got {n}")
     bad = [c for c in categories if c not in CATEGORY]
-    if bad:
-        raise ValueError(f"unknown categories {bad}; expected keys of CATEGORY: {list(CATEGORY)}")
+    if bad: raise ValueError(f"unknown categories {bad}; expected keys of CATEGORY: {list(CATEGORY)}")
     rng = np.random.default_rng(seed)
     letters = list(np.tile(list("ABCD"), -(-n // 4))[rng.permutation(4 * -(-n // 4))][:n])
     jobs = [(q, seed, str(letters[q]), width, height, tuple(categories), max_attempts) for q in range(n)]
-    if workers > 1 and n > 1 and "fork" in mp.get_all_start_methods():  # same bench whatever the worker count
-        with mp.get_context("fork").Pool(min(workers, n)) as pool:
-            return pool.map(_question, jobs, chunksize=1)
+    if workers > 1 and n > 1 and "fork" in mp.get_all_start_methods():   # same bench whatever the worker count
+        with mp.get_context("fork").Pool(min(workers, n)) as pool: return pool.map(_question, jobs, chunksize=1)
     return [_question(j) for j in jobs]
+
 
 # %% ../nbs/04_synthqa.ipynb #329907b2
 def query_pose(sample: Sample) -> np.ndarray:
@@ -858,11 +575,8 @@ def query_pose(sample: Sample) -> np.ndarray:
 # %% ../nbs/04_synthqa.ipynb #37cf65e8
 def _input_sources(sample: Sample, given: list[View]) -> list:
     "(depth, ids, pose, K) of the given images: the sample's own depth maps and poses, with the images' segmentation."
-    return [
-        (np.asarray(d, np.float32), g.frame.ids, np.asarray(P, float), np.asarray(K, float))
-        for d, g, P, K in zip(sample.depths, given, sample.poses, sample.intrinsics)
-    ]
-
+    return [(np.asarray(d, np.float32), g.frame.ids, np.asarray(P, float), np.asarray(K, float))
+            for d, g, P, K in zip(sample.depths, given, sample.poses, sample.intrinsics)]
 
 def _region_direction(sample: Sample, given: list[View], region: list) -> int:
     "Direction index (DIRECTIONS) of the area image 2 shows, from image 2's depth back-projected and seen from image 1."
@@ -873,207 +587,120 @@ def _region_direction(sample: Sample, given: list[View], region: list) -> int:
     b = _bearing(np.asarray(sample.poses[0], float), (P @ pts)[:3].mean(1))
     return min(range(4), key=lambda k: abs((b - _DIR_ANGLE[k] + 180) % 360 - 180))
 
-
 def _object_check(sample: Sample, w: World, given: list[View], probs: list) -> str:
     "Check an object question's gold answer on the scene's query view; return the family its evidence supports."
     m, kind = sample.meta, sample.meta["kind"]
     gold, ids = sample.options.get(sample.answer), {w.name(i): i for i in w.unique()}
     dec = [d["id"] for d in m["deciding_objects"]]
     opts = None if kind == "reg_reg" else [ids.get(v, -1) for v in sample.options.values()]
-    named, side = (dec if kind == "reg_reg" else dec[1:]), (
-        "left" if "to the left of the" in sample.question else "right"
-    )
+    named, side = (dec if kind == "reg_reg" else dec[1:]), "left" if "to the left of the" in sample.question else "right"
     want = (RELATIONS.index(gold) if gold in RELATIONS else -1) if kind == "reg_reg" else ids.get(gold, -1)
     pose, n = query_pose(sample), len(w.scene.objects)
-    if judge(kind, w.view(pose), w.W, opts, named, side) != want:
-        probs.append(f"the query view does not give the gold answer {gold!r}")
-    if m["query"]["image"] is not None:
-        return "direct"
-    if all(g.hidden(dec[0]) for g in given):
-        return "hidden"
+    if judge(kind, w.view(pose), w.W, opts, named, side) != want: probs.append(f"the query view does not give the gold answer {gold!r}")
+    if m["query"]["image"] is not None: return "direct"
+    if all(g.hidden(dec[0]) for g in given): return "hidden"
     E = evidence_view(_input_sources(sample, given), pose, w.K, w.W, w.H, n)
     inside = all(any(g.seen(i) for g in given) for i in dec + (opts or []))
-    return (
-        "perspective"
-        if inside and judge(kind, E, w.W, opts, named, side) == want
-        else "unanswerable from the input"
-    )
-
+    return "perspective" if inside and judge(kind, E, w.W, opts, named, side) == want else "unanswerable from the input"
 
 def verify_sample(sample: Sample) -> list[str]:
     """Problems found re-deriving a synthetic sample's answer and family ([] if none): the answer from the scene's
-    view of the query pose, the family from the input alone (given depth maps and poses moved into the query pose).
-    """
+    view of the query pose, the family from the input alone (given depth maps and poses moved into the query pose)."""
     m, probs = sample.meta, []
     w = World(Scene.from_dict(m["scene"]), sample.images[0].width, sample.images[0].height, FOV_DEG)
     w.K = np.asarray(sample.intrinsics[0], float)
     given = [w.view(np.asarray(p, float)) for p in sample.poses]
     gold, kind = sample.options.get(sample.answer), m["kind"]
-    if kind in OBJECT_FAMILIES:
-        fam = _object_check(sample, w, given, probs)
+    if kind in OBJECT_FAMILIES: fam = _object_check(sample, w, given, probs)
     elif kind in ("motion", "cam_cam"):
         d = decompose(given[0].pose, given[1].pose)
         k = dominant_dof(d)
         if kind == "motion":
-            if k != 3 or gold != Motion("yaw", round(float(d[3]))).instruction():
-                probs.append(f"gold {gold!r} does not match the turn {d[3]:.1f}")
+            if k != 3 or gold != Motion("yaw", round(float(d[3]))).instruction(): probs.append(f"gold {gold!r} does not match the turn {d[3]:.1f}")
         else:
-            true = {
-                0: "to the right" if d[0] > 0 else "to the left",
-                1: "forward" if d[1] > 0 else "backward",
-            }.get(k)
-            if gold != true:
-                probs.append(f"gold {gold!r} does not match the move {np.round(d[:3], 2).tolist()}")
+            true = {0: "to the right" if d[0] > 0 else "to the left", 1: "forward" if d[1] > 0 else "backward"}.get(k)
+            if gold != true: probs.append(f"gold {gold!r} does not match the move {np.round(d[:3], 2).tolist()}")
         fam = "direct" if _overlap(given[0], given[1])[0] else "hidden"
     else:  # cam_reg
         region = [d["id"] for d in m["deciding_objects"]]
-        if DIRECTIONS[_region_direction(sample, given, region)] != gold:
-            probs.append(f"gold {gold!r} is not where image 2's area lies")
+        if DIRECTIONS[_region_direction(sample, given, region)] != gold: probs.append(f"gold {gold!r} is not where image 2's area lies")
         fam = "direct" if any(given[0].seen(i) for i in region) else "perspective"
-    if fam != m["family"]:
-        probs.append(f"family is {m['family']!r} but the evidence says {fam!r}")
-    if m["needs_imagination"] != (m["family"] != "direct"):
-        probs.append(f"needs_imagination is {m['needs_imagination']} for family {m['family']!r}")
+    if fam != m["family"]: probs.append(f"family is {m['family']!r} but the evidence says {fam!r}")
+    if m["needs_imagination"] != (m["family"] != "direct"): probs.append(f"needs_imagination is {m['needs_imagination']} for family {m['family']!r}")
     return probs
 
 # %% ../nbs/04_synthqa.ipynb #05ca9153
 def export_bench(samples: list[Sample], folder) -> Path:
     "Write `samples` to `folder/bench.jsonl` with PNG images and 16-bit millimetre depth PNGs; returns the JSONL path."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.jsonl"
     with open(path, "w") as f:
         for s in samples:
-            sub = Path("images") / str(s.id)
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+            sub = Path("images") / str(s.id); (folder / sub).mkdir(parents=True, exist_ok=True)
             ims = []
-            for i, im in enumerate(s.images, 1):
-                im.save(folder / sub / f"{i}.png")
-                ims.append(str(sub / f"{i}.png"))
+            for i, im in enumerate(s.images, 1): im.save(folder / sub / f"{i}.png"); ims.append(str(sub / f"{i}.png"))
             deps = None
             if s.depths is not None:
                 deps = []
                 for i, d in enumerate(s.depths, 1):
-                    Image.fromarray(
-                        np.clip(np.round(np.nan_to_num(d) * 1000), 0, 65535).astype(np.uint16)
-                    ).save(folder / sub / f"depth_{i}.png")
+                    Image.fromarray(np.clip(np.round(np.nan_to_num(d) * 1000), 0, 65535).astype(np.uint16)).save(folder / sub / f"depth_{i}.png")
                     deps.append(str(sub / f"depth_{i}.png"))
             arr = lambda xs: None if xs is None else [np.asarray(x, float).tolist() for x in xs]
-            f.write(
-                json.dumps(
-                    {
-                        "id": s.id,
-                        "question": s.question,
-                        "options": s.options,
-                        "answer": s.answer,
-                        "category": s.category,
-                        "meta": s.meta,
-                        "images": ims,
-                        "poses": arr(s.poses),
-                        "intrinsics": arr(s.intrinsics),
-                        "depths": deps,
-                    }
-                )
-                + "\n"
-            )
+            f.write(json.dumps({"id": s.id, "question": s.question, "options": s.options, "answer": s.answer,
+                                "category": s.category, "meta": s.meta, "images": ims, "poses": arr(s.poses),
+                                "intrinsics": arr(s.intrinsics), "depths": deps}) + "\n")
     return path
 
 # %% ../nbs/04_synthqa.ipynb #643e1c8b
 def _load_line(d: dict, folder: Path, where: str) -> Sample:
-    try:  # files through safeio: names under the bench folder, regular files only; every field typed
-        for k, t in (
-            ("id", str),
-            ("question", str),
-            ("options", dict),
-            ("category", str),
-            ("meta", dict),
-            ("images", list),
-        ):
+    try:   # files through safeio: names under the bench folder, regular files only; every field typed
+        for k, t in (("id", str), ("question", str), ("options", dict), ("category", str), ("meta", dict), ("images", list)):
             get_field(d, k, t, where)
-        for k, v in d["options"].items():
-            check_value(v, str, where, f"options.{k}")
+        for k, v in d["options"].items(): check_value(v, str, where, f"options.{k}")
         get_field(d, "answer", (str, None), where, None)
         ims = [read_image(folder, rel, f"{where}: field images[{i}]") for i, rel in enumerate(d["images"])]
-        depths = (
-            None
-            if d.get("depths") is None
-            else [
-                np.asarray(
-                    read_image(folder, rel, f"{where}: field depths[{i}]", mode=None), dtype=np.float32
-                )
-                / 1000.0
-                for i, rel in enumerate(check_list(d["depths"], str, where, "depths"))
-            ]
-        )
-    except SafeIOError as e:
-        raise ProtocolError(str(e)) from None
-
+        depths = None if d.get("depths") is None else [
+            np.asarray(read_image(folder, rel, f"{where}: field depths[{i}]", mode=None), dtype=np.float32) / 1000.0
+            for i, rel in enumerate(check_list(d["depths"], str, where, "depths"))]
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     def mats(key, shape):
-        if d.get(key) is None:
-            return None
+        if d.get(key) is None: return None
         try:
             out = [np.asarray(x, dtype=np.float64).reshape(shape) for x in d[key]]
-        except (TypeError, ValueError) as e:
-            raise ProtocolError(f"{where}: field {key!r}: expected {len(ims)} {shape} matrices: {e}") from e
-        if len(out) != len(ims):
-            raise ProtocolError(f"{where}: field {key!r}: {len(out)} entries for {len(ims)} images")
+        except (TypeError, ValueError) as e: raise ProtocolError(f"{where}: field {key!r}: expected {len(ims)} {shape} matrices: {e}") from e
+        if len(out) != len(ims): raise ProtocolError(f"{where}: field {key!r}: {len(out)} entries for {len(ims)} images")
         return out
-
-    return Sample(
-        id=d["id"],
-        question=d["question"],
-        images=ims,
-        options=d["options"],
-        answer=d.get("answer"),
-        category=d["category"],
-        meta=d["meta"],
-        poses=mats("poses", (4, 4)),
-        intrinsics=mats("intrinsics", (3, 3)),
-        depths=depths,
-    )
-
+    return Sample(id=d["id"], question=d["question"], images=ims, options=d["options"], answer=d.get("answer"),
+                  category=d["category"], meta=d["meta"], poses=mats("poses", (4, 4)), intrinsics=mats("intrinsics", (3, 3)), depths=depths)
 
 def load_bench(folder) -> list[Sample]:
     "The samples of a folder written by `export_bench` (or its `bench.jsonl`); errors name the file, line and field."
-    path = Path(folder)
-    path = path / "bench.jsonl" if path.is_dir() else path
-    if not path.exists():
-        raise ProtocolError(f"{path}: no synthetic bench here (expected bench.jsonl from export_bench)")
+    path = Path(folder); path = path / "bench.jsonl" if path.is_dir() else path
+    if not path.exists(): raise ProtocolError(f"{path}: no synthetic bench here (expected bench.jsonl from export_bench)")
     out = []
-    try:  # lines end at \n only (U+2028 inside a JSON string is not a line break)
+    try:   # lines end at \n only (U+2028 inside a JSON string is not a line break)
         for n, d in iter_jsonl(path.parent, path.name, str(path)):
-            if not isinstance(d, dict):
-                raise ProtocolError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
+            if not isinstance(d, dict): raise ProtocolError(f"{path}:{n}: expected a JSON object, got {type(d).__name__}")
             out.append(_load_line(d, path.parent, f"{path}:{n}"))
-    except SafeIOError as e:
-        raise ProtocolError(str(e)) from None
+    except SafeIOError as e: raise ProtocolError(str(e)) from None
     return out
 
 # %% ../nbs/04_synthqa.ipynb #eef182af
 def cli_make_synth(argv: list[str] | None = None) -> int:
     "`astra-wb make-synth`: generate a synthetic bench and export it as JSONL + PNG."
-    ap = argparse.ArgumentParser(
-        prog="astra-wb make-synth", description="Generate the synthetic spatial-QA bench."
-    )
+    ap = argparse.ArgumentParser(prog="astra-wb make-synth", description="Generate the synthetic spatial-QA bench.")
     ap.add_argument("--n", type=int, default=200, help="number of questions")
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bench)")
     ap.add_argument("--out", default="data/synth", help="output folder")
-    ap.add_argument("--width", type=int, default=WIDTH)
-    ap.add_argument("--height", type=int, default=HEIGHT)
+    ap.add_argument("--width", type=int, default=WIDTH); ap.add_argument("--height", type=int, default=HEIGHT)
     a = ap.parse_args(argv)
-    if a.n < 1:
-        ap.error("--n must be >= 1")
-    if a.width < 8 or a.height < 8:
-        ap.error("--width and --height must be >= 8 pixels")
-    if Path(a.out).exists() and not Path(a.out).is_dir():
-        ap.error(f"--out {a.out}: exists and is not a folder")
+    if a.n < 1: ap.error("--n must be >= 1")
+    if a.width < 8 or a.height < 8: ap.error("--width and --height must be >= 8 pixels")
+    if Path(a.out).exists() and not Path(a.out).is_dir(): ap.error(f"--out {a.out}: exists and is not a folder")
     t = time.perf_counter()
     samples = generate_bench(a.n, a.seed, a.width, a.height)
-    try:
-        path = export_bench(samples, a.out)
-    except OSError as e:
-        print(f"astra-wb make-synth: cannot write {a.out}: {e}", file=sys.stderr)
-        return 2
+    try: path = export_bench(samples, a.out)
+    except OSError as e: print(f"astra-wb make-synth: cannot write {a.out}: {e}", file=sys.stderr); return 2
     fams = Counter(s.meta["family"] for s in samples)
     mix = ", ".join(f"{fams[f]} {f}" for f in FAMILIES)
     print(f"wrote {len(samples)} questions ({mix}) to {path} in {time.perf_counter() - t:.1f} s")

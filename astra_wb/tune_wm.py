@@ -24,27 +24,20 @@ __all__ = ['STAGES', 'CONTROL', 'FILL_COVERAGE', 'TuneConfig', 'is_heldout', 'is
 @dataclass
 class TuneConfig:
     "The two training stages of the learned simulator."
+    size: int = 96                 # training images are resized to size x size (K scaled to match)
+    pretrain_steps: int = 400      # stage 1: generic view pairs
+    tune_steps: int = 400          # stage 2: view-consistency tuning on quality-verified samples
+    batch_size: int = 8            # examples per step
+    lr: float = 2e-3               # Adam learning rate, cosine-decayed to 10 % within each stage
+    pairs_per_sample: int = 4      # stage 1 view pairs drawn from each sample's frames
+    generic: str = "unposed"       # stage 1 pairs: "unposed" (no camera information, as a generic generator's data) or "posed"
+    heldout: float = 0.1           # fraction of scenes kept out of training (by a hash of the scene id)
+    eval_every: int = 50           # steps between held-out losses
+    save_every: int = 100          # steps between resumable checkpoints
+    threads: int = 1               # torch threads (0: torch's default; 1 is fastest on a shared 2-core machine)
+    seed: int = 0                  # batches and initial weights
 
-    size: int = 96  # training images are resized to size x size (K scaled to match)
-    pretrain_steps: int = 400  # stage 1: generic view pairs
-    tune_steps: int = 400  # stage 2: view-consistency tuning on quality-verified samples
-    batch_size: int = 8  # examples per step
-    lr: float = 2e-3  # Adam learning rate, cosine-decayed to 10 % within each stage
-    pairs_per_sample: int = 4  # stage 1 view pairs drawn from each sample's frames
-    generic: str = (
-        "unposed"  # stage 1 pairs: "unposed" (no camera information, as a generic generator's data) or "posed"
-    )
-    heldout: float = 0.1  # fraction of scenes kept out of training (by a hash of the scene id)
-    eval_every: int = 50  # steps between held-out losses
-    save_every: int = 100  # steps between resumable checkpoints
-    threads: int = 1  # torch threads (0: torch's default; 1 is fastest on a shared 2-core machine)
-    seed: int = 0  # batches and initial weights
-
-
-STAGES = (
-    "pretrained",
-    "tuned",
-)  # checkpoint folder of each stage: generic pre-training, view-consistency tuning
+STAGES = ("pretrained", "tuned")   # checkpoint folder of each stage: generic pre-training, view-consistency tuning
 
 # %% ../nbs/13b_tune_wm.ipynb #a82bb2a7
 def is_heldout(scene_id: str, frac: float) -> bool:
@@ -78,90 +71,54 @@ def _example(frames: list, ref_i: int, target, pose, mcfg) -> tuple:
     "(input, warp, valid, target) tensors of one example: `frames[ref_i]` is the reference, all frames are warped."
     import torch
     from astra_wb.learned_sim import warp_inputs
-
     views = [_view(f, i + 1) for i, f in enumerate(frames)]
     ref = views[ref_i]
-    x, warp, valid, _ = warp_inputs(
-        [ref] + [v for v in views if v is not ref],
-        ref,
-        pose,
-        target.K,
-        target.rgb.shape[1],
-        target.rgb.shape[0],
-        decompose(ref.pose, pose),
-        mcfg,
-    )
-    tgt = torch.from_numpy(np.array(target.rgb, np.uint8)).permute(2, 0, 1)[
-        None
-    ]  # a copy: the frame may be read-only
+    x, warp, valid, _ = warp_inputs([ref] + [v for v in views if v is not ref], ref, pose, target.K, target.rgb.shape[1],
+                                    target.rgb.shape[0], decompose(ref.pose, pose), mcfg)
+    tgt = torch.from_numpy(np.array(target.rgb, np.uint8)).permute(2, 0, 1)[None]   # a copy: the frame may be read-only
     return x.half(), (warp * 255).round().to(torch.uint8), valid.bool(), tgt
-
 
 def tune_example(s, size: int, mcfg) -> tuple:
     "A view-consistency example: all contexts, the source as reference, the target camera from the motion."
     frames = [resize_frame(f, size) for f in s.contexts]
-    return _example(
-        frames,
-        s.source_index,
-        resize_frame(s.target, size),
-        s.motion.apply(frames[s.source_index].pose),
-        mcfg,
-    )
-
+    return _example(frames, s.source_index, resize_frame(s.target, size), s.motion.apply(frames[s.source_index].pose), mcfg)
 
 def pair_examples(s, size: int, n: int, rng, mcfg, posed: bool = False) -> list[tuple]:
     "`n` generic examples: random ordered pairs of the sample's frames, one view in, the other out."
     frames = [resize_frame(f, size) for f in [*s.contexts, s.target]]
     pairs = [(a, b) for a in range(len(frames)) for b in range(len(frames)) if a != b]
     # unposed: no camera relation is known, so the input view warps onto itself and the motion input is zero
-    return [
-        _example([frames[a]], 0, frames[b], frames[b if posed else a].pose, mcfg)
-        for a, b in (pairs[i] for i in rng.permutation(len(pairs))[:n])
-    ]
+    return [_example([frames[a]], 0, frames[b], frames[b if posed else a].pose, mcfg)
+            for a, b in (pairs[i] for i in rng.permutation(len(pairs))[:n])]
 
 # %% ../nbs/13b_tune_wm.ipynb #75680d9d
 @dataclass
 class Examples:
     "Stacked training examples: network inputs, warps, valid masks and target images."
-
-    x: object  # (N, 16, h, w) float16
-    warp: object  # (N, 3, H, W) uint8
-    valid: object  # (N, 1, H, W) bool
-    target: object  # (N, 3, H, W) uint8
+    x: object          # (N, 16, h, w) float16
+    warp: object       # (N, 3, H, W) uint8
+    valid: object      # (N, 1, H, W) bool
+    target: object     # (N, 3, H, W) uint8
 
     @classmethod
     def stack(cls, examples: list) -> "Examples":
         import torch
-
-        if not examples:
-            raise ValueError("no training examples")
+        if not examples: raise ValueError("no training examples")
         return cls(*[torch.cat(t) for t in zip(*examples)])
 
-    def __len__(self) -> int:
-        return len(self.x)
-
+    def __len__(self) -> int: return len(self.x)
     def batch(self, idx) -> tuple:
-        return (
-            self.x[idx].float(),
-            self.warp[idx].float() / 255,
-            self.valid[idx].float(),
-            self.target[idx].float() / 255,
-        )
+        return self.x[idx].float(), self.warp[idx].float() / 255, self.valid[idx].float(), self.target[idx].float() / 255
 
 # %% ../nbs/13b_tune_wm.ipynb #34b0fc65
-def build_examples(
-    samples: list, cfg: TuneConfig, mcfg, stage: str, progress: bool = False
-) -> Examples | None:
+def build_examples(samples: list, cfg: TuneConfig, mcfg, stage: str, progress: bool = False) -> Examples | None:
     "The examples of one stage (`pretrained`: generic pairs; `tuned`: verified samples), or None when there are none."
     from tqdm.auto import tqdm
-
     rng = np.random.default_rng([cfg.seed, STAGES.index(stage)])
     out = []
     for s in tqdm(samples, desc=f"examples ({stage})", disable=not progress):
-        if stage == "pretrained":
-            out += pair_examples(s, cfg.size, cfg.pairs_per_sample, rng, mcfg, cfg.generic == "posed")
-        elif is_verified(s):
-            out.append(tune_example(s, cfg.size, mcfg))
+        if stage == "pretrained": out += pair_examples(s, cfg.size, cfg.pairs_per_sample, rng, mcfg, cfg.generic == "posed")
+        elif is_verified(s): out.append(tune_example(s, cfg.size, mcfg))
     return Examples.stack(out) if out else None
 
 # %% ../nbs/13b_tune_wm.ipynb #ef3744e5
@@ -169,46 +126,36 @@ def save_state(model, opt, folder, step: int, record: dict) -> Path:
     "Model, Adam moments and the step of a run in progress (state.json is the completion marker)."
     import torch
     from safetensors.torch import save_file
-
     folder = Path(folder)
     (folder / "state.json").unlink(missing_ok=True)
     model.record = dict(record, steps_done=step)
     model.save_pretrained(folder)
     tensors = {}
     for i, p in enumerate(model.parameters()):
-        for k, v in opt.state.get(p, {}).items():
-            tensors[f"{i}.{k}"] = torch.as_tensor(v).float().reshape(-1).contiguous()
+        for k, v in opt.state.get(p, {}).items(): tensors[f"{i}.{k}"] = torch.as_tensor(v).float().reshape(-1).contiguous()
     save_file(tensors, str(folder / "optimizer.safetensors"))
     (folder / "state.json").write_text(json.dumps({"step": step}))
     return folder
-
 
 def load_state(model, opt, folder) -> int:
     "Restore what `save_state` wrote; returns the step to continue from (0 when there is nothing to resume)."
     from safetensors.torch import load_file
     from astra_wb.learned_sim import LearnedSim
-
     folder = Path(folder)
-    if not (folder / "state.json").exists():
-        return 0
+    if not (folder / "state.json").exists(): return 0
     model.load_state_dict(LearnedSim.from_pretrained(folder).state_dict())
     t = load_file(str(folder / "optimizer.safetensors"))
     for i, p in enumerate(model.parameters()):
         if f"{i}.exp_avg" in t:
-            opt.state[p] = {
-                "step": t[f"{i}.step"].reshape(()),
-                "exp_avg": t[f"{i}.exp_avg"].reshape(p.shape),
-                "exp_avg_sq": t[f"{i}.exp_avg_sq"].reshape(p.shape),
-            }
+            opt.state[p] = {"step": t[f"{i}.step"].reshape(()), "exp_avg": t[f"{i}.exp_avg"].reshape(p.shape),
+                            "exp_avg_sq": t[f"{i}.exp_avg_sq"].reshape(p.shape)}
     return int(json.loads((folder / "state.json").read_text())["step"])
 
 # %% ../nbs/13b_tune_wm.ipynb #2100208b
 def val_loss(model, ex: Examples | None, n: int = 64) -> float | None:
     "Mean L1 of the model on the first `n` examples of `ex` (None without examples)."
     import torch
-
-    if ex is None:
-        return None
+    if ex is None: return None
     was, m, total = model.training, min(n, len(ex)), 0.0
     model.eval()
     with torch.no_grad():
@@ -218,65 +165,38 @@ def val_loss(model, ex: Examples | None, n: int = 64) -> float | None:
     model.train(was)
     return total / m
 
-
 def _lr(cfg: TuneConfig, step: int, steps: int) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(steps, 1))))
 
 # %% ../nbs/13b_tune_wm.ipynb #746655f9
-def train_stage(
-    model,
-    train: Examples,
-    vals: dict,
-    steps: int,
-    cfg: TuneConfig,
-    out,
-    stage: str,
-    record: dict,
-    progress: bool = True,
-):
+def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig, out, stage: str, record: dict,
+                progress: bool = True):
     "Train `model` for `steps` on `train` (resuming `out/<stage>-last`); saves `out/<stage>` and logs to `out/log.jsonl`."
     import torch
     from tqdm.auto import tqdm
-
     out, opt = Path(out), torch.optim.Adam(model.parameters(), lr=cfg.lr)
     out.mkdir(parents=True, exist_ok=True)
     start = load_state(model, opt, out / f"{stage}-last")
     log = out / "log.jsonl"
-    keep = (
-        [
-            r
-            for r in map(json.loads, log.read_text().splitlines())
-            if r["stage"] != stage or r["step"] <= start
-        ]
-        if log.exists()
-        else []
-    )
-    log.write_text("".join(json.dumps(r) + "\n" for r in keep))  # drop rows of steps a crash lost
+    keep = [r for r in map(json.loads, log.read_text().splitlines()) if r["stage"] != stage or r["step"] <= start] if log.exists() else []
+    log.write_text("".join(json.dumps(r) + "\n" for r in keep))   # drop rows of steps a crash lost
     model.train()
     t0 = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"tune-wm {stage}", disable=not progress)
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         *inp, tgt = train.batch(torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)))
-        for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step, steps)
+        for g in opt.param_groups: g["lr"] = _lr(cfg, step, steps)
         loss = (model(*inp) - tgt).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
-            row = {
-                "stage": stage,
-                "step": step + 1,
-                "loss": round(loss.item(), 5),
-                "seconds": round(time.time() - t0, 2),
-            }
+            row = {"stage": stage, "step": step + 1, "loss": round(loss.item(), 5), "seconds": round(time.time() - t0, 2)}
             row |= {f"val_{k}": val_loss(model, v) for k, v in vals.items()}
-            with log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-        if (step + 1) % cfg.save_every == 0 and step + 1 < steps:
-            save_state(model, opt, out / f"{stage}-last", step + 1, record)
+            with log.open("a") as f: f.write(json.dumps(row) + "\n")
+        if (step + 1) % cfg.save_every == 0 and step + 1 < steps: save_state(model, opt, out / f"{stage}-last", step + 1, record)
     model.record = dict(record, steps_done=steps)
     return model.save_pretrained(out / stage)
 
@@ -284,14 +204,9 @@ def train_stage(
 def data_record(folder, samples: list, heldout: list) -> dict:
     "What a checkpoint saw: the data folder, a digest per shard, scenes (train / held out) and sample ids."
     shards = sorted(Path(folder, "data").glob("*.parquet"))
-    return {
-        "data": str(folder),
-        "shards": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in shards},
-        "train_scenes": sorted({s.scene_id for s in samples}),
-        "heldout_scenes": sorted({s.scene_id for s in heldout}),
-        "train_samples": [s.sample_id for s in samples],
-    }
-
+    return {"data": str(folder), "shards": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in shards},
+            "train_scenes": sorted({s.scene_id for s in samples}), "heldout_scenes": sorted({s.scene_id for s in heldout}),
+            "train_samples": [s.sample_id for s in samples]}
 
 def _check_config(out: Path, cfg: TuneConfig, mcfg):
     path, now = out / "tune_config.json", {"tune": asdict(cfg), "model": asdict(mcfg)}
@@ -302,109 +217,55 @@ def _check_config(out: Path, cfg: TuneConfig, mcfg):
     path.write_text(json.dumps(now, indent=1))
 
 # %% ../nbs/13b_tune_wm.ipynb #34b114ba
-def tune_wm(
-    data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | None = None, progress: bool = True
-) -> dict:
+def tune_wm(data, out, cfg: TuneConfig | None = None, mcfg=None, limit: int | None = None, progress: bool = True) -> dict:
     "Pre-train then tune the learned simulator on the wm_data folder `data`; checkpoints in `out/pretrained`, `out/tuned`."
     import torch
     from astra_wb.learned_sim import LearnedSim, LearnedSimConfig
-
     cfg, mcfg, out = cfg or TuneConfig(), mcfg or LearnedSimConfig(), Path(out)
     samples = read_wm_data(data, limit)
     train = [s for s in samples if not is_heldout(s.scene_id, cfg.heldout)]
     held = [s for s in samples if is_heldout(s.scene_id, cfg.heldout)]
-    if not train:
-        raise ValueError(f"{data}: no training samples (read {len(samples)}, all in held-out scenes)")
+    if not train: raise ValueError(f"{data}: no training samples (read {len(samples)}, all in held-out scenes)")
     _check_config(out, cfg, mcfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads: torch.set_num_threads(cfg.threads)
     record, t0 = data_record(data, train, held), time.time()
-    vals = {
-        "tune": build_examples(held, cfg, mcfg, "tuned"),
-        "pairs": build_examples(held, cfg, mcfg, "pretrained"),
-    }
+    vals = {"tune": build_examples(held, cfg, mcfg, "tuned"), "pairs": build_examples(held, cfg, mcfg, "pretrained")}
     for stage, steps in zip(STAGES, (cfg.pretrain_steps, cfg.tune_steps)):
-        if (out / stage / "config.json").exists():
-            continue
+        if (out / stage / "config.json").exists(): continue
         ex = build_examples(train, cfg, mcfg, stage, progress)
-        if ex is None:
-            raise ValueError(f"{data}: no {stage} examples (no training sample passes the SFT checks)")
+        if ex is None: raise ValueError(f"{data}: no {stage} examples (no training sample passes the SFT checks)")
         torch.manual_seed(cfg.seed)
-        model = (
-            LearnedSim(mcfg) if stage == STAGES[0] else LearnedSim.from_pretrained(out / STAGES[0]).train()
-        )
-        train_stage(
-            model,
-            ex,
-            vals,
-            steps,
-            cfg,
-            out,
-            stage,
-            dict(record, stage=stage, examples=len(ex), steps=steps),
-            progress,
-        )
-    return {
-        "out": str(out),
-        "train_samples": len(train),
-        "heldout_samples": len(held),
-        "seconds": round(time.time() - t0, 1),
-    }
+        model = LearnedSim(mcfg) if stage == STAGES[0] else LearnedSim.from_pretrained(out / STAGES[0]).train()
+        train_stage(model, ex, vals, steps, cfg, out, stage, dict(record, stage=stage, examples=len(ex), steps=steps), progress)
+    return {"out": str(out), "train_samples": len(train), "heldout_samples": len(held), "seconds": round(time.time() - t0, 1)}
 
 # %% ../nbs/13b_tune_wm.ipynb #8194e353
-CONTROL = "control-posed-pretrained"  # optional checkpoint folder in a run: stage 1 on posed pairs, no tuning
-
+CONTROL = "control-posed-pretrained"   # optional checkpoint folder in a run: stage 1 on posed pairs, no tuning
 
 def table2_simulators(run) -> dict:
     "The simulators of Table 2, by label: untuned, tuned, (the control if the run has it), copy, reproject, oracle (privileged)."
     from astra_wb.simulators import get_simulator
-
     run = Path(run)
-    sims = {
-        "learned untuned (generic)": get_simulator(f"learned:{run / 'pretrained'}"),
-        "learned tuned": get_simulator(f"learned:{run / 'tuned'}"),
-    }
-    if (
-        run / CONTROL
-    ).exists():  # a model pre-trained on posed pairs (warp + motion), never tuned: the control
+    sims = {"learned untuned (generic)": get_simulator(f"learned:{run / 'pretrained'}"),
+            "learned tuned": get_simulator(f"learned:{run / 'tuned'}")}
+    if (run / CONTROL).exists():   # a model pre-trained on posed pairs (warp + motion), never tuned: the control
         sims["control: posed-pair pre-training"] = get_simulator(f"learned:{run / CONTROL}")
     # the floor: a generator that ignores the motion and returns its input view, the way generic editors often fail
-    return sims | {
-        "copy (floor)": get_simulator("copy"),
-        "reproject": get_simulator("reproject"),
-        "oracle (privileged)": get_simulator("oracle"),
-    }
-
+    return sims | {"copy (floor)": get_simulator("copy"), "reproject": get_simulator("reproject"),
+                   "oracle (privileged)": get_simulator("oracle")}
 
 def reference_only(s):
     "The same sample with its source as the only context view: the harder call, where the warp leaves holes to fill."
     from dataclasses import replace
-
     return replace(s, contexts=[s.contexts[s.source_index]], source_index=0)
 
+FILL_COVERAGE = (0.4, 0.84)   # the test set's coverage window: below the SFT threshold (0.85), so filling matters
 
-FILL_COVERAGE = (
-    0.4,
-    0.84,
-)  # the test set's coverage window: below the SFT threshold (0.85), so filling matters
-
-
-def sim_table(
-    run,
-    test_set,
-    per_source: int = 200,
-    image_size: int = 256,
-    limit: int | None = None,
-    progress: bool = True,
-    ref_only: bool = False,
-    coverage: tuple = FILL_COVERAGE,
-):
+def sim_table(run, test_set, per_source: int = 200, image_size: int = 256, limit: int | None = None, progress: bool = True,
+              ref_only: bool = False, coverage: tuple = FILL_COVERAGE):
     "(summaries, rows) of the simulators on the held-out test set in `test_set` (built there when empty, in `coverage`)."
     from astra_wb.sim_quality import build_test_set, score_simulators, TEST_SEED
-
-    cfg = WMDataConfig(
-        image_size=image_size, seed=TEST_SEED, min_coverage=coverage[0], max_coverage=coverage[1]
-    )
+    cfg = WMDataConfig(image_size=image_size, seed=TEST_SEED, min_coverage=coverage[0], max_coverage=coverage[1])
     samples = build_test_set(test_set, per_source, cfg=cfg, progress=progress)
     samples = [reference_only(s) for s in samples] if ref_only else samples
     return score_simulators(table2_simulators(run), samples[:limit], progress=progress)
@@ -412,127 +273,74 @@ def sim_table(
 # %% ../nbs/13b_tune_wm.ipynb #637c7a7b
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     "The Wilson score interval of k successes in n trials (95 % by default)."
-    if n == 0:
-        return (0.0, 1.0)
+    if n == 0: return (0.0, 1.0)
     p, d = k / n, 1 + z * z / n
     c, h = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (max(0.0, c - h), min(1.0, c + h))
 
-
 def imagination_questions(n: int, seed: int = 0, family: str = "perspective") -> tuple[list, str]:
     "(questions, how chosen): the bench's questions labelled `family` if it labels any, else the `needs_imagination` ones."
     from astra_wb.synthqa import generate_bench
-
     bench = generate_bench(n, seed=seed)
     tagged = [s for s in bench if family in {v for v in s.meta.values() if isinstance(v, str)}]
-    if tagged:
-        return tagged, family
+    if tagged: return tagged, family
     return [s for s in bench if s.meta.get("needs_imagination")], "needs_imagination"
 
 # %% ../nbs/13b_tune_wm.ipynb #0a61646b
-def downstream(
-    run,
-    out,
-    n: int = 200,
-    seed: int = 0,
-    modes=("forced", "agentic"),
-    policy: str = "expert",
-    progress: bool = True,
-) -> tuple[list[dict], str]:
+def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"), policy: str = "expert",
+               progress: bool = True) -> tuple[list[dict], str]:
     "(rows, how questions were chosen): accuracy with a Wilson 95 % interval per simulator x mode for a fixed policy."
     from astra_wb.benchmarks import SynthBench
     from astra_wb.eval import EvalConfig, run_eval
-
     qs, how = imagination_questions(n, seed)
     rows = []
     for label, sim in table2_simulators(run).items():
         for mode in modes:
-            cfg = EvalConfig(
-                benchmark="synth",
-                policy=policy,
-                simulator=sim.name,
-                mode=mode,
-                forced_k=2,
-                synth_n=n,
-                synth_seed=seed,
-                save_trajectories=False,
-                name=f"{label} {mode}",
-            )
+            cfg = EvalConfig(benchmark="synth", policy=policy, simulator=sim.name, mode=mode, forced_k=2, synth_n=n,
+                             synth_seed=seed, save_trajectories=False, name=f"{label} {mode}")
             slug = "".join(c if c.isalnum() else "-" for c in f"{label}-{mode}")
             r = run_eval(cfg, Path(out) / slug, benchmark=SynthBench(samples=qs), simulator=sim)
             k = sum(bool(x["correct"]) for x in r.rows)
-            rows.append(
-                {
-                    "simulator": label,
-                    "mode": mode,
-                    "n": len(r.rows),
-                    "correct": k,
-                    "accuracy": k / max(len(r.rows), 1),
-                    "ci95": wilson(k, len(r.rows)),
-                    "calls_per_row": r.metrics["calls_per_row"],
-                }
-            )
-            if progress:
-                print(f"{label:<28} {mode:<8} {rows[-1]['accuracy']:.3f}", file=sys.stderr)
+            rows.append({"simulator": label, "mode": mode, "n": len(r.rows), "correct": k, "accuracy": k / max(len(r.rows), 1),
+                         "ci95": wilson(k, len(r.rows)), "calls_per_row": r.metrics["calls_per_row"]})
+            if progress: print(f"{label:<28} {mode:<8} {rows[-1]['accuracy']:.3f}", file=sys.stderr)
     return rows, how
 
 # %% ../nbs/13b_tune_wm.ipynb #42767a96
 def format_downstream(rows: list[dict], how: str = "") -> str:
     "The downstream table: accuracy [95 % interval] per simulator (rows) and mode (columns)."
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    lines = [
-        f"{'simulator':<28}" + "".join(f"{m:>24}" for m in modes) + (f"   (questions: {how})" if how else "")
-    ]
+    lines = [f"{'simulator':<28}" + "".join(f"{m:>24}" for m in modes) + (f"   (questions: {how})" if how else "")]
     for sim in dict.fromkeys(r["simulator"] for r in rows):
         cell = {r["mode"]: r for r in rows if r["simulator"] == sim}
-        lines.append(
-            f"{sim:<28}"
-            + "".join(
-                (
-                    f"{cell[m]['accuracy']:>8.3f} [{cell[m]['ci95'][0]:.3f}, {cell[m]['ci95'][1]:.3f}]"
-                    if m in cell
-                    else f"{'-':>24}"
-                )
-                for m in modes
-            )
-            + f"   n={next(iter(cell.values()))['n']}"
-        )
+        lines.append(f"{sim:<28}" + "".join(f"{cell[m]['accuracy']:>8.3f} [{cell[m]['ci95'][0]:.3f}, {cell[m]['ci95'][1]:.3f}]"
+                                            if m in cell else f"{'-':>24}" for m in modes) + f"   n={next(iter(cell.values()))['n']}")
     return "\n".join(lines)
 
 # %% ../nbs/13b_tune_wm.ipynb #12dd685b
 def curves_figure(run, title: str = "learned simulator: L1 by step"):
     "A plotly figure of the training loss and the held-out losses, both stages on one step axis."
     import plotly.graph_objects as go
-
     rows = [json.loads(l) for l in Path(run, "log.jsonl").read_text().splitlines()]
     pre = max([r["step"] for r in rows if r["stage"] == STAGES[0]], default=0)
     x = [r["step"] + (pre if r["stage"] == STAGES[1] else 0) for r in rows]
     fig = go.Figure()
-    for key, name in (
-        ("loss", "train batch"),
-        ("val_pairs", "held-out: generic pairs"),
-        ("val_tune", "held-out: verified samples"),
-    ):
+    for key, name in (("loss", "train batch"), ("val_pairs", "held-out: generic pairs"), ("val_tune", "held-out: verified samples")):
         fig.add_scatter(x=x, y=[r.get(key) for r in rows], name=name, mode="lines+markers")
     fig.add_vline(x=pre, line_dash="dot", annotation_text="tuning starts")
-    return fig.update_layout(
-        title=title, xaxis_title="step", yaxis_title="L1 (0-1 colour)", height=360, width=720
-    )
+    return fig.update_layout(title=title, xaxis_title="step", yaxis_title="L1 (0-1 colour)", height=360, width=720)
 
 # %% ../nbs/13b_tune_wm.ipynb #245203e1
 def _label(img: Image.Image, text: str) -> Image.Image:
     from PIL import ImageDraw
-
     out = Image.new("RGB", (img.width, img.height + 14), "white")
     out.paste(img, (0, 14))
     ImageDraw.Draw(out).text((2, 1), text[:34], fill="black")
     return out
 
-
 def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int = 192) -> Image.Image:
     "A grid: per sample, the reference, each simulator's imagined view (with its pose verdict) and the target."
     from astra_wb.wm_data import to_protocol_sample
-
     lines = []
     for s in samples:
         ref = Image.fromarray(s.contexts[s.source_index].rgb)
@@ -540,16 +348,8 @@ def side_by_side(sims: dict, samples: list, rows: dict | None = None, size: int 
         for name, sim in sims.items():
             img = sim.imagine(to_protocol_sample(s, s.sample_id), [], s.source_index + 1, s.motion).image
             r = next((x for x in (rows or {}).get(name, []) if x["id"] == s.sample_id), None)
-            verdict = (
-                ""
-                if r is None
-                else f": {'pose ok' if r['pose_ok'] else r['pose_reason']}, R {r['recall']:.2f}"
-            )
-            cells.append(
-                _label(
-                    img.resize((size, size)), name.replace("learned ", "").replace(" (generic)", "") + verdict
-                )
-            )
+            verdict = "" if r is None else f": {'pose ok' if r['pose_ok'] else r['pose_reason']}, R {r['recall']:.2f}"
+            cells.append(_label(img.resize((size, size)), name.replace("learned ", "").replace(" (generic)", "") + verdict))
         cells.append(_label(Image.fromarray(s.target.rgb).resize((size, size)), "target"))
         lines.append(np.concatenate([np.asarray(c) for c in cells], 1))
     return Image.fromarray(np.concatenate(lines, 0))
@@ -570,40 +370,21 @@ def bagel_row(row: dict) -> dict:
     "One Bagel `unified_edit` row from one wm_data row: [source, target] images and the motion as the instruction."
     src = int(row["source_index"])
     text = row["instruction"][0].upper() + row["instruction"][1:] + "."
-    return {
-        "id": row["id"],
-        "image_list": [row["context_images"][src]["bytes"], row["target_image"]["bytes"]],
-        "instruction_list": [[text]],
-        "context_images": [c["bytes"] for c in row["context_images"]],
-        "source_index": src,
-        "prompt": row["prompt"],
-    }
-
+    return {"id": row["id"], "image_list": [row["context_images"][src]["bytes"], row["target_image"]["bytes"]],
+            "instruction_list": [[text]], "context_images": [c["bytes"] for c in row["context_images"]],
+            "source_index": src, "prompt": row["prompt"]}
 
 def _bagel_schema():
     import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("image_list", pa.list_(pa.binary())),
-            ("instruction_list", pa.list_(pa.list_(pa.string()))),
-            ("context_images", pa.list_(pa.binary())),
-            ("source_index", pa.int32()),
-            ("prompt", pa.string()),
-        ]
-    )
+    return pa.schema([("id", pa.string()), ("image_list", pa.list_(pa.binary())), ("instruction_list", pa.list_(pa.list_(pa.string()))),
+                      ("context_images", pa.list_(pa.binary())), ("source_index", pa.int32()), ("prompt", pa.string())])
 
 # %% ../nbs/13b_tune_wm.ipynb #0f64cf7d
-def export_bagel(
-    data, out, name: str = "astra_wm", row_group_size: int = 64, only_verified: bool = True
-) -> dict:
+def export_bagel(data, out, name: str = "astra_wm", row_group_size: int = 64, only_verified: bool = True) -> dict:
     "Write `data`'s samples as Bagel `unified_edit` parquet + parquet_info + a `DATASET_INFO` entry; returns the entry."
     import pyarrow as pa, pyarrow.parquet as pq
-
     shards = sorted(Path(data, "data").glob("*.parquet"))
-    if not shards:
-        raise FileNotFoundError(f"{data}: no wm_data shards under data/")
+    if not shards: raise FileNotFoundError(f"{data}: no wm_data shards under data/")
     out = Path(out)
     (out / name).mkdir(parents=True, exist_ok=True)
     info, total = {}, 0
@@ -611,168 +392,77 @@ def export_bagel(
         rows = pq.read_table(p).to_pylist()
         if only_verified:
             from astra_wb.wm_data import row_to_sample
-
             rows = [r for r in rows if is_verified(row_to_sample(r))]
-        if not rows:
-            continue
+        if not rows: continue
         dst = (out / name / p.name).resolve()
-        pq.write_table(
-            pa.Table.from_pylist([bagel_row(r) for r in rows], schema=_bagel_schema()),
-            dst,
-            row_group_size=row_group_size,
-        )
+        pq.write_table(pa.Table.from_pylist([bagel_row(r) for r in rows], schema=_bagel_schema()), dst, row_group_size=row_group_size)
         info[str(dst)] = {"num_row_groups": pq.ParquetFile(dst).num_row_groups, "num_rows": len(rows)}
         total += len(rows)
     (out / "parquet_info").mkdir(exist_ok=True)
     (out / "parquet_info" / f"{name}.json").write_text(json.dumps(info, indent=1))
-    entry = {
-        "unified_edit": {
-            name: {
-                "data_dir": str((out / name).resolve()),
-                "num_files": len(info),
-                "num_total_samples": total,
-                "parquet_info_path": str((out / "parquet_info" / f"{name}.json").resolve()),
-            }
-        }
-    }
+    entry = {"unified_edit": {name: {"data_dir": str((out / name).resolve()), "num_files": len(info), "num_total_samples": total,
+                                     "parquet_info_path": str((out / "parquet_info" / f"{name}.json").resolve())}}}
     (out / "dataset_info.json").write_text(json.dumps(entry, indent=1))
     return entry
 
 # %% ../nbs/13b_tune_wm.ipynb #21a4d9fe
 def _args(argv):
     import argparse
-
-    p = argparse.ArgumentParser(
-        prog="astra-wb tune-wm", description="Train the learned world simulator (two stages) and measure it."
-    )
+    p = argparse.ArgumentParser(prog="astra-wb tune-wm", description="Train the learned world simulator (two stages) and measure it.")
     sub = p.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="pre-train on generic view pairs, then tune on quality-verified samples")
-    t.add_argument("data", help="a make-wm-data folder")
-    t.add_argument("out", help="run folder (resumed if it exists)")
+    t.add_argument("data", help="a make-wm-data folder"); t.add_argument("out", help="run folder (resumed if it exists)")
     d = TuneConfig()
-    for k in (
-        "size",
-        "pretrain_steps",
-        "tune_steps",
-        "batch_size",
-        "lr",
-        "pairs_per_sample",
-        "generic",
-        "heldout",
-        "threads",
-        "seed",
-    ):
+    for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "pairs_per_sample", "generic", "heldout", "threads", "seed"):
         t.add_argument("--" + k.replace("_", "-"), type=type(getattr(d, k)), default=getattr(d, k))
     t.add_argument("--limit", type=int, default=None, help="read at most this many samples")
     e = sub.add_parser("table2", help="simulator table + downstream table on held-out scenes")
     e.add_argument("run", help="a run folder written by `tune-wm train`")
-    e.add_argument(
-        "--test-set", default=None, help="wm_data test folder (default RUN/test-set; built when empty)"
-    )
-    e.add_argument("--per-source", type=int, default=200)
-    e.add_argument("--image-size", type=int, default=256)
-    e.add_argument(
-        "--coverage",
-        type=float,
-        nargs=2,
-        default=FILL_COVERAGE,
-        metavar=("MIN", "MAX"),
-        help="coverage window of the test set when it is built (default: below the SFT threshold)",
-    )
+    e.add_argument("--test-set", default=None, help="wm_data test folder (default RUN/test-set; built when empty)")
+    e.add_argument("--per-source", type=int, default=200); e.add_argument("--image-size", type=int, default=256)
+    e.add_argument("--coverage", type=float, nargs=2, default=FILL_COVERAGE, metavar=("MIN", "MAX"),
+                   help="coverage window of the test set when it is built (default: below the SFT threshold)")
     e.add_argument("--questions", type=int, default=200, help="synthetic bench size for the downstream table")
     e.add_argument("--no-downstream", action="store_true")
-    e.add_argument(
-        "--reference-only",
-        action="store_true",
-        help="also score the calls with the source as the only context view",
-    )
-    e.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
-    )
+    e.add_argument("--reference-only", action="store_true", help="also score the calls with the source as the only context view")
+    e.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     b = sub.add_parser("export-bagel", help="write the SFT samples in Bagel's unified_edit layout")
-    b.add_argument("data")
-    b.add_argument("out")
-    b.add_argument("--name", default="astra_wm")
-    for q in (t, e):
-        q.add_argument("--no-progress", action="store_true")
+    b.add_argument("data"); b.add_argument("out"); b.add_argument("--name", default="astra_wm")
+    for q in (t, e): q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 # %% ../nbs/13b_tune_wm.ipynb #4b8e3feb
 def cli_tune_wm(argv: list[str]) -> int:
     "`astra-wb tune-wm train|table2|export-bagel ...`"
     from astra_wb.sim_quality import format_table
-
     a = _args(argv)
     try:
         if a.action == "train":
-            cfg = TuneConfig(
-                **{
-                    k: getattr(a, k)
-                    for k in (
-                        "size",
-                        "pretrain_steps",
-                        "tune_steps",
-                        "batch_size",
-                        "lr",
-                        "pairs_per_sample",
-                        "generic",
-                        "heldout",
-                        "threads",
-                        "seed",
-                    )
-                }
-            )
+            cfg = TuneConfig(**{k: getattr(a, k) for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr",
+                                                           "pairs_per_sample", "generic", "heldout", "threads", "seed")})
             print(json.dumps(tune_wm(a.data, a.out, cfg, limit=a.limit, progress=not a.no_progress)))
         elif a.action == "table2":
             import torch
-
-            if a.threads:
-                torch.set_num_threads(a.threads)
+            if a.threads: torch.set_num_threads(a.threads)
             test_set = a.test_set or Path(a.run) / "test-set"
-            summaries, rows = sim_table(
-                a.run,
-                test_set,
-                a.per_source,
-                a.image_size,
-                progress=not a.no_progress,
-                coverage=tuple(a.coverage),
-            )
-            Path(a.run, "table2.json").write_text(
-                json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str)
-            )
+            summaries, rows = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress,
+                                        coverage=tuple(a.coverage))
+            Path(a.run, "table2.json").write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
             print(format_table(summaries))
             ids = pick_cases(rows)
             samples = [s for s in read_wm_data(test_set) if s.sample_id in ids]
-            shown = {
-                k: v
-                for k, v in table2_simulators(a.run).items()
-                if k.startswith("learned") or k == "reproject"
-            }
+            shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k == "reproject"}
             side_by_side(shown, samples, rows).save(Path(a.run, "cases.png"))
             if a.reference_only:
-                ref_summaries, _ = sim_table(
-                    a.run,
-                    test_set,
-                    a.per_source,
-                    a.image_size,
-                    progress=not a.no_progress,
-                    ref_only=True,
-                    coverage=tuple(a.coverage),
-                )
-                Path(a.run, "table2_reference_only.json").write_text(
-                    json.dumps(ref_summaries, indent=1, default=str)
-                )
+                ref_summaries, _ = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress, ref_only=True,
+                                             coverage=tuple(a.coverage))
+                Path(a.run, "table2_reference_only.json").write_text(json.dumps(ref_summaries, indent=1, default=str))
                 print("source as the only context view:\n" + format_table(ref_summaries))
             if not a.no_downstream:
-                rows, how = downstream(
-                    a.run, Path(a.run) / "downstream", a.questions, progress=not a.no_progress
-                )
-                Path(a.run, "downstream.json").write_text(
-                    json.dumps({"questions": how, "rows": rows}, indent=1)
-                )
+                rows, how = downstream(a.run, Path(a.run) / "downstream", a.questions, progress=not a.no_progress)
+                Path(a.run, "downstream.json").write_text(json.dumps({"questions": how, "rows": rows}, indent=1))
                 print(format_downstream(rows, how))
-        else:
-            print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
+        else: print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
     except (FileNotFoundError, ValueError) as e:
         print(f"astra-wb tune-wm: error: {e}", file=sys.stderr)
         return 2

@@ -22,46 +22,25 @@ __all__ = ['LATENT_STRIDE', 'BAGEL_MAX_SIDE', 'BAGEL_SERVER_DEFAULTS', 'BAGEL_ED
 LATENT_STRIDE = 16  # Bagel's VAE downsample (8) x latent patch size (2): canvas sides are multiples of this
 BAGEL_MAX_SIDE = 1024  # max_latent_size (64) x LATENT_STRIDE for BAGEL-7B-MoT; other checkpoints may differ
 
-
-def bagel_canvas(
-    width: int, height: int, max_side: int = BAGEL_MAX_SIDE, stride: int = LATENT_STRIDE
-) -> tuple[int, int]:
+def bagel_canvas(width: int, height: int, max_side: int = BAGEL_MAX_SIDE, stride: int = LATENT_STRIDE) -> tuple[int, int]:
     "The (width, height) the server paints for an input image of this size when the request names no size."
     scale = min(max_side / max(width, height), 1.0)
-    scale = max(scale, min(256, max_side) / min(width, height))  # the short side is brought up to 256
+    scale = max(scale, min(256, max_side) / min(width, height))   # the short side is brought up to 256
     w = max(stride, round(width * scale / stride) * stride)
     h = max(stride, round(height * scale / stride) * stride)
     return min(w, max_side), min(h, max_side)
 
-
-def fit_canvas(
-    width: int, height: int, max_side: int = BAGEL_MAX_SIDE, stride: int = LATENT_STRIDE
-) -> tuple[int, int]:
+def fit_canvas(width: int, height: int, max_side: int = BAGEL_MAX_SIDE, stride: int = LATENT_STRIDE) -> tuple[int, int]:
     "A requested canvas the server accepts as-is: scaled down to fit `max_side`, floored to the stride."
     scale = min(1.0, max_side / max(width, height))
-    return max(stride, int(width * scale) // stride * stride), max(
-        stride, int(height * scale) // stride * stride
-    )
+    return max(stride, int(width * scale) // stride * stride), max(stride, int(height * scale) // stride * stride)
 
 # %% ../nbs/05b_vllm_omni.ipynb #0c0ceb35
-BAGEL_SERVER_DEFAULTS = dict(
-    cfg_text_scale=4.0,
-    cfg_img_scale=1.5,
-    cfg_interval=[0.4, 1.0],
-    cfg_renorm_type="global",
-    cfg_renorm_min=0.0,
-    timestep_shift=3.0,
-)  # what the server uses for keys it is not sent
-BAGEL_EDIT_GUIDANCE = dict(
-    cfg_text_scale=4.0,
-    cfg_img_scale=2.0,
-    cfg_interval=[0.0, 1.0],
-    cfg_renorm_type="text_channel",
-    cfg_renorm_min=0.0,
-    timestep_shift=3.0,
-)  # Bagel's image-editing defaults (app.py)
+BAGEL_SERVER_DEFAULTS = dict(cfg_text_scale=4.0, cfg_img_scale=1.5, cfg_interval=[0.4, 1.0], cfg_renorm_type="global",
+                             cfg_renorm_min=0.0, timestep_shift=3.0)   # what the server uses for keys it is not sent
+BAGEL_EDIT_GUIDANCE = dict(cfg_text_scale=4.0, cfg_img_scale=2.0, cfg_interval=[0.0, 1.0], cfg_renorm_type="text_channel",
+                           cfg_renorm_min=0.0, timestep_shift=3.0)     # Bagel's image-editing defaults (app.py)
 GUIDANCE = {"edit": BAGEL_EDIT_GUIDANCE, "server": {}}
-
 
 def gen_value(key: str, value):
     "A generation setting from a spec value, checked: numbers, `lo:hi` intervals, renorm type names."
@@ -69,10 +48,8 @@ def gen_value(key: str, value):
         raise ValueError(f"unknown generation setting {key!r}; known: {sorted(BAGEL_SERVER_DEFAULTS)}")
     if key == "cfg_interval":
         parts = value.split(":") if isinstance(value, str) else list(value)
-        try:
-            lo, hi = (float(p) for p in parts)
-        except (TypeError, ValueError):
-            raise ValueError(f"cfg_interval must be lo:hi, got {value!r}") from None
+        try: lo, hi = (float(p) for p in parts)
+        except (TypeError, ValueError): raise ValueError(f"cfg_interval must be lo:hi, got {value!r}") from None
         if not 0 <= lo < hi <= 1:
             raise ValueError(f"cfg_interval must satisfy 0 <= lo < hi <= 1, got {value!r}")
         return [lo, hi]
@@ -80,34 +57,24 @@ def gen_value(key: str, value):
         if value not in ("global", "channel", "text_channel"):
             raise ValueError(f"cfg_renorm_type must be global, channel or text_channel, got {value!r}")
         return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a number, got {value!r}") from None
+    try: return float(value)
+    except (TypeError, ValueError): raise ValueError(f"{key} must be a number, got {value!r}") from None
 
 # %% ../nbs/05b_vllm_omni.ipynb #f591ea06
 TEMPLATES = ("workbench", "astra")
-
 
 def astra_phrase(m: Motion) -> str:
     "A motion phrased as on the Astra project page: 'move forward by 1.5 meters parallel to the ground'."
     text = m.instruction()
     if m.kind in ("forward", "lateral"):
-        return (
-            re.sub(r"move (\S+) (\S+) (?:to the )?(\w+)", r"move \3 by \1 \2", text)
-            + " parallel to the ground"
-        )
-    if m.kind == "vertical":
-        return re.sub(r"move (\S+) (\S+) (\w+)", r"move \3 by \1 \2", text)
+        return re.sub(r"move (\S+) (\S+) (?:to the )?(\w+)", r"move \3 by \1 \2", text) + " parallel to the ground"
+    if m.kind == "vertical": return re.sub(r"move (\S+) (\S+) (\w+)", r"move \3 by \1 \2", text)
     return text
-
 
 def omni_instruction(m: Motion, template: str = "workbench") -> str:
     "The instruction sent to the world model; the reference is image 1 (workbench) or the last image (astra)."
-    if template == "workbench":
-        return render_instruction(m, 1)
-    if template == "astra":
-        return f"Based on the last image, {astra_phrase(m)}."
+    if template == "workbench": return render_instruction(m, 1)
+    if template == "astra": return f"Based on the last image, {astra_phrase(m)}."
     raise ValueError(f"unknown template {template!r}; expected one of {TEMPLATES}")
 
 # %% ../nbs/05b_vllm_omni.ipynb #1a2738be
@@ -117,29 +84,23 @@ def image_data_url(image: Image.Image, fmt: str = "PNG") -> str:
     image.convert("RGB").save(buf, format=fmt)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
-
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=\s]+)")
-
 
 def _b64_image(data: str) -> Image.Image:
     "An RGB PIL image from base64 `data` (the payload of a `_DATA_URL` match)."
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
-
 def _decode(u: str) -> Image.Image:
     m = _DATA_URL.search(u or "")
-    try:
-        return _b64_image(m.group(1) if m else u)
-    except Exception as e:
-        raise SimulatorError("backend", f"response image does not decode: {e}") from None
+    try: return _b64_image(m.group(1) if m else u)
+    except Exception as e: raise SimulatorError("backend", f"response image does not decode: {e}") from None
 
 # %% ../nbs/05b_vllm_omni.ipynb #ed8ed97f
 def image_from_response(data: dict) -> Image.Image:
     "The first image of a reply: chat content parts, a data URL in text, `message.images`, or images-API `data[].b64_json`."
     if isinstance(data, dict) and isinstance(data.get("data"), list) and data["data"]:
         return _decode((data["data"][0] or {}).get("b64_json") or "")
-    try:
-        msg = data["choices"][0]["message"]
+    try: msg = data["choices"][0]["message"]
     except (KeyError, IndexError, TypeError):
         raise SimulatorError("backend", f"response has no choices[0].message: {str(data)[:200]}") from None
     content, urls = msg.get("content"), []
@@ -148,54 +109,28 @@ def image_from_response(data: dict) -> Image.Image:
         if isinstance(p, dict):
             u = p.get("image_url")
             urls.append(u.get("url") if isinstance(u, dict) else u or p.get("url"))
-        elif isinstance(p, str):
-            urls.append(p)
+        elif isinstance(p, str): urls.append(p)
     for u in urls:
-        if _DATA_URL.search(u or ""):
-            return _decode(u)
-    raise SimulatorError(
-        "backend",
-        f"response message has no image data URL (content: {str(content)[:200]!r}); "
-        "is the server generating text? send modalities ['image']",
-    )
+        if _DATA_URL.search(u or ""): return _decode(u)
+    raise SimulatorError("backend", f"response message has no image data URL (content: {str(content)[:200]!r}); "
+                                    "is the server generating text? send modalities ['image']")
 
 # %% ../nbs/05b_vllm_omni.ipynb #f2c272ec
-_CLIENT_KEYS = dict(
-    model=None,
-    size=None,
-    steps=50,
-    seed=0,
-    max_context=3,
-    deployment="two-stage",
-    route="chat",
-    template="workbench",
-    guidance="edit",
-    max_images=4,
-    max_side=BAGEL_MAX_SIDE,
-)
-_NOT_IN_NAME = ("timeout", "retries", "backoff", "max_wait")  # settings that do not change the images
-
+_CLIENT_KEYS = dict(model=None, size=None, steps=50, seed=0, max_context=3, deployment="two-stage", route="chat",
+                    template="workbench", guidance="edit", max_images=4, max_side=BAGEL_MAX_SIDE)
+_NOT_IN_NAME = ("timeout", "retries", "backoff", "max_wait")   # settings that do not change the images
 
 def _split_url(url: str, kw: dict) -> str:
     "The URL without its query; query settings go into `kw` (explicit keyword arguments win)."
     base, _, query = url.partition("?")
-    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        kw.setdefault(k, v)
+    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True): kw.setdefault(k, v)
     return base.rstrip("/")
 
 # %% ../nbs/05b_vllm_omni.ipynb #df8084b6
 class VllmOmniSimulator:
     "Client for Bagel / Astra-WM served by vLLM-Omni (see the settings above)."
-
-    def __init__(
-        self,
-        url: str = "http://127.0.0.1:8091",
-        timeout: float = 120.0,
-        retries: int = 3,
-        backoff: float = 1.0,
-        max_wait: float = 60.0,
-        **settings,
-    ):
+    def __init__(self, url: str = "http://127.0.0.1:8091", timeout: float = 120.0, retries: int = 3, backoff: float = 1.0,
+                 max_wait: float = 60.0, **settings):
         self.url = _split_url(url, settings)
         if not re.match(r"^https?://", self.url):
             raise ValueError(f"vllm-omni url must start with http:// or https://, got {url!r}")
@@ -207,7 +142,7 @@ class VllmOmniSimulator:
             float(max_wait),
         )
         cfg = {k: settings.pop(k, v) for k, v in _CLIENT_KEYS.items()}
-        self.gen = {k: gen_value(k, v) for k, v in settings.items()}  # raises on an unknown key
+        self.gen = {k: gen_value(k, v) for k, v in settings.items()}   # raises on an unknown key
         self._configure(cfg)
         changed = {k: v for k, v in cfg.items() if v != _CLIENT_KEYS[k]}
         changed |= {k: (f"{v[0]:g}:{v[1]:g}" if k == "cfg_interval" else v) for k, v in self.gen.items()}
@@ -222,8 +157,7 @@ class VllmOmniSimulator:
 @patch
 def _configure(self: VllmOmniSimulator, cfg: dict):
     "Check and set the client settings (numbers may arrive as strings from a URL query)."
-    for k in ("steps", "seed", "max_context", "max_images", "max_side"):
-        cfg[k] = int(cfg[k])
+    for k in ("steps", "seed", "max_context", "max_images", "max_side"): cfg[k] = int(cfg[k])
     self.model, self.size, self.steps, self.seed = cfg["model"], cfg["size"], cfg["steps"], cfg["seed"]
     self.max_context, self.max_images, self.max_side = cfg["max_context"], cfg["max_images"], cfg["max_side"]
     self.deployment, self.route, self.template, self.guidance = (
@@ -256,14 +190,8 @@ def plan(self: VllmOmniSimulator, sample, observations, reference_image: int, mo
     used = (
         views[:1] if self.deployment == "two-stage" else views
     )  # two-stage: the image stage keeps the first image
-    return {
-        "views": views,
-        "reference": ref,
-        "image_order": [v.index for v in views],
-        "images_used": [v.index for v in used],
-        "instruction": omni_instruction(motion, self.template),
-    }
-
+    return {"views": views, "reference": ref, "image_order": [v.index for v in views], "images_used": [v.index for v in used],
+            "instruction": omni_instruction(motion, self.template)}
 
 @patch
 def generation(self: VllmOmniSimulator, reference_size: tuple[int, int]) -> dict:
@@ -279,11 +207,8 @@ def generation(self: VllmOmniSimulator, reference_size: tuple[int, int]) -> dict
 def chat_body(self: VllmOmniSimulator, images: list, instruction: str, gen: dict) -> dict:
     "The `/v1/chat/completions` body: image parts in order, then the instruction; settings under `extra_body`."
     content = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in images]
-    body = {
-        "messages": [{"role": "user", "content": content + [{"type": "text", "text": instruction}]}],
-        "modalities": ["image"],
-        "extra_body": dict(gen),
-    }
+    body = {"messages": [{"role": "user", "content": content + [{"type": "text", "text": instruction}]}],
+            "modalities": ["image"], "extra_body": dict(gen)}
     return body | ({"model": self.model} if self.model else {})
 
 # %% ../nbs/05b_vllm_omni.ipynb #ed098f71
@@ -311,65 +236,50 @@ def edits_form(self: VllmOmniSimulator, images: list, instruction: str, gen: dic
         **({"model": self.model} if self.model else {}),
     }
     g = dict(gen)
-    if "width" in g:
-        fields["size"] = f"{g.pop('width')}x{g.pop('height')}"
+    if "width" in g: fields["size"] = f"{g.pop('width')}x{g.pop('height')}"
     fields |= {k: json.dumps(v) if isinstance(v, list) else v for k, v in g.items()}
     return _multipart(fields, images)
 
 # %% ../nbs/05b_vllm_omni.ipynb #49b2d7ed
 RETRY_STATUS = (502, 503, 504)
 
-
 def server_message(raw: bytes) -> str:
     "The message of an OpenAI-style error body (`{'error': {'message': ...}}` or the older flat form), else the text."
     text = raw[:2000].decode(errors="replace")
-    try:
-        err = json.loads(text)
-    except json.JSONDecodeError:
-        return text[:500]
-    if isinstance(err, dict) and isinstance(err.get("error"), dict):
-        err = err["error"]
+    try: err = json.loads(text)
+    except json.JSONDecodeError: return text[:500]
+    if isinstance(err, dict) and isinstance(err.get("error"), dict): err = err["error"]
     return str(err.get("message", text))[:500] if isinstance(err, dict) else text[:500]
 
-
 def _retry_after(headers) -> float | None:
-    try:
-        return max(0.0, float(headers.get("Retry-After")))
-    except (TypeError, ValueError):
-        return None
+    try: return max(0.0, float(headers.get("Retry-After")))
+    except (TypeError, ValueError): return None
 
 # %% ../nbs/05b_vllm_omni.ipynb #3c24c372
 @patch
 def _post(self: VllmOmniSimulator, data: bytes, content_type: str) -> tuple[dict, int]:
     "POST to the endpoint; (reply, attempts). Retries only what a retry can fix (see above)."
     for attempt in range(self.retries + 1):
-        req = urllib.request.Request(
-            self.endpoint, data=data, headers={"Content-Type": content_type}, method="POST"
-        )
+        req = urllib.request.Request(self.endpoint, data=data, headers={"Content-Type": content_type}, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read()), attempt + 1
         except urllib.error.HTTPError as e:
             err = SimulatorError(
-                "backend",
-                f"{self.endpoint}: HTTP {e.code}: {server_message(e.read())} (attempt {attempt + 1})",
+                "backend", f"{self.endpoint}: HTTP {e.code}: {server_message(e.read())} (attempt {attempt + 1})"
             )
-            if e.code not in RETRY_STATUS or attempt == self.retries:
-                raise err from None
-            wait = max(self.backoff * 2**attempt, _retry_after(e.headers) or 0.0)
-        except json.JSONDecodeError as e:
-            raise SimulatorError("backend", f"{self.endpoint}: response is not JSON: {e}") from None
-        except (TimeoutError, OSError) as e:  # URLError and socket timeouts are OSErrors
+            if e.code not in RETRY_STATUS or attempt == self.retries: raise err from None
+            wait = max(self.backoff * 2 ** attempt, _retry_after(e.headers) or 0.0)
+        except json.JSONDecodeError as e: raise SimulatorError("backend", f"{self.endpoint}: response is not JSON: {e}") from None
+        except (TimeoutError, OSError) as e:   # URLError and socket timeouts are OSErrors
             reason = getattr(e, "reason", e)
             if isinstance(reason, TimeoutError) or "timed out" in str(reason):
                 raise SimulatorError(
                     "timeout", f"{self.endpoint}: no reply within timeout {self.timeout:g} s (not retried)"
                 ) from None
             if attempt == self.retries:
-                raise SimulatorError(
-                    "backend", f"{self.endpoint}: {reason} (after {attempt + 1} attempt(s))"
-                ) from None
-            wait = self.backoff * 2**attempt
+                raise SimulatorError("backend", f"{self.endpoint}: {reason} (after {attempt + 1} attempt(s))") from None
+            wait = self.backoff * 2 ** attempt
         self._sleep(min(wait, self.max_wait))
 
 # %% ../nbs/05b_vllm_omni.ipynb #76f744a2
@@ -380,34 +290,18 @@ def imagine(self: VllmOmniSimulator, sample, observations, reference_image, moti
     W, H = p["reference"].size
     gen, images = self.generation((W, H)), [v.image for v in p["views"]]
     t0 = time.perf_counter()
-    if self.route == "images":
-        reply, attempts = self._post(*self.edits_form(images, p["instruction"], gen))
-    else:
-        reply, attempts = self._post(
-            json.dumps(self.chat_body(images, p["instruction"], gen)).encode(), "application/json"
-        )
+    if self.route == "images": reply, attempts = self._post(*self.edits_form(images, p["instruction"], gen))
+    else: reply, attempts = self._post(json.dumps(self.chat_body(images, p["instruction"], gen)).encode(), "application/json")
     image = image_from_response(reply)
     returned = image.size
-    if image.size != (W, H):
-        image = image.resize((W, H), Image.BICUBIC)
+    if image.size != (W, H): image = image.resize((W, H), Image.BICUBIC)
     seed_honoured = self.route == "images" or self.deployment == "single-stage"
-    meta = {
-        "context_images": p["images_used"],
-        "images_used": p["images_used"],
-        "image_order": p["image_order"],
-        "template": self.template,
-        "instruction": p["instruction"],
-        "deployment": self.deployment,
-        "route": self.route,
-        "reference_size": [W, H],
-        "requested_size": [gen["width"], gen["height"]] if "width" in gen else None,
-        "returned_size": list(returned),
-        "seed": self.seed,
-        "seed_honoured": seed_honoured,
-        "generation": {k: v for k, v in gen.items() if k not in ("seed", "width", "height")},
-        "attempts": attempts,
-        "latency_s": round(time.perf_counter() - t0, 3),
-    }
+    meta = {"context_images": p["images_used"], "images_used": p["images_used"], "image_order": p["image_order"],
+            "template": self.template, "instruction": p["instruction"], "deployment": self.deployment, "route": self.route,
+            "reference_size": [W, H], "requested_size": [gen["width"], gen["height"]] if "width" in gen else None,
+            "returned_size": list(returned), "seed": self.seed, "seed_honoured": seed_honoured,
+            "generation": {k: v for k, v in gen.items() if k not in ("seed", "width", "height")},
+            "attempts": attempts, "latency_s": round(time.perf_counter() - t0, 3)}
     return Observation(
         image, len(sample.images) + len(observations) + 1, p["reference"].index, motion, self.name, meta=meta
     )
@@ -417,22 +311,17 @@ STUB_STAGE_SEED = (
     52  # the image stage's seed in vLLM-Omni's bagel.yaml, used when a request's seed does not reach it
 )
 
-
 class _ClientError(ValueError):
     "A request the real server rejects with HTTP 400 (BadRequestError)."
-
 
 def _stub_imagine(images: list, instruction: str, size: tuple[int, int], seed: int) -> Image.Image:
     from astra_wb.geometry import intrinsics
     from astra_wb.motion import parse_instruction
     from astra_wb.simulators import View, UNPOSED
     from astra_wb.splat import reproject_views
-
     ref, motion = parse_instruction(instruction)
     image = (
-        images[-1]
-        if re.search(r"\blast image\b", instruction, re.I)
-        else images[min(ref or 1, len(images)) - 1]
+        images[-1] if re.search(r"\blast image\b", instruction, re.I) else images[min(ref or 1, len(images)) - 1]
     )
     K = intrinsics(*image.size, 60.0)
     view = View(1, image, UNPOSED, K, np.full(image.size[::-1], 3.0, np.float32))
@@ -446,19 +335,15 @@ def _stub_canvas(settings: dict, first: Image.Image, max_side: int) -> tuple[int
     w, h = settings.get("width"), settings.get("height")
     if settings.get("size") and settings["size"] != "auto":
         w, h = map(int, str(settings["size"]).lower().split("x"))
-    if w is None and h is None:
-        return bagel_canvas(*first.size, max_side)
+    if w is None and h is None: return bagel_canvas(*first.size, max_side)
     out = []
     for name, v in (("width", w), ("height", h)):
         v = int(v if v is not None else max_side)
         if v > max_side:
-            raise _ClientError(
-                f"Requested {name}={v} exceeds the BAGEL checkpoint limit of {max_side} "
-                f"(max_latent_size={max_side // LATENT_STRIDE}, latent_downsample={LATENT_STRIDE})."
-            )
+            raise _ClientError(f"Requested {name}={v} exceeds the BAGEL checkpoint limit of {max_side} "
+                               f"(max_latent_size={max_side // LATENT_STRIDE}, latent_downsample={LATENT_STRIDE}).")
         out.append(max(LATENT_STRIDE, v // LATENT_STRIDE * LATENT_STRIDE))
     return tuple(out)
-
 
 _OPENAI_FIELDS = {
     "messages",
@@ -474,7 +359,6 @@ _OPENAI_FIELDS = {
     "user",
 }
 
-
 def _stub_settings(body: dict) -> dict:
     "Generation settings as the server reads them: `extra_body` when present, else the top-level extras."
     extra = body.get("extra_body") or {k: v for k, v in body.items() if k not in _OPENAI_FIELDS}
@@ -483,19 +367,15 @@ def _stub_settings(body: dict) -> dict:
     )
 
 # %% ../nbs/05b_vllm_omni.ipynb #dc1a3194
-def _stub_generate(
-    cfg: dict, images: list, prompt: str, settings: dict, seed_reaches: bool
-) -> tuple[Image.Image, dict]:
+def _stub_generate(cfg: dict, images: list, prompt: str, settings: dict, seed_reaches: bool) -> tuple[Image.Image, dict]:
     "One generation under the deployment's rules; (image, what was used) or `_ClientError` / RuntimeError."
-    if not images:
-        raise _ClientError("expected at least one image")
+    if not images: raise _ClientError("expected at least one image")
     if len(images) > cfg["limit_mm"]:
         raise _ClientError(f"At most {cfg['limit_mm']} image(s) may be provided in one prompt.")
     used = images[:1] if cfg["deployment"] == "two-stage" else images
     size = _stub_canvas(settings, used[0], cfg["max_side"])
     seed = int(settings["seed"]) if seed_reaches and settings.get("seed") is not None else STUB_STAGE_SEED
-    if cfg["pipeline_error"]:
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if cfg["pipeline_error"]: raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     gen = {k: settings[k] for k in BAGEL_SERVER_DEFAULTS if k in settings}
     info = {
         "images_received": len(images),
@@ -510,38 +390,25 @@ def _stub_generate(
 def _stub_chat(cfg: dict, body: dict) -> tuple[dict, dict]:
     "The chat route: (reply, what was used); raises `_ClientError` on what the server rejects."
     msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise _ClientError("messages must be a non-empty list")
+    if not isinstance(msgs, list) or not msgs: raise _ClientError("messages must be a non-empty list")
     parts = [
-        p
-        for m in msgs
-        if m.get("role") == "user" and isinstance(m.get("content"), list)
-        for p in m["content"]
+        p for m in msgs if m.get("role") == "user" and isinstance(m.get("content"), list) for p in m["content"]
     ]
     urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
     text = " ".join(p["text"] for p in parts if p.get("type") == "text")
     modalities = body.get("modalities") or cfg["default_modalities"]
-    if "image" not in modalities:  # the thinker answers in text
-        return {
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "The image shows a room."}}]
-        }, {}
+    if "image" not in modalities:   # the thinker answers in text
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "The image shows a room."}}]}, {}
     images = []
     for u in urls:
         m = _DATA_URL.search(u)
-        if not m:
-            raise _ClientError("image_url must be a base64 data URL")
+        if not m: raise _ClientError("image_url must be a base64 data URL")
         images.append(_b64_image(m.group(1)))
     seed_reaches = cfg["deployment"] == "single-stage"  # two-stage: seed is not an image-stage extra-body key
     image, info = _stub_generate(cfg, images, text, _stub_settings(body), seed_reaches)
     part = {"type": "image_url", "image_url": {"url": image_data_url(image)}}
-    return {
-        "id": "chatcmpl-stub",
-        "object": "chat.completion",
-        "model": body.get("model", "stub"),
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": [part]}}
-        ],
-    }, info
+    return {"id": "chatcmpl-stub", "object": "chat.completion", "model": body.get("model", "stub"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": [part]}}]}, info
 
 # %% ../nbs/05b_vllm_omni.ipynb #dcb21b61
 def _parse_form(content_type: str, data: bytes) -> tuple[dict, list]:
@@ -549,17 +416,13 @@ def _parse_form(content_type: str, data: bytes) -> tuple[dict, list]:
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + data
     )
-    if not msg.is_multipart():
-        raise _ClientError("the images API takes multipart/form-data")
+    if not msg.is_multipart(): raise _ClientError("the images API takes multipart/form-data")
     fields, files = {}, []
     for part in msg.iter_parts():
         name, payload = part.get_param("name", header="content-disposition"), part.get_payload(decode=True)
-        if part.get_filename():
-            files.append(Image.open(io.BytesIO(payload)).convert("RGB"))
-        else:
-            fields[name] = payload.decode()
+        if part.get_filename(): files.append(Image.open(io.BytesIO(payload)).convert("RGB"))
+        else: fields[name] = payload.decode()
     return fields, files
-
 
 def _stub_edits(cfg: dict, content_type: str, data: bytes) -> tuple[dict, dict]:
     "The images route: the seed reaches the image stage here."
@@ -584,73 +447,43 @@ def _stub_handle(cfg: dict, state: dict, path: str, content_type: str, data: byt
         headers = {"Retry-After": str(cfg["retry_after"])} if cfg["retry_after"] else {}
         return 503, _error_body("Service Unavailable: the engine is loading", 503), headers
     try:
-        with state["image_stage"]:  # max_num_seqs: 1 on the image stage
-            if path.endswith("/edits"):
-                reply, info = _stub_edits(cfg, content_type, data)
-            else:
-                reply, info = _stub_chat(cfg, json.loads(data))
+        with state["image_stage"]:       # max_num_seqs: 1 on the image stage
+            if path.endswith("/edits"): reply, info = _stub_edits(cfg, content_type, data)
+            else: reply, info = _stub_chat(cfg, json.loads(data))
     except (_ClientError, json.JSONDecodeError, KeyError, TypeError, AttributeError, OSError) as e:
         return 400, _error_body(str(e), 400), {}
-    except RuntimeError as e:
-        return 500, _error_body(f"Image generation failed: {e}", 500), {}
+    except RuntimeError as e: return 500, _error_body(f"Image generation failed: {e}", 500), {}
     state["last"] = info
     if cfg["no_image"]:
         reply = {"choices": [{"message": {"role": "assistant", "content": "I can only describe it."}}]}
     return 200, reply, {}
 
 # %% ../nbs/05b_vllm_omni.ipynb #607a346f
-def serve_stub(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    fail_first: int = 0,
-    delay: float = 0.0,
-    no_image: bool = False,
-    deployment: str = "two-stage",
-    max_side: int = BAGEL_MAX_SIDE,
-    limit_mm: int = 4,
-    retry_after: float = 0.0,
-    pipeline_error: bool = False,
-    default_modalities: tuple = ("text",),
-):
+def serve_stub(host: str = "127.0.0.1", port: int = 0, fail_first: int = 0, delay: float = 0.0, no_image: bool = False,
+               deployment: str = "two-stage", max_side: int = BAGEL_MAX_SIDE, limit_mm: int = 4, retry_after: float = 0.0,
+               pipeline_error: bool = False, default_modalities: tuple = ("text",)):
     "An HTTP server (not started) answering like vLLM-Omni serving Bagel; call `.serve_forever()`."
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    cfg = dict(
-        fail_first=fail_first,
-        no_image=no_image,
-        deployment=deployment,
-        max_side=max_side,
-        limit_mm=limit_mm,
-        retry_after=retry_after,
-        pipeline_error=pipeline_error,
-        default_modalities=list(default_modalities),
-    )
+    cfg = dict(fail_first=fail_first, no_image=no_image, deployment=deployment, max_side=max_side, limit_mm=limit_mm,
+               retry_after=retry_after, pipeline_error=pipeline_error, default_modalities=list(default_modalities))
     state = {"requests": 0, "last": None, "image_stage": threading.Lock()}
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+        def log_message(self, *a): pass
         def _send(self, code: int, obj: dict, headers: dict):
             data = json.dumps(obj).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
-            for k, v in headers.items():
-                self.send_header(k, v)
+            for k, v in headers.items(): self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-
         def do_GET(self):
-            if self.path in ("/stats", "/health"):
-                self._send(200, {k: v for k, v in state.items() if k != "image_stage"}, {})
-            else:
-                self._send(404, _error_body(f"no route {self.path}", 404), {})
-
+            if self.path in ("/stats", "/health"): self._send(200, {k: v for k, v in state.items() if k != "image_stage"}, {})
+            else: self._send(404, _error_body(f"no route {self.path}", 404), {})
         def do_POST(self):
             data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if delay:
-                time.sleep(delay)
+            if delay: time.sleep(delay)
             self._send(*_stub_handle(cfg, state, self.path, self.headers.get("Content-Type", ""), data))
 
     return ThreadingHTTPServer((host, port), Handler)
@@ -658,7 +491,6 @@ def serve_stub(
 # %% ../nbs/05b_vllm_omni.ipynb #04e8413d
 def main(argv=None) -> int:
     import argparse
-
     p = argparse.ArgumentParser(
         prog="python -m astra_wb.vllm_omni", description="Serve the stub vLLM-Omni world simulator."
     )
@@ -673,25 +505,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-image", action="store_true")
     p.add_argument("--pipeline-error", action="store_true")
     a = p.parse_args(argv)
-    srv = serve_stub(
-        a.host,
-        a.port,
-        a.fail_first,
-        a.delay,
-        a.no_image,
-        a.deployment,
-        a.max_side,
-        a.limit_mm,
-        a.retry_after,
-        a.pipeline_error,
-    )
+    srv = serve_stub(a.host, a.port, a.fail_first, a.delay, a.no_image, a.deployment, a.max_side, a.limit_mm,
+                     a.retry_after, a.pipeline_error)
     print(f"listening on http://{a.host}:{srv.server_address[1]}", flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    try: srv.serve_forever()
+    except KeyboardInterrupt: pass
     return 0
 
 # %% ../nbs/05b_vllm_omni.ipynb #f5ab1224
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__": raise SystemExit(main())

@@ -24,55 +24,44 @@ __all__ = ['GRID_OFFSET', 'DIVERSITY_RULES', 'FILTERS', 'MOTION_RANGES', 'HF_FEA
 @dataclass
 class WMDataConfig:
     "Every threshold of the SFT-data pipeline (paper App. A.1 where the paper gives one)."
-
-    voxel_size: float = 0.05  # metres; edge of the voxels the coverage is counted in
-    pixel_stride: int = 1  # back-project every n-th pixel (1 = all)
-    min_coverage: float = 0.85  # paper: target points seen by the context cameras
-    max_coverage: float = (
-        1.0  # keep only samples below this (1.0: no cap; < 1 gives test sets where filling matters)
-    )
-    n_context: tuple = (2, 3)  # paper: 2-3 context cameras, one of them the source
-    min_xy: float = 1.0  # paper diversity (3): xy distance >= 1 m ...
-    min_dz: float = 1.0  # ... or height difference >= 1 m
-    min_dyaw: float = 30.0  # paper diversity (4): yaw difference >= 30 deg ...
-    min_dpitch: float = 30.0  # ... or pitch difference >= 30 deg
-    diversity: str = "paper"  # "paper": (3) or (4) hold, as App. A.1 says; "strict": both (3) and (4)
-    still_trans: float = 0.2  # metres; non-dominant translations must stay below
-    still_rot: float = 10.0  # degrees; non-dominant rotations must stay below
-    min_trans: float = 0.3  # metres; a dominant translation moves at least this
-    min_rot: float = 15.0  # degrees; a dominant rotation turns at least this
-    round_m: float = 0.05  # prompt magnitudes are rounded to this (metres) ...
-    round_deg: float = 1.0  # ... and this (degrees)
-    min_valid_depth: float = 0.5  # fraction of target pixels with depth needed
-    attempts_per_sample: int = 30  # proposals tried per wanted sample before giving up
-    image_size: int = 256  # synthetic renders are image_size x image_size
+    voxel_size: float = 0.05        # metres; edge of the voxels the coverage is counted in
+    pixel_stride: int = 1           # back-project every n-th pixel (1 = all)
+    min_coverage: float = 0.85      # paper: target points seen by the context cameras
+    max_coverage: float = 1.0       # keep only samples below this (1.0: no cap; < 1 gives test sets where filling matters)
+    n_context: tuple = (2, 3)       # paper: 2-3 context cameras, one of them the source
+    min_xy: float = 1.0             # paper diversity (3): xy distance >= 1 m ...
+    min_dz: float = 1.0             # ... or height difference >= 1 m
+    min_dyaw: float = 30.0          # paper diversity (4): yaw difference >= 30 deg ...
+    min_dpitch: float = 30.0        # ... or pitch difference >= 30 deg
+    diversity: str = "paper"        # "paper": (3) or (4) hold, as App. A.1 says; "strict": both (3) and (4)
+    still_trans: float = 0.2        # metres; non-dominant translations must stay below
+    still_rot: float = 10.0         # degrees; non-dominant rotations must stay below
+    min_trans: float = 0.3          # metres; a dominant translation moves at least this
+    min_rot: float = 15.0           # degrees; a dominant rotation turns at least this
+    round_m: float = 0.05           # prompt magnitudes are rounded to this (metres) ...
+    round_deg: float = 1.0          # ... and this (degrees)
+    min_valid_depth: float = 0.5    # fraction of target pixels with depth needed
+    attempts_per_sample: int = 30   # proposals tried per wanted sample before giving up
+    image_size: int = 256           # synthetic renders are image_size x image_size
     seed: int = 0
 
 # %% ../nbs/12_wm_data.ipynb #4e161a6a
 GRID_OFFSET = 0.381966  # voxel boundaries sit at (n + this) * voxel_size, never on round coordinates such as walls at x = 0
-
 
 @njit(cache=True)
 def _voxel_bounds(depth, K, T, stride, inv_voxel):
     "Integer voxel bounds (lo, hi) of a camera's back-projected points, and how many points."
     H, W = depth.shape
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    lo = np.full(3, 2**62, np.int64)
-    hi = np.full(3, -(2**62), np.int64)
-    n = 0
+    lo = np.full(3, 2**62, np.int64); hi = np.full(3, -2**62, np.int64); n = 0
     for v in range(0, H, stride):
         for u in range(0, W, stride):
             z = depth[v, u]
-            if not (z > 0.0):
-                continue
-            x = (u + 0.5 - cx) / fx * z
-            y = (v + 0.5 - cy) / fy * z
+            if not (z > 0.0): continue
+            x = (u + 0.5 - cx) / fx * z; y = (v + 0.5 - cy) / fy * z
             for k in range(3):
-                c = int(
-                    math.floor((T[k, 0] * x + T[k, 1] * y + T[k, 2] * z + T[k, 3]) * inv_voxel - GRID_OFFSET)
-                )
-                lo[k] = min(lo[k], c)
-                hi[k] = max(hi[k], c)
+                c = int(math.floor((T[k, 0] * x + T[k, 1] * y + T[k, 2] * z + T[k, 3]) * inv_voxel - GRID_OFFSET))
+                lo[k] = min(lo[k], c); hi[k] = max(hi[k], c)
             n += 1
     return lo, hi, n
 
@@ -86,54 +75,30 @@ def _mark_voxels(depth, K, T, stride, inv_voxel, lo, dims, grid, is_target):
     for v in range(0, H, stride):
         for u in range(0, W, stride):
             z = depth[v, u]
-            if not (z > 0.0):
-                continue
-            x = (u + 0.5 - cx) / fx * z
-            y = (v + 0.5 - cy) / fy * z
-            i = (
-                int(math.floor((T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]) * inv_voxel - GRID_OFFSET))
-                - lo[0]
-            )
-            j = (
-                int(math.floor((T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]) * inv_voxel - GRID_OFFSET))
-                - lo[1]
-            )
-            k = (
-                int(math.floor((T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]) * inv_voxel - GRID_OFFSET))
-                - lo[2]
-            )
-            if i < 0 or j < 0 or k < 0 or i >= dims[0] or j >= dims[1] or k >= dims[2]:
-                continue
+            if not (z > 0.0): continue
+            x = (u + 0.5 - cx) / fx * z; y = (v + 0.5 - cy) / fy * z
+            i = int(math.floor((T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]) * inv_voxel - GRID_OFFSET)) - lo[0]
+            j = int(math.floor((T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]) * inv_voxel - GRID_OFFSET)) - lo[1]
+            k = int(math.floor((T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]) * inv_voxel - GRID_OFFSET)) - lo[2]
+            if i < 0 or j < 0 or k < 0 or i >= dims[0] or j >= dims[1] or k >= dims[2]: continue
             c = (i * dims[1] + j) * dims[2] + k
             if is_target:
-                if grid[c] == 0:
-                    grid[c] = 1
-                    count += 1
-            elif grid[c] == 1:
-                grid[c] = 3
-                count += 1
+                if grid[c] == 0: grid[c] = 1; count += 1
+            elif grid[c] == 1: grid[c] = 3; count += 1
     return count
 
 # %% ../nbs/12_wm_data.ipynb #96a0322e
 def _fdata(frame):
-    return (
-        np.ascontiguousarray(frame.depth, dtype=np.float32),
-        np.ascontiguousarray(frame.K, dtype=np.float64),
-        np.ascontiguousarray(frame.pose, dtype=np.float64),
-    )
+    return (np.ascontiguousarray(frame.depth, dtype=np.float32), np.ascontiguousarray(frame.K, dtype=np.float64),
+            np.ascontiguousarray(frame.pose, dtype=np.float64))
 
-
-def coverage(
-    target, contexts, voxel_size: float = 0.05, stride: int = 1, max_cells: int = 64_000_000
-) -> float:
+def coverage(target, contexts, voxel_size: float = 0.05, stride: int = 1, max_cells: int = 64_000_000) -> float:
     "Fraction of the target's voxels (back-projected depth) that the context frames also see (paper eq. 2)."
-    if voxel_size <= 0:
-        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    if voxel_size <= 0: raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
     inv = 1.0 / voxel_size
     td, tK, tT = _fdata(target)
     lo, hi, n = _voxel_bounds(td, tK, tT, stride, inv)
-    if n == 0:
-        return 0.0
+    if n == 0: return 0.0
     dims = hi - lo + 1
     if int(np.prod(dims)) > max_cells:
         return coverage_reference(target, contexts, voxel_size, stride)
@@ -147,42 +112,28 @@ def frame_points(frame, stride: int = 1) -> np.ndarray:
     "World points (N, 3) of the valid depth pixels of `frame`, every `stride`-th pixel."
     depth = np.asarray(frame.depth, np.float32)[::stride, ::stride]
     K = np.array(frame.K, dtype=np.float64)
-    if stride > 1:
-        K[:2] = K[:2] / stride
-        K[0, 2] += 0.5 - 0.5 / stride
-        K[1, 2] += 0.5 - 0.5 / stride  # pixel i*stride's centre
+    if stride > 1: K[:2] = K[:2] / stride; K[0, 2] += 0.5 - 0.5 / stride; K[1, 2] += 0.5 - 0.5 / stride  # pixel i*stride's centre
     return backproject(depth, K, np.asarray(frame.pose, np.float64))[depth.reshape(-1) > 0]
-
 
 def _voxel_keys(frame, voxel_size: float, stride: int = 1) -> np.ndarray:
     pts = frame_points(frame, stride)
     ijk = np.floor(pts / voxel_size - GRID_OFFSET).astype(np.int64) + (1 << 20)
     return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
 
-
 def coverage_reference(target, contexts, voxel_size: float = 0.05, stride: int = 1) -> float:
     "`coverage` with NumPy only: unique target voxel keys, `np.isin` against the context keys."
     t = np.unique(_voxel_keys(target, voxel_size, stride))
-    if len(t) == 0:
-        return 0.0
-    c = (
-        np.concatenate([_voxel_keys(f, voxel_size, stride) for f in contexts])
-        if contexts
-        else np.zeros(0, np.int64)
-    )
+    if len(t) == 0: return 0.0
+    c = np.concatenate([_voxel_keys(f, voxel_size, stride) for f in contexts]) if contexts else np.zeros(0, np.int64)
     return float(np.isin(t, c).mean())
 
 # %% ../nbs/12_wm_data.ipynb #0e0e4180
 def plane_frame(pose, K, size, plane_x: float = 3.0, occluder=None):
     "A posed depth frame of the wall x = `plane_x`, optionally behind an occluding wall segment `(x, y0, y1)`."
     from types import SimpleNamespace
-
     W, H = size
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
-    rays = (
-        np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-        @ np.asarray(pose)[:3, :3].T
-    )
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1) @ np.asarray(pose)[:3, :3].T
     o = np.asarray(pose)[:3, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (plane_x - o[0]) / rays[..., 0]
@@ -191,46 +142,31 @@ def plane_frame(pose, K, size, plane_x: float = 3.0, occluder=None):
             so = (ox - o[0]) / rays[..., 0]
             hit = (so > 0) & (o[1] + so * rays[..., 1] >= y0) & (o[1] + so * rays[..., 1] <= y1)
             s = np.where(hit & ((so < s) | ~(s > 0)), so, s)
-    depth = np.where(s > 0, s, 0).astype(
-        np.float32
-    )  # rays have camera z = 1, so the ray parameter is the depth
-    return SimpleNamespace(
-        depth=depth,
-        K=np.asarray(K, float),
-        pose=np.asarray(pose, float),
-        rgb=np.zeros((H, W, 3), np.uint8),
-        ids=None,
-    )
+    depth = np.where(s > 0, s, 0).astype(np.float32)   # rays have camera z = 1, so the ray parameter is the depth
+    return SimpleNamespace(depth=depth, K=np.asarray(K, float), pose=np.asarray(pose, float), rgb=np.zeros((H, W, 3), np.uint8), ids=None)
 
 # %% ../nbs/12_wm_data.ipynb #27c922ec
 def view_difference(T_i: np.ndarray, T_j: np.ndarray) -> tuple[float, float, float, float]:
     "(xy distance, |dz|, |dyaw|, |dpitch|) between two camera poses (metres, degrees)."
-    hi, pi = heading_pitch(T_i)
-    hj, pj = heading_pitch(T_j)
+    hi, pi = heading_pitch(T_i); hj, pj = heading_pitch(T_j)
     d = np.asarray(T_j)[:3, 3] - np.asarray(T_i)[:3, 3]
     dyaw = abs((hj - hi + 180.0) % 360.0 - 180.0)
     return float(np.hypot(d[0], d[1])), float(abs(d[2])), dyaw, abs(pj - pi)
 
-
 DIVERSITY_RULES = ("paper", "strict")
-
 
 def is_diverse(T_i: np.ndarray, T_j: np.ndarray, cfg: WMDataConfig | None = None) -> bool:
     "The viewpoint-diversity rule for one pair of context cameras: (3) or (4) (`paper`), or (3) and (4) (`strict`)."
     cfg = cfg or WMDataConfig()
-    if cfg.diversity not in DIVERSITY_RULES:
-        raise ValueError(f"diversity must be one of {DIVERSITY_RULES}, got {cfg.diversity!r}")
+    if cfg.diversity not in DIVERSITY_RULES: raise ValueError(f"diversity must be one of {DIVERSITY_RULES}, got {cfg.diversity!r}")
     xy, dz, dyaw, dpitch = view_difference(T_i, T_j)
-    apart = xy >= cfg.min_xy or dz >= cfg.min_dz  # (3)
-    turned = dyaw >= cfg.min_dyaw or dpitch >= cfg.min_dpitch  # (4)
+    apart = xy >= cfg.min_xy or dz >= cfg.min_dz                 # (3)
+    turned = dyaw >= cfg.min_dyaw or dpitch >= cfg.min_dpitch    # (4)
     return (apart and turned) if cfg.diversity == "strict" else (apart or turned)
-
 
 def all_diverse(poses, cfg: WMDataConfig | None = None) -> bool:
     "True when every pair of `poses` is diverse."
-    return all(
-        is_diverse(poses[i], poses[j], cfg) for i in range(len(poses)) for j in range(i + 1, len(poses))
-    )
+    return all(is_diverse(poses[i], poses[j], cfg) for i in range(len(poses)) for j in range(i + 1, len(poses)))
 
 # %% ../nbs/12_wm_data.ipynb #2d261065
 def single_motion(d, cfg: WMDataConfig | None = None) -> Motion | None:
@@ -239,134 +175,80 @@ def single_motion(d, cfg: WMDataConfig | None = None) -> Motion | None:
     d = np.asarray(d, np.float64)
     big = np.concatenate([np.abs(d[:3]) >= cfg.min_trans, np.abs(d[3:]) >= cfg.min_rot])
     still = np.concatenate([np.abs(d[:3]) < cfg.still_trans, np.abs(d[3:]) < cfg.still_rot])
-    if big.sum() != 1:
-        return None
+    if big.sum() != 1: return None
     i = int(np.flatnonzero(big)[0])
-    if still.sum() != 4:
-        return None
+    if still.sum() != 4: return None
     step = cfg.round_deg if i >= 3 else cfg.round_m
-    try:
-        return Motion(DOF_KINDS[i], round(d[i] / step) * step).check()
-    except MotionError:
-        return None
+    try: return Motion(DOF_KINDS[i], round(d[i] / step) * step).check()
+    except MotionError: return None
 
 # %% ../nbs/12_wm_data.ipynb #e84ad4cb
 FILTERS = ("target_depth", "single_dof", "diversity", "duplicate", "coverage")
 
-
 @dataclass
 class WMSample:
     "One SFT tuple: context frames (one of them the source), the target frame and the motion between them."
-
     scene_id: str
-    contexts: list  # Frames (rgb, depth, K, pose)
-    target: object  # Frame
-    source_index: int  # 0-based index of the source in `contexts`
+    contexts: list                  # Frames (rgb, depth, K, pose)
+    target: object                  # Frame
+    source_index: int               # 0-based index of the source in `contexts`
     motion: Motion
-    decomposition: np.ndarray  # [dx, dy, dz, dyaw, dpitch] source -> target, exact
+    decomposition: np.ndarray       # [dx, dy, dz, dyaw, dpitch] source -> target, exact
     coverage: float
-    source: str = "synth"  # dataset the scene comes from
-    scene: dict | None = None  # synthetic scene JSON (lets the oracle re-render)
-    sample_id: str = ""  # the parquet row id once written
+    source: str = "synth"           # dataset the scene comes from
+    scene: dict | None = None       # synthetic scene JSON (lets the oracle re-render)
+    sample_id: str = ""             # the parquet row id once written
 
     @property
-    def prompt(self) -> str:
-        return render_instruction(self.motion, self.source_index + 1)
+    def prompt(self) -> str: return render_instruction(self.motion, self.source_index + 1)
 
 # %% ../nbs/12_wm_data.ipynb #9d6f8621
-def _valid_fraction(frame) -> float:
-    return float((np.asarray(frame.depth) > 0).mean())
-
-
-def _bump(counts: dict, key: str):
-    counts[key] = counts.get(key, 0) + 1
-
+def _valid_fraction(frame) -> float: return float((np.asarray(frame.depth) > 0).mean())
+def _bump(counts: dict, key: str): counts[key] = counts.get(key, 0) + 1
 
 def _pick_contexts(rng, poses, src: int, target: int, k: int, cfg: WMDataConfig) -> list[int] | None:
     "`k` extra context indices diverse from the source and each other (not the target), or None."
     chosen = [src]
     for i in rng.permutation(len(poses)):
-        if len(chosen) == k + 1:
-            break
-        if i in (src, target):
-            continue
-        if all(is_diverse(poses[i], poses[j], cfg) for j in chosen):
-            chosen.append(int(i))
+        if len(chosen) == k + 1: break
+        if i in (src, target): continue
+        if all(is_diverse(poses[i], poses[j], cfg) for j in chosen): chosen.append(int(i))
     return chosen if len(chosen) == k + 1 else None
 
 # %% ../nbs/12_wm_data.ipynb #221594b2
-def propose_sets(
-    frames: list,
-    n: int,
-    cfg: WMDataConfig | None = None,
-    rng=None,
-    counts: dict | None = None,
-    scene_id: str = "scan",
-    source: str = "scan",
-) -> list[WMSample]:
+def propose_sets(frames: list, n: int, cfg: WMDataConfig | None = None, rng=None, counts: dict | None = None,
+                 scene_id: str = "scan", source: str = "scan") -> list[WMSample]:
     "Up to `n` camera sets from posed `frames`; rejections per filter are added to `counts`."
     cfg = cfg or WMDataConfig()
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     counts = counts if counts is not None else {}
     poses = [np.asarray(f.pose, np.float64) for f in frames]
-    out, used, one_motion = [], set(), {}  # one_motion: target -> {source: Motion}, computed once per target
+    out, used, one_motion = [], set(), {}   # one_motion: target -> {source: Motion}, computed once per target
     for _ in range(n * cfg.attempts_per_sample):
-        if len(out) >= n or len(frames) < 3:
-            break
+        if len(out) >= n or len(frames) < 3: break
         t = int(rng.integers(len(frames)))
         _bump(counts, "proposed")
-        if _valid_fraction(frames[t]) < cfg.min_valid_depth:
-            _bump(counts, "target_depth")
-            continue
+        if _valid_fraction(frames[t]) < cfg.min_valid_depth: _bump(counts, "target_depth"); continue
         if t not in one_motion:
-            one_motion[t] = {
-                s: m
-                for s in range(len(frames))
-                if s != t and (m := single_motion(decompose(poses[s], poses[t]), cfg))
-            }
+            one_motion[t] = {s: m for s in range(len(frames)) if s != t and (m := single_motion(decompose(poses[s], poses[t]), cfg))}
         motions = one_motion[t]
-        if not motions:
-            _bump(counts, "single_dof")
-            continue
+        if not motions: _bump(counts, "single_dof"); continue
         s = int(rng.choice(list(motions)))
         k = int(rng.integers(cfg.n_context[0], cfg.n_context[-1] + 1)) - 1
         ctx = _pick_contexts(rng, poses, s, t, k, cfg)
-        if ctx is None:
-            _bump(counts, "diversity")
-            continue
-        if (t, s, tuple(sorted(ctx))) in used:
-            _bump(counts, "duplicate")
-            continue
+        if ctx is None: _bump(counts, "diversity"); continue
+        if (t, s, tuple(sorted(ctx))) in used: _bump(counts, "duplicate"); continue
         cov = coverage(frames[t], [frames[i] for i in ctx], cfg.voxel_size, cfg.pixel_stride)
-        if not cfg.min_coverage <= cov <= cfg.max_coverage:
-            _bump(counts, "coverage")
-            continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         used.add((t, s, tuple(sorted(ctx))))
         order = [int(i) for i in rng.permutation(len(ctx))]
-        out.append(
-            WMSample(
-                scene_id,
-                [frames[ctx[i]] for i in order],
-                frames[t],
-                order.index(0),
-                motions[s],
-                decompose(poses[s], poses[t]),
-                cov,
-                source,
-            )
-        )
+        out.append(WMSample(scene_id, [frames[ctx[i]] for i in order], frames[t], order.index(0), motions[s],
+                            decompose(poses[s], poses[t]), cov, source))
     counts["kept"] = counts.get("kept", 0) + len(out)
     return out
 
 # %% ../nbs/12_wm_data.ipynb #1fbcd3a8
-MOTION_RANGES = {
-    "lateral": (0.5, 2.0),
-    "forward": (0.5, 2.0),
-    "vertical": (0.3, 0.9),
-    "yaw": (20.0, 90.0),
-    "pitch": (15.0, 35.0),
-}
-
+MOTION_RANGES = {"lateral": (0.5, 2.0), "forward": (0.5, 2.0), "vertical": (0.3, 0.9), "yaw": (20.0, 90.0), "pitch": (15.0, 35.0)}
 
 def random_motion(rng, cfg: WMDataConfig | None = None) -> Motion:
     "A random vocabulary motion: uniform kind, magnitude uniform in `MOTION_RANGES`, random sign, rounded."
@@ -376,115 +258,69 @@ def random_motion(rng, cfg: WMDataConfig | None = None) -> Motion:
     step = cfg.round_deg if kind in ("yaw", "pitch") else cfg.round_m
     return Motion(kind, float(rng.choice([-1, 1])) * max(step, round(rng.uniform(lo, hi) / step) * step))
 
-
 def camera_is_free(scene, T_wc: np.ndarray, margin: float = 0.25) -> bool:
     "True when the camera centre is inside the room (with `margin`) and outside every object's box."
     p, room = np.asarray(T_wc)[:3, 3], np.asarray(scene.room_size, float)
-    if np.any(p < margin) or np.any(p > room - margin):
-        return False
+    if np.any(p < margin) or np.any(p > room - margin): return False
     for o in scene.objects:
         c, s = math.cos(math.radians(o.yaw_deg)), math.sin(math.radians(o.yaw_deg))
         q = p - np.asarray(o.center, float)
         local = np.array([c * q[0] + s * q[1], -s * q[0] + c * q[1], q[2]])
-        if np.all(np.abs(local) <= np.asarray(o.size, float) / 2 + margin):
-            return False
+        if np.all(np.abs(local) <= np.asarray(o.size, float) / 2 + margin): return False
     return True
 
 # %% ../nbs/12_wm_data.ipynb #45844606
-def _extra_contexts(
-    scene, rng, focus, chosen: list, k: int, cfg: WMDataConfig, tries: int = 40
-) -> list | None:
+def _extra_contexts(scene, rng, focus, chosen: list, k: int, cfg: WMDataConfig, tries: int = 40) -> list | None:
     "`k` free camera poses looking at `focus`, diverse from `chosen` and each other, or None."
     room, out = np.asarray(scene.room_size, float), []
     for _ in range(tries):
-        if len(out) == k:
-            break
-        eye = np.array(
-            [
-                rng.uniform(0.4, room[0] - 0.4),
-                rng.uniform(0.4, room[1] - 0.4),
-                rng.uniform(1.0, min(2.0, room[2] - 0.3)),
-            ]
-        )
-        if np.hypot(*(focus - eye)[:2]) < 1.0:
-            continue
+        if len(out) == k: break
+        eye = np.array([rng.uniform(0.4, room[0] - 0.4), rng.uniform(0.4, room[1] - 0.4), rng.uniform(1.0, min(2.0, room[2] - 0.3))])
+        if np.hypot(*(focus - eye)[:2]) < 1.0: continue
         T = look_at(eye, focus)
-        if camera_is_free(scene, T) and all(is_diverse(T, c, cfg) for c in chosen + out):
-            out.append(T)
+        if camera_is_free(scene, T) and all(is_diverse(T, c, cfg) for c in chosen + out): out.append(T)
     return out if len(out) == k else None
 
 # %% ../nbs/12_wm_data.ipynb #feb1a891
-def synthetic_sets(
-    scene, n: int, cfg: WMDataConfig | None = None, rng=None, counts: dict | None = None
-) -> list[WMSample]:
+def synthetic_sets(scene, n: int, cfg: WMDataConfig | None = None, rng=None, counts: dict | None = None) -> list[WMSample]:
     "Up to `n` camera sets in a synthetic `scene` (renders through `astra_wb.scene`); rejections go to `counts`."
     from astra_wb.scene import render, sample_cameras
     from astra_wb.geometry import intrinsics
-
     cfg = cfg or WMDataConfig()
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     counts = counts if counts is not None else {}
     size, out = cfg.image_size, []
     K = intrinsics(size, size, 60.0)
     for _ in range(n * cfg.attempts_per_sample):
-        if len(out) >= n:
-            break
+        if len(out) >= n: break
         _bump(counts, "proposed")
         src_pose, motion = sample_cameras(scene, 1, rng)[0], random_motion(rng, cfg)
         tgt_pose = motion.apply(src_pose)
-        if not camera_is_free(scene, tgt_pose):
-            _bump(counts, "camera_pose")
-            continue
+        if not camera_is_free(scene, tgt_pose): _bump(counts, "camera_pose"); continue
         target = render(scene, tgt_pose, K, size, size)
-        if _valid_fraction(target) < cfg.min_valid_depth:
-            _bump(counts, "target_depth")
-            continue
+        if _valid_fraction(target) < cfg.min_valid_depth: _bump(counts, "target_depth"); continue
         d = decompose(src_pose, tgt_pose)
-        if single_motion(d, cfg) != motion:
-            _bump(counts, "single_dof")
-            continue
+        if single_motion(d, cfg) != motion: _bump(counts, "single_dof"); continue
         pts = frame_points(target, 8)
         k = int(rng.integers(cfg.n_context[0], cfg.n_context[-1] + 1)) - 1
         extra = _extra_contexts(scene, rng, np.median(pts, axis=0), [src_pose], k, cfg)
-        if extra is None:
-            _bump(counts, "diversity")
-            continue
+        if extra is None: _bump(counts, "diversity"); continue
         ctx = [render(scene, T, K, size, size) for T in [src_pose] + extra]
         cov = coverage(target, ctx, cfg.voxel_size, cfg.pixel_stride)
-        if not cfg.min_coverage <= cov <= cfg.max_coverage:
-            _bump(counts, "coverage")
-            continue
+        if not cfg.min_coverage <= cov <= cfg.max_coverage: _bump(counts, "coverage"); continue
         order = [int(i) for i in rng.permutation(len(ctx))]
-        out.append(
-            WMSample(
-                scene.id,
-                [ctx[i] for i in order],
-                target,
-                order.index(0),
-                motion,
-                d,
-                cov,
-                "synth",
-                scene.to_dict(),
-            )
-        )
+        out.append(WMSample(scene.id, [ctx[i] for i in order], target, order.index(0), motion, d, cov, "synth", scene.to_dict()))
     counts["kept"] = counts.get("kept", 0) + len(out)
     return out
 
 # %% ../nbs/12_wm_data.ipynb #709032b9
 def _png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
+    buf = io.BytesIO(); Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG"); return buf.getvalue()
 
 def depth_to_png(depth: np.ndarray) -> bytes:
     "Depth in metres -> 16-bit PNG in millimetres (0 = invalid)."
     mm = np.clip(np.nan_to_num(np.asarray(depth, np.float64)) * 1000.0, 0, 65535).round().astype(np.uint16)
-    buf = io.BytesIO()
-    Image.fromarray(mm).save(buf, format="PNG")
-    return buf.getvalue()
-
+    buf = io.BytesIO(); Image.fromarray(mm).save(buf, format="PNG"); return buf.getvalue()
 
 def depth_from_png(data: bytes) -> np.ndarray:
     "16-bit millimetre PNG -> float32 metres."
@@ -492,56 +328,28 @@ def depth_from_png(data: bytes) -> np.ndarray:
 
 # %% ../nbs/12_wm_data.ipynb #38fa1dcb
 _IMG = {"_type": "Image"}
-
-
-def _val(t):
-    return {"dtype": t, "_type": "Value"}
-
-
-def _lst(f):
-    return {"feature": f, "_type": "List"}
-
-
+def _val(t): return {"dtype": t, "_type": "Value"}
+def _lst(f): return {"feature": f, "_type": "List"}
 HF_FEATURES = {
-    "id": _val("string"),
-    "source": _val("string"),
-    "scene_id": _val("string"),
-    "context_images": _lst(_IMG),
-    "target_image": _IMG,
-    "context_depths": _lst(_val("binary")),
-    "target_depth": _val("binary"),
-    "source_index": _val("int32"),
-    "prompt": _val("string"),
-    "instruction": _val("string"),
-    "motion_kind": _val("string"),
-    "motion_value": _val("float64"),
-    "dominant": _val("string"),
-    "decomposition": _lst(_val("float64")),
-    "context_poses": _lst(_lst(_val("float64"))),
-    "target_pose": _lst(_val("float64")),
-    "context_intrinsics": _lst(_lst(_val("float64"))),
-    "target_intrinsics": _lst(_val("float64")),
-    "coverage": _val("float64"),
-    "scene_json": _val("string"),
+    "id": _val("string"), "source": _val("string"), "scene_id": _val("string"),
+    "context_images": _lst(_IMG), "target_image": _IMG,
+    "context_depths": _lst(_val("binary")), "target_depth": _val("binary"),
+    "source_index": _val("int32"), "prompt": _val("string"), "instruction": _val("string"),
+    "motion_kind": _val("string"), "motion_value": _val("float64"), "dominant": _val("string"),
+    "decomposition": _lst(_val("float64")), "context_poses": _lst(_lst(_val("float64"))),
+    "target_pose": _lst(_val("float64")), "context_intrinsics": _lst(_lst(_val("float64"))),
+    "target_intrinsics": _lst(_val("float64")), "coverage": _val("float64"), "scene_json": _val("string"),
 }
-
 
 def _arrow_type(f):
     import pyarrow as pa
-
-    if f["_type"] == "Image":
-        return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    if f["_type"] == "List":
-        return pa.list_(_arrow_type(f["feature"]))
-    return {"string": pa.string(), "binary": pa.binary(), "int32": pa.int32(), "float64": pa.float64()}[
-        f["dtype"]
-    ]
-
+    if f["_type"] == "Image": return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    if f["_type"] == "List": return pa.list_(_arrow_type(f["feature"]))
+    return {"string": pa.string(), "binary": pa.binary(), "int32": pa.int32(), "float64": pa.float64()}[f["dtype"]]
 
 def wm_schema():
     "The pyarrow schema of a wm_data shard, with HF `datasets` features metadata."
     import pyarrow as pa
-
     meta = {"huggingface": json.dumps({"info": {"features": HF_FEATURES}})}
     return pa.schema([(k, _arrow_type(f)) for k, f in HF_FEATURES.items()], metadata=meta)
 
@@ -550,35 +358,22 @@ def sample_to_row(s: WMSample, sample_id: str) -> dict:
     "One parquet row of a `WMSample`."
     flat = lambda a: [float(x) for x in np.asarray(a, np.float64).reshape(-1)]
     return {
-        "id": sample_id,
-        "source": s.source,
-        "scene_id": s.scene_id,
+        "id": sample_id, "source": s.source, "scene_id": s.scene_id,
         "context_images": [{"bytes": _png(f.rgb), "path": None} for f in s.contexts],
         "target_image": {"bytes": _png(s.target.rgb), "path": None},
-        "context_depths": [depth_to_png(f.depth) for f in s.contexts],
-        "target_depth": depth_to_png(s.target.depth),
-        "source_index": int(s.source_index),
-        "prompt": s.prompt,
-        "instruction": s.motion.instruction(),
-        "motion_kind": s.motion.kind,
-        "motion_value": float(s.motion.value),
-        "dominant": DOF_NAMES[DOF_KINDS.index(s.motion.kind)],
-        "decomposition": flat(s.decomposition),
-        "context_poses": [flat(f.pose) for f in s.contexts],
-        "target_pose": flat(s.target.pose),
-        "context_intrinsics": [flat(f.K) for f in s.contexts],
-        "target_intrinsics": flat(s.target.K),
-        "coverage": float(s.coverage),
-        "scene_json": json.dumps(s.scene) if s.scene else "",
+        "context_depths": [depth_to_png(f.depth) for f in s.contexts], "target_depth": depth_to_png(s.target.depth),
+        "source_index": int(s.source_index), "prompt": s.prompt, "instruction": s.motion.instruction(),
+        "motion_kind": s.motion.kind, "motion_value": float(s.motion.value),
+        "dominant": DOF_NAMES[DOF_KINDS.index(s.motion.kind)], "decomposition": flat(s.decomposition),
+        "context_poses": [flat(f.pose) for f in s.contexts], "target_pose": flat(s.target.pose),
+        "context_intrinsics": [flat(f.K) for f in s.contexts], "target_intrinsics": flat(s.target.K),
+        "coverage": float(s.coverage), "scene_json": json.dumps(s.scene) if s.scene else "",
     }
-
 
 def write_shard(rows: list[dict], path) -> Path:
     "Write rows as one parquet file, atomically (a crash never leaves a half-written shard)."
     import pyarrow as pa, pyarrow.parquet as pq
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(pa.Table.from_pylist(rows, schema=wm_schema()), tmp)
     os.replace(tmp, path)
@@ -587,64 +382,32 @@ def write_shard(rows: list[dict], path) -> Path:
 # %% ../nbs/12_wm_data.ipynb #32246e6c
 def _frame(rgb_bytes, depth_bytes, pose, K):
     from types import SimpleNamespace
-
     rgb = np.asarray(Image.open(io.BytesIO(rgb_bytes)).convert("RGB"))
-    return SimpleNamespace(
-        rgb=rgb,
-        depth=depth_from_png(depth_bytes),
-        K=np.asarray(K, np.float64).reshape(3, 3),
-        pose=np.asarray(pose, np.float64).reshape(4, 4),
-        ids=None,
-    )
-
+    return SimpleNamespace(rgb=rgb, depth=depth_from_png(depth_bytes), K=np.asarray(K, np.float64).reshape(3, 3),
+                           pose=np.asarray(pose, np.float64).reshape(4, 4), ids=None)
 
 def row_to_sample(row: dict) -> WMSample:
     "A `WMSample` from a parquet row (as read by pyarrow); errors name the row id and field."
     rid = row.get("id", "?")
     try:
-        ctx = [
-            _frame(i["bytes"], d, p, k)
-            for i, d, p, k in zip(
-                row["context_images"],
-                row["context_depths"],
-                row["context_poses"],
-                row["context_intrinsics"],
-                strict=True,
-            )
-        ]
-        tgt = _frame(
-            row["target_image"]["bytes"], row["target_depth"], row["target_pose"], row["target_intrinsics"]
-        )
+        ctx = [_frame(i["bytes"], d, p, k) for i, d, p, k in
+               zip(row["context_images"], row["context_depths"], row["context_poses"], row["context_intrinsics"], strict=True)]
+        tgt = _frame(row["target_image"]["bytes"], row["target_depth"], row["target_pose"], row["target_intrinsics"])
         motion = Motion(row["motion_kind"], row["motion_value"])
     except (KeyError, ValueError, TypeError, OSError) as e:
         raise ValueError(f"wm_data row {rid!r}: bad or missing field: {e}") from e
-    return WMSample(
-        row["scene_id"],
-        ctx,
-        tgt,
-        int(row["source_index"]),
-        motion,
-        np.asarray(row["decomposition"]),
-        float(row["coverage"]),
-        row["source"],
-        json.loads(row["scene_json"]) if row["scene_json"] else None,
-        rid,
-    )
-
+    return WMSample(row["scene_id"], ctx, tgt, int(row["source_index"]), motion, np.asarray(row["decomposition"]),
+                    float(row["coverage"]), row["source"], json.loads(row["scene_json"]) if row["scene_json"] else None, rid)
 
 def read_wm_data(folder, limit: int | None = None) -> list[WMSample]:
     "All samples of a `make_wm_data` folder (shards in name order), at most `limit`."
     import pyarrow.parquet as pq
-
     out = []
     for path in sorted(Path(folder, "data").glob("*.parquet")):
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as e:
-            raise ValueError(f"{path}: cannot read parquet shard: {e}") from e
+        try: rows = pq.read_table(path).to_pylist()
+        except Exception as e: raise ValueError(f"{path}: cannot read parquet shard: {e}") from e
         for row in rows:
-            if limit is not None and len(out) >= limit:
-                return out
+            if limit is not None and len(out) >= limit: return out
             out.append(row_to_sample(row))
     return out
 
@@ -653,20 +416,16 @@ def to_protocol_sample(s: WMSample, sample_id: str = "wm") -> "Sample":
     "The `protocol.Sample` a world simulator imagines from: the context images, their poses, intrinsics and depths."
     from dataclasses import replace
     from astra_wb.simulators import frames_to_sample
-
     meta = {"source": s.source, "scene_id": s.scene_id, "prompt": s.prompt, "source_index": s.source_index}
-    if s.scene:
-        meta["scene"] = s.scene
+    if s.scene: meta["scene"] = s.scene
     return replace(frames_to_sample(s.contexts, sample_id, s.prompt, meta), category="world-simulator")
 
 # %% ../nbs/12_wm_data.ipynb #6639324e
 def _scan_folders(scans) -> list[Path]:
     root = Path(scans)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: scans folder not found")
+    if not root.is_dir(): raise FileNotFoundError(f"{root}: scans folder not found")
     subs = sorted(p for p in root.iterdir() if p.is_dir())
     return subs or [root]
-
 
 def _jobs(scans, n_synthetic: int, seed: int) -> list[tuple[str, str, object]]:
     "(source, scene key, loader argument) for every scene to process."
@@ -680,82 +439,49 @@ def _jobs(scans, n_synthetic: int, seed: int) -> list[tuple[str, str, object]]:
 def _scene_samples(source, arg, per_scene, cfg, rng, counts, scan_stride, scan_limit):
     if source == "synth":
         from astra_wb.scene import make_scene
-
         return synthetic_sets(make_scene(int(arg)), per_scene, cfg, rng, counts)
     from astra_wb.scene import load_scan
-
     frames = load_scan(arg, stride=scan_stride, limit=scan_limit)
     return propose_sets(frames, per_scene, cfg, rng, counts, scene_id=Path(arg).name, source=source)
-
 
 def _summarise(out: Path, cfg: WMDataConfig) -> dict:
     per_source = {}
     for p in sorted(Path(out, "stats").glob("*.json")):
         st = json.loads(p.read_text())
         agg = per_source.setdefault(st["source"], {"scenes": 0, "errors": 0})
-        agg["scenes"] += 1
-        agg["errors"] += bool(st.get("error"))
-        for k, v in st["counts"].items():
-            agg[k] = agg.get(k, 0) + v
+        agg["scenes"] += 1; agg["errors"] += bool(st.get("error"))
+        for k, v in st["counts"].items(): agg[k] = agg.get(k, 0) + v
     summary = {"config": asdict(cfg), "filters": list(FILTERS), "sources": per_source}
     Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 # %% ../nbs/12_wm_data.ipynb #9ca6d85d
-def make_wm_data(
-    out,
-    scans=None,
-    n_synthetic: int = 0,
-    per_scene: int = 8,
-    cfg: WMDataConfig | None = None,
-    max_per_source: int | None = None,
-    scan_stride: int = 1,
-    scan_limit: int | None = None,
-    progress: bool = True,
-) -> dict:
+def make_wm_data(out, scans=None, n_synthetic: int = 0, per_scene: int = 8, cfg: WMDataConfig | None = None,
+                 max_per_source: int | None = None, scan_stride: int = 1, scan_limit: int | None = None,
+                 progress: bool = True) -> dict:
     "Build (or resume) a wm_data folder from scan folders and/or `n_synthetic` synthetic scenes; returns the summary."
     from tqdm.auto import tqdm
-
     cfg = cfg or WMDataConfig()
-    out = Path(out)
-    (out / "stats").mkdir(parents=True, exist_ok=True)
+    out = Path(out); (out / "stats").mkdir(parents=True, exist_ok=True)
     kept: dict[str, int] = {}
     for p in Path(out, "stats").glob("*.json"):
-        st = json.loads(p.read_text())
-        kept[st["source"]] = kept.get(st["source"], 0) + st["counts"].get("kept", 0)
+        st = json.loads(p.read_text()); kept[st["source"]] = kept.get(st["source"], 0) + st["counts"].get("kept", 0)
     bar = tqdm(_jobs(scans, n_synthetic, cfg.seed), desc="make-wm-data", disable=not progress)
     for i, (source, key, arg) in enumerate(bar):
         stats_path = out / "stats" / f"{key}.json"
-        if stats_path.exists():
-            continue
+        if stats_path.exists(): continue
         want = per_scene if max_per_source is None else min(per_scene, max_per_source - kept.get(source, 0))
-        if want <= 0:
-            continue
+        if want <= 0: continue
         counts, t0, err = {}, time.time(), None
         rng = np.random.default_rng([cfg.seed, i])
-        try:
-            samples = _scene_samples(source, arg, want, cfg, rng, counts, scan_stride, scan_limit)
-        except Exception as e:  # one bad scan must not stop the run; the error is kept in its stats
+        try: samples = _scene_samples(source, arg, want, cfg, rng, counts, scan_stride, scan_limit)
+        except Exception as e:   # one bad scan must not stop the run; the error is kept in its stats
             samples, err = [], f"{type(e).__name__}: {e}"
-            if progress:
-                print(f"make-wm-data: skipping {key}: {err}")
-        if samples:
-            write_shard(
-                [sample_to_row(s, f"{key}-{j:04d}") for j, s in enumerate(samples)],
-                out / "data" / f"{key}.parquet",
-            )
+            if progress: print(f"make-wm-data: skipping {key}: {err}")
+        if samples: write_shard([sample_to_row(s, f"{key}-{j:04d}") for j, s in enumerate(samples)], out / "data" / f"{key}.parquet")
         kept[source] = kept.get(source, 0) + len(samples)
-        stats_path.write_text(
-            json.dumps(
-                {
-                    "source": source,
-                    "scene": key,
-                    "counts": counts,
-                    "error": err,
-                    "seconds": round(time.time() - t0, 3),
-                }
-            )
-        )
+        stats_path.write_text(json.dumps({"source": source, "scene": key, "counts": counts, "error": err,
+                                          "seconds": round(time.time() - t0, 3)}))
         bar.set_postfix(kept=sum(kept.values()))
     return _summarise(out, cfg)
 
@@ -773,87 +499,30 @@ def format_summary(summary: dict) -> str:
 def cli_make_wm_data(argv: list[str]) -> int:
     "`astra-wb make-wm-data OUT (--scans DIR | --synthetic N) ...`"
     import argparse
-
-    p = argparse.ArgumentParser(
-        prog="astra-wb make-wm-data",
-        description="Build world-simulator SFT data (paper App. A.1) as parquet.",
-    )
+    p = argparse.ArgumentParser(prog="astra-wb make-wm-data", description="Build world-simulator SFT data (paper App. A.1) as parquet.")
     p.add_argument("out", help="output folder (resumed if it exists)")
-    p.add_argument(
-        "--scans", action="append", default=None, help="folder of ScanNet-style scan folders (repeatable)"
-    )
+    p.add_argument("--scans", action="append", default=None, help="folder of ScanNet-style scan folders (repeatable)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="number of synthetic scenes")
     p.add_argument("--per-scene", type=int, default=8, help="samples wanted per scene")
     p.add_argument("--max-per-source", type=int, default=None, help="stop a source after this many samples")
     p.add_argument("--scan-stride", type=int, default=10, help="use every n-th scan frame")
     p.add_argument("--scan-limit", type=int, default=None, help="at most this many frames per scan")
     d = WMDataConfig()
-    for name in (
-        "voxel_size",
-        "min_coverage",
-        "max_coverage",
-        "min_xy",
-        "min_dz",
-        "min_dyaw",
-        "min_dpitch",
-        "still_trans",
-        "still_rot",
-        "min_trans",
-        "min_rot",
-        "image_size",
-        "pixel_stride",
-        "seed",
-    ):
+    for name in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch", "still_trans", "still_rot",
+                 "min_trans", "min_rot", "image_size", "pixel_stride", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
-    p.add_argument(
-        "--diversity",
-        choices=DIVERSITY_RULES,
-        default="paper",
-        help="paper: (3) far apart OR (4) turned, App. A.1; strict: both",
-    )
+    p.add_argument("--diversity", choices=DIVERSITY_RULES, default="paper",
+                   help="paper: (3) far apart OR (4) turned, App. A.1; strict: both")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    if not a.scans and a.synthetic <= 0:
-        p.error("give --scans DIR and/or --synthetic N")
-    cfg = WMDataConfig(
-        **{
-            k: getattr(a, k)
-            for k in (
-                "voxel_size",
-                "min_coverage",
-                "max_coverage",
-                "min_xy",
-                "min_dz",
-                "min_dyaw",
-                "min_dpitch",
-                "still_trans",
-                "still_rot",
-                "min_trans",
-                "min_rot",
-                "image_size",
-                "pixel_stride",
-                "seed",
-                "diversity",
-            )
-        }
-    )
+    if not a.scans and a.synthetic <= 0: p.error("give --scans DIR and/or --synthetic N")
+    cfg = WMDataConfig(**{k: getattr(a, k) for k in ("voxel_size", "min_coverage", "max_coverage", "min_xy", "min_dz", "min_dyaw", "min_dpitch",
+                          "still_trans", "still_rot", "min_trans", "min_rot", "image_size", "pixel_stride", "seed", "diversity")})
     try:
-        summary = make_wm_data(
-            a.out,
-            a.scans,
-            a.synthetic,
-            a.per_scene,
-            cfg,
-            a.max_per_source,
-            a.scan_stride,
-            a.scan_limit,
-            progress=not a.no_progress,
-        )
+        summary = make_wm_data(a.out, a.scans, a.synthetic, a.per_scene, cfg, a.max_per_source, a.scan_stride,
+                               a.scan_limit, progress=not a.no_progress)
     except (FileNotFoundError, ValueError) as e:
-        print(f"astra-wb make-wm-data: error: {e}")
-        return 2
+        print(f"astra-wb make-wm-data: error: {e}"); return 2
     print(format_summary(summary))
-    print(
-        f"wrote {a.out}/data/*.parquet  (load with datasets.load_dataset('parquet', data_files='{a.out}/data/*.parquet'))"
-    )
+    print(f"wrote {a.out}/data/*.parquet  (load with datasets.load_dataset('parquet', data_files='{a.out}/data/*.parquet'))")
     return 0
