@@ -85,7 +85,8 @@ def arm_config(config: CurriculumConfig, arm: str, seed: int, model: str, data: 
 def stage(marker: Path, run, what: str, log=print):
     "Run `run()` unless `marker` exists (a finished stage); returns whether it ran."
     if Path(marker).exists():
-        log(f"[skip] {what}: {marker} exists"); return False
+        log(f"[skip] {what}: {marker} exists")
+        return False
     t0, c0 = time.perf_counter(), time.process_time()
     run()
     log(f"[done] {what} in {time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} CPU s)")
@@ -260,7 +261,8 @@ def run_curriculum(config: CurriculumConfig, log=print) -> Path:
     "The whole experiment (each finished stage skipped on a rerun); returns the report's path."
     import torch
     torch.set_num_threads(1)   # small models on a shared CPU: more threads only spin
-    root = Path(config.output_dir); root.mkdir(parents=True, exist_ok=True)
+    root = Path(config.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
     config = sized(config)
     (root / "curriculum_config.json").write_text(json.dumps(asdict(config), indent=1))
     make_splits(config, root, log)
@@ -279,7 +281,8 @@ def cli_curriculum(argv: list[str] | None = None) -> int:
     "`astra-wb curriculum`: run (or resume) the experiment and print its report."
     try: config = CurriculumConfig(**vars(curriculum_parser().parse_args(argv)))
     except ValueError as e:
-        print(f"astra-wb curriculum: {e}", file=sys.stderr); return 2
+        print(f"astra-wb curriculum: {e}", file=sys.stderr)
+        return 2
     report = run_curriculum(config, log=lambda m: print(m, file=sys.stderr))
     print(report.read_text())
     return 0

@@ -145,7 +145,8 @@ class LLMChoiceExtractor:
         for attempt in range(self.retries):
             try: reply = self._ask(choice_prompt(question, options, response))
             except (urllib.error.URLError, OSError, KeyError, IndexError, TypeError, ValueError):
-                time.sleep(0.2 * attempt); continue
+                time.sleep(0.2 * attempt)
+                continue
             letter = parse_choice_reply(reply, options)
             if letter is not None: return None if letter == "Z" else letter   # Z: the judge found no option
         return None

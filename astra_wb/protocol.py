@@ -184,7 +184,8 @@ def _blocks(rest: str, tag: str) -> list[str] | Invalid:
     while (i := rest.find(f"<{tag}>", pos)) != -1:
         j = rest.find(f"</{tag}>", i)
         if j == -1: return Invalid("truncated", f"<{tag}> is never closed")
-        bodies.append(rest[i + len(tag) + 2:j]); pos = j + len(tag) + 3
+        bodies.append(rest[i + len(tag) + 2:j])
+        pos = j + len(tag) + 3
     return bodies
 
 # %% ../nbs/02_protocol.ipynb #da6cf693
@@ -421,7 +422,8 @@ def user_content(sample: Sample, style: str | None = None) -> list[dict]:
     out = []
     for item in layout:
         if "text" in item:
-            out.append({"type": "text", "text": item["text"]}); continue
+            out.append({"type": "text", "text": item["text"]})
+            continue
         for i in item["video"] if "video" in item else [item["image"]]:   # a clip is shown as its frames, in place
             if style != "official": out.append({"type": "text", "text": f"Image {i + 1}:"})
             out.append({"type": "image", "image": sample.images[i]})
@@ -455,7 +457,8 @@ def png_bytes(im: Image.Image) -> bytes:
     import hashlib, io
     key = hashlib.blake2b(f"{im.mode}{im.size}".encode() + im.tobytes(), digest_size=16).digest()
     if key not in _PNG:
-        buf = io.BytesIO(); im.save(buf, format="PNG", compress_level=1)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", compress_level=1)
         if len(_PNG) >= 1024: _PNG.pop(next(iter(_PNG)))   # oldest first: a bounded cache
         _PNG[key] = buf.getvalue()
     return _PNG[key]
@@ -464,12 +467,16 @@ class _Writer:
     "Writes images and arrays under `root`, returning paths relative to it."
     def __init__(self, root: Path, prefix: str = ""): self.root, self.prefix = Path(root), prefix
     def image(self, im: Image.Image, name: str) -> str:
-        rel = f"{self.prefix}{name}.png"; (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
-        (self.root/rel).write_bytes(png_bytes(im)); return rel
+        rel = f"{self.prefix}{name}.png"
+        (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
+        (self.root/rel).write_bytes(png_bytes(im))
+        return rel
     def array(self, a, name: str) -> str | None:
         if a is None: return None
-        rel = f"{self.prefix}{name}.npy"; (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
-        np.save(self.root/rel, np.asarray(a), allow_pickle=False); return rel
+        rel = f"{self.prefix}{name}.npy"
+        (self.root/rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(self.root/rel, np.asarray(a), allow_pickle=False)
+        return rel
 
 # %% ../nbs/02_protocol.ipynb #59ef220b
 class _Reader:
@@ -590,10 +597,12 @@ def trajectory_from_dict(d: dict, r: _Reader) -> Trajectory:
 # %% ../nbs/02_protocol.ipynb #cc15b0ca
 def save_trajectory(traj: Trajectory, folder) -> Path:
     "Write `folder/trajectory.json` and the images beside it; returns the folder."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     d = trajectory_to_dict(traj, _Writer(folder))
     tmp = folder/"trajectory.json.tmp"
-    tmp.write_text(json.dumps(d, indent=1)); tmp.replace(folder/"trajectory.json")  # atomic: never half a file
+    tmp.write_text(json.dumps(d, indent=1))
+    tmp.replace(folder/"trajectory.json")  # atomic: never half a file
     return folder
 
 def _read_json(path: Path):
@@ -609,7 +618,8 @@ def load_trajectory(folder) -> Trajectory:
 # %% ../nbs/02_protocol.ipynb #6f02d019
 def save_trajectories_jsonl(trajs, path) -> Path:
     "Write many trajectories as JSONL (one per line) with their images under `<stem>_images/`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         for i, traj in enumerate(trajs):
             f.write(json.dumps(trajectory_to_dict(traj, _Writer(path.parent, f"{path.stem}_images/{i:06d}/"))) + "\n")
@@ -626,7 +636,8 @@ def load_trajectories_jsonl(path) -> list[Trajectory]:
 # %% ../nbs/02_protocol.ipynb #5f8b44d0
 def save_sample(sample: Sample, folder) -> Path:
     "Write `folder/sample.json` with the sample's images and depths beside it."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder/"sample.json").write_text(json.dumps(sample_to_dict(sample, _Writer(folder)), indent=1))
     return folder
 

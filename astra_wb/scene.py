@@ -157,7 +157,9 @@ def make_scene(seed: int, n_objects: int | None = None) -> Scene:
                 o = _propose(rng, cat, room)
                 bb, tight = _aabb2(o, 0.075), _aabb2(o)
                 if tight[0] >= 0 and tight[1] >= 0 and tight[2] <= room[0] and tight[3] <= room[1] and not any(_overlaps(bb, b) for b in boxes):
-                    placed.append(o); boxes.append(bb); break
+                    placed.append(o)
+                    boxes.append(bb)
+                    break
             else: break
         if len(placed) == n: break
         room[:2] *= 1.1                                       # did not fit: a bigger room
@@ -180,7 +182,9 @@ def _room_row(R, t, xs, y, room, drow, irow, frow):
         t0 = ((room[0] if d0 > zero else zero) - t[0]) / d0     # leaving through x = X or x = 0
         t1 = ((room[1] if d1 > zero else zero) - t[1]) / d1
         t2 = ((room[2] if d2 > zero else zero) - t[2]) / d2
-        t0 = t0 if t0 > zero else big; t1 = t1 if t1 > zero else big; t2 = t2 if t2 > zero else big
+        t0 = t0 if t0 > zero else big
+        t1 = t1 if t1 > zero else big
+        t2 = t2 if t2 > zero else big
         f0, f1, f2 = np.int8(1 if d0 > zero else 0), np.int8(3 if d1 > zero else 2), np.int8(5 if d2 > zero else 4)
         m = t0 < t1
         tm, fm = (t0 if m else t1), (f0 if m else f1)
@@ -256,7 +260,9 @@ def _box_setup(R, t, fx, fy, cx, cy, W, H, box, pu, pv):
                 lo_u, hi_u, lo_v, hi_v = min(lo_u, u), max(hi_u, u), min(lo_v, v), max(hi_v, v)
     A = np.empty((3, 3), np.float32)
     for j in range(3):
-        A[0, j] = c * R[0, j] + s * R[1, j]; A[1, j] = -s * R[0, j] + c * R[1, j]; A[2, j] = R[2, j]
+        A[0, j] = c * R[0, j] + s * R[1, j]
+        A[1, j] = -s * R[0, j] + c * R[1, j]
+        A[2, j] = R[2, j]
     px, py = t[0] - box[0], t[1] - box[1]
     o = np.array([c * px + s * py, -s * px + c * py, t[2] - box[2]], np.float32)
     if n_front == 0 or box[3] <= 0: return False, 0, 0, 0, 0, A, o
@@ -340,7 +346,8 @@ def _box_coords(p0, p1, p2, box, f):
 
 
 # %% ../nbs/03_scene.ipynb #4f0f2d95
-_LIGHT = np.array([0.3, 0.5, 0.81]); _LIGHT /= np.linalg.norm(_LIGHT)
+_LIGHT = np.array([0.3, 0.5, 0.81])
+_LIGHT /= np.linalg.norm(_LIGHT)
 _ROOM_GREY = np.array([200, 205, 190, 195, 150, 235], np.float32)  # faces x=0, x=X, y=0, y=Y, floor, ceiling
 _TLO, _TSPAN = np.float32(TEXTURE_RANGE[0]), np.float32(TEXTURE_RANGE[1] - TEXTURE_RANGE[0])
 _RLO, _RSPAN = np.float32(ROOM_TEXTURE_RANGE[0]), np.float32(ROOM_TEXTURE_RANGE[1] - ROOM_TEXTURE_RANGE[0])
@@ -358,7 +365,9 @@ def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, boxes, out):
     for u in range(xs.shape[0]):
         z, f, i = drow[u], frow[u], irow[u]
         if f < 0 or z <= 0:
-            out[u, 0] = 0; out[u, 1] = 0; out[u, 2] = 0
+            out[u, 0] = 0
+            out[u, 1] = 0
+            out[u, 2] = 0
             continue
         x, yy = xs[u] * z, y * z
         p0 = R[0, 0] * x + R[0, 1] * yy + R[0, 2] * z + t[0]
@@ -371,7 +380,9 @@ def _shade_row(R, t, xs, y, drow, irow, frow, colors, ftab, grey, boxes, out):
         else:
             s, r = (p1, p2) if f < 2 else ((p0, p2) if f < 4 else (p0, p1))
             g = grey[f] * (_RLO + _RSPAN * _pattern(s, r, np.int64(-1 - f)))   # no periodic grid: it aliases matches
-            out[u, 0] = np.uint8(g); out[u, 1] = np.uint8(g); out[u, 2] = np.uint8(g)
+            out[u, 0] = np.uint8(g)
+            out[u, 1] = np.uint8(g)
+            out[u, 2] = np.uint8(g)
 
 @njit(cache=True, **_FAST)
 def _shade(R, t, xs, ys, depth, ids, face, colors, ftab, grey, boxes, rgb):
@@ -414,7 +425,8 @@ def render(scene: Scene, pose: np.ndarray, K: np.ndarray, width: int, height: in
            hidden=(), colors: np.ndarray | None = None, parallel: bool = False, out: Frame | None = None,
            shade: bool = True) -> Frame:
     "Render `scene` from camera `pose` (T_wc) with intrinsics `K`: RGB, z-depth (metres) and instance ids (into `out`'s arrays if given)."
-    pose = np.ascontiguousarray(pose, dtype=np.float64); K = np.asarray(K, dtype=np.float64)
+    pose = np.ascontiguousarray(pose, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
     if pose.shape != (4, 4) or K.shape != (3, 3): raise ValueError(f"pose must be 4x4 and K 3x3, got {pose.shape} and {K.shape}")
     R, t = np.ascontiguousarray(pose[:3, :3], np.float32), np.ascontiguousarray(pose[:3, 3], np.float32)
     xs = ((np.arange(width) + 0.5 - K[0, 2]) / K[0, 0]).astype(np.float32)
@@ -531,7 +543,8 @@ def write_scan(frames: list[Frame], folder, jpeg_quality: int = 95) -> Path:
     folder = Path(folder)
     if not frames: raise ValueError("write_scan: no frames")
     for sub in ("color", "depth", "pose", "intrinsic"): (folder / sub).mkdir(parents=True, exist_ok=True)
-    K4 = np.eye(4); K4[:3, :3] = frames[0].K
+    K4 = np.eye(4)
+    K4[:3, :3] = frames[0].K
     _write_matrix(folder / "intrinsic" / "intrinsic_color.txt", K4)
     _write_matrix(folder / "intrinsic" / "intrinsic_depth.txt", K4)
     for i, f in enumerate(frames):

@@ -21,7 +21,8 @@ def load_trajectories(spec) -> list[Trajectory]:
     for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
         p = Path(part)
         if p.is_file():
-            out += load_trajectories_jsonl(p); continue
+            out += load_trajectories_jsonl(p)
+            continue
         if not p.is_dir(): raise FileNotFoundError(f"trajectories {part!r}: no such file or folder")
         found = sorted(p.glob("trajectories/*/trajectory.json")) or sorted(p.glob("*/trajectories/*/trajectory.json"))
         if not found: raise FileNotFoundError(f"{p}: no trajectories/<id>/trajectory.json (a run folder saved with trajectories)")
@@ -67,11 +68,15 @@ def sft_example(policy, traj: Trajectory, max_tool_rounds: int = 3) -> dict:
     for kind, text in split_conversation(policy.processor, msgs, tools, add_generation_prompt=False):
         if kind == "model":   # the end token is the model's to emit: the sampler stops on it
             seg = policy.tokenizer(text, add_special_tokens=False)["input_ids"] + [policy.eos_id]
-            ids += seg; labels += seg; continue
+            ids += seg
+            labels += seg
+            continue
         if ids and ids[-1] == policy.eos_id and text.startswith(policy.eos_str): text = text[len(policy.eos_str):]
         n = text.count(policy.image_token)
         seg = policy.encode_piece(text, images[k:k + n]) if text else []
-        k += n; ids += seg; labels += [-100] * len(seg)
+        k += n
+        ids += seg
+        labels += [-100] * len(seg)
     return dict(input_ids=ids, labels=labels, images=images)
 
 # %% ../nbs/11c_sft.ipynb #ad1188b7
@@ -180,13 +185,15 @@ def teacher_stats(trajs: list[Trajectory]) -> dict:
 
 def sft(config: SFTRunConfig, **kw):
     "Run the cold start; writes output_dir/final (model + processor) and sft_summary.json. Returns the trainer."
-    out = Path(config.output_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "sft_config.json").write_text(json.dumps(asdict(config), indent=1))
     trajs = kw.pop("trajs", None) or load_trajectories(config.data)
     trainer = make_sft_trainer(config, trajs=trajs, **kw)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
-    trainer.save_model(str(out / "final")); trainer.processing_class.save_pretrained(str(out / "final"))
+    trainer.save_model(str(out / "final"))
+    trainer.processing_class.save_pretrained(str(out / "final"))
     logs = [r for r in trainer.state.log_history if "loss" in r]
     summary = dict(teacher=teacher_stats(trajs), steps=trainer.state.global_step, seconds=time.perf_counter() - t0,
                    cpu_seconds=time.process_time() - c0, first_loss=logs[0]["loss"] if logs else None,
@@ -200,10 +207,12 @@ def policy_rollouts(model, processor, samples, simulator="reproject", mode: str 
                     seed: int = 0, max_batch: int = 0) -> list[Trajectory]:
     "Trajectories of a transformers VLM on `samples` through the RL loop's token policy (greedy by default)."
     from astra_wb.agent import AgentConfig, rollout
-    pol = token_policy(model, processor); pol.reset(seed)
+    pol = token_policy(model, processor)
+    pol.reset(seed)
     cfg = AgentConfig(mode=mode, forced_k=forced_k, max_tool_rounds=max_tool_rounds, max_turns=max_turns, seed=seed,
                       temperature=temperature, max_new_tokens=max_new_tokens, max_batch=max_batch)
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     try: return rollout(samples, pol, simulator, cfg)
     finally: model.train(was)
 
@@ -221,7 +230,8 @@ def cli_sft(argv: list[str] | None = None) -> int:
         if not config.data: raise ValueError("--data is required: a run folder or trajectory JSONL of teacher trajectories")
         trajs = load_trajectories(config.data)
     except (ValueError, OSError) as e:
-        print(f"astra-wb sft: {e}", file=sys.stderr); return 2
+        print(f"astra-wb sft: {e}", file=sys.stderr)
+        return 2
     trainer = sft(config, trajs=trajs)
     s = json.loads((Path(config.output_dir) / "sft_summary.json").read_text())
     print(json.dumps({k: s[k] for k in ("steps", "first_loss", "last_loss", "seconds", "cpu_seconds")} | {"model": str(Path(config.output_dir) / "final")}))

@@ -96,7 +96,8 @@ def dense_source(src, n_points: int = 1500, levels: int = 2, min_gradient: float
     mag = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
     v, u = np.nonzero((depth > 0) & (mag > min_gradient))
     if len(u) > n_points:
-        pick = np.random.default_rng(seed).choice(len(u), n_points, replace=False); u, v = u[pick], v[pick]
+        pick = np.random.default_rng(seed).choice(len(u), n_points, replace=False)
+        u, v = u[pick], v[pick]
     z = depth[v, u].astype(np.float64)
     pc = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
     values = []
@@ -140,7 +141,9 @@ def dense_refine(dense, gray: np.ndarray, K: np.ndarray, T_cw: np.ndarray, iters
             if o is None: return T_cw
             r, J, w = o
             d = -np.linalg.solve((J * w[:, None]).T @ J + 1e-9 * np.eye(6), (J * w[:, None]).T @ r)
-            step = np.eye(4); step[:3, :3] = cv2.Rodrigues(d[:3])[0]; step[:3, 3] = d[3:]
+            step = np.eye(4)
+            step[:3, :3] = cv2.Rodrigues(d[:3])[0]
+            step[:3, 3] = d[3:]
             T = step @ T
             if np.abs(d).max() < 1e-6: break
     before, after = cost(T_cw), cost(T)
@@ -158,7 +161,8 @@ def _lift_frame(self, frame):
 def _source_features(self, src, key=None, contexts=None):
     "(world points, descriptors per frame, source keypoints, dense edge points) of `src` and the other `contexts`, cached under `key`."
     if key is not None and key in self._cache:
-        self._cache.move_to_end(key); return self._cache[key]
+        self._cache.move_to_end(key)
+        return self._cache[key]
     others = [f for f in (contexts or []) if f is not src] if self.use_contexts else []
     lifted = [self._lift_frame(src)] + [self._lift_frame(f) for f in others]
     lifted = [x for x in lifted if x[1] is not None and len(x[1])] or lifted[:1]
@@ -178,7 +182,8 @@ def _match(self, desc_gen, desc_src) -> np.ndarray:
     if isinstance(desc_src, list):   # ratio test per frame: a point seen by two context views must not be its own rival
         out, offset = [], 0
         for d in desc_src:
-            out.append(self._match(desc_gen, d) + [0, offset]); offset += len(d)
+            out.append(self._match(desc_gen, d) + [0, offset])
+            offset += len(d)
         return np.concatenate(out) if out else np.zeros((0, 2), int)
     if desc_gen is None or desc_src is None or len(desc_gen) < 2 or len(desc_src) < 2: return np.zeros((0, 2), int)
     knn = self._matcher.knnMatch(desc_gen, desc_src, k=2)
@@ -204,7 +209,9 @@ def _estimate(self, src, generated, K=None, key=None, contexts=None) -> PoseResu
     inl = inl.reshape(-1)
     if len(inl) < self.min_inliers: return PoseResult(None, "few_inliers", len(m), len(inl))
     if self.refine: rvec, tvec = cv2.solvePnPRefineLM(obj[inl], img[inl], np.asarray(K, np.float64), None, rvec, tvec)
-    T_cw = np.eye(4); T_cw[:3, :3] = cv2.Rodrigues(rvec)[0]; T_cw[:3, 3] = tvec.reshape(3)
+    T_cw = np.eye(4)
+    T_cw[:3, :3] = cv2.Rodrigues(rvec)[0]
+    T_cw[:3, 3] = tvec.reshape(3)
     if dense is not None: T_cw = dense_refine(dense, gray, np.asarray(K, np.float64), T_cw, self.dense_iters)
     return PoseResult(np.linalg.inv(T_cw), "ok", len(m), len(inl))
 
@@ -265,7 +272,9 @@ class DepthAlignPose(FeaturePnP):
         fit, inl = ransac_similarity(cam[ok], world[m[ok, 1]], self.threshold, self.iterations, self.with_scale)
         if fit is None or inl.sum() < self.min_inliers: return PoseResult(None, "few_inliers", len(m), 0 if inl is None else int(inl.sum()))
         s, R, t = fit
-        T = np.eye(4); T[:3, :3] = R; T[:3, 3] = t
+        T = np.eye(4)
+        T[:3, :3] = R
+        T[:3, 3] = t
         return PoseResult(T, "ok", len(m), int(inl.sum()))
 
 # %% ../nbs/13_sim_quality.ipynb #22efe536
@@ -487,7 +496,8 @@ def categories_from_policy(policy, images: list) -> list[str]:
 # %% ../nbs/13_sim_quality.ipynb #cfd140e3
 def box_iou(a, b) -> float:
     "Intersection over union of two (x0, y0, x1, y1) boxes."
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
@@ -703,7 +713,8 @@ def cli_sim_quality(argv: list[str]) -> int:
                             target_detector=InstanceMaskDetector() if a.detector == "instances" else None)
         summaries, rows = score_simulators(sims, samples, estimator, detector, cfg, progress=not a.no_progress)
     except (FileNotFoundError, ValueError, KeyError, SimulatorError) as e:
-        print(f"astra-wb sim-quality: error: {e}"); return 2
+        print(f"astra-wb sim-quality: error: {e}")
+        return 2
     print(format_table(summaries))
     if a.json: Path(a.json).write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
     return 0

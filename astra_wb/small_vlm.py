@@ -66,7 +66,8 @@ def _write_small(folder: Path, seed: int, p: dict) -> None:
     ip = Qwen2VLImageProcessorPil(patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                                   size={"shortest_edge": p["min_pixels"], "longest_edge": p["max_pixels"]})
     proc = image_only_processor_class("qwen3_vl")(image_processor=ip, tokenizer=tok, chat_template=template)
-    model.save_pretrained(folder); proc.save_pretrained(folder)
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
     (folder / "astra_small.json").write_text(json.dumps({"builder_version": SMALL_BUILDER_VERSION, "seed": seed, "preset": p}))
 
 # %% ../nbs/07a_small_vlm.ipynb #4e0293f6

@@ -73,7 +73,8 @@ def _stats_kernel(ids, count, su, vmax):
         for u in range(W):
             i = ids[v, u]
             if i >= 0:
-                count[i] += 1; su[i] += u + 0.5
+                count[i] += 1
+                su[i] += u + 0.5
                 if v > vmax[i]: vmax[i] = v
 
 def view_stats(ids: np.ndarray, n: int):
@@ -127,7 +128,8 @@ class World:
         X, Y = self.scene.room_size[:2]
         out, objs, left = [], self.scene.objects, tries * n
         while len(out) < n and left > 0:     # floor positions are drawn and tested 64 at a time
-            xy = rng.uniform((0, 0), (X, Y), (min(64, left), 2)); left -= len(xy)
+            xy = rng.uniform((0, 0), (X, Y), (min(64, left), 2))
+            left -= len(xy)
             for p in xy[self.free_xy(xy, 0.4)]:
                 tgt = objs[rng.integers(len(objs))].center[:2] if objs and rng.random() < 0.7 else np.array([X, Y]) / 2 + rng.normal(0, 0.3, 2)
                 if np.linalg.norm(tgt - p) < 1.0: continue
@@ -173,7 +175,8 @@ def _splat_ids(depth, ids, Ks, M, Kt, zbuf, out):
             for tv in range(max(v0, 0), min(v0 + n, Ht)):
                 for tu in range(max(u0, 0), min(u0 + n, Wt)):
                     if Z < zbuf[tv, tu]:
-                        zbuf[tv, tu] = Z; out[tv, tu] = ids[v, u]
+                        zbuf[tv, tu] = Z
+                        out[tv, tu] = ids[v, u]
 
 def evidence_view(sources: list, pose: np.ndarray, K: np.ndarray, width: int, height: int, n: int) -> View:
     "A `View` at `pose` from (depth, ids, pose, K) tuples of the given views alone: what their RGB-D shows from there."
@@ -632,11 +635,13 @@ def verify_sample(sample: Sample) -> list[str]:
 # %% ../nbs/04_synthqa.ipynb #05ca9153
 def export_bench(samples: list[Sample], folder) -> Path:
     "Write `samples` to `folder/bench.jsonl` with PNG images and 16-bit millimetre depth PNGs; returns the JSONL path."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.jsonl"
     with open(path, "w") as f:
         for s in samples:
-            sub = Path("images") / str(s.id); (folder / sub).mkdir(parents=True, exist_ok=True)
+            sub = Path("images") / str(s.id)
+            (folder / sub).mkdir(parents=True, exist_ok=True)
             ims = []
             for i, im in enumerate(s.images, 1): im.save(folder / sub / f"{i}.png"); ims.append(str(sub / f"{i}.png"))
             deps = None
@@ -675,7 +680,8 @@ def _load_line(d: dict, folder: Path, where: str) -> Sample:
 
 def load_bench(folder) -> list[Sample]:
     "The samples of a folder written by `export_bench` (or its `bench.jsonl`); errors name the file, line and field."
-    path = Path(folder); path = path / "bench.jsonl" if path.is_dir() else path
+    path = Path(folder)
+    path = path / "bench.jsonl" if path.is_dir() else path
     if not path.exists(): raise ProtocolError(f"{path}: no synthetic bench here (expected bench.jsonl from export_bench)")
     out = []
     try:   # lines end at \n only (U+2028 inside a JSON string is not a line break)
@@ -692,7 +698,8 @@ def cli_make_synth(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=200, help="number of questions")
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bench)")
     ap.add_argument("--out", default="data/synth", help="output folder")
-    ap.add_argument("--width", type=int, default=WIDTH); ap.add_argument("--height", type=int, default=HEIGHT)
+    ap.add_argument("--width", type=int, default=WIDTH)
+    ap.add_argument("--height", type=int, default=HEIGHT)
     a = ap.parse_args(argv)
     if a.n < 1: ap.error("--n must be >= 1")
     if a.width < 8 or a.height < 8: ap.error("--width and --height must be >= 8 pixels")

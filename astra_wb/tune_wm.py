@@ -411,7 +411,8 @@ def _args(argv):
     p = argparse.ArgumentParser(prog="astra-wb tune-wm", description="Train the learned world simulator (two stages) and measure it.")
     sub = p.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="pre-train on generic view pairs, then tune on quality-verified samples")
-    t.add_argument("data", help="a make-wm-data folder"); t.add_argument("out", help="run folder (resumed if it exists)")
+    t.add_argument("data", help="a make-wm-data folder")
+    t.add_argument("out", help="run folder (resumed if it exists)")
     d = TuneConfig()
     for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "pairs_per_sample", "generic", "heldout", "threads", "seed"):
         t.add_argument("--" + k.replace("_", "-"), type=type(getattr(d, k)), default=getattr(d, k))
@@ -419,7 +420,8 @@ def _args(argv):
     e = sub.add_parser("table2", help="simulator table + downstream table on held-out scenes")
     e.add_argument("run", help="a run folder written by `tune-wm train`")
     e.add_argument("--test-set", default=None, help="wm_data test folder (default RUN/test-set; built when empty)")
-    e.add_argument("--per-source", type=int, default=200); e.add_argument("--image-size", type=int, default=256)
+    e.add_argument("--per-source", type=int, default=200)
+    e.add_argument("--image-size", type=int, default=256)
     e.add_argument("--coverage", type=float, nargs=2, default=FILL_COVERAGE, metavar=("MIN", "MAX"),
                    help="coverage window of the test set when it is built (default: below the SFT threshold)")
     e.add_argument("--questions", type=int, default=200, help="synthetic bench size for the downstream table")
@@ -427,7 +429,9 @@ def _args(argv):
     e.add_argument("--reference-only", action="store_true", help="also score the calls with the source as the only context view")
     e.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     b = sub.add_parser("export-bagel", help="write the SFT samples in Bagel's unified_edit layout")
-    b.add_argument("data"); b.add_argument("out"); b.add_argument("--name", default="astra_wm")
+    b.add_argument("data")
+    b.add_argument("out")
+    b.add_argument("--name", default="astra_wm")
     for q in (t, e): q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 

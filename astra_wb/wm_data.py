@@ -53,15 +53,19 @@ def _voxel_bounds(depth, K, T, stride, inv_voxel):
     "Integer voxel bounds (lo, hi) of a camera's back-projected points, and how many points."
     H, W = depth.shape
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    lo = np.full(3, 2**62, np.int64); hi = np.full(3, -2**62, np.int64); n = 0
+    lo = np.full(3, 2**62, np.int64)
+    hi = np.full(3, -2**62, np.int64)
+    n = 0
     for v in range(0, H, stride):
         for u in range(0, W, stride):
             z = depth[v, u]
             if not (z > 0.0): continue
-            x = (u + 0.5 - cx) / fx * z; y = (v + 0.5 - cy) / fy * z
+            x = (u + 0.5 - cx) / fx * z
+            y = (v + 0.5 - cy) / fy * z
             for k in range(3):
                 c = int(math.floor((T[k, 0] * x + T[k, 1] * y + T[k, 2] * z + T[k, 3]) * inv_voxel - GRID_OFFSET))
-                lo[k] = min(lo[k], c); hi[k] = max(hi[k], c)
+                lo[k] = min(lo[k], c)
+                hi[k] = max(hi[k], c)
             n += 1
     return lo, hi, n
 
@@ -76,7 +80,8 @@ def _mark_voxels(depth, K, T, stride, inv_voxel, lo, dims, grid, is_target):
         for u in range(0, W, stride):
             z = depth[v, u]
             if not (z > 0.0): continue
-            x = (u + 0.5 - cx) / fx * z; y = (v + 0.5 - cy) / fy * z
+            x = (u + 0.5 - cx) / fx * z
+            y = (v + 0.5 - cy) / fy * z
             i = int(math.floor((T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]) * inv_voxel - GRID_OFFSET)) - lo[0]
             j = int(math.floor((T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]) * inv_voxel - GRID_OFFSET)) - lo[1]
             k = int(math.floor((T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]) * inv_voxel - GRID_OFFSET)) - lo[2]
@@ -148,7 +153,8 @@ def plane_frame(pose, K, size, plane_x: float = 3.0, occluder=None):
 # %% ../nbs/12_wm_data.ipynb #27c922ec
 def view_difference(T_i: np.ndarray, T_j: np.ndarray) -> tuple[float, float, float, float]:
     "(xy distance, |dz|, |dyaw|, |dpitch|) between two camera poses (metres, degrees)."
-    hi, pi = heading_pitch(T_i); hj, pj = heading_pitch(T_j)
+    hi, pi = heading_pitch(T_i)
+    hj, pj = heading_pitch(T_j)
     d = np.asarray(T_j)[:3, 3] - np.asarray(T_i)[:3, 3]
     dyaw = abs((hj - hi + 180.0) % 360.0 - 180.0)
     return float(np.hypot(d[0], d[1])), float(abs(d[2])), dyaw, abs(pj - pi)
@@ -315,12 +321,16 @@ def synthetic_sets(scene, n: int, cfg: WMDataConfig | None = None, rng=None, cou
 
 # %% ../nbs/12_wm_data.ipynb #709032b9
 def _png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO(); Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG"); return buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
 def depth_to_png(depth: np.ndarray) -> bytes:
     "Depth in metres -> 16-bit PNG in millimetres (0 = invalid)."
     mm = np.clip(np.nan_to_num(np.asarray(depth, np.float64)) * 1000.0, 0, 65535).round().astype(np.uint16)
-    buf = io.BytesIO(); Image.fromarray(mm).save(buf, format="PNG"); return buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(mm).save(buf, format="PNG")
+    return buf.getvalue()
 
 def depth_from_png(data: bytes) -> np.ndarray:
     "16-bit millimetre PNG -> float32 metres."
@@ -373,7 +383,8 @@ def sample_to_row(s: WMSample, sample_id: str) -> dict:
 def write_shard(rows: list[dict], path) -> Path:
     "Write rows as one parquet file, atomically (a crash never leaves a half-written shard)."
     import pyarrow as pa, pyarrow.parquet as pq
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(pa.Table.from_pylist(rows, schema=wm_schema()), tmp)
     os.replace(tmp, path)
@@ -449,7 +460,8 @@ def _summarise(out: Path, cfg: WMDataConfig) -> dict:
     for p in sorted(Path(out, "stats").glob("*.json")):
         st = json.loads(p.read_text())
         agg = per_source.setdefault(st["source"], {"scenes": 0, "errors": 0})
-        agg["scenes"] += 1; agg["errors"] += bool(st.get("error"))
+        agg["scenes"] += 1
+        agg["errors"] += bool(st.get("error"))
         for k, v in st["counts"].items(): agg[k] = agg.get(k, 0) + v
     summary = {"config": asdict(cfg), "filters": list(FILTERS), "sources": per_source}
     Path(out, "summary.json").write_text(json.dumps(summary, indent=1))
@@ -462,10 +474,12 @@ def make_wm_data(out, scans=None, n_synthetic: int = 0, per_scene: int = 8, cfg:
     "Build (or resume) a wm_data folder from scan folders and/or `n_synthetic` synthetic scenes; returns the summary."
     from tqdm.auto import tqdm
     cfg = cfg or WMDataConfig()
-    out = Path(out); (out / "stats").mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    (out / "stats").mkdir(parents=True, exist_ok=True)
     kept: dict[str, int] = {}
     for p in Path(out, "stats").glob("*.json"):
-        st = json.loads(p.read_text()); kept[st["source"]] = kept.get(st["source"], 0) + st["counts"].get("kept", 0)
+        st = json.loads(p.read_text())
+        kept[st["source"]] = kept.get(st["source"], 0) + st["counts"].get("kept", 0)
     bar = tqdm(_jobs(scans, n_synthetic, cfg.seed), desc="make-wm-data", disable=not progress)
     for i, (source, key, arg) in enumerate(bar):
         stats_path = out / "stats" / f"{key}.json"
@@ -522,7 +536,8 @@ def cli_make_wm_data(argv: list[str]) -> int:
         summary = make_wm_data(a.out, a.scans, a.synthetic, a.per_scene, cfg, a.max_per_source, a.scan_stride,
                                a.scan_limit, progress=not a.no_progress)
     except (FileNotFoundError, ValueError) as e:
-        print(f"astra-wb make-wm-data: error: {e}"); return 2
+        print(f"astra-wb make-wm-data: error: {e}")
+        return 2
     print(format_summary(summary))
     print(f"wrote {a.out}/data/*.parquet  (load with datasets.load_dataset('parquet', data_files='{a.out}/data/*.parquet'))")
     return 0
