@@ -1241,6 +1241,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'astra_wb.wm_data.WMSample.prompt': ('wm_data.html#wmsample.prompt', 'astra_wb/wm_data.py'),
                                   'astra_wb.wm_data._arrow_type': ('wm_data.html#_arrow_type', 'astra_wb/wm_data.py'),
                                   'astra_wb.wm_data._bump': ('wm_data.html#_bump', 'astra_wb/wm_data.py'),
+                                  'astra_wb.wm_data._camera_points': ('wm_data.html#_camera_points', 'astra_wb/wm_data.py'),
                                   'astra_wb.wm_data._extra_contexts': ('wm_data.html#_extra_contexts', 'astra_wb/wm_data.py'),
                                   'astra_wb.wm_data._fdata': ('wm_data.html#_fdata', 'astra_wb/wm_data.py'),
                                   'astra_wb.wm_data._frame': ('wm_data.html#_frame', 'astra_wb/wm_data.py'),

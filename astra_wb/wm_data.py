@@ -45,51 +45,57 @@ class WMDataConfig:
     image_size: int = 256           # synthetic renders are image_size x image_size
     seed: int = 0
 
+# %% ../nbs/12_wm_data.ipynb #f63ebcf3
+@njit(cache=True)
+def _camera_points(depth, K, stride):
+    "Camera-frame points (N x 3) of the pixels with depth, every `stride`-th pixel (pinhole back-projection)."
+    H, W = depth.shape
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    out = np.empty((((H + stride - 1) // stride) * ((W + stride - 1) // stride), 3))
+    n = 0
+    for v in range(0, H, stride):
+        for u in range(0, W, stride):
+            z = depth[v, u]
+            if z > 0.0:
+                out[n, 0] = (u + 0.5 - cx) / fx * z
+                out[n, 1] = (v + 0.5 - cy) / fy * z
+                out[n, 2] = z
+                n += 1
+    return out[:n]
+
 # %% ../nbs/12_wm_data.ipynb #4e161a6a
 GRID_OFFSET = 0.381966  # voxel boundaries sit at (n + this) * voxel_size, never on round coordinates such as walls at x = 0
 
 @njit(cache=True)
 def _voxel_bounds(depth, K, T, stride, inv_voxel):
     "Integer voxel bounds (lo, hi) of a camera's back-projected points, and how many points."
-    H, W = depth.shape
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    P = _camera_points(depth, K, stride)
     lo = np.full(3, 2**62, np.int64)
     hi = np.full(3, -2**62, np.int64)
-    n = 0
-    for v in range(0, H, stride):
-        for u in range(0, W, stride):
-            z = depth[v, u]
-            if not (z > 0.0): continue
-            x = (u + 0.5 - cx) / fx * z
-            y = (v + 0.5 - cy) / fy * z
-            for k in range(3):
-                c = int(math.floor((T[k, 0] * x + T[k, 1] * y + T[k, 2] * z + T[k, 3]) * inv_voxel - GRID_OFFSET))
-                lo[k] = min(lo[k], c)
-                hi[k] = max(hi[k], c)
-            n += 1
-    return lo, hi, n
+    for p in range(P.shape[0]):
+        x, y, z = P[p, 0], P[p, 1], P[p, 2]
+        for k in range(3):
+            c = int(math.floor((T[k, 0] * x + T[k, 1] * y + T[k, 2] * z + T[k, 3]) * inv_voxel - GRID_OFFSET))
+            lo[k] = min(lo[k], c)
+            hi[k] = max(hi[k], c)
+    return lo, hi, P.shape[0]
 
 # %% ../nbs/12_wm_data.ipynb #82234599
 @njit(cache=True)
 def _mark_voxels(depth, K, T, stride, inv_voxel, lo, dims, grid, is_target):
     "Target pass: set voxel bit 1, count new voxels. Context pass: count target voxels first hit (bit 2)."
-    H, W = depth.shape
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    P = _camera_points(depth, K, stride)
     count = 0
-    for v in range(0, H, stride):
-        for u in range(0, W, stride):
-            z = depth[v, u]
-            if not (z > 0.0): continue
-            x = (u + 0.5 - cx) / fx * z
-            y = (v + 0.5 - cy) / fy * z
-            i = int(math.floor((T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]) * inv_voxel - GRID_OFFSET)) - lo[0]
-            j = int(math.floor((T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]) * inv_voxel - GRID_OFFSET)) - lo[1]
-            k = int(math.floor((T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]) * inv_voxel - GRID_OFFSET)) - lo[2]
-            if i < 0 or j < 0 or k < 0 or i >= dims[0] or j >= dims[1] or k >= dims[2]: continue
-            c = (i * dims[1] + j) * dims[2] + k
-            if is_target:
-                if grid[c] == 0: grid[c] = 1; count += 1
-            elif grid[c] == 1: grid[c] = 3; count += 1
+    for p in range(P.shape[0]):
+        x, y, z = P[p, 0], P[p, 1], P[p, 2]
+        i = int(math.floor((T[0, 0] * x + T[0, 1] * y + T[0, 2] * z + T[0, 3]) * inv_voxel - GRID_OFFSET)) - lo[0]
+        j = int(math.floor((T[1, 0] * x + T[1, 1] * y + T[1, 2] * z + T[1, 3]) * inv_voxel - GRID_OFFSET)) - lo[1]
+        k = int(math.floor((T[2, 0] * x + T[2, 1] * y + T[2, 2] * z + T[2, 3]) * inv_voxel - GRID_OFFSET)) - lo[2]
+        if i < 0 or j < 0 or k < 0 or i >= dims[0] or j >= dims[1] or k >= dims[2]: continue
+        c = (i * dims[1] + j) * dims[2] + k
+        if is_target:
+            if grid[c] == 0: grid[c] = 1; count += 1
+        elif grid[c] == 1: grid[c] = 3; count += 1
     return count
 
 # %% ../nbs/12_wm_data.ipynb #96a0322e
