@@ -10,8 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits', 'teacher_and_sft',
-           'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3',
-           'workflow_table', 'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum']
+           'GateError', 'gate_line', 'check_gate', 'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff',
+           'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
+           'curriculum_parser', 'cli_curriculum']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -26,7 +27,12 @@ class CurriculumConfig:
     train_seed: int = 1                  # training split seed
     heldout_n: int = 48                  # held-out split size: only evaluated, never used for a choice
     heldout_seed: int = 2                # held-out split seed
-    sft_steps: int = 300                 # cold-start optimiser steps
+    sft_steps: int = 300                 # cold-start steps before the first format-gate check
+    sft_max_steps: int = 900             # cold-start step cap: training stops here if the gate never passes
+    gate_every: int = 100                # cold-start steps between gate checks
+    gate_min: float = 0.9                # call-turn and answer-turn format validity the cold start must reach
+    gate_n: int = 16                     # training-split questions the gate rolls out (greedy); never held-out ones
+    allow_failed_gate: bool = False      # run the arms from a cold start that failed the gate (flagged in the report)
     sft_lr: float = 3e-3                 # cold-start learning rate (random presets; ~1e-5 for real checkpoints)
     sft_batch: int = 2                   # trajectories per cold-start step
     reasoning: str = "last"              # teacher reasoning the cold start imitates (sft.REASONING)
@@ -56,7 +62,7 @@ class CurriculumConfig:
     def seed_list(self) -> list[int]: return [int(s) for s in self.seeds.split(",") if s.strip()]
 
 # %% ../nbs/11d_curriculum.ipynb #de99a550
-QUICK = dict(train_n=8, heldout_n=6, sft_steps=40, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
+QUICK = dict(train_n=8, heldout_n=6, sft_steps=40, sft_max_steps=40, gate_n=4, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
              max_new_tokens=24, max_turns=3)
 
 def sized(config: CurriculumConfig) -> CurriculumConfig:
@@ -100,7 +106,7 @@ def make_splits(config: CurriculumConfig, root: Path, log=print):
 
 # %% ../nbs/11d_curriculum.ipynb #25ef6975
 def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
-    "Expert trajectories on the training split, and the cold start on them; returns the checkpoint folder."
+    "Expert trajectories on the training split, and the cold start on them until its gate passes; returns the checkpoint."
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.expert import ExpertPolicy
     from astra_wb.protocol import save_trajectories_jsonl
@@ -110,10 +116,35 @@ def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
     stage(root / "teacher.jsonl", lambda: save_trajectories_jsonl(
         rollout(load_bench(root / "splits" / "train"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
     s = SFTRunConfig(model=config.model, data=str(root / "teacher.jsonl"), output_dir=str(root / "sft"), reasoning=config.reasoning,
-                     max_steps=config.sft_steps, batch_size=config.sft_batch, learning_rate=config.sft_lr,
-                     max_tool_rounds=config.max_tool_rounds, logging_steps=10, seed=config.seed_list[0])
-    stage(root / "sft" / "sft_summary.json", lambda: sft(s), "cold start", log)
+                     max_steps=max(config.sft_steps, config.sft_max_steps), batch_size=config.sft_batch,
+                     learning_rate=config.sft_lr, max_tool_rounds=config.max_tool_rounds, logging_steps=10,
+                     seed=config.seed_list[0], gate_min_steps=config.sft_steps, gate_every=config.gate_every,
+                     gate_min=config.gate_min, gate_simulator=config.simulator, gate_max_new_tokens=config.max_new_tokens,
+                     gate_max_turns=config.max_turns)
+    gate_qs = lambda: load_bench(root / "splits" / "train")[:config.gate_n]   # the training split: held-out stays unseen
+    stage(root / "sft" / "sft_summary.json", lambda: sft(s, gate_samples=gate_qs()), "cold start", log)
     return str(root / "sft" / "final")
+
+# %% ../nbs/11d_curriculum.ipynb #1f112c7b
+class GateError(ValueError):
+    "The cold start failed its format gate (or recorded none): the arms are refused."
+
+def gate_line(gate: dict) -> str:
+    l = gate["last"]
+    return (f"call turns {l['call_valid']:.2f} ({l['call_turns']}), answer turns {l['answer_valid']:.2f} ({l['answer_turns']}), "
+            f"trajectories {l['fmt']:.2f} valid at step {l['step']} on {gate['rows']} training questions (gate >= {gate['gate_min']})")
+
+def check_gate(config: CurriculumConfig, root: Path, log=print) -> dict:
+    "The cold start's recorded gate; raises `GateError` when it failed, unless `allow_failed_gate` (then flagged)."
+    path = root / "sft" / "sft_summary.json"
+    gate = json.loads(path.read_text()).get("gate")
+    if not gate: raise GateError(f"{path}: no cold-start gate recorded; delete {root / 'sft'} to train the cold start again")
+    if gate["passed"]: return gate
+    msg = f"the cold start failed its format gate: {gate_line(gate)}"
+    if not config.allow_failed_gate:
+        raise GateError(f"{msg}; raise --sft-max-steps (delete {root / 'sft'}) or pass --allow-failed-gate to run the arms flagged")
+    log(f"[flag] {msg}; arms run anyway (--allow-failed-gate) and are flagged in the report")
+    return gate
 
 # %% ../nbs/11d_curriculum.ipynb #0a5e1e73
 def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
@@ -240,7 +271,12 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
     md = [f"# Curriculum report", "", f"Held-out split: {config.heldout_n} questions (seed {config.heldout_seed}), never used for a choice.",
           f"Simulator: {config.simulator}; arms: {config.arms}; seeds: {config.seeds}; {config.rl_steps} GRPO steps per arm.", "",
           "## Cold start", "", f"Teacher tool propensity (expert, training split): `{json.dumps(summary['teacher'])}`",
-          f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {summary['cpu_seconds']:.0f} CPU s.", "",
+          f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {summary['cpu_seconds']:.0f} CPU s.",
+          f"Format gate {'PASSED' if summary['gate']['passed'] else 'FAILED'}: {gate_line(summary['gate'])}."
+          + ("" if summary["gate"]["passed"] else " **Every arm below starts from a cold start that failed the gate.**"), "",
+          "| gate step | call turns valid | answer turns valid | trajectories valid | tool rate |", "|---|---|---|---|---|",
+          *[f"| {c['step']} | {pct(c['call_valid'])} | {pct(c['answer_valid'])} | {pct(c['fmt'])} | {pct(c['tool_rate'])} |"
+            for c in summary["gate"]["checks"]], "",
           "## Table 3 (Agentic, held-out)", "", table3(results), ""]
     p12 = next((k for k in results if k.startswith("phase1_2")), None)
     if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-oracle is the privileged ceiling)", "", workflow_table(results[p12]), ""]
@@ -267,6 +303,7 @@ def run_curriculum(config: CurriculumConfig, log=print) -> Path:
     (root / "curriculum_config.json").write_text(json.dumps(asdict(config), indent=1))
     make_splits(config, root, log)
     ckpt = teacher_and_sft(config, root, log)
+    check_gate(config, root, log)   # no arm from a cold start that cannot write a valid call turn
     arms = train_arms(config, root, ckpt, log)
     results = evaluate_all(config, root, {"sft": ckpt, **arms}, log)
     return write_report(config, root, results)
@@ -283,6 +320,9 @@ def cli_curriculum(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"astra-wb curriculum: {e}", file=sys.stderr)
         return 2
-    report = run_curriculum(config, log=lambda m: print(m, file=sys.stderr))
+    try: report = run_curriculum(config, log=lambda m: print(m, file=sys.stderr))
+    except GateError as e:
+        print(f"astra-wb curriculum: {e}", file=sys.stderr)
+        return 2
     print(report.read_text())
     return 0

@@ -11,8 +11,8 @@ from .protocol import Trajectory, TOOLS, build_messages, load_trajectory, load_t
 
 # %% auto #0
 __all__ = ['REASONING', 'load_trajectories', 'with_reasoning', 'teacher_view', 'token_policy', 'sft_example', 'SFTCollator',
-           'sft_dataset', 'SFTRunConfig', 'load_policy', 'make_sft_trainer', 'teacher_stats', 'sft', 'policy_rollouts',
-           'sft_parser', 'cli_sft']
+           'sft_dataset', 'SFTRunConfig', 'load_policy', 'make_sft_trainer', 'teacher_stats', 'sft', 'turn_format',
+           'gate_passed', 'format_gate', 'policy_rollouts', 'sft_parser', 'cli_sft']
 
 # %% ../nbs/11c_sft.ipynb #203ff73d
 def load_trajectories(spec) -> list[Trajectory]:
@@ -133,6 +133,12 @@ class SFTRunConfig:
     seed: int = 0                       # trainer, data order and initialisation seed
     logging_steps: int = 1              # log every N steps
     report_to: str = "none"             # "none", "tensorboard", "wandb", "trackio", ...
+    gate_min_steps: int = 0             # first format-gate check (0: only at the end); gate questions go to `sft`
+    gate_every: int = 50                # steps between gate checks; training stops at the first pass
+    gate_min: float = 0.9               # call-turn and answer-turn format validity the gate requires
+    gate_simulator: str = "reproject"   # simulator of the gate's rollouts
+    gate_max_new_tokens: int = 64       # per turn in the gate's rollouts (as in the RL rollouts)
+    gate_max_turns: int = 3             # assistant turns per gate rollout
 
     def __post_init__(self):
         if self.reasoning not in REASONING: raise ValueError(f"SFTRunConfig.reasoning must be one of {REASONING}, got {self.reasoning!r}")
@@ -184,12 +190,20 @@ def teacher_stats(trajs: list[Trajectory]) -> dict:
     return {"all": stats(trajs), **{f or "unknown": stats([t for t in trajs if t.sample.meta.get("family", "") == f]) for f in fams}}
 
 def sft(config: SFTRunConfig, **kw):
-    "Run the cold start; writes output_dir/final (model + processor) and sft_summary.json. Returns the trainer."
+    "Run the cold start (until its format gate passes, given `gate_samples`); writes output_dir/final and sft_summary.json."
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sft_config.json").write_text(json.dumps(asdict(config), indent=1))
     trajs = kw.pop("trajs", None) or load_trajectories(config.data)
+    gate_samples = kw.pop("gate_samples", None)   # training-split questions: never held-out ones
     trainer = make_sft_trainer(config, trajs=trajs, **kw)
+    gate = None
+    if gate_samples:
+        gate = format_gate(trainer.processing_class, gate_samples, config.gate_min_steps or config.max_steps,
+                           config.gate_every, config.gate_min, simulator=config.gate_simulator,
+                           max_new_tokens=config.gate_max_new_tokens, max_turns=config.gate_max_turns,
+                           max_tool_rounds=config.max_tool_rounds)
+        trainer.add_callback(gate)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.train()
     trainer.save_model(str(out / "final"))
@@ -197,9 +211,55 @@ def sft(config: SFTRunConfig, **kw):
     logs = [r for r in trainer.state.log_history if "loss" in r]
     summary = dict(teacher=teacher_stats(trajs), steps=trainer.state.global_step, seconds=time.perf_counter() - t0,
                    cpu_seconds=time.process_time() - c0, first_loss=logs[0]["loss"] if logs else None,
-                   last_loss=logs[-1]["loss"] if logs else None, logs=logs)
+                   last_loss=logs[-1]["loss"] if logs else None, logs=logs, gate=gate.summary() if gate else None)
     (out / "sft_summary.json").write_text(json.dumps(summary, indent=1))
     return trainer
+
+# %% ../nbs/11c_sft.ipynb #32876729
+def _rate(xs) -> float: return sum(xs) / len(xs) if xs else float("nan")
+
+def turn_format(trajs: list[Trajectory]) -> dict:
+    "Format validity of the policy's call turns and answer turns (by intent) and of whole trajectories."
+    from astra_wb.protocol import Invoke, Answer, Invalid
+    from astra_wb.rewards import r_fmt
+    call, ans = [], []
+    for t in trajs:
+        for x in t.turns:
+            bad = isinstance(x.action, Invalid)
+            is_call = isinstance(x.action, Invoke) or (bad and "<tool_call>" in x.text)
+            is_ans = not is_call and (isinstance(x.action, Answer) or (bad and "<answer>" in x.text))
+            if is_call or not is_ans: call.append(not bad)
+            if is_ans or not is_call: ans.append(not bad)
+    return dict(rows=len(trajs), call_valid=_rate(call), answer_valid=_rate(ans), call_turns=len(call),
+                answer_turns=len(ans), fmt=_rate([r_fmt(t) for t in trajs]), tool_rate=_rate([t.n_tool_calls > 0 for t in trajs]))
+
+def gate_passed(m: dict, gate_min: float = 0.9) -> bool:
+    "Both call turns and answer turns valid at >= gate_min (no turn of a kind is a failure: nothing was shown)."
+    return all(m[k] == m[k] and m[k] >= gate_min for k in ("call_valid", "answer_valid"))
+
+# %% ../nbs/11c_sft.ipynb #edfcdbc0
+def format_gate(processor, samples, start: int, every: int, gate_min: float = 0.9, **rollout_kw):
+    "A `TrainerCallback`: `turn_format` of greedy rollouts on `samples` every `every` steps from `start`; stops at a pass."
+    from transformers import TrainerCallback
+    class FormatGate(TrainerCallback):
+        def check(self, model, step: int) -> dict:
+            m = dict(step=step, **turn_format(policy_rollouts(model, processor, samples, **rollout_kw)))
+            m["passed"] = gate_passed(m, gate_min)
+            self.checks.append(m)
+            return m
+        def on_step_end(self, args, state, control, model=None, **kw):
+            s = state.global_step
+            if s >= start and (s - start) % max(1, every) == 0 and self.check(model, s)["passed"]:
+                control.should_training_stop = True   # the format is learnt: more steps only narrow the policy
+            return control
+        def on_train_end(self, args, state, control, model=None, **kw):
+            if not self.checks or self.checks[-1]["step"] != state.global_step: self.check(model, state.global_step)
+        def summary(self) -> dict:
+            last = self.checks[-1] if self.checks else {}
+            return dict(passed=bool(last.get("passed")), gate_min=gate_min, rows=len(samples), last=last, checks=self.checks)
+    g = FormatGate()
+    g.checks = []
+    return g
 
 # %% ../nbs/11c_sft.ipynb #2c94702b
 def policy_rollouts(model, processor, samples, simulator="reproject", mode: str = "agentic", forced_k: int = 2,
