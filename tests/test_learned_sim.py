@@ -17,6 +17,7 @@ from astra_wb.scene import make_scene
 from astra_wb.simulators import SimulatorError, check_simulator, get_simulator, scene_sample
 from astra_wb.tune_wm import (STAGES, TuneConfig, build_examples, cli_tune_wm, export_bagel, tune_wm, val_loss)
 from astra_wb.wm_data import WMDataConfig, make_wm_data, read_wm_data
+from test_privilege import GuardedMeta   # the one raising guard on meta["scene"]
 
 TINY = LearnedSimConfig(base=4, levels=2)
 
@@ -148,23 +149,9 @@ def test_bagel_export_of_an_empty_folder_fails_clearly(tmp_path):
         export_bagel(tmp_path, tmp_path / "out")
 
 
-class _GuardedMeta(dict):
-    "A meta whose 'scene' entry raises when read (keys may be listed, the value may not be read)."
-    def __getitem__(self, k):
-        if k == "scene": raise AssertionError("meta['scene'] was read")
-        return super().__getitem__(k)
-    def get(self, k, default=None):
-        if k == "scene": raise AssertionError("meta.get('scene') was read")
-        return super().get(k, default)
-    def __iter__(self): return iter(list(super().keys()))
-    def items(self): return [(k, self[k]) for k in self]
-    def values(self): return [self[k] for k in self]
-    def copy(self): return {k: self[k] for k in self}
-
-
 def test_learned_simulator_never_reads_the_scene_and_is_not_privileged(run):
     s = scene_sample(make_scene(3), width=64, height=48, n_views=3)
-    s.meta = _GuardedMeta(s.meta)
+    s.meta = GuardedMeta(s.meta)
     sim = get_simulator(f"learned:{run / 'tuned'}")
     assert not getattr(sim, "privileged", False)
     obs = sim.imagine(s, [], 1, Motion("yaw", -40))
