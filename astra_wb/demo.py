@@ -4,7 +4,7 @@
 
 # %% ../nbs/16a_demo.ipynb #c6b6f69b
 from __future__ import annotations
-import argparse, html, re, shutil, sys, time
+import argparse, html, json, re, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from .eval import EvalConfig, RunResult, run_eval
@@ -13,9 +13,10 @@ from .report import _fmt, format_table, table_html, table1_rows, write_report
 from .settings import config_from_args, dataclass_parser, load_settings
 
 # %% auto #0
-__all__ = ['LADDER', 'HEADLINE', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'FAMILY_TITLE', 'MISLEADING_TITLE', 'LADDER_TITLE',
-           'TABLE1_TITLE', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows', 'paired_bootstrap', 'ladder_rows',
-           'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'demo_parser', 'cli_demo']
+__all__ = ['LADDER', 'HEADLINE', 'CURRICULUM_HINT', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'FAMILY_TITLE', 'MISLEADING_TITLE',
+           'LADDER_TITLE', 'TABLE1_TITLE', 'LEARNED_TITLE', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows',
+           'paired_bootstrap', 'ladder_rows', 'find_curriculum_runs', 'learned_policies', 'learned_run',
+           'learned_configs', 'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'demo_parser', 'cli_demo']
 
 # %% ../nbs/16a_demo.ipynb #f7d4a6f8
 LADDER = (
@@ -44,17 +45,20 @@ class DemoConfig:
     save_trajectories: bool = True  # write trajectories (needed for the report's examples and the app)
     workers: int = 2                         # runs in parallel (forked processes sharing the generated bench)
     fresh: bool = False  # delete this demo's earlier run folders first (else they are resumed)
+    learned: str = "auto"  # a curriculum run whose learned policies get rows; "auto": the newest under the runs root; "" skips
+    learned_policies: tuple = ("sft", "phase1_2")  # of that run: "sft" (the cold start) and arms by name (first seed)
 
 # %% ../nbs/16a_demo.ipynb #3b56da09
 @dataclass
 class DemoResult:
-    "The demo's runs (label -> RunResult), family table, ladder rows, bootstrap intervals, report path and seconds."
+    "The demo's runs (label -> RunResult), family table, ladder rows, intervals, report path, seconds, learned run."
     runs: dict
     families: dict
     ladder: list
     intervals: dict
     report: Path
     seconds: dict = field(default_factory=dict)
+    learned: Path | None = None   # the curriculum run whose learned policies got rows
 
 # %% ../nbs/16a_demo.ipynb #1041eca5
 def _folder(spec: str) -> str:
@@ -73,19 +77,15 @@ def _mode_configs(cfg: DemoConfig, common: dict) -> list[tuple[str, EvalConfig]]
     return out
 
 # %% ../nbs/16a_demo.ipynb #488b0592
+def _common(cfg: DemoConfig) -> dict:
+    "The EvalConfig fields every demo run shares (bench, seed, policy, batching)."
+    return dict(benchmark="synth", path="", policy=cfg.policy, forced_k=cfg.forced_k, seed=cfg.seed, synth_n=cfg.n,
+                synth_seed=cfg.seed, batch_size=cfg.batch_size, save_trajectories=cfg.save_trajectories)
+
+# %% ../nbs/16a_demo.ipynb #d5477fb2
 def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tuple[str, EvalConfig]]:
     "(folder name, EvalConfig) of every demo run: the modes first, then Agentic on `viewpoint_ids` per simulator."
-    common = dict(
-        benchmark="synth",
-        path="",
-        policy=cfg.policy,
-        forced_k=cfg.forced_k,
-        seed=cfg.seed,
-        synth_n=cfg.n,
-        synth_seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        save_trajectories=cfg.save_trajectories,
-    )
+    common = _common(cfg)
     extra = [
         *cfg.ladder,
         *([cfg.fill] if cfg.fill else []),
@@ -156,6 +156,59 @@ def ladder_rows(runs: list[RunResult]) -> list[list[str]]:
         calls = sum(x["n_tool_calls"] for x in vp) / len(vp) if vp else 0.0
         persp, hidden = _fam_acc(r.rows, ("perspective",))[0], _fam_acc(r.rows, ("hidden",))[0]
         out.append([r.config.simulator, priv, _fmt(persp), _fmt(hidden), f"{calls:.2f}"])
+    return out
+
+# %% ../nbs/16a_demo.ipynb #aa26d038
+def find_curriculum_runs(root) -> list[Path]:
+    "Curriculum run folders with a finished cold start, one or two levels under `root`, newest first."
+    root = Path(root)
+    found = [p.parent for pat in ("*/curriculum_config.json", "*/*/curriculum_config.json") for p in root.glob(pat)]
+    found = [p for p in found if (p / "sft" / "final" / "config.json").exists()]
+    return sorted(found, key=lambda p: (p / "curriculum_config.json").stat().st_mtime, reverse=True)
+
+# %% ../nbs/16a_demo.ipynb #408eddb7
+def learned_policies(run, which=("sft", "phase1_2")) -> dict:
+    "{name: model folder} of a curriculum run: 'cold start' for 'sft', else the first seed of each named arm that finished."
+    run, out = Path(run), {}
+    for w in which:
+        cands = [run / "sft" / "final"] if w == "sft" else sorted(run.glob(f"arms/{w}-s*/final"))
+        hit = next((c for c in cands if (c / "config.json").exists()), None)
+        if hit is not None:
+            out["cold start" if w == "sft" else hit.parent.name] = hit
+    return out
+
+# %% ../nbs/16a_demo.ipynb #5bf7be5f
+CURRICULUM_HINT = ("learned policy: none under {root}; `astra-wb curriculum --quick --allow-failed-gate --output-dir "
+                   "{root}/curriculum` makes a smoke-size one in minutes (flagged: so short a cold start fails its format gate), "
+                   "the full recipe `astra-wb curriculum --output-dir {root}/curriculum` a real one; then rerun the demo")
+
+def learned_run(cfg: DemoConfig) -> Path | None:
+    "The curriculum run whose policies get rows: `cfg.learned`, or the newest under the runs root (`out`'s parent)."
+    if not cfg.learned:
+        return None
+    if cfg.learned != "auto":
+        run = Path(cfg.learned)
+        if not (run / "curriculum_config.json").exists():
+            raise ValueError(f"--learned {run}: not a curriculum run folder (no curriculum_config.json)")
+        if not learned_policies(run, cfg.learned_policies):
+            raise ValueError(f"--learned {run}: none of {list(cfg.learned_policies)} has a final checkpoint yet")
+        return run
+    runs = find_curriculum_runs(Path(cfg.out).parent)
+    return runs[0] if runs else None
+
+# %% ../nbs/16a_demo.ipynb #1a4ca087
+def learned_configs(cfg: DemoConfig, run) -> list[tuple[str, EvalConfig]]:
+    "(folder name, EvalConfig) of each learned policy in Direct and Agentic: greedy, the run's own turn limits."
+    run = Path(run)
+    cc = json.loads((run / "curriculum_config.json").read_text())
+    limits = {k: cc[k] for k in ("max_new_tokens", "max_turns", "max_tool_rounds") if k in cc}
+    out = []
+    for name, folder in learned_policies(run, cfg.learned_policies).items():
+        for mode in ("direct", "agentic"):
+            common = _common(cfg) | dict(policy=f"hf:{folder.resolve()}", save_trajectories=False)
+            ec = EvalConfig(mode=mode, simulator=cfg.simulator, name=f"learned {name} {mode}", temperature=0.0,
+                            **common, **limits)
+            out.append((f"learned-{run.name}-{name.replace(' ', '-')}-{mode}", ec))
     return out
 
 # %% ../nbs/16a_demo.ipynb #5b4d2f78
@@ -288,14 +341,33 @@ def _ladder_parts(runs: dict, cfg: DemoConfig) -> tuple[list, list, str]:
             f"({'monotone' if mono else 'NOT monotone'})")
     return ladder + others, table, line
 
+# %% ../nbs/16a_demo.ipynb #ca37ba77
+LEARNED_TITLE = ("Learned policies of the curriculum run {run} (greedy; same bench, simulator {simulator}) beside the expert's "
+                 "Direct and Agentic; change against the expert's Direct in brackets{flag}")
+
+def _learned_parts(runs: dict, cfg: DemoConfig, run: Path | None) -> list:
+    "The learned policies' family table and their Agentic - Direct interval on perspective, or the line on making a run."
+    if run is None:
+        return ["", CURRICULUM_HINT.format(root=Path(cfg.out).parent)] if cfg.learned == "auto" else []
+    names = [k[len("learned "):-len(" direct")] for k in runs if k.startswith("learned ") and k.endswith(" direct")]
+    gate = (json.loads((Path(run) / "sft" / "sft_summary.json").read_text()).get("gate") or {}
+            if (Path(run) / "sft" / "sft_summary.json").exists() else {})
+    flag = "; its cold start FAILED the format gate" if gate and not gate.get("passed") else ""
+    learned = [runs[f"learned {n} {m}"] for n in names for m in ("direct", "agentic")]
+    ivs = [_interval_text(f"learned {n}: agentic - direct, perspective", paired_bootstrap(
+        runs[f"learned {n} agentic"].rows, runs[f"learned {n} direct"].rows, "perspective", seed=cfg.seed)) for n in names]
+    return ["", LEARNED_TITLE.format(run=run, simulator=cfg.simulator, flag=flag),
+            family_rows([runs["direct"], runs["agentic"], *learned]), *ivs]
+
 # %% ../nbs/16a_demo.ipynb #6d59e76f
-def demo_summary(runs: dict, cfg: DemoConfig) -> tuple[dict, list, dict, str, str]:
-    "(family table, ladder rows, intervals, printable text, the same as HTML) of finished demo runs."
+def demo_summary(runs: dict, cfg: DemoConfig, run: Path | None = None) -> tuple[dict, list, dict, str, str]:
+    "(family table, ladder rows, intervals, printable text, the same as HTML) of finished demo runs (`run`: learned)."
     fams = family_rows(_headline_runs(runs, cfg))
     iv = _intervals(runs, cfg)
     rows, table, line = _ladder_parts(runs, cfg)
     parts = [FAMILY_TITLE.format(simulator=cfg.simulator), fams, *_misleading_parts(runs, cfg), "",
-             *[_interval_text(k, v) for k, v in iv.items()], "", LADDER_TITLE, table, line, PRIVILEGE_NOTE]
+             *[_interval_text(k, v) for k, v in iv.items()], "", LADDER_TITLE, table, line, PRIVILEGE_NOTE,
+             *_learned_parts(runs, cfg, run)]
     return {"rows": fams}, rows, iv, parts_text(parts), parts_html(parts)
 
 # %% ../nbs/16a_demo.ipynb #693641f3
@@ -318,10 +390,11 @@ def _make_bench(cfg: DemoConfig, say) -> float:
     return secs
 
 # %% ../nbs/16a_demo.ipynb #48aecf60
-def _demo_jobs(cfg: DemoConfig, out: Path) -> list:
-    "(name, EvalConfig, folder) of every run; `fresh` clears earlier folders; the non-Direct runs name their baseline."
+def _demo_jobs(cfg: DemoConfig, out: Path, run: Path | None = None) -> list:
+    """(name, EvalConfig, folder) of every run (the learned policies' of `run` too); `fresh` clears earlier folders; the
+    non-Direct runs name their baseline."""
     jobs = []
-    for name, ec in demo_configs(cfg, _VIEWPOINT.ids):
+    for name, ec in demo_configs(cfg, _VIEWPOINT.ids) + (learned_configs(cfg, run) if run else []):
         if cfg.fresh and (out / name / "config.json").exists():
             shutil.rmtree(out / name)
         if ec.mode != "direct":
@@ -348,13 +421,16 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     cfg = cfg or DemoConfig(**kw)
     out, say, t0 = Path(cfg.out), print if verbose else _quiet, time.perf_counter()
     secs = {"bench": _make_bench(cfg, say)}
-    jobs, t = _demo_jobs(cfg, out), time.perf_counter()
+    run = learned_run(cfg)
+    if run is not None:
+        say(f"learned policies: {', '.join(learned_policies(run, cfg.learned_policies))} of the curriculum run {run}")
+    jobs, t = _demo_jobs(cfg, out, run), time.perf_counter()
     if cfg.workers > 1 and len(_BENCH):
         _warm_up(cfg, _BENCH)
     done = _run_all(jobs, cfg.workers)
     secs["runs"] = time.perf_counter() - t
     runs = _collect(done, jobs, secs, say)
-    fams, ladder, iv, text, text_html = demo_summary(runs, cfg)
+    fams, ladder, iv, text, text_html = demo_summary(runs, cfg, run)
     say("\n" + text)
     say(TABLE1_TITLE + format_table(table1_rows(_headline_runs(runs, cfg), runs["direct"])))
     t = time.perf_counter()
@@ -369,7 +445,7 @@ def run_demo(cfg: DemoConfig | None = None, verbose: bool = True, **kw) -> DemoR
     secs["total"] = time.perf_counter() - t0
     say(f"\nrun folders and report written to {out} in {secs['total']:.1f}s\n")
     say(NEXT_STEPS.format(report=report, out=out))
-    return DemoResult(runs, fams, ladder, iv, report, secs)
+    return DemoResult(runs, fams, ladder, iv, report, secs, run)
 
 # %% ../nbs/16a_demo.ipynb #7177bca5
 _DEMO_HELP = {"policy": "policy spec: expert | hf:MODEL_DIR | openai:URL#MODEL"}

@@ -415,8 +415,10 @@ def _grpo_args(config: TrainConfig, world: int, weights: list[float]):
 
 # %% ../nbs/11_rl.ipynb #e9517916
 def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model=None, processor=None,
-                 simulator=None, callbacks=None, forced=None):
-    "An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given)."
+                 simulator=None, callbacks=None, forced=None, reward_funcs=None, reward_weights=None):
+    """An `AstraGRPOTrainer` for `config` (samples, model and simulator built from the config unless given).
+    `reward_funcs` (TRL's name and signature; they read `trajectory`, `phase`, `e_direct`) replace the two-phase
+    reward, weighted by `reward_weights` (default 1 each)."""
     samples = load_train_samples(config.data) if samples is None else samples
     if model is None:
         model, processor = load_policy_model(config.model, config.output_dir)
@@ -427,6 +429,8 @@ def make_trainer(config: TrainConfig, samples: list[Sample] | None = None, model
     if rows % world:
         raise ValueError(f"prompts_per_step * num_generations = {rows} is not divisible by {world} processes")
     funcs, weights = reward_functions(config.reward)
+    if reward_funcs is not None:   # a reward of the caller's (an experiment, a test), as TRL's reward_funcs
+        funcs, weights = list(reward_funcs), list(reward_weights or [1.0] * len(reward_funcs))
     trainer = trainer_class()(model=model, reward_funcs=funcs, args=_grpo_args(config, world, weights),
                               train_dataset=prompts_dataset(samples), processing_class=processor,
                               tools=[world_simulator], callbacks=callbacks)
