@@ -9,10 +9,11 @@ from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits', 'teacher_and_sft',
-           'GateError', 'gate_line', 'check_gate', 'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff',
-           'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
-           'curriculum_parser', 'cli_curriculum']
+__all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'TOY_FAMILIES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits',
+           'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'train_arms', 'eval_rows', 'evaluate_all', 'mean',
+           'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
+           'curriculum_parser', 'cli_curriculum', 'toy_family', 'toy_split', 'toy_teacher', 'family_usage_reward',
+           'tool_rates']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -326,3 +327,70 @@ def cli_curriculum(argv: list[str] | None = None) -> int:
         return 2
     print(report.read_text())
     return 0
+
+# %% ../nbs/11d_curriculum.ipynb #adc2007a
+TOY_FAMILIES = {"perspective": "If you ", "direct": "Image 2 was taken"}   # family -> the opening words it needs
+
+def toy_family(s) -> str | None:
+    "The toy family of a lab question: its lab family when the question opens with that family's words, else None."
+    f = s.meta.get("family")
+    return f if f in TOY_FAMILIES and s.question.startswith(TOY_FAMILIES[f]) else None
+
+def toy_split(n: int, seed: int, pool: int = 160) -> list:
+    "`n` questions of each toy family, the first of a seeded lab bench of `pool` questions."
+    from astra_wb.synthqa import generate_bench
+    out = {f: [] for f in TOY_FAMILIES}
+    for s in generate_bench(pool, seed=seed):
+        f = toy_family(s)
+        if f and len(out[f]) < n:
+            out[f].append(s)
+    if min(map(len, out.values())) < n:
+        raise ValueError(f"toy_split: fewer than {n} questions of a family in {pool} (seed {seed}); raise pool")
+    return [s for f in TOY_FAMILIES for s in out[f]]
+
+# %% ../nbs/11d_curriculum.ipynb #61a72f77
+def toy_teacher(samples, calls: int = 2, answers: int = 1, simulator: str = "reproject") -> list:
+    """Scripted trajectories through the agent loop: per question `calls` that call the simulator once then answer
+    and `answers` that answer at once; each turn's reasoning opens with the question's first three words."""
+    from astra_wb.agent import AgentConfig, rollout
+    from astra_wb.motion import Motion
+    from astra_wb.policies import ScriptedPolicy
+    from astra_wb.protocol import Invoke, render_answer, render_tool_call
+    head = lambda s: " ".join(s.question.split()[:3]) + ": "
+    call = lambda s: render_tool_call(Invoke(1, Motion("yaw", 30.0), head(s) + "Look right."))
+    script = {f"{s.id}#{g}": ([call(s), render_answer(s.answer, head(s) + "Now I see.")] if g < calls
+                              else [render_answer(s.answer, head(s) + "I see.")]) for s in samples for g in range(calls + answers)}
+    cfg = AgentConfig(mode="agentic", max_tool_rounds=1, max_turns=2, group_size=calls + answers)
+    return rollout(samples, ScriptedPolicy(script), simulator, cfg)
+
+# %% ../nbs/11d_curriculum.ipynb #62be8ced
+def family_usage_reward(call_family: str, family_of=toy_family):
+    "A TRL reward function: 1 for a well-formed trajectory that calls on `call_family` questions and not on others, else 0."
+    from astra_wb.rewards import r_fmt
+    def usage(prompts=None, completions=None, trajectory=(), **kw):
+        return [r_fmt(t) * float((t.n_tool_calls > 0) == (family_of(t.sample) == call_family)) for t in trajectory]
+    usage.__name__ = f"calls_on_{call_family}"   # TRL logs rewards/<name>/mean
+    return usage
+
+# %% ../nbs/11d_curriculum.ipynb #d6f3ca5c
+def tool_rates(model, processor, samples, group: int = 8, seed: int = 0, temperature: float = 0.7,
+               max_new_tokens: int = 56, family_of=toy_family) -> dict:
+    """Per family: tool-call rate (a valid call), attempted calls (a turn opening <tool_call>), format validity and
+    rollouts; `group` sampled rollouts per question through the RL loop's token policy."""
+    from astra_wb.agent import AgentConfig, rollout
+    from astra_wb.rewards import r_fmt
+    from astra_wb.sft import token_policy
+    pol = token_policy(model, processor)
+    pol.reset(seed)
+    cfg = AgentConfig(mode="agentic", max_tool_rounds=1, max_turns=2, temperature=temperature, max_new_tokens=max_new_tokens,
+                      seed=seed, group_size=group)   # a group: distinct seeds for one question's rollouts
+    was = model.training
+    model.eval()
+    try: trajs = rollout(samples, pol, "reproject", cfg)
+    finally: model.train(was)
+    out = {}
+    for f in sorted({family_of(s) for s in samples}):
+        ts = [t for t in trajs if family_of(t.sample) == f]
+        out[f] = dict(rate=mean([float(t.n_tool_calls > 0) for t in ts]), n=len(ts), fmt=mean([r_fmt(t) for t in ts]),
+                      attempts=mean([float(any("<tool_call>" in x.text for x in t.turns)) for t in ts]))
+    return out

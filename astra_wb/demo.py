@@ -16,7 +16,8 @@ from .settings import config_from_args, dataclass_parser, load_settings
 __all__ = ['LADDER', 'HEADLINE', 'CURRICULUM_HINT', 'NEXT_STEPS', 'PRIVILEGE_NOTE', 'FAMILY_TITLE', 'MISLEADING_TITLE',
            'LADDER_TITLE', 'TABLE1_TITLE', 'LEARNED_TITLE', 'DemoConfig', 'DemoResult', 'demo_configs', 'family_rows',
            'paired_bootstrap', 'ladder_rows', 'find_curriculum_runs', 'learned_policies', 'learned_run',
-           'learned_configs', 'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'demo_parser', 'cli_demo']
+           'learned_configs', 'learned_ids', 'parts_text', 'parts_html', 'demo_summary', 'run_demo', 'demo_parser',
+           'cli_demo']
 
 # %% ../nbs/16a_demo.ipynb #f7d4a6f8
 LADDER = (
@@ -47,6 +48,7 @@ class DemoConfig:
     fresh: bool = False  # delete this demo's earlier run folders first (else they are resumed)
     learned: str = "auto"  # a curriculum run whose learned policies get rows; "auto": the newest under the runs root; "" skips
     learned_policies: tuple = ("sft", "phase1_2")  # of that run: "sft" (the cold start) and arms by name (first seed)
+    learned_n: int = 16  # questions per family for the learned rows (the first of each in the bench; 0: all)
 
 # %% ../nbs/16a_demo.ipynb #3b56da09
 @dataclass
@@ -82,7 +84,7 @@ def _common(cfg: DemoConfig) -> dict:
     return dict(benchmark="synth", path="", policy=cfg.policy, forced_k=cfg.forced_k, seed=cfg.seed, synth_n=cfg.n,
                 synth_seed=cfg.seed, batch_size=cfg.batch_size, save_trajectories=cfg.save_trajectories)
 
-# %% ../nbs/16a_demo.ipynb #d5477fb2
+# %% ../nbs/16a_demo.ipynb #1e92ee0b
 def demo_configs(cfg: DemoConfig, viewpoint_ids: list | None = None) -> list[tuple[str, EvalConfig]]:
     "(folder name, EvalConfig) of every demo run: the modes first, then Agentic on `viewpoint_ids` per simulator."
     common = _common(cfg)
@@ -158,7 +160,7 @@ def ladder_rows(runs: list[RunResult]) -> list[list[str]]:
         out.append([r.config.simulator, priv, _fmt(persp), _fmt(hidden), f"{calls:.2f}"])
     return out
 
-# %% ../nbs/16a_demo.ipynb #aa26d038
+# %% ../nbs/16a_demo.ipynb #8819a973
 def find_curriculum_runs(root) -> list[Path]:
     "Curriculum run folders with a finished cold start, one or two levels under `root`, newest first."
     root = Path(root)
@@ -166,7 +168,7 @@ def find_curriculum_runs(root) -> list[Path]:
     found = [p for p in found if (p / "sft" / "final" / "config.json").exists()]
     return sorted(found, key=lambda p: (p / "curriculum_config.json").stat().st_mtime, reverse=True)
 
-# %% ../nbs/16a_demo.ipynb #408eddb7
+# %% ../nbs/16a_demo.ipynb #6f65da08
 def learned_policies(run, which=("sft", "phase1_2")) -> dict:
     "{name: model folder} of a curriculum run: 'cold start' for 'sft', else the first seed of each named arm that finished."
     run, out = Path(run), {}
@@ -177,7 +179,7 @@ def learned_policies(run, which=("sft", "phase1_2")) -> dict:
             out["cold start" if w == "sft" else hit.parent.name] = hit
     return out
 
-# %% ../nbs/16a_demo.ipynb #5bf7be5f
+# %% ../nbs/16a_demo.ipynb #95900907
 CURRICULUM_HINT = ("learned policy: none under {root}; `astra-wb curriculum --quick --allow-failed-gate --output-dir "
                    "{root}/curriculum` makes a smoke-size one in minutes (flagged: so short a cold start fails its format gate), "
                    "the full recipe `astra-wb curriculum --output-dir {root}/curriculum` a real one; then rerun the demo")
@@ -196,9 +198,9 @@ def learned_run(cfg: DemoConfig) -> Path | None:
     runs = find_curriculum_runs(Path(cfg.out).parent)
     return runs[0] if runs else None
 
-# %% ../nbs/16a_demo.ipynb #1a4ca087
-def learned_configs(cfg: DemoConfig, run) -> list[tuple[str, EvalConfig]]:
-    "(folder name, EvalConfig) of each learned policy in Direct and Agentic: greedy, the run's own turn limits."
+# %% ../nbs/16a_demo.ipynb #55937469
+def learned_configs(cfg: DemoConfig, run, ids: list | None = None) -> list[tuple[str, EvalConfig]]:
+    "(folder name, EvalConfig) of each learned policy in Direct and Agentic on `ids`: greedy, the run's own turn limits."
     run = Path(run)
     cc = json.loads((run / "curriculum_config.json").read_text())
     limits = {k: cc[k] for k in ("max_new_tokens", "max_turns", "max_tool_rounds") if k in cc}
@@ -206,9 +208,22 @@ def learned_configs(cfg: DemoConfig, run) -> list[tuple[str, EvalConfig]]:
     for name, folder in learned_policies(run, cfg.learned_policies).items():
         for mode in ("direct", "agentic"):
             common = _common(cfg) | dict(policy=f"hf:{folder.resolve()}", save_trajectories=False)
-            ec = EvalConfig(mode=mode, simulator=cfg.simulator, name=f"learned {name} {mode}", temperature=0.0,
+            ec = EvalConfig(mode=mode, simulator=cfg.simulator, name=f"learned {name} {mode}", temperature=0.0, ids=ids,
                             **common, **limits)
             out.append((f"learned-{run.name}-{name.replace(' ', '-')}-{mode}", ec))
+    return out
+
+# %% ../nbs/16a_demo.ipynb #a78ded8a
+def learned_ids(bench, n: int) -> list | None:
+    "The first `n` questions of each family, in bench order (None: every question); a learned policy is slow beside the expert."
+    if not n:
+        return None
+    seen, out = {}, []
+    for s in bench:
+        f = s.meta.get("family")
+        seen[f] = seen.get(f, 0) + 1
+        if seen[f] <= n:
+            out.append(s.id)
     return out
 
 # %% ../nbs/16a_demo.ipynb #5b4d2f78
@@ -240,14 +255,15 @@ TABLE1_TITLE = (
 )
 
 # %% ../nbs/16a_demo.ipynb #d7b79e65
-_BENCH = _VIEWPOINT = (
-    None  # the demo's bench and its questions that need a viewpoint, inherited by forked workers
+_BENCH = _VIEWPOINT = _LEARNED = (
+    None  # the demo's bench, its questions that need a viewpoint, the learned rows' questions: inherited by forked workers
 )
 
 def _demo_run(job):
     name, ec, folder = job
     t = time.perf_counter()
-    r = run_eval(ec, folder, benchmark=_VIEWPOINT if ec.ids else _BENCH)
+    bench = _LEARNED if ec.label.startswith("learned ") else _VIEWPOINT if ec.ids else _BENCH
+    r = run_eval(ec, folder, benchmark=bench)
     return name, r, time.perf_counter() - t
 
 # %% ../nbs/16a_demo.ipynb #8c590cce
@@ -341,7 +357,7 @@ def _ladder_parts(runs: dict, cfg: DemoConfig) -> tuple[list, list, str]:
             f"({'monotone' if mono else 'NOT monotone'})")
     return ladder + others, table, line
 
-# %% ../nbs/16a_demo.ipynb #ca37ba77
+# %% ../nbs/16a_demo.ipynb #ad219569
 LEARNED_TITLE = ("Learned policies of the curriculum run {run} (greedy; same bench, simulator {simulator}) beside the expert's "
                  "Direct and Agentic; change against the expert's Direct in brackets{flag}")
 
@@ -393,8 +409,12 @@ def _make_bench(cfg: DemoConfig, say) -> float:
 def _demo_jobs(cfg: DemoConfig, out: Path, run: Path | None = None) -> list:
     """(name, EvalConfig, folder) of every run (the learned policies' of `run` too); `fresh` clears earlier folders; the
     non-Direct runs name their baseline."""
-    jobs = []
-    for name, ec in demo_configs(cfg, _VIEWPOINT.ids) + (learned_configs(cfg, run) if run else []):
+    global _LEARNED
+    from astra_wb.benchmarks import SynthBench
+    jobs, ids = [], learned_ids(_BENCH, cfg.learned_n)
+    _LEARNED = _BENCH if ids is None else SynthBench(samples=[s for s in _BENCH if s.id in set(ids)])
+    learned = learned_configs(cfg, run, ids) if run else []
+    for name, ec in learned + demo_configs(cfg, _VIEWPOINT.ids):   # the slow learned runs first: the pool ends sooner
         if cfg.fresh and (out / name / "config.json").exists():
             shutil.rmtree(out / name)
         if ec.mode != "direct":

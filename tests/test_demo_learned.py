@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import pytest
 from astra_wb.curriculum import CurriculumConfig, run_curriculum
-from astra_wb.demo import cli_demo
+from astra_wb.demo import cli_demo, learned_ids
+from astra_wb.synthqa import generate_bench
 from astra_wb.eval import load_run
 from astra_wb.tiny_vlm import cached_tiny_qwen3vl
 
@@ -18,10 +19,10 @@ FAST = ["--n", str(N), "--ladder", "--controls", "--fill", "", "--ceiling", "", 
         "--workers", "1"]
 
 
-def demo(out) -> tuple[int, str]:
+def demo(out, *extra) -> tuple[int, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = cli_demo(["--out", str(out), *FAST])
+        rc = cli_demo(["--out", str(out), *FAST, *extra])
     return rc, buf.getvalue()
 
 
@@ -48,8 +49,11 @@ def test_without_a_run_the_demo_says_how_to_make_one(tmp_path):
 
 def test_with_a_run_the_demo_shows_the_learned_rows(runs_root):
     run = runs_root / "curriculum"
-    rc, text = demo(runs_root / "demo")
+    rc, text = demo(runs_root / "demo", "--learned-n", "2")
     assert rc == 0, text
+    bench = generate_bench(N, seed=0)
+    want_ids = sorted(learned_ids(bench, 2))
+    assert len(want_ids) == 2 * len({s.meta["family"] for s in bench}) < N
     assert f"learned policies: cold start, phase1_2-s0 of the curriculum run {run}" in text
     assert f"Learned policies of the curriculum run {run}" in text and "FAILED the format gate" in text
     table = text.split("Learned policies of the curriculum run")[1]
@@ -58,7 +62,7 @@ def test_with_a_run_the_demo_shows_the_learned_rows(runs_root):
             assert f"learned {name} {mode}" in table
             folder = runs_root / "demo" / f"learned-curriculum-{name.replace(' ', '-')}-{mode}"
             r = load_run(folder)
-            assert len(r.rows) == N
+            assert sorted(x["id"] for x in r.rows) == want_ids   # the first 2 of each family
             want = run / ("sft" if name == "cold start" else f"arms/{name}") / "final"
             assert r.config.policy == f"hf:{want.resolve()}" and r.config.simulator == "reproject"
             assert (r.config.agent.max_new_tokens, r.config.agent.max_turns, r.config.agent.temperature) == (8, 2, 0.0)
