@@ -328,7 +328,7 @@ def cli_curriculum(argv: list[str] | None = None) -> int:
     print(report.read_text())
     return 0
 
-# %% ../nbs/11d_curriculum.ipynb #adc2007a
+# %% ../nbs/11d_curriculum.ipynb #7efc0b0c
 TOY_FAMILIES = {"perspective": "If you ", "direct": "Image 2 was taken"}   # family -> the opening words it needs
 
 def toy_family(s) -> str | None:
@@ -348,7 +348,7 @@ def toy_split(n: int, seed: int, pool: int = 160) -> list:
         raise ValueError(f"toy_split: fewer than {n} questions of a family in {pool} (seed {seed}); raise pool")
     return [s for f in TOY_FAMILIES for s in out[f]]
 
-# %% ../nbs/11d_curriculum.ipynb #61a72f77
+# %% ../nbs/11d_curriculum.ipynb #8d7733ba
 def toy_teacher(samples, calls: int = 2, answers: int = 1, simulator: str = "reproject") -> list:
     """Scripted trajectories through the agent loop: per question `calls` that call the simulator once then answer
     and `answers` that answer at once; each turn's reasoning opens with the question's first three words."""
@@ -363,7 +363,7 @@ def toy_teacher(samples, calls: int = 2, answers: int = 1, simulator: str = "rep
     cfg = AgentConfig(mode="agentic", max_tool_rounds=1, max_turns=2, group_size=calls + answers)
     return rollout(samples, ScriptedPolicy(script), simulator, cfg)
 
-# %% ../nbs/11d_curriculum.ipynb #62be8ced
+# %% ../nbs/11d_curriculum.ipynb #02bf4b45
 def family_usage_reward(call_family: str, family_of=toy_family):
     "A TRL reward function: 1 for a well-formed trajectory that calls on `call_family` questions and not on others, else 0."
     from astra_wb.rewards import r_fmt
@@ -372,7 +372,7 @@ def family_usage_reward(call_family: str, family_of=toy_family):
     usage.__name__ = f"calls_on_{call_family}"   # TRL logs rewards/<name>/mean
     return usage
 
-# %% ../nbs/11d_curriculum.ipynb #d6f3ca5c
+# %% ../nbs/11d_curriculum.ipynb #18313879
 def tool_rates(model, processor, samples, group: int = 8, seed: int = 0, temperature: float = 0.7,
                max_new_tokens: int = 56, family_of=toy_family) -> dict:
     """Per family: tool-call rate (a valid call), attempted calls (a turn opening <tool_call>), format validity and

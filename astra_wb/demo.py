@@ -213,7 +213,7 @@ def learned_configs(cfg: DemoConfig, run, ids: list | None = None) -> list[tuple
             out.append((f"learned-{run.name}-{name.replace(' ', '-')}-{mode}", ec))
     return out
 
-# %% ../nbs/16a_demo.ipynb #a78ded8a
+# %% ../nbs/16a_demo.ipynb #b6250a40
 def learned_ids(bench, n: int) -> list | None:
     "The first `n` questions of each family, in bench order (None: every question); a learned policy is slow beside the expert."
     if not n:
