@@ -428,6 +428,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'astra_wb.hf.image_only_processor_class': ('hf.html#image_only_processor_class', 'astra_wb/hf.py'),
                              'astra_wb.hf.load_processor': ('hf.html#load_processor', 'astra_wb/hf.py'),
                              'astra_wb.hf.register_image_only_processors': ('hf.html#register_image_only_processors', 'astra_wb/hf.py'),
+                             'astra_wb.hf.retain_freed_memory': ('hf.html#retain_freed_memory', 'astra_wb/hf.py'),
                              'astra_wb.hf.seed_of': ('hf.html#seed_of', 'astra_wb/hf.py'),
                              'astra_wb.hf.split_conversation': ('hf.html#split_conversation', 'astra_wb/hf.py'),
                              'astra_wb.hf.stop_token_ids': ('hf.html#stop_token_ids', 'astra_wb/hf.py'),

@@ -235,8 +235,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
     from astra_wb.synthqa import generate_bench
+    from astra_wb.hf import retain_freed_memory
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    retain_freed_memory()   # what our trainer sets on CPU, set for both loops from the start (one process)
     samples = generate_bench(4, seed=0)
     base, processor = fitted_caller(caller_cache())
     state = copy.deepcopy(base.state_dict())

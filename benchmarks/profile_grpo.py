@@ -17,7 +17,7 @@ CPU seconds, outermost call only):
 The first step is a warm-up and is not counted. `--cprofile N` also prints the N functions with the most cumulative
 time over the counted steps.
 
-python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0.3] [--cprofile 25]
+python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0] [--cprofile 25] [--no-retain]
 """
 import argparse, cProfile, functools, io, os, pstats, sys, tempfile, time
 from pathlib import Path
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 class Phases:
-    "Wall and CPU seconds per phase, from wrapped functions (an inner call of the same phase is not counted twice)."
+    "Exclusive wall and CPU seconds per phase, from wrapped functions (a phase's time excludes the phases it calls)."
     def __init__(self):
-        self.wall, self.cpu, self.depth, self.on = {}, {}, {}, False
+        self.wall, self.cpu, self.stack, self.on = {}, {}, [], False
 
     def wrap(self, owner, attr: str, label: str):
         fn = getattr(owner, attr)
@@ -37,16 +37,20 @@ class Phases:
 
         @functools.wraps(fn)
         def timed(*a, **kw):
-            if not phases.on or phases.depth.get(label):
+            if not phases.on or any(f[0] == label for f in phases.stack):
                 return fn(*a, **kw)
-            phases.depth[label] = 1
+            phases.stack.append([label, 0.0, 0.0])   # the time of the phases called inside this one
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **kw)
             finally:
-                phases.depth[label] = 0
-                phases.wall[label] = phases.wall.get(label, 0.0) + time.perf_counter() - t0
-                phases.cpu[label] = phases.cpu.get(label, 0.0) + time.process_time() - c0
+                dw, dc = time.perf_counter() - t0, time.process_time() - c0
+                _, inner_w, inner_c = phases.stack.pop()
+                phases.wall[label] = phases.wall.get(label, 0.0) + dw - inner_w
+                phases.cpu[label] = phases.cpu.get(label, 0.0) + dc - inner_c
+                if phases.stack:
+                    phases.stack[-1][1] += dw
+                    phases.stack[-1][2] += dc
         setattr(owner, attr, timed)
 
 
@@ -93,20 +97,17 @@ def table(phases: Phases, steps, optimizer_times) -> str:
     w, c = {k: v / n for k, v in phases.wall.items()}, {k: v / n for k, v in phases.cpu.items()}
     w["optimiser step"] = sum(x for x, _, on in optimizer_times if on) / n
     c["optimiser step"] = sum(x for _, x, on in optimizer_times if on) / n
-    inner = ("generation", "prompt encoding", "image processing", "simulator")
-    rows = [(k, w.get(k, 0.0), c.get(k, 0.0)) for k in inner]
-    rows.append(("rest of the rollout (parsing, trajectory tokens, logging)",
-                 w.get("rollout", 0.0) - sum(w.get(k, 0.0) for k in inner),
-                 c.get("rollout", 0.0) - sum(c.get(k, 0.0) for k in inner)))
-    rows.append(("scoring (rewards, TRL's padding and tensors)",
-                 w.get("generate and score", 0.0) - w.get("rollout", 0.0),
-                 c.get("generate and score", 0.0) - c.get("rollout", 0.0)))
-    rows += [(k, w.get(k, 0.0), c.get(k, 0.0)) for k in ("loss forward", "backward", "optimiser step")]
+    names = {"generation": "policy generation (`generate`)", "prompt encoding": "prompt encoding (chat template, tokens)",
+             "image processing": "image processing", "simulator": "simulator",
+             "rollout": "rest of the rollout (turn parsing, trajectory tokens, logging)",
+             "generate and score": "scoring (rewards, TRL's padding and tensors)", "loss forward": "loss forward",
+             "backward": "backward", "optimiser step": "optimiser step"}
+    rows = [(label, w.get(k, 0.0), c.get(k, 0.0)) for k, label in names.items()]
     rows.append(("TRL / Trainer overhead (the rest of the step)", wall - sum(r[1] for r in rows),
                  cpu - sum(r[2] for r in rows)))
     out = ["| phase | wall s/step | CPU s/step | share of wall |", "|---|---|---|---|"]
-    out += [f"| {k} | {a:.3f} | {b:.3f} | {a / wall:.0%} |" for k, a, b in rows]
-    out.append(f"| **step** | **{wall:.3f}** | **{cpu:.3f}** | 100% |")
+    out += [f"| {k} | {a:.2f} | {b:.2f} | {a / wall:.0%} |" for k, a, b in rows]
+    out.append(f"| **step** | **{wall:.2f}** | **{cpu:.2f}** | 100% |")
     return "\n".join(out)
 
 
@@ -114,9 +115,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4, help="steps in all; the first is a warm-up")
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--temperature", type=float, default=0.3)
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy (as bench_grpo)")
     ap.add_argument("--simulator", default="oracle")
     ap.add_argument("--cprofile", type=int, default=0, help="print the N functions with most cumulative time")
+    ap.add_argument("--no-retain", action="store_true", help="leave glibc's allocator as it is (the policy's "
+                    "`hf.retain_freed_memory` skipped): the before of that change")
     a = ap.parse_args(argv)
     import torch
     from bench_grpo import caller_cache, fitted_caller
@@ -126,6 +129,9 @@ def main(argv=None):
     from astra_wb.synthqa import generate_bench
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    if a.no_retain:
+        import astra_wb.hf
+        astra_wb.hf.retain_freed_memory = lambda *a, **kw: False
     model, processor = fitted_caller(caller_cache())
     agent = AgentConfig(max_tool_rounds=2, max_turns=3, max_new_tokens=a.max_new_tokens, temperature=a.temperature)
     cfg = TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=a.steps, phase1_steps=a.steps, prompts_per_step=4,
@@ -142,7 +148,8 @@ def main(argv=None):
     calls = sum(r["astra/calls_per_row"] for r in logs) / len(logs)
     turns = sum(r["astra/turns_per_row"] for r in logs) / len(logs)
     print(f"\nsmall preset, 4 prompts x 4 generations, 2 tool rounds, 3 turns, {a.max_new_tokens} tokens per turn, "
-          f"temperature {a.temperature}, simulator {a.simulator}; {len(logs)} counted steps after a warm-up; "
+          f"temperature {a.temperature}, simulator {a.simulator}, freed memory "
+          f"{'returned to the OS (glibc default)' if a.no_retain else 'retained'}; {len(logs)} counted steps after a warm-up; "
           f"calls per row {calls:.2f}, turns per row {turns:.2f}; torch threads {torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print(table(phases, steps, opt))
