@@ -17,7 +17,7 @@ CPU seconds, outermost call only):
 The first step is a warm-up and is not counted. `--cprofile N` also prints the N functions with the most cumulative
 time over the counted steps.
 
-python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0] [--cprofile 25] [--no-retain]
+python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0] [--phase 1] [--cprofile 25] [--no-retain]
 """
 import argparse, cProfile, functools, io, os, pstats, sys, tempfile, time
 from pathlib import Path
@@ -117,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy (as bench_grpo)")
     ap.add_argument("--simulator", default="oracle")
+    ap.add_argument("--phase", type=int, default=1, choices=(1, 2), help="2: every step adds the direct baselines")
     ap.add_argument("--cprofile", type=int, default=0, help="print the N functions with most cumulative time")
     ap.add_argument("--no-retain", action="store_true", help="leave glibc's allocator as it is (the policy's "
                     "`hf.retain_freed_memory` skipped): the before of that change")
@@ -134,7 +135,7 @@ def main(argv=None):
         astra_wb.hf.retain_freed_memory = lambda *a, **kw: False
     model, processor = fitted_caller(caller_cache())
     agent = AgentConfig(max_tool_rounds=2, max_turns=3, max_new_tokens=a.max_new_tokens, temperature=a.temperature)
-    cfg = TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=a.steps, phase1_steps=a.steps, prompts_per_step=4,
+    cfg = TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=a.steps, phase1_steps=a.steps if a.phase == 1 else 0, prompts_per_step=4,
                       num_generations=4, agent=agent, learning_rate=1e-6, save_steps=10_000,
                       gradient_checkpointing=False, simulator=a.simulator)
     phases, steps, opt = Phases(), [], []
@@ -147,7 +148,7 @@ def main(argv=None):
     logs = [r for r in tr.state.log_history if "loss" in r][1:]
     calls = sum(r["astra/calls_per_row"] for r in logs) / len(logs)
     turns = sum(r["astra/turns_per_row"] for r in logs) / len(logs)
-    print(f"\nsmall preset, 4 prompts x 4 generations, 2 tool rounds, 3 turns, {a.max_new_tokens} tokens per turn, "
+    print(f"\nsmall preset, Phase {a.phase}, 4 prompts x 4 generations, 2 tool rounds, 3 turns, {a.max_new_tokens} tokens per turn, "
           f"temperature {a.temperature}, simulator {a.simulator}, freed memory "
           f"{'returned to the OS (glibc default)' if a.no_retain else 'retained'}; {len(logs)} counted steps after a warm-up; "
           f"calls per row {calls:.2f}, turns per row {turns:.2f}; torch threads {torch.get_num_threads()}; "
