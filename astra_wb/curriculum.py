@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits', 'teacher_and_sft',
-           'GateError', 'gate_line', 'check_gate', 'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff',
-           'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
+           'GateError', 'gate_line', 'check_gate', 'run_jobs', 'train_arms', 'eval_rows', 'evaluate_all', 'mean',
+           'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
            'curriculum_parser', 'cli_curriculum']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
@@ -49,6 +49,7 @@ class CurriculumConfig:
     forced_k: int = 1                    # calls required in the Forced(k) evaluation
     seeds: str = "0"                     # comma-separated seeds: one run of every arm per seed
     quick: bool = False                  # smoke size (a few questions and steps), for tests and a first look
+    workers: int = 1                     # processes for the arms and the evaluations (each one torch thread)
 
     def __post_init__(self):
         bad = [a for a in self.arm_list if a not in ARMS]
@@ -146,19 +147,35 @@ def check_gate(config: CurriculumConfig, root: Path, log=print) -> dict:
     log(f"[flag] {msg}; arms run anyway (--allow-failed-gate) and are flagged in the report")
     return gate
 
+# %% ../nbs/11d_curriculum.ipynb #27f92e25
+def _one_thread():
+    import torch
+    torch.set_num_threads(1)
+
+def _stderr(message: str) -> None: print(message, file=sys.stderr, flush=True)
+
+def run_jobs(jobs: list, workers: int = 1, log=print) -> None:
+    "Run `(function, args)` jobs here in order (`workers` <= 1) or in `workers` spawned processes."
+    if workers <= 1 or len(jobs) <= 1:
+        for fn, args in jobs: fn(*args, log=log)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        for f in [pool.submit(fn, *args, log=_stderr) for fn, args in jobs]: f.result()   # re-raises a job's error
+
 # %% ../nbs/11d_curriculum.ipynb #0a5e1e73
-def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
-    "Every (arm, seed) from the cold-start checkpoint; returns {name: folder of its final policy}."
+def _train_arm(config: CurriculumConfig, root: Path, arm: str, seed: int, model: str, log=print) -> None:
     from astra_wb.rl import train
-    out = {}
-    for seed in config.seed_list:
-        for arm in config.arm_list:
-            name = f"{arm}-s{seed}"
-            folder = root / "arms" / name
-            tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
-            stage(folder / "final" / "config.json", lambda: train(tc), f"arm {name}", log)
-            out[name] = str(folder / "final")
-    return out
+    folder = root / "arms" / f"{arm}-s{seed}"
+    tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
+    stage(folder / "final" / "config.json", lambda: train(tc), f"arm {arm}-s{seed}", log)
+
+def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
+    "Every (arm, seed) from the cold-start checkpoint, `config.workers` at a time; {name: folder of its final policy}."
+    pairs = [(arm, seed) for seed in config.seed_list for arm in config.arm_list]
+    run_jobs([(_train_arm, (config, root, arm, seed, model)) for arm, seed in pairs], config.workers, log)
+    return {f"{arm}-s{seed}": str(root / "arms" / f"{arm}-s{seed}" / "final") for arm, seed in pairs}
 
 # %% ../nbs/11d_curriculum.ipynb #72aba2e0
 EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
@@ -175,16 +192,20 @@ def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> l
     return [dict(id=t.sample.id, family=t.sample.meta.get("family", ""), em=r_em(t), fmt=r_fmt(t), calls=t.n_tool_calls)
             for t in trajs]
 
-def evaluate_all(config: CurriculumConfig, root: Path, policies: dict, log=print) -> dict:
-    "{policy: {mode: rows}} on the held-out split, each (policy, mode) cached under eval/."
+def _eval_job(config: CurriculumConfig, root: Path, name: str, folder: str, mode: str, log=print) -> None:
     from astra_wb.synthqa import load_bench
-    held, out = load_bench(root / "splits" / "heldout"), {}
-    for name, folder in policies.items():
-        for mode in EVAL_MODES:
-            path = root / "eval" / f"{name}.{mode}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held, config, mode))), f"eval {name} {mode}", log)
-            out.setdefault(name, {})[mode] = json.loads(path.read_text())
+    path = root / "eval" / f"{name}.{mode}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = lambda: load_bench(root / "splits" / "heldout")
+    stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held(), config, mode))), f"eval {name} {mode}", log)
+
+def evaluate_all(config: CurriculumConfig, root: Path, policies: dict, log=print) -> dict:
+    "{policy: {mode: rows}} on the held-out split, each (policy, mode) cached under eval/ (`config.workers` at a time)."
+    jobs = [(name, folder, mode) for name, folder in policies.items() for mode in EVAL_MODES]
+    run_jobs([(_eval_job, (config, root, *job)) for job in jobs], config.workers, log)
+    out = {}
+    for name, _, mode in jobs:
+        out.setdefault(name, {})[mode] = json.loads((root / "eval" / f"{name}.{mode}.json").read_text())
     return out
 
 # %% ../nbs/11d_curriculum.ipynb #58f6a7fc
