@@ -23,8 +23,10 @@ class CurriculumConfig:
     output_dir: str = "runs/curriculum"  # every stage's folder, the report and its figures
     model: str = "small"                 # base policy: "small" / "tiny" presets or a Qwen3-VL folder / hub id
     simulator: str = "reproject"         # the non-privileged simulator of training and the headline evaluation
-    train_n: int = 48                    # training split size (lab questions)
-    train_seed: int = 1                  # training split seed
+    sft_n: int = 48                      # cold-start split: the teacher's questions (SFT and its gate only)
+    sft_seed: int = 3                    # cold-start split seed
+    train_n: int = 48                    # RL split: the arms' prompts, unseen by the cold start (no memorised answers)
+    train_seed: int = 1                  # RL split seed
     heldout_n: int = 48                  # held-out split size: only evaluated, never used for a choice
     heldout_seed: int = 2                # held-out split seed
     sft_steps: int = 300                 # cold-start steps before the first format-gate check
@@ -55,7 +57,8 @@ class CurriculumConfig:
         bad = [a for a in self.arm_list if a not in ARMS]
         if bad: raise ValueError(f"unknown arm(s) {bad}; known: {list(ARMS)}")
         if not 0 <= self.phase1_steps <= self.rl_steps: raise ValueError("phase1_steps must be in 0..rl_steps")
-        if self.train_seed == self.heldout_seed: raise ValueError("train_seed and heldout_seed must differ (held-out questions are unseen)")
+        if len({self.sft_seed, self.train_seed, self.heldout_seed}) < 3:
+            raise ValueError("sft_seed, train_seed and heldout_seed must differ (each split's scenes are unseen by the others)")
 
     @property
     def arm_list(self) -> list[str]: return [a.strip() for a in self.arms.split(",") if a.strip()]
@@ -63,7 +66,7 @@ class CurriculumConfig:
     def seed_list(self) -> list[int]: return [int(s) for s in self.seeds.split(",") if s.strip()]
 
 # %% ../nbs/11d_curriculum.ipynb #de99a550
-QUICK = dict(train_n=8, heldout_n=6, sft_steps=40, sft_max_steps=40, gate_n=4, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
+QUICK = dict(sft_n=8, train_n=8, heldout_n=6, sft_steps=40, sft_max_steps=40, gate_n=4, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
              max_new_tokens=24, max_turns=3)
 
 def sized(config: CurriculumConfig) -> CurriculumConfig:
@@ -100,14 +103,16 @@ def stage(marker: Path, run, what: str, log=print):
     return True
 
 def make_splits(config: CurriculumConfig, root: Path, log=print):
-    "Export the training and held-out splits (with depths, which `reproject` reads)."
+    "Export the cold-start, RL and held-out splits (with depths, which `reproject` reads)."
     from astra_wb.synthqa import generate_bench, export_bench
-    for name, n, seed in (("train", config.train_n, config.train_seed), ("heldout", config.heldout_n, config.heldout_seed)):
+    splits = (("sft", config.sft_n, config.sft_seed), ("train", config.train_n, config.train_seed),
+              ("heldout", config.heldout_n, config.heldout_seed))
+    for name, n, seed in splits:
         stage(root / "splits" / name / "bench.jsonl", lambda: export_bench(generate_bench(n, seed=seed), root / "splits" / name), f"{name} split", log)
 
 # %% ../nbs/11d_curriculum.ipynb #25ef6975
 def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
-    "Expert trajectories on the training split, and the cold start on them until its gate passes; returns the checkpoint."
+    "Expert trajectories on the cold-start split, and the cold start on them until its gate passes; returns the checkpoint."
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.expert import ExpertPolicy
     from astra_wb.protocol import save_trajectories_jsonl
@@ -115,14 +120,14 @@ def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
     from astra_wb.sft import SFTRunConfig, sft
     acfg = AgentConfig(mode="agentic", max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns)
     stage(root / "teacher.jsonl", lambda: save_trajectories_jsonl(
-        rollout(load_bench(root / "splits" / "train"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
+        rollout(load_bench(root / "splits" / "sft"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
     s = SFTRunConfig(model=config.model, data=str(root / "teacher.jsonl"), output_dir=str(root / "sft"), reasoning=config.reasoning,
                      max_steps=max(config.sft_steps, config.sft_max_steps), batch_size=config.sft_batch,
                      learning_rate=config.sft_lr, max_tool_rounds=config.max_tool_rounds, logging_steps=10,
                      seed=config.seed_list[0], gate_min_steps=config.sft_steps, gate_every=config.gate_every,
                      gate_min=config.gate_min, gate_simulator=config.simulator, gate_max_new_tokens=config.max_new_tokens,
                      gate_max_turns=config.max_turns)
-    gate_qs = lambda: load_bench(root / "splits" / "train")[:config.gate_n]   # the training split: held-out stays unseen
+    gate_qs = lambda: load_bench(root / "splits" / "sft")[:config.gate_n]   # the cold start's own split: the others stay unseen
     stage(root / "sft" / "sft_summary.json", lambda: sft(s, gate_samples=gate_qs()), "cold start", log)
     return str(root / "sft" / "final")
 
@@ -291,7 +296,7 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
         f" [95 % CI {x['ci'][0]:.3f}, {x['ci'][1]:.3f}]" if x["ci"] else "")
     md = [f"# Curriculum report", "", f"Held-out split: {config.heldout_n} questions (seed {config.heldout_seed}), never used for a choice.",
           f"Simulator: {config.simulator}; arms: {config.arms}; seeds: {config.seeds}; {config.rl_steps} GRPO steps per arm.", "",
-          "## Cold start", "", f"Teacher tool propensity (expert, training split): `{json.dumps(summary['teacher'])}`",
+          "## Cold start", "", f"Teacher tool propensity (expert, cold-start split): `{json.dumps(summary['teacher'])}`",
           f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {summary['cpu_seconds']:.0f} CPU s.",
           f"Format gate {'PASSED' if summary['gate']['passed'] else 'FAILED'}: {gate_line(summary['gate'])}."
           + ("" if summary["gate"]["passed"] else " **Every arm below starts from a cold start that failed the gate.**"), "",
