@@ -228,6 +228,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.eval_rows': ('curriculum.html#eval_rows', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.evaluate_all': ('curriculum.html#evaluate_all', 'astra_wb/curriculum.py'),
+                                     'astra_wb.curriculum.failed_arms': ('curriculum.html#failed_arms', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.gate_line': ('curriculum.html#gate_line', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.goals': ('curriculum.html#goals', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.make_splits': ('curriculum.html#make_splits', 'astra_wb/curriculum.py'),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits', 'teacher_and_sft',
-           'GateError', 'gate_line', 'check_gate', 'run_jobs', 'train_arms', 'eval_rows', 'evaluate_all', 'mean',
-           'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
-           'curriculum_parser', 'cli_curriculum']
+           'GateError', 'gate_line', 'check_gate', 'run_jobs', 'failed_arms', 'train_arms', 'eval_rows', 'evaluate_all',
+           'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report',
+           'run_curriculum', 'curriculum_parser', 'cli_curriculum']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -171,16 +171,30 @@ def run_jobs(jobs: list, workers: int = 1, log=print) -> None:
 
 # %% ../nbs/11d_curriculum.ipynb #0a5e1e73
 def _train_arm(config: CurriculumConfig, root: Path, arm: str, seed: int, model: str, log=print) -> None:
+    "Train one arm; a crash is written to its `failed.json` (the other arms go on; a rerun resumes it)."
     from astra_wb.rl import train
     folder = root / "arms" / f"{arm}-s{seed}"
     tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
-    stage(folder / "final" / "config.json", lambda: train(tc), f"arm {arm}-s{seed}", log)
+    try:
+        stage(folder / "final" / "config.json", lambda: train(tc), f"arm {arm}-s{seed}", log)
+        (folder / "failed.json").unlink(missing_ok=True)
+    except Exception as e:   # noqa: BLE001 -- one diverged arm must not discard the others' runs
+        steps = sorted(int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*"))
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "failed.json").write_text(json.dumps(dict(error=error, last_checkpoint=steps[-1] if steps else None)))
+        log(f"[fail] arm {arm}-s{seed}: {error}")
+
+def failed_arms(root: Path) -> dict:
+    "{arm name: its failure record} for the arms whose last attempt crashed."
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(root, "arms").glob("*/failed.json"))}
 
 def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
-    "Every (arm, seed) from the cold-start checkpoint, `config.workers` at a time; {name: folder of its final policy}."
+    "Every (arm, seed) from the cold start, `config.workers` at a time; {name: final policy folder} of those that finished."
     pairs = [(arm, seed) for seed in config.seed_list for arm in config.arm_list]
     run_jobs([(_train_arm, (config, root, arm, seed, model)) for arm, seed in pairs], config.workers, log)
-    return {f"{arm}-s{seed}": str(root / "arms" / f"{arm}-s{seed}" / "final") for arm, seed in pairs}
+    done = {f"{a}-s{s}": root / "arms" / f"{a}-s{s}" / "final" for a, s in pairs}
+    return {name: str(folder) for name, folder in done.items() if (folder / "config.json").exists()}
 
 # %% ../nbs/11d_curriculum.ipynb #72aba2e0
 EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
@@ -304,6 +318,10 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
           *[f"| {c['step']} | {pct(c['call_valid'])} | {pct(c['answer_valid'])} | {pct(c['fmt'])} | {pct(c['tool_rate'])} |"
             for c in summary["gate"]["checks"]], "",
           "## Table 3 (Agentic, held-out)", "", table3(results), ""]
+    crashed = failed_arms(root)
+    if crashed:
+        md += ["**Arms that crashed** (not in the table; a rerun resumes them from their last checkpoint):", ""]
+        md += [f"- {name}: {f['error']} (last checkpoint: step {f['last_checkpoint']})" for name, f in crashed.items()] + [""]
     p12 = next((k for k in results if k.startswith("phase1_2")), None)
     if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-oracle is the privileged ceiling)", "", workflow_table(results[p12]), ""]
     md += ["## Goals", ""] + [f"- {'MET' if x['met'] else 'MISSED'}: {x['goal']}: {fmt_goal(x)}" for x in g]
