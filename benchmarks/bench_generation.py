@@ -100,7 +100,8 @@ def main(argv=None):
               f"{v[0]['calls_per_row']:.2f} | {max(x['max_rss_mb'] for x in v):.0f} | {same[k]} | {ratio} |")
     print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if not all(same.values()):
-        print("NOT EQUAL WORK: " + ", ".join(k for k, s in same.items() if not s) + " decoded other tokens", file=sys.stderr)
+        bad = ", ".join(k for k, s in same.items() if not s)
+        print(f"NOT EQUAL WORK: {bad} decoded other tokens", file=sys.stderr)
         return 1
     return 0
 

@@ -176,16 +176,19 @@ def trl_builtin(model, processor, samples, out, a):
     gen = {"suppress_tokens": vision_token_ids(processor), "max_new_tokens": a.max_new_tokens,
            "do_sample": a.temperature > 0}
     args = GRPOConfig(output_dir=out, per_device_train_batch_size=16, num_generations=4, max_steps=a.steps,
-                      learning_rate=1e-6, max_completion_length=(a.tool_rounds + 1) * a.max_new_tokens + 200 * a.tool_rounds,
+                      learning_rate=1e-6,
+                      max_completion_length=(a.tool_rounds + 1) * a.max_new_tokens + 200 * a.tool_rounds,
                       max_tool_calling_iterations=a.tool_rounds, temperature=a.temperature or 1.0,
                       gradient_checkpointing=False, save_steps=10_000, report_to=[], remove_unused_columns=False,
-                      use_cpu=True, bf16=False, logging_steps=1, lr_scheduler_type="constant", epsilon=0.2, epsilon_high=0.28,
+                      use_cpu=True, bf16=False, logging_steps=1, lr_scheduler_type="constant", epsilon=0.2,
+                      epsilon_high=0.28,
                       beta=0.0, seed=0, generation_kwargs=gen)
     timer = StepTimer()
     _freeze(model)   # ours trains with the vision tower frozen (TrainConfig.freeze_vision): the same parameters here
     with rendered_as(TOOL_SCHEMA):
         tr = GRPOTrainer(model=model, reward_funcs=[count_turns], args=args,
-                         train_dataset=Dataset.from_list(trl_rows(samples, a.tool_rounds)), processing_class=processor,
+                         train_dataset=Dataset.from_list(trl_rows(samples, a.tool_rounds)),
+                         processing_class=processor,
                          environment_factory=imagine_env(samples, get_simulator(a.simulator)),
                          callbacks=[timer.callback()])
         tokenize = tr._tokenize_prompts
@@ -211,7 +214,8 @@ def equal_work(rows: dict, prompts: dict, a) -> list[str]:
     if prompts[names[0]] != prompts[names[1]]:
         diff = [k for k in prompts[names[0]] if prompts[names[0]][k] != prompts[names[1]].get(k)]
         why.append(f"the first prompts differ in tokens for {len(diff)} samples")
-    mean = {k: {f: statistics.mean(r[f] for r in v) for f in ("calls", "turns", "model_tokens")} for k, v in rows.items()}
+    fields = ("calls", "turns", "model_tokens")
+    mean = {k: {f: statistics.mean(r[f] for r in v) for f in fields} for k, v in rows.items()}
     for k in names:
         if mean[k]["calls"] < a.min_calls:
             why.append(f"{k} made {mean[k]['calls']:.2f} tool calls per row (< {a.min_calls})")

@@ -17,7 +17,8 @@ CPU seconds, outermost call only):
 The first step is a warm-up and is not counted. `--cprofile N` also prints the N functions with the most cumulative
 time over the counted steps.
 
-python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0] [--phase 1] [--cprofile 25] [--no-retain]
+python benchmarks/profile_grpo.py [--steps 4] [--max-new-tokens 96] [--temperature 0] [--phase 1] [--cprofile 25]
+                                  [--no-retain]
 """
 import argparse, cProfile, functools, io, os, pstats, sys, tempfile, time
 from pathlib import Path
@@ -97,7 +98,8 @@ def table(phases: Phases, steps, optimizer_times) -> str:
     w, c = {k: v / n for k, v in phases.wall.items()}, {k: v / n for k, v in phases.cpu.items()}
     w["optimiser step"] = sum(x for x, _, on in optimizer_times if on) / n
     c["optimiser step"] = sum(x for _, x, on in optimizer_times if on) / n
-    names = {"generation": "policy generation (`generate`)", "prompt encoding": "prompt encoding (chat template, tokens)",
+    names = {"generation": "policy generation (`generate`)",
+             "prompt encoding": "prompt encoding (chat template, tokens)",
              "image processing": "image processing", "simulator": "simulator",
              "rollout": "rest of the rollout (turn parsing, trajectory tokens, logging)",
              "generate and score": "scoring (rewards, TRL's padding and tensors)", "loss forward": "loss forward",
@@ -135,7 +137,8 @@ def main(argv=None):
         astra_wb.hf.retain_freed_memory = lambda *a, **kw: False
     model, processor = fitted_caller(caller_cache())
     agent = AgentConfig(max_tool_rounds=2, max_turns=3, max_new_tokens=a.max_new_tokens, temperature=a.temperature)
-    cfg = TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=a.steps, phase1_steps=a.steps if a.phase == 1 else 0, prompts_per_step=4,
+    cfg = TrainConfig(output_dir=tempfile.mkdtemp(), max_steps=a.steps, phase1_steps=a.steps if a.phase == 1 else 0,
+                      prompts_per_step=4,
                       num_generations=4, agent=agent, learning_rate=1e-6, save_steps=10_000,
                       gradient_checkpointing=False, simulator=a.simulator)
     phases, steps, opt = Phases(), [], []
@@ -148,9 +151,11 @@ def main(argv=None):
     logs = [r for r in tr.state.log_history if "loss" in r][1:]
     calls = sum(r["astra/calls_per_row"] for r in logs) / len(logs)
     turns = sum(r["astra/turns_per_row"] for r in logs) / len(logs)
-    print(f"\nsmall preset, Phase {a.phase}, 4 prompts x 4 generations, 2 tool rounds, 3 turns, {a.max_new_tokens} tokens per turn, "
+    print(f"\nsmall preset, Phase {a.phase}, 4 prompts x 4 generations, 2 tool rounds, 3 turns, "
+          f"{a.max_new_tokens} tokens per turn, "
           f"temperature {a.temperature}, simulator {a.simulator}, freed memory "
-          f"{'returned to the OS (glibc default)' if a.no_retain else 'retained'}; {len(logs)} counted steps after a warm-up; "
+          f"{'returned to the OS (glibc default)' if a.no_retain else 'retained'}; "
+          f"{len(logs)} counted steps after a warm-up; "
           f"calls per row {calls:.2f}, turns per row {turns:.2f}; torch threads {torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print(table(phases, steps, opt))
