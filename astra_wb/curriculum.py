@@ -10,10 +10,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'TOY_FAMILIES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits',
-           'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'train_arms', 'eval_rows', 'evaluate_all', 'mean',
-           'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table', 'goals', 'write_report', 'run_curriculum',
-           'curriculum_parser', 'cli_curriculum', 'toy_family', 'toy_split', 'toy_teacher', 'family_usage_reward',
-           'tool_rates']
+           'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'run_jobs', 'failed_arms', 'train_arms',
+           'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table',
+           'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum', 'toy_family', 'toy_split',
+           'toy_teacher', 'family_usage_reward', 'tool_rates']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -24,8 +24,10 @@ class CurriculumConfig:
     output_dir: str = "runs/curriculum"  # every stage's folder, the report and its figures
     model: str = "small"                 # base policy: "small" / "tiny" presets or a Qwen3-VL folder / hub id
     simulator: str = "reproject"         # the non-privileged simulator of training and the headline evaluation
-    train_n: int = 48                    # training split size (lab questions)
-    train_seed: int = 1                  # training split seed
+    sft_n: int = 48                      # cold-start split: the teacher's questions (SFT and its gate only)
+    sft_seed: int = 3                    # cold-start split seed
+    train_n: int = 48                    # RL split: the arms' prompts, unseen by the cold start (no memorised answers)
+    train_seed: int = 1                  # RL split seed
     heldout_n: int = 48                  # held-out split size: only evaluated, never used for a choice
     heldout_seed: int = 2                # held-out split seed
     sft_steps: int = 300                 # cold-start steps before the first format-gate check
@@ -50,12 +52,14 @@ class CurriculumConfig:
     forced_k: int = 1                    # calls required in the Forced(k) evaluation
     seeds: str = "0"                     # comma-separated seeds: one run of every arm per seed
     quick: bool = False                  # smoke size (a few questions and steps), for tests and a first look
+    workers: int = 1                     # processes for the arms and the evaluations (each one torch thread)
 
     def __post_init__(self):
         bad = [a for a in self.arm_list if a not in ARMS]
         if bad: raise ValueError(f"unknown arm(s) {bad}; known: {list(ARMS)}")
         if not 0 <= self.phase1_steps <= self.rl_steps: raise ValueError("phase1_steps must be in 0..rl_steps")
-        if self.train_seed == self.heldout_seed: raise ValueError("train_seed and heldout_seed must differ (held-out questions are unseen)")
+        if len({self.sft_seed, self.train_seed, self.heldout_seed}) < 3:
+            raise ValueError("sft_seed, train_seed and heldout_seed must differ (each split's scenes are unseen by the others)")
 
     @property
     def arm_list(self) -> list[str]: return [a.strip() for a in self.arms.split(",") if a.strip()]
@@ -63,7 +67,7 @@ class CurriculumConfig:
     def seed_list(self) -> list[int]: return [int(s) for s in self.seeds.split(",") if s.strip()]
 
 # %% ../nbs/11d_curriculum.ipynb #de99a550
-QUICK = dict(train_n=8, heldout_n=6, sft_steps=40, sft_max_steps=40, gate_n=4, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
+QUICK = dict(sft_n=8, train_n=8, heldout_n=6, sft_steps=40, sft_max_steps=40, gate_n=4, rl_steps=2, phase1_steps=1, prompts_per_step=2, num_generations=2,
              max_new_tokens=24, max_turns=3)
 
 def sized(config: CurriculumConfig) -> CurriculumConfig:
@@ -100,14 +104,16 @@ def stage(marker: Path, run, what: str, log=print):
     return True
 
 def make_splits(config: CurriculumConfig, root: Path, log=print):
-    "Export the training and held-out splits (with depths, which `reproject` reads)."
+    "Export the cold-start, RL and held-out splits (with depths, which `reproject` reads)."
     from astra_wb.synthqa import generate_bench, export_bench
-    for name, n, seed in (("train", config.train_n, config.train_seed), ("heldout", config.heldout_n, config.heldout_seed)):
+    splits = (("sft", config.sft_n, config.sft_seed), ("train", config.train_n, config.train_seed),
+              ("heldout", config.heldout_n, config.heldout_seed))
+    for name, n, seed in splits:
         stage(root / "splits" / name / "bench.jsonl", lambda: export_bench(generate_bench(n, seed=seed), root / "splits" / name), f"{name} split", log)
 
 # %% ../nbs/11d_curriculum.ipynb #25ef6975
 def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
-    "Expert trajectories on the training split, and the cold start on them until its gate passes; returns the checkpoint."
+    "Expert trajectories on the cold-start split, and the cold start on them until its gate passes; returns the checkpoint."
     from astra_wb.agent import AgentConfig, rollout
     from astra_wb.expert import ExpertPolicy
     from astra_wb.protocol import save_trajectories_jsonl
@@ -115,14 +121,14 @@ def teacher_and_sft(config: CurriculumConfig, root: Path, log=print) -> str:
     from astra_wb.sft import SFTRunConfig, sft
     acfg = AgentConfig(mode="agentic", max_tool_rounds=config.max_tool_rounds, max_turns=config.max_turns)
     stage(root / "teacher.jsonl", lambda: save_trajectories_jsonl(
-        rollout(load_bench(root / "splits" / "train"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
+        rollout(load_bench(root / "splits" / "sft"), ExpertPolicy(), config.simulator, acfg), root / "teacher.jsonl"), "teacher", log)
     s = SFTRunConfig(model=config.model, data=str(root / "teacher.jsonl"), output_dir=str(root / "sft"), reasoning=config.reasoning,
                      max_steps=max(config.sft_steps, config.sft_max_steps), batch_size=config.sft_batch,
                      learning_rate=config.sft_lr, max_tool_rounds=config.max_tool_rounds, logging_steps=10,
                      seed=config.seed_list[0], gate_min_steps=config.sft_steps, gate_every=config.gate_every,
                      gate_min=config.gate_min, gate_simulator=config.simulator, gate_max_new_tokens=config.max_new_tokens,
                      gate_max_turns=config.max_turns)
-    gate_qs = lambda: load_bench(root / "splits" / "train")[:config.gate_n]   # the training split: held-out stays unseen
+    gate_qs = lambda: load_bench(root / "splits" / "sft")[:config.gate_n]   # the cold start's own split: the others stay unseen
     stage(root / "sft" / "sft_summary.json", lambda: sft(s, gate_samples=gate_qs()), "cold start", log)
     return str(root / "sft" / "final")
 
@@ -147,19 +153,49 @@ def check_gate(config: CurriculumConfig, root: Path, log=print) -> dict:
     log(f"[flag] {msg}; arms run anyway (--allow-failed-gate) and are flagged in the report")
     return gate
 
+# %% ../nbs/11d_curriculum.ipynb #27f92e25
+def _one_thread():
+    import torch
+    torch.set_num_threads(1)
+
+def _stderr(message: str) -> None: print(message, file=sys.stderr, flush=True)
+
+def run_jobs(jobs: list, workers: int = 1, log=print) -> None:
+    "Run `(function, args)` jobs here in order (`workers` <= 1) or in `workers` spawned processes."
+    if workers <= 1 or len(jobs) <= 1:
+        for fn, args in jobs: fn(*args, log=log)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        for f in [pool.submit(fn, *args, log=_stderr) for fn, args in jobs]: f.result()   # re-raises a job's error
+
 # %% ../nbs/11d_curriculum.ipynb #0a5e1e73
-def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
-    "Every (arm, seed) from the cold-start checkpoint; returns {name: folder of its final policy}."
+def _train_arm(config: CurriculumConfig, root: Path, arm: str, seed: int, model: str, log=print) -> None:
+    "Train one arm; a crash is written to its `failed.json` (the other arms go on; a rerun resumes it)."
     from astra_wb.rl import train
-    out = {}
-    for seed in config.seed_list:
-        for arm in config.arm_list:
-            name = f"{arm}-s{seed}"
-            folder = root / "arms" / name
-            tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
-            stage(folder / "final" / "config.json", lambda: train(tc), f"arm {name}", log)
-            out[name] = str(folder / "final")
-    return out
+    folder = root / "arms" / f"{arm}-s{seed}"
+    tc = arm_config(config, arm, seed, model, str(root / "splits" / "train"), str(folder))
+    try:
+        stage(folder / "final" / "config.json", lambda: train(tc), f"arm {arm}-s{seed}", log)
+        (folder / "failed.json").unlink(missing_ok=True)
+    except Exception as e:   # noqa: BLE001 -- one diverged arm must not discard the others' runs
+        steps = sorted(int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*"))
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "failed.json").write_text(json.dumps(dict(error=error, last_checkpoint=steps[-1] if steps else None)))
+        log(f"[fail] arm {arm}-s{seed}: {error}")
+
+def failed_arms(root: Path) -> dict:
+    "{arm name: its failure record} for the arms whose last attempt crashed."
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(root, "arms").glob("*/failed.json"))}
+
+def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
+    "Every (arm, seed) from the cold start, `config.workers` at a time; {name: final policy folder} of those that finished."
+    pairs = [(arm, seed) for seed in config.seed_list for arm in config.arm_list]
+    run_jobs([(_train_arm, (config, root, arm, seed, model)) for arm, seed in pairs], config.workers, log)
+    done = {f"{a}-s{s}": root / "arms" / f"{a}-s{s}" / "final" for a, s in pairs}
+    return {name: str(folder) for name, folder in done.items() if (folder / "config.json").exists()}
 
 # %% ../nbs/11d_curriculum.ipynb #72aba2e0
 EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
@@ -176,16 +212,20 @@ def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> l
     return [dict(id=t.sample.id, family=t.sample.meta.get("family", ""), em=r_em(t), fmt=r_fmt(t), calls=t.n_tool_calls)
             for t in trajs]
 
-def evaluate_all(config: CurriculumConfig, root: Path, policies: dict, log=print) -> dict:
-    "{policy: {mode: rows}} on the held-out split, each (policy, mode) cached under eval/."
+def _eval_job(config: CurriculumConfig, root: Path, name: str, folder: str, mode: str, log=print) -> None:
     from astra_wb.synthqa import load_bench
-    held, out = load_bench(root / "splits" / "heldout"), {}
-    for name, folder in policies.items():
-        for mode in EVAL_MODES:
-            path = root / "eval" / f"{name}.{mode}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held, config, mode))), f"eval {name} {mode}", log)
-            out.setdefault(name, {})[mode] = json.loads(path.read_text())
+    path = root / "eval" / f"{name}.{mode}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = lambda: load_bench(root / "splits" / "heldout")
+    stage(path, lambda: path.write_text(json.dumps(eval_rows(folder, held(), config, mode))), f"eval {name} {mode}", log)
+
+def evaluate_all(config: CurriculumConfig, root: Path, policies: dict, log=print) -> dict:
+    "{policy: {mode: rows}} on the held-out split, each (policy, mode) cached under eval/ (`config.workers` at a time)."
+    jobs = [(name, folder, mode) for name, folder in policies.items() for mode in EVAL_MODES]
+    run_jobs([(_eval_job, (config, root, *job)) for job in jobs], config.workers, log)
+    out = {}
+    for name, _, mode in jobs:
+        out.setdefault(name, {})[mode] = json.loads((root / "eval" / f"{name}.{mode}.json").read_text())
     return out
 
 # %% ../nbs/11d_curriculum.ipynb #58f6a7fc
@@ -271,7 +311,7 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
         f" [95 % CI {x['ci'][0]:.3f}, {x['ci'][1]:.3f}]" if x["ci"] else "")
     md = [f"# Curriculum report", "", f"Held-out split: {config.heldout_n} questions (seed {config.heldout_seed}), never used for a choice.",
           f"Simulator: {config.simulator}; arms: {config.arms}; seeds: {config.seeds}; {config.rl_steps} GRPO steps per arm.", "",
-          "## Cold start", "", f"Teacher tool propensity (expert, training split): `{json.dumps(summary['teacher'])}`",
+          "## Cold start", "", f"Teacher tool propensity (expert, cold-start split): `{json.dumps(summary['teacher'])}`",
           f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {summary['cpu_seconds']:.0f} CPU s.",
           f"Format gate {'PASSED' if summary['gate']['passed'] else 'FAILED'}: {gate_line(summary['gate'])}."
           + ("" if summary["gate"]["passed"] else " **Every arm below starts from a cold start that failed the gate.**"), "",
@@ -279,6 +319,10 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
           *[f"| {c['step']} | {pct(c['call_valid'])} | {pct(c['answer_valid'])} | {pct(c['fmt'])} | {pct(c['tool_rate'])} |"
             for c in summary["gate"]["checks"]], "",
           "## Table 3 (Agentic, held-out)", "", table3(results), ""]
+    crashed = failed_arms(root)
+    if crashed:
+        md += ["**Arms that crashed** (not in the table; a rerun resumes them from their last checkpoint):", ""]
+        md += [f"- {name}: {f['error']} (last checkpoint: step {f['last_checkpoint']})" for name, f in crashed.items()] + [""]
     p12 = next((k for k in results if k.startswith("phase1_2")), None)
     if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-oracle is the privileged ceiling)", "", workflow_table(results[p12]), ""]
     md += ["## Goals", ""] + [f"- {'MET' if x['met'] else 'MISSED'}: {x['goal']}: {fmt_goal(x)}" for x in g]

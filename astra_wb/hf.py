@@ -14,8 +14,8 @@ from .policies import conversation_images, PolicyError, SAMPLING_KEYS
 # %% auto #0
 __all__ = ['IMAGE_ONLY_FAMILIES', 'VISION_TOKENS', 'image_only_processor_class', 'register_image_only_processors',
            'has_torchvision', 'load_processor', 'HFPolicy', 'stop_token_ids', 'vision_token_ids',
-           'turn_generation_config', 'cut_after_stop', 'finish_reason', 'generate_ids', 'torch_threads', 'text_of',
-           'split_conversation', 'seed_of', 'TokenPolicy']
+           'turn_generation_config', 'cut_after_stop', 'finish_reason', 'generate_ids', 'torch_threads',
+           'retain_freed_memory', 'text_of', 'split_conversation', 'seed_of', 'TokenPolicy']
 
 # %% ../nbs/06a_hf.ipynb #3848b8e5
 IMAGE_ONLY_FAMILIES = {  # model_type -> (module, processor class)
@@ -149,6 +149,8 @@ class HFPolicy:
         self.last_finish_reasons: list = []
         self.stats = {"calls": 0, "prompt_tokens": 0, "new_tokens": 0, "seconds": 0.0}
         self.num_threads = _auto_threads(model, self.device) if num_threads == "auto" else num_threads
+        if not self.device.startswith("cuda"):
+            retain_freed_memory()   # see 'Keeping freed memory on CPU'
 
     @classmethod
     def from_model(cls, model, processor, name: str = "hf:in-memory", batch_size: int = 8,
@@ -295,6 +297,19 @@ def respond(self: HFPolicy, conversations, tools=None, **sampling) -> list[str]:
     self.stats["seconds"] += time.perf_counter() - t0
     return texts
 
+# %% ../nbs/06a_hf.ipynb #f46aa697
+_RETAIN_BYTES = 1 << 30   # above the largest temporary of a small model's step; below it blocks are reused
+
+def retain_freed_memory(limit: int = _RETAIN_BYTES) -> bool:
+    "Let glibc keep freed blocks of up to `limit` bytes for reuse instead of unmapping them; False: not glibc."
+    import ctypes, platform
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3   # mallopt parameter numbers in glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
+
+
 # %% ../nbs/06a_hf.ipynb #30e45b63
 _SENTINEL = "\x00ASTRA-ASSISTANT-{}\x00"
 _SENTINEL_RE = re.compile("\x00ASTRA-ASSISTANT-(\\d+)\x00")
@@ -351,6 +366,8 @@ class TokenPolicy:
         self.image_token = getattr(processor, "image_token", "<|image_pad|>")
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         self.generation_config, self.forced, self.engine = generation_config, forced, None
+        if next(model.parameters()).device.type == "cpu":
+            retain_freed_memory()   # see 'Keeping freed memory on CPU'
         self.reset()
 
     def reset(self, seed: int = 0):

@@ -405,7 +405,7 @@ def _grpo_args(config: TrainConfig, world: int, weights: list[float]):
         num_generations=config.num_generations, max_steps=config.max_steps, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type, epsilon=config.epsilon, epsilon_high=config.epsilon_high,
         beta=config.kl_coef, loss_type=config.loss_type, num_iterations=config.num_iterations,
-        temperature=config.temperature, top_p=config.top_p,
+        temperature=config.temperature or 1.0, top_p=config.top_p,   # greedy rollouts: unscaled logits in the loss
         max_completion_length=config.max_turns * config.max_new_tokens,
         gradient_checkpointing=config.gradient_checkpointing, bf16=bf16, seed=config.seed, data_seed=config.seed,
         save_steps=config.save_steps, save_total_limit=config.save_total_limit, logging_steps=config.logging_steps,

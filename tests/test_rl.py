@@ -154,3 +154,26 @@ def test_installed_trl_is_within_the_pinned_range():
     req = next(Requirement(d) for d in deps if Requirement(d).name == "trl")
     assert any(s.operator in ("<", "<=", "==", "~=") for s in req.specifier), f"trl has no upper bound: {req}"
     assert version("trl") in req.specifier, f"installed trl {version('trl')} is outside {req.specifier}"
+
+
+def test_greedy_rollouts_train_with_a_finite_loss(tmp_path):
+    """Temperature 0 (greedy rollouts, as the equal-work benchmark runs): the loss scores the sampled tokens with
+    unscaled logits instead of dividing them by zero."""
+    from astra_wb.tiny_vlm import cached_tiny_qwen3vl, load_tiny
+    from astra_wb.rl import TrainConfig, make_trainer
+    from astra_wb.simulators import get_simulator
+    from astra_wb.synthqa import generate_bench
+    samples = generate_bench(4, seed=0)
+    model, proc = load_tiny(cached_tiny_qwen3vl())
+    model.train()
+    before = _snapshot(model)
+    cfg = TrainConfig(output_dir=str(tmp_path), max_steps=1, phase1_steps=1, prompts_per_step=2, num_generations=2,
+                      max_turns=2, max_new_tokens=8, learning_rate=1e-3, save_steps=10, temperature=0.0)
+    trainer = make_trainer(cfg, samples=samples, model=model, processor=proc, simulator=get_simulator("oracle"),
+                           forced=rl_worker.scripted(samples))
+    trainer.train()
+    logs = step_logs(trainer)
+    assert trainer.args.temperature == 1.0
+    assert logs[0]["reward_std"] > 0   # scripted and greedy rows differ: the loss has advantages to weigh
+    assert math.isfinite(logs[0]["loss"]) and math.isfinite(logs[0]["grad_norm"])
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if p.requires_grad)
