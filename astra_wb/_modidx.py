@@ -216,6 +216,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                          'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum.GateError': ('curriculum.html#gateerror', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum._eval_job': ('curriculum.html#_eval_job', 'astra_wb/curriculum.py'),
+                                     'astra_wb.curriculum._loss': ('curriculum.html#_loss', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum._one_thread': ('curriculum.html#_one_thread', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum._pooled': ('curriculum.html#_pooled', 'astra_wb/curriculum.py'),
                                      'astra_wb.curriculum._stderr': ('curriculum.html#_stderr', 'astra_wb/curriculum.py'),

@@ -302,6 +302,8 @@ def goals(results: dict) -> list[dict]:
     return out
 
 # %% ../nbs/11d_curriculum.ipynb #8329645c
+def _loss(x) -> str: return "not logged" if x is None else f"{x:.3f}"   # fewer steps than logging_steps
+
 def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
     "report.md (tables, goals, cold-start propensity), report.json and curves.html; returns the markdown path."
     from astra_wb.rl import step_logs, training_curves
@@ -312,7 +314,8 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
     md = [f"# Curriculum report", "", f"Held-out split: {config.heldout_n} questions (seed {config.heldout_seed}), never used for a choice.",
           f"Simulator: {config.simulator}; arms: {config.arms}; seeds: {config.seeds}; {config.rl_steps} GRPO steps per arm.", "",
           "## Cold start", "", f"Teacher tool propensity (expert, cold-start split): `{json.dumps(summary['teacher'])}`",
-          f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {summary['cpu_seconds']:.0f} CPU s.",
+          f"SFT: {summary['steps']} steps, loss {_loss(summary['first_loss'])} -> {_loss(summary['last_loss'])}, "
+          f"{summary['cpu_seconds']:.0f} CPU s.",
           f"Format gate {'PASSED' if summary['gate']['passed'] else 'FAILED'}: {gate_line(summary['gate'])}."
           + ("" if summary["gate"]["passed"] else " **Every arm below starts from a cold start that failed the gate.**"), "",
           "| gate step | call turns valid | answer turns valid | trajectories valid | tool rate |", "|---|---|---|---|---|",
