@@ -424,17 +424,10 @@ def tool_rates(model, processor, samples, group: int = 8, seed: int = 0, tempera
                max_new_tokens: int = 56, family_of=toy_family) -> dict:
     """Per family: tool-call rate (a valid call), attempted calls (a turn opening <tool_call>), format validity and
     rollouts; `group` sampled rollouts per question through the RL loop's token policy."""
-    from astra_wb.agent import AgentConfig, rollout
     from astra_wb.rewards import r_fmt
-    from astra_wb.sft import token_policy
-    pol = token_policy(model, processor)
-    pol.reset(seed)
-    cfg = AgentConfig(mode="agentic", max_tool_rounds=1, max_turns=2, temperature=temperature, max_new_tokens=max_new_tokens,
-                      seed=seed, group_size=group)   # a group: distinct seeds for one question's rollouts
-    was = model.training
-    model.eval()
-    try: trajs = rollout(samples, pol, "reproject", cfg)
-    finally: model.train(was)
+    from astra_wb.sft import policy_rollouts
+    trajs = policy_rollouts(model, processor, samples, "reproject", "agentic", max_new_tokens=max_new_tokens, max_turns=2,
+                            max_tool_rounds=1, temperature=temperature, seed=seed, group_size=group)
     out = {}
     for f in sorted({family_of(s) for s in samples}):
         ts = [t for t in trajs if family_of(t.sample) == f]

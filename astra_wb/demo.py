@@ -412,7 +412,8 @@ def _demo_jobs(cfg: DemoConfig, out: Path, run: Path | None = None) -> list:
     global _LEARNED
     from astra_wb.benchmarks import SynthBench
     jobs, ids = [], learned_ids(_BENCH, cfg.learned_n)
-    _LEARNED = _BENCH if ids is None else SynthBench(samples=[s for s in _BENCH if s.id in set(ids)])
+    keep = None if ids is None else set(ids)
+    _LEARNED = _BENCH if keep is None else SynthBench(samples=[s for s in _BENCH if s.id in keep])
     learned = learned_configs(cfg, run, ids) if run else []
     for name, ec in learned + demo_configs(cfg, _VIEWPOINT.ids):   # the slow learned runs first: the pool ends sooner
         if cfg.fresh and (out / name / "config.json").exists():

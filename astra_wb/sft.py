@@ -264,13 +264,14 @@ def format_gate(processor, samples, start: int, every: int, gate_min: float = 0.
 # %% ../nbs/11c_sft.ipynb #2c94702b
 def policy_rollouts(model, processor, samples, simulator="reproject", mode: str = "agentic", forced_k: int = 2,
                     max_new_tokens: int = 128, max_turns: int = 5, max_tool_rounds: int = 3, temperature: float = 0.0,
-                    seed: int = 0, max_batch: int = 0) -> list[Trajectory]:
+                    seed: int = 0, max_batch: int = 0, group_size: int = 1) -> list[Trajectory]:
     "Trajectories of a transformers VLM on `samples` through the RL loop's token policy (greedy by default)."
     from astra_wb.agent import AgentConfig, rollout
     pol = token_policy(model, processor)
     pol.reset(seed)
     cfg = AgentConfig(mode=mode, forced_k=forced_k, max_tool_rounds=max_tool_rounds, max_turns=max_turns, seed=seed,
-                      temperature=temperature, max_new_tokens=max_new_tokens, max_batch=max_batch)
+                      temperature=temperature, max_new_tokens=max_new_tokens, max_batch=max_batch,
+                      group_size=group_size)
     was = model.training
     model.eval()
     try: return rollout(samples, pol, simulator, cfg)
