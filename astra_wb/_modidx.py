@@ -1138,6 +1138,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'astra_wb.tune_wm._check_config': ('tune_wm.html#_check_config', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm._downstream_cmd': ('tune_wm.html#_downstream_cmd', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm._example': ('tune_wm.html#_example', 'astra_wb/tune_wm.py'),
+                                  'astra_wb.tune_wm._imagine_at': ('tune_wm.html#_imagine_at', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm._label': ('tune_wm.html#_label', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm._lr': ('tune_wm.html#_lr', 'astra_wb/tune_wm.py'),
                                   'astra_wb.tune_wm._scan_cmd': ('tune_wm.html#_scan_cmd', 'astra_wb/tune_wm.py'),

@@ -517,37 +517,42 @@ def scan_frames(folder, width: int = 256) -> list:
 # %% ../nbs/13b_tune_wm.ipynb #f6e1358e
 SCAN_CEILING = "true target frame (ceiling)"
 
-def _scan_row(estimator, src, image, key, d, dom: int, tol, seconds: float) -> dict:
+def _imagine_at(sim, f, pose, key: str) -> tuple:
+    "(image or None, failure reason, seconds) of `sim` rendering frame `f`'s view at camera `pose`, `f` its only view."
+    from astra_wb.simulators import View, frames_to_sample, SimulatorError
+    t0 = time.time()
+    view = View(1, Image.fromarray(f.rgb), f.pose, f.K, f.depth)
+    try: img = sim.render_at(frames_to_sample([f], key), [], view, pose, f.K).image
+    except SimulatorError as e: return None, f"simulator:{e.reason}", time.time() - t0   # a failed pair, as in `sim_quality`
+    return img, "", time.time() - t0
+
+def _scan_row(estimator, src, image, key, d, dom: int, tol, seconds: float, failed: str = "") -> dict:
     "One pair's pose verdict for one imagined view (the source frame the only context)."
     from astra_wb.geometry import DOF_KINDS
     from astra_wb.sim_quality import pose_consistent
     row = {"id": key, "motion": [round(float(v), 4) for v in d], "kind": DOF_KINDS[dom], "seconds": seconds,
            "precision": None, "recall": None, "topology": None}
+    if failed: return row | {"pose_ok": False, "pose_reason": failed}
     r = estimator.estimate(src, image, key=key, contexts=[src])
     if r.pose is None: return row | {"pose_ok": False, "pose_reason": r.reason}
     pred = decompose(src.pose, r.pose)
     ok, why = pose_consistent(pred, d, dom, tol)
     return row | {"pose_ok": ok, "pose_reason": why, "motion_pred": [round(float(v), 4) for v in pred]}
 
+# %% ../nbs/13b_tune_wm.ipynb #56f64ad4
 def scan_pose_rows(sims: dict, frames: list, pairs: list, estimator=None, progress: bool = False,
                    tolerance=scaled_tolerance) -> dict[str, list[dict]]:
     "{name: a row per pair}: each simulator asked for the pair's five components from the source frame alone."
     from tqdm.auto import tqdm
     from astra_wb.sim_quality import FeaturePnP
-    from astra_wb.simulators import View, frames_to_sample, SimulatorError
     estimator, rows = estimator or FeaturePnP(), {n: [] for n in [SCAN_CEILING, *sims]}
     for i, j, dom in tqdm(pairs, desc="real-scan pairs", disable=not progress):
         s, key, d = frames[i], f"scan-{i}-{j}", decompose(frames[i].pose, frames[j].pose)
-        pose, tol, sample = compose_motion(s.pose, d), tolerance(d, dom), frames_to_sample([s], key)
+        pose, tol = compose_motion(s.pose, d), tolerance(d, dom)
         rows[SCAN_CEILING].append(_scan_row(estimator, s, frames[j].rgb, key, d, dom, tol, 0.0))
         for name, sim in sims.items():
-            t0 = time.time()
-            try: img = sim.render_at(sample, [], View(1, Image.fromarray(s.rgb), s.pose, s.K, s.depth), pose, s.K).image
-            except SimulatorError as e:   # a failed call is a failed pair, as in `sim_quality`
-                rows[name].append({"id": key, "kind": rows[SCAN_CEILING][-1]["kind"], "pose_ok": False, "seconds": time.time() - t0,
-                                   "pose_reason": f"simulator:{e.reason}", "precision": None, "recall": None, "topology": None})
-                continue
-            rows[name].append(_scan_row(estimator, s, img, key, d, dom, tol, time.time() - t0))
+            img, failed, seconds = _imagine_at(sim, s, pose, key)
+            rows[name].append(_scan_row(estimator, s, img, key, d, dom, tol, seconds, failed))
     for name in rows:   # a pair is verifiable when the true target frame passes the same check
         for r, c in zip(rows[name], rows[SCAN_CEILING]): r["verifiable"] = c["pose_ok"]
     return rows
@@ -581,19 +586,17 @@ def format_scan_table(summaries: list[dict], stats: dict) -> str:
 # %% ../nbs/13b_tune_wm.ipynb #8ffaa488
 def scan_cases(sims: dict, frames: list, rows: dict, ids: list[str], size: int = 160) -> Image.Image:
     "A grid: per pair, the source, each simulator's imagined view (with its pose verdict) and the true target frame."
-    from astra_wb.simulators import View, frames_to_sample
     lines = []
     for key in ids:
         i, j = (int(x) for x in key.split("-")[1:])
         s, d = frames[i], decompose(frames[i].pose, frames[j].pose)
-        pose, sample = compose_motion(s.pose, d), frames_to_sample([s], key)
         h = round(size * s.rgb.shape[0] / s.rgb.shape[1])
         cells = [_label(Image.fromarray(s.rgb).resize((size, h)), f"source {i}: dz {d[2]:+.2f} dy {d[1]:+.2f}")]
         for name, sim in sims.items():
-            img = sim.render_at(sample, [], View(1, Image.fromarray(s.rgb), s.pose, s.K, s.depth), pose, s.K).image
+            img = _imagine_at(sim, s, compose_motion(s.pose, d), key)[0] or Image.new("RGB", (size, h))
             r = next(x for x in rows[name] if x["id"] == key)
-            cells.append(_label(img.resize((size, h)), name.replace("learned ", "").replace(" (generic)", "")[:16] + ": " +
-                                ("ok" if r["pose_ok"] else r["pose_reason"])))
+            short = name.replace("learned ", "").replace(" (generic)", "")[:16]
+            cells.append(_label(img.resize((size, h)), f"{short}: {'ok' if r['pose_ok'] else r['pose_reason']}"))
         cells.append(_label(Image.fromarray(frames[j].rgb).resize((size, h)), f"target {j}"))
         lines.append(np.concatenate([np.asarray(c) for c in cells], 1))
     return Image.fromarray(np.concatenate(lines, 0))
