@@ -354,7 +354,8 @@ def policy_slug(policy: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in (f"{name}-{tail}" if tail else name))
 
 def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"), policy: str = "expert",
-               progress: bool = True, simulators: list[str] | None = None, max_new_tokens: int | None = None) -> tuple[list[dict], str]:
+               progress: bool = True, simulators: list[str] | None = None,
+               max_new_tokens: int | None = None) -> tuple[list[dict], str]:
     "(rows, how questions were chosen): accuracy with a Wilson 95 % interval per simulator x mode for a fixed `policy`."
     from astra_wb.benchmarks import SynthBench
     from astra_wb.eval import EvalConfig, run_eval
@@ -372,9 +373,10 @@ def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"
             slug = "".join(c if c.isalnum() else "-" for c in f"{label}-{mode}")
             r = run_eval(cfg, base / slug, benchmark=SynthBench(samples=qs), simulator=sim, policy=pol)
             k = sum(bool(x["correct"]) for x in r.rows)
+            answered = sum(x.get("extracted") is not None for x in r.rows)   # a letter found in the reply, right or wrong
             rows.append({"policy": policy, "simulator": label, "mode": mode, "n": len(r.rows), "correct": k,
                          "accuracy": k / max(len(r.rows), 1), "ci95": wilson(k, len(r.rows)),
-                         "calls_per_row": r.metrics["calls_per_row"], "answered": sum(x.get("extracted") is not None for x in r.rows)})
+                         "calls_per_row": r.metrics["calls_per_row"], "answered": answered})
             if progress: print(f"{label:<28} {mode:<8} {rows[-1]['accuracy']:.3f}", file=sys.stderr)
     return rows, how
 
@@ -390,8 +392,9 @@ def format_downstream(rows: list[dict], how: str = "") -> str:
         for sim in dict.fromkeys(r["simulator"] for r in mine):
             cell = {r["mode"]: r for r in mine if r["simulator"] == sim}
             answered = "".join(f" {m} answered {c['answered']}" for m, c in cell.items() if c.get("answered", c["n"]) < c["n"])
-            lines.append(f"{sim:<28}" + "".join(f"{cell[m]['accuracy']:>8.3f} [{cell[m]['ci95'][0]:.3f}, {cell[m]['ci95'][1]:.3f}]"
-                                                if m in cell else f"{'-':>24}" for m in modes) + f"   n={next(iter(cell.values()))['n']}{answered}")
+            acc = lambda c: f"{c['accuracy']:>8.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
+            lines.append(f"{sim:<28}" + "".join(acc(cell[m]) if m in cell else f"{'-':>24}" for m in modes)
+                         + f"   n={next(iter(cell.values()))['n']}{answered}")
     return "\n".join(lines)
 
 # %% ../nbs/13b_tune_wm.ipynb #a5585ff8
@@ -580,7 +583,8 @@ def format_scan_table(summaries: list[dict], stats: dict) -> str:
     for s in summaries:
         lo, hi = s["pose_ci95"]
         fails = ", ".join(f"{k} {v}" for k, v in sorted(s["pose_failures"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"{s['simulator'][:35]:<36}{s['pose_consistency']:>11.1f}{f'[{100 * lo:.1f}, {100 * hi:.1f}]':>18}{s['n_pose']:>5}   {fails}")
+        ci = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        lines.append(f"{s['simulator'][:35]:<36}{s['pose_consistency']:>11.1f}{ci:>18}{s['n_pose']:>5}   {fails}")
     return "\n".join(lines if summaries else [head, "no pair qualifies: no real-scan row"])
 
 # %% ../nbs/13b_tune_wm.ipynb #8ffaa488
@@ -691,7 +695,8 @@ def _scan_cmd(a) -> None:
     "The real-scan pose table of `table2 --scan`: printed, with RUN/table2_scan.json and RUN/scan_cases.png."
     summaries, rows, stats = scan_table(a.run, a.scan, ScanPairRule(max_ratio=a.scan_max_ratio), a.scan_width,
                                         progress=not a.no_progress)
-    Path(a.run, "table2_scan.json").write_text(json.dumps({"stats": stats, "summaries": summaries, "rows": rows}, indent=1, default=str))
+    out = {"stats": stats, "summaries": summaries, "rows": rows}
+    Path(a.run, "table2_scan.json").write_text(json.dumps(out, indent=1, default=str))
     print(format_scan_table(summaries, stats))
     if not rows: return
     tuned = rows["learned tuned"]
