@@ -425,12 +425,29 @@ def thumb_input(src: Sources, T: torch.Tensor, Kt: torch.Tensor, size, cfg: Lear
 
 # %% ../nbs/05c_learned_sim.ipynb #f933afa1
 @njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
-def _upsampled_row(t, a0, a1, wa0, wa1, xi0, xi1, xw0, xw1, up):
-    "Row (a0, a1; weights wa0, wa1) of the thumbnail channels `t` (C,h,w) resized bilinearly into `up` (C, W)."
+def _sigmoid_row(z, out, bits):
+    "out = 1 / (1 + exp(-z)) along a row, with a float32 exp that vectorises (numba's `np.exp` is a call per value)."
+    for x in range(z.shape[0]):                               # exp(t) = 2**n exp(r), |r| <= ln(2) / 2 (Cephes' expf)
+        t = min(max(-z[x], np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(t * np.float32(1.44269504) + np.float32(0.5))
+        r = t - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+        p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r + np.float32(8.3334519073e-3)) * r
+              + np.float32(4.1665795894e-2)) * r + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+        out[x] = p * r * r + r + np.float32(1.0)
+        bits[x] = (np.int32(n) + np.int32(127)) << 23          # the bits of the float 2**n
+    two_n = bits.view(np.float32)
+    for x in range(z.shape[0]):
+        out[x] = np.float32(1.0) / (np.float32(1.0) + out[x] * two_n[x])
+
+@njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
+def _widened(t, xi0, xi1, xw0, xw1):
+    "The thumbnail channels `t` (C,h,w) resized bilinearly along rows only, to (C,h,W): each output row then blends two."
+    out = np.empty((t.shape[0], t.shape[1], xi0.shape[0]), np.float32)
     for k in range(t.shape[0]):
-        for x in range(up.shape[1]):
-            up[k, x] = (wa0 * (xw0[x] * t[k, a0, xi0[x]] + xw1[x] * t[k, a0, xi1[x]])
-                        + wa1 * (xw0[x] * t[k, a1, xi0[x]] + xw1[x] * t[k, a1, xi1[x]]))
+        for i in range(t.shape[1]):
+            for x in range(xi0.shape[0]):
+                out[k, i, x] = xw0[x] * t[k, i, xi0[x]] + xw1[x] * t[k, i, xi1[x]]
+    return out
 
 @njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
 def _refined_row(up, f, W1, b1, W2, b2, o):
@@ -454,20 +471,26 @@ def _compose_bytes(thumb, rgb, hole, W1, b1, W2, b2, yi0, yi1, yw0, yw1, xi0, xi
     H, W = hole.shape
     img, one, byte = np.empty((H, W, 3), np.uint8), np.float32(1.0), _BYTE
     up, f, o = np.empty((8, W), np.float32), np.empty((12, W), np.float32), np.empty((4, W), np.float32)
+    bits = np.empty(W, np.int32)
+    wide = _widened(thumb, xi0, xi1, xw0, xw1)
     for y in range(H):
-        _upsampled_row(thumb, yi0[y], yi1[y], yw0[y], yw1[y], xi0, xi1, xw0, xw1, up)
+        for k in range(8):                                    # the bilinear upsampling of `compose`, one row
+            for x in range(W):
+                up[k, x] = yw0[y] * wide[k, yi0[y], x] + yw1[y] * wide[k, yi1[y], x]
         for x in range(W):                                    # the refinement's features, in `FullResRefine`'s order
             f[3, x], f[7, x] = np.float32(0.0) if hole[y, x] else one, up[7, x]
             for c in range(3):
                 f[c, x] = byte[rgb[y, x, c]] * f[3, x]
                 f[4 + c, x] = f[c, x] - up[4 + c, x]
-            for k in range(4):
-                f[8 + k, x] = one / (one + np.exp(-up[k, x]))
+        for k in range(4):
+            _sigmoid_row(up[k], f[8 + k], bits)
         _refined_row(up, f, W1, b1, W2, b2, o)
+        for k in range(4):
+            _sigmoid_row(o[k], o[k], bits)                    # the gate and the colours, in place
         for x in range(W):
-            gate = f[3, x] / (one + np.exp(-o[3, x]))
+            gate = f[3, x] * o[3, x]
             for c in range(3):
-                v = gate * f[c, x] + (one - gate) / (one + np.exp(-o[c, x]))
+                v = gate * f[c, x] + (one - gate) * o[c, x]
                 img[y, x, c] = np.uint8(min(max(v * np.float32(255.0) + np.float32(0.5), np.float32(0.0)), np.float32(255.0)))
     return img
 

@@ -1,5 +1,10 @@
 """Imagining one 256x192 view with the learned simulator (warp + small U-Net on CPU) against `reproject`
-(the warp alone), on the same calls in the same run.
+(the warp alone), on the same calls in the same run; and the learned simulator's straightforward path
+(`render_reference`, the training path's functions) beside its inference path (`render_fast`).
+
+The three are timed call by call in turn (reproject, learned, learned straightforward, then the next view),
+so a change in the shared machine's load falls on all three alike. Wall time is what a caller waits;
+CPU time (this process, all threads) is the work, less sensitive to other processes on the machine.
 
 The learned model is built from its config with random weights unless --model names a trained checkpoint:
 inference time does not depend on the weights' values.
@@ -7,17 +12,24 @@ inference time does not depend on the weights' values.
 Usage: python benchmarks/bench_learned_sim.py [--calls 40] [--model RUN/tuned] [--threads N]
 """
 from __future__ import annotations
-import argparse, statistics, tempfile, time
+import argparse, os, statistics, tempfile, time
 
 
-def timed(sim, cases) -> tuple[list[float], float]:
-    "Wall milliseconds per call, and the process CPU milliseconds per call (all threads) over the calls."
-    out, c0 = [], time.process_time()
-    for sample, ref, motion in cases:
-        t0 = time.perf_counter()
-        sim.imagine(sample, [], ref, motion)
-        out.append(1000 * (time.perf_counter() - t0))
-    return out, 1000 * (time.process_time() - c0) / max(len(cases), 1)
+def timed_call(sim, case) -> tuple[float, float]:
+    "(wall ms, process CPU ms) of one `imagine` call."
+    sample, ref, motion = case
+    c0, t0 = time.process_time(), time.perf_counter()
+    sim.imagine(sample, [], ref, motion)
+    return 1000 * (time.perf_counter() - t0), 1000 * (time.process_time() - c0)
+
+
+def summary(name: str, wall: list[float], cpu: list[float], ref: tuple[float, float] | None = None) -> str:
+    "One line: median and p90 wall ms, median CPU ms, and the ratios of the medians to `ref` (wall, CPU)."
+    p90 = sorted(wall)[int(0.9 * len(wall))]
+    line = (f"{name:29s}: median {statistics.median(wall):6.1f} ms   p90 {p90:6.1f} ms   "
+            f"cpu median {statistics.median(cpu):6.1f} ms")
+    if ref: line += f"   ({statistics.median(wall) / ref[0]:.1f}x wall, {statistics.median(cpu) / ref[1]:.1f}x cpu)"
+    return line
 
 
 def main(argv=None):
@@ -26,7 +38,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--width", type=int, default=256); p.add_argument("--height", type=int, default=192)
     a = p.parse_args(argv)
-    import os, torch
+    import torch
     from astra_wb.learned_sim import LearnedSim
     from astra_wb.motion import Motion
     from astra_wb.scene import make_scene
@@ -36,19 +48,27 @@ def main(argv=None):
     if model is None:
         model = tempfile.mkdtemp() + "/untrained"
         torch.manual_seed(0); LearnedSim().save_pretrained(model)
-    learned, reproject = get_simulator(f"learned:{model}"), get_simulator("reproject")
+    sims = {"reproject (reference)": get_simulator("reproject"), "learned": get_simulator(f"learned:{model}"),
+            "learned, straightforward path": get_simulator(f"learned:{model}")}
+    sims["learned, straightforward path"].fast = False
     motions = [Motion("yaw", 30), Motion("forward", 0.8), Motion("lateral", -0.5), Motion("pitch", -15), Motion("vertical", 0.3)]
     cases = [(scene_sample(make_scene(i % 8), width=a.width, height=a.height, n_views=2, seed=i), 1 + i % 2, motions[i % 5])
              for i in range(a.calls)]
-    timed(learned, cases[:3]); timed(reproject, cases[:3])          # numba cache and torch warm-up
+    for sim in sims.values():                                       # numba cache and torch warm-up
+        for case in cases[:3]: timed_call(sim, case)
     load0 = os.getloadavg()[0]
-    (r, rc), (l, lc) = timed(reproject, cases), timed(learned, cases)
-    med = lambda xs: statistics.median(xs)
+    times = {name: ([], []) for name in sims}
+    for case in cases:
+        for name, sim in sims.items():
+            wall, cpu = timed_call(sim, case)
+            times[name][0].append(wall); times[name][1].append(cpu)
     print(f"{a.calls} calls at {a.width}x{a.height}, torch threads {torch.get_num_threads()}, "
           f"load average {load0:.1f} before / {os.getloadavg()[0]:.1f} after (the machine is shared)")
-    print(f"reproject (reference): median {med(r):6.1f} ms   p90 {sorted(r)[int(0.9 * len(r))]:6.1f} ms   cpu {rc:6.1f} ms/call")
-    print(f"learned              : median {med(l):6.1f} ms   p90 {sorted(l)[int(0.9 * len(l))]:6.1f} ms   cpu {lc:6.1f} ms/call   "
-          f"({med(l) / med(r):.1f}x reproject; target < 50 ms)")
+    ref = tuple(statistics.median(x) for x in times["reproject (reference)"])
+    for name, (wall, cpu) in times.items():
+        print(summary(name, wall, cpu, None if name.startswith("reproject") else ref))
+    fast, slow = (statistics.median(times[n][0]) for n in ("learned", "learned, straightforward path"))
+    print(f"learned: {slow / fast:.1f}x faster than its straightforward path; target: median and p90 under 50 ms")
 
 
 if __name__ == "__main__":
