@@ -423,11 +423,13 @@ def thumb_input(src: Sources, T: torch.Tensor, Kt: torch.Tensor, size, cfg: Lear
     mean = src.rgb[:, 0].mean((2, 3))[:, :, None, None].expand(-1, -1, *size)
     return torch.cat([img, cov, rimg, rcov, mean], 1)
 
-# %% ../nbs/05c_learned_sim.ipynb #f933afa1
-@njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
+# %% ../nbs/05c_learned_sim.ipynb #baf0b0a2
+_ROW_MATH = {"nsz", "arcp", "contract", "reassoc"}   # lets LLVM vectorise the row loops (no inf/nan shortcuts)
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _sigmoid_row(z, out, bits):
     "out = 1 / (1 + exp(-z)) along a row, with a float32 exp that vectorises (numba's `np.exp` is a call per value)."
-    for x in range(z.shape[0]):                               # exp(t) = 2**n exp(r), |r| <= ln(2) / 2 (Cephes' expf)
+    for x in range(z.shape[0]):                               # exp(t) = 2**n exp(r), |r| <= ln(2) / 2 (Moshier's Cephes `expf`)
         t = min(max(-z[x], np.float32(-87.0)), np.float32(88.0))
         n = np.floor(t * np.float32(1.44269504) + np.float32(0.5))
         r = t - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
@@ -439,7 +441,7 @@ def _sigmoid_row(z, out, bits):
     for x in range(z.shape[0]):
         out[x] = np.float32(1.0) / (np.float32(1.0) + out[x] * two_n[x])
 
-@njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _widened(t, xi0, xi1, xw0, xw1):
     "The thumbnail channels `t` (C,h,w) resized bilinearly along rows only, to (C,h,W): each output row then blends two."
     out = np.empty((t.shape[0], t.shape[1], xi0.shape[0]), np.float32)
@@ -449,13 +451,13 @@ def _widened(t, xi0, xi1, xw0, xw1):
                 out[k, i, x] = xw0[x] * t[k, i, xi0[x]] + xw1[x] * t[k, i, xi1[x]]
     return out
 
-@njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _refined_row(up, f, W1, b1, W2, b2, o):
     "`FullResRefine` on one row: logits `o` (4, W) = `up[:4]` + the per-pixel MLP of the features `f` (12, W)."
-    one_hidden = W1.shape[0] > 0
+    any_hidden = W1.shape[0] > 0
     for k in range(4):
         for x in range(f.shape[1]):
-            o[k, x] = up[k, x] + (b2[k] if one_hidden else np.float32(0.0))
+            o[k, x] = up[k, x] + (b2[k] if any_hidden else np.float32(0.0))
     for j in range(W1.shape[0]):                              # one hidden unit at a time, over the whole row
         for x in range(f.shape[1]):
             s = b1[j]
@@ -465,7 +467,7 @@ def _refined_row(up, f, W1, b1, W2, b2, o):
             for k in range(4):
                 o[k, x] += W2[k, j] * s
 
-@njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "reassoc"})
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
 def _compose_bytes(thumb, rgb, hole, W1, b1, W2, b2, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1):
     "`compose` (with `FullResRefine` if W1 has rows) as bytes (H,W,3): thumbnail logits + warp `thumb` (8,h,w), full warp."
     H, W = hole.shape
