@@ -348,10 +348,11 @@ def imagination_questions(n: int, seed: int = 0, family: str = "perspective") ->
 
 # %% ../nbs/13b_tune_wm.ipynb #0a61646b
 def policy_slug(policy: str) -> str:
-    "A short folder-safe name of a policy spec: `expert`, or the last two parts of a model folder."
+    "A short folder-safe name of a policy spec: `expert`, or the last two parts of a model folder and a digest of the spec."
     name, _, arg = str(policy).partition(":")
-    tail = "-".join(Path(arg).parts[-2:]) if arg else ""
-    return "".join(c if c.isalnum() else "-" for c in (f"{name}-{tail}" if tail else name))
+    if not arg: return "".join(c if c.isalnum() else "-" for c in name)
+    tail = "-".join(Path(arg).parts[-2:])   # two runs' `arms/phase1_2-s0/final` differ only in the digest
+    return "".join(c if c.isalnum() else "-" for c in f"{name}-{tail}") + "-" + hashlib.sha256(str(policy).encode()).hexdigest()[:6]
 
 def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"), policy: str = "expert",
                progress: bool = True, simulators: list[str] | None = None,
