@@ -5,7 +5,7 @@
 # %% ../nbs/13b_tune_wm.ipynb #d1efd950
 from __future__ import annotations
 import hashlib, io, json, math, sys, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -15,13 +15,14 @@ from .geometry import decompose
 from .wm_data import WMDataConfig, read_wm_data, all_diverse, single_motion
 
 # %% auto #0
-__all__ = ['STAGES', 'HOLE', 'CONTROL', 'FILL_COVERAGE', 'SCAN_CEILING', 'TuneConfig', 'is_heldout', 'is_verified',
-           'resize_frame', 'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state', 'load_state',
-           'warp_loss', 'losses', 'val_metrics', 'train_stage', 'data_record', 'tune_wm', 'table2_simulators',
-           'reference_only', 'sim_table', 'wilson', 'imagination_questions', 'policy_slug', 'downstream',
-           'format_downstream', 'curves_figure', 'side_by_side', 'pick_cases', 'ScanPairRule', 'motion_units',
-           'scan_pairs', 'scan_motion_stats', 'scaled_tolerance', 'compose_motion', 'scan_frames', 'scan_pose_rows',
-           'scan_table', 'format_scan_table', 'scan_cases', 'bagel_row', 'export_bagel', 'cli_tune_wm']
+__all__ = ['STAGES', 'HOLE', 'CONTROL', 'FILL_COVERAGE', 'VALIDATION_SEED', 'SCAN_CEILING', 'TuneConfig', 'is_heldout',
+           'is_verified', 'resize_frame', 'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state',
+           'load_state', 'warp_loss', 'losses', 'val_metrics', 'train_stage', 'data_record', 'tune_wm',
+           'table2_simulators', 'reference_only', 'sim_table', 'paired_difference', 'format_gap', 'wilson',
+           'imagination_questions', 'policy_slug', 'downstream', 'format_downstream', 'curves_figure', 'side_by_side',
+           'pick_cases', 'ScanPairRule', 'motion_units', 'scan_pairs', 'scan_motion_stats', 'scaled_tolerance',
+           'compose_motion', 'scan_frames', 'scan_pose_rows', 'scan_table', 'format_scan_table', 'scan_cases',
+           'bagel_row', 'export_bagel', 'cli_tune_wm']
 
 # %% ../nbs/13b_tune_wm.ipynb #caea3b5a
 @dataclass
@@ -43,7 +44,8 @@ class TuneConfig:
     seed: int = 0                  # batches and initial weights
     fine_warp: float = 0.0         # weight of one more warp-loss level at the training size (a sharper camera signal)
     hole_weight: float = 0.0       # extra image L1 on the pixels the full warp leaves empty (teaches filling)
-    hole_cost: float = 0.0         # warp-loss cost of an uncovered pixel (0: paint it magenta, about 0.5 against grey)
+    hole_cost: float = 0.15        # stage 2's warp-loss cost of an uncovered pixel (0: magenta, ~0.5 on grey, as stage 1)
+    hole_cost_from: float = 0.5    # ... from this fraction of stage 2 on (magenta before: it keeps the camera in the basin)
 
 STAGES = ("pretrained", "tuned")   # checkpoint folder of each stage: generic pre-training, view-consistency tuning
 
@@ -218,7 +220,8 @@ def losses(model, ex: Examples, idx, cfg: TuneConfig | None = None) -> tuple:
     Kt, size = thumbnail(K, W, H, model.cfg)
     valid = torch.cat([f[1] for f in full])
     img, x = model(src, T, Kt, size, torch.cat([f[0] for f in full]), valid, with_input=True)
-    extra = cfg if cfg is not None and model.training else TuneConfig()   # held-out figures stay comparable across runs
+    # without a config, or for held-out figures, the plain losses: curves of runs with and without the options compare
+    extra = cfg if cfg is not None and model.training else TuneConfig(fine_warp=0.0, hole_weight=0.0, hole_cost=0.0)
     l1 = (img - tgt).abs()
     empty = (1 - valid).expand_as(l1)
     image = l1.mean() + extra.hole_weight * (empty * l1).sum() / (empty.sum() + 1)
@@ -267,7 +270,9 @@ def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig,
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         for g, base in zip(opt.param_groups, (cfg.encoder_lr, cfg.lr)): g["lr"] = base * _lr(cfg, step, steps)
-        img, warp, _ = losses(model, train, torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)), cfg)
+        batch = torch.from_numpy(rng.integers(len(train), size=cfg.batch_size))
+        late = stage == STAGES[1] and step >= cfg.hole_cost_from * steps   # the cheap hole only once the camera is close
+        img, warp, _ = losses(model, train, batch, cfg if late else replace(cfg, hole_cost=0.0))
         opt.zero_grad()
         (img + warp).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)   # one odd batch must not throw the camera off
@@ -347,14 +352,30 @@ def reference_only(s):
 
 FILL_COVERAGE = (0.4, 0.84)   # the test set's coverage window: below the SFT threshold (0.85), so filling matters
 
+VALIDATION_SEED = 2_000_000   # scenes for recipe choices: neither training scenes (seeds from 0) nor test scenes (1e6 up)
+
 def sim_table(run, test_set, per_source: int = 200, image_size: int = 256, limit: int | None = None, progress: bool = True,
-              ref_only: bool = False, coverage: tuple = FILL_COVERAGE):
-    "(summaries, rows) of the simulators on the held-out test set in `test_set` (built there when empty, in `coverage`)."
+              ref_only: bool = False, coverage: tuple = FILL_COVERAGE, seed: int | None = None):
+    "(summaries, rows) of the simulators on the held-out set in `test_set` (built there when empty: `seed`'s scenes, `coverage`)."
     from astra_wb.sim_quality import build_test_set, score_simulators, TEST_SEED
-    cfg = WMDataConfig(image_size=image_size, seed=TEST_SEED, min_coverage=coverage[0], max_coverage=coverage[1])
+    seed = TEST_SEED if seed is None else seed
+    cfg = WMDataConfig(image_size=image_size, seed=seed, min_coverage=coverage[0], max_coverage=coverage[1])
     samples = build_test_set(test_set, per_source, cfg=cfg, progress=progress)
     samples = [reference_only(s) for s in samples] if ref_only else samples
     return score_simulators(table2_simulators(run), samples[:limit], progress=progress)
+
+# %% ../nbs/13b_tune_wm.ipynb #7131a0b8
+def paired_difference(rows_a: list, rows_b: list, key: str = "recall") -> dict:
+    "`key` of b minus a over the samples where both define it: mean, normal 95 % half-width, how often b is ahead / behind."
+    a = {r["id"]: r[key] for r in rows_a if r.get(key) is not None}
+    d = np.array([r[key] - a[r["id"]] for r in rows_b if r.get(key) is not None and r["id"] in a])
+    half = float(1.96 * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"key": key, "n": len(d), "mean": float(d.mean()) if len(d) else float("nan"), "half_width": half,
+            "ahead": int((d > 0).sum()), "behind": int((d < 0).sum())}
+
+def format_gap(gap: dict, a: str = "reproject", b: str = "learned tuned") -> str:
+    return (f"{b} - {a} {gap['key']}: {gap['mean']:+.3f} +- {gap['half_width']:.3f} (95 %, n={gap['n']}; "
+            f"ahead on {gap['ahead']}, behind on {gap['behind']})")
 
 # %% ../nbs/13b_tune_wm.ipynb #637c7a7b
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -682,7 +703,7 @@ def _args(argv):
     t.add_argument("out", help="run folder (resumed if it exists)")
     d = TuneConfig()
     for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "encoder_lr", "pairs_per_sample", "generic", "heldout",
-              "threads", "seed"):
+              "threads", "seed", "fine_warp", "hole_weight", "hole_cost", "hole_cost_from"):
         t.add_argument("--" + k.replace("_", "-"), type=type(getattr(d, k)), default=getattr(d, k))
     t.add_argument("--limit", type=int, default=None, help="read at most this many samples")
     e = sub.add_parser("table2", help="simulator table + downstream table on held-out scenes")
@@ -710,11 +731,16 @@ def _args(argv):
         q.add_argument("--policy", action="append", default=None, help="fixed policy spec, repeatable (default: expert); "
                        "a learned policy as hf:FOLDER, e.g. a curriculum run's arms/<arm>/final")
         q.add_argument("--max-new-tokens", type=int, default=None, help="per-turn token cap of a learned policy")
+    v = sub.add_parser("validate", help="the simulator table on validation scenes (for recipe choices; never the test set)")
+    v.add_argument("run", help="a run folder written by `tune-wm train`")
+    v.add_argument("--per-source", type=int, default=100)
+    v.add_argument("--image-size", type=int, default=256)
+    v.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     b = sub.add_parser("export-bagel", help="write the SFT samples in Bagel's unified_edit layout")
     b.add_argument("data")
     b.add_argument("out")
     b.add_argument("--name", default="astra_wm")
-    for q in (t, e, s): q.add_argument("--no-progress", action="store_true")
+    for q in (t, e, s, v): q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 # %% ../nbs/13b_tune_wm.ipynb #ab0cb695
@@ -744,19 +770,27 @@ def _downstream_cmd(a, out) -> None:
 
 # %% ../nbs/13b_tune_wm.ipynb #4b8e3feb
 def cli_tune_wm(argv: list[str]) -> int:
-    "`astra-wb tune-wm train|table2|downstream|export-bagel ...`"
+    "`astra-wb tune-wm train|validate|table2|downstream|export-bagel ...`"
     from astra_wb.sim_quality import format_table
     from astra_wb.policies import PolicyError
     a = _args(argv)
     try:
         if a.action == "train":
             cfg = TuneConfig(**{k: getattr(a, k) for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr",
-                                                           "encoder_lr", "pairs_per_sample", "generic", "heldout", "threads", "seed")})
+                                                           "encoder_lr", "pairs_per_sample", "generic", "heldout", "threads", "seed",
+                                                           "fine_warp", "hole_weight", "hole_cost", "hole_cost_from")})
             print(json.dumps(tune_wm(a.data, a.out, cfg, limit=a.limit, progress=not a.no_progress)))
-        elif a.action in ("table2", "downstream"):
+        elif a.action in ("table2", "downstream", "validate"):
             import torch
             if a.threads: torch.set_num_threads(a.threads)
-        if a.action == "downstream":
+        if a.action == "validate":
+            summaries, rows = sim_table(a.run, Path(a.run) / "validation-set", a.per_source, a.image_size,
+                                        progress=not a.no_progress, seed=VALIDATION_SEED)
+            gap = paired_difference(rows["reproject"], rows["learned tuned"])
+            Path(a.run, "validation.json").write_text(json.dumps({"summaries": summaries, "recall_gap": gap, "rows": rows},
+                                                                 indent=1, default=str))
+            print(format_table(summaries) + "\n" + format_gap(gap))
+        elif a.action == "downstream":
             slug = "+".join(policy_slug(p) for p in a.policy or ["expert"])
             _downstream_cmd(a, a.out or Path(a.run) / f"downstream-{slug}.json")
         elif a.action == "table2":
@@ -764,7 +798,7 @@ def cli_tune_wm(argv: list[str]) -> int:
             summaries, rows = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress,
                                         coverage=tuple(a.coverage))
             Path(a.run, "table2.json").write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
-            print(format_table(summaries))
+            print(format_table(summaries) + "\n" + format_gap(paired_difference(rows["reproject"], rows["learned tuned"])))
             ids = pick_cases(rows)
             samples = [s for s in read_wm_data(test_set) if s.sample_id in ids]
             shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k == "reproject"}
