@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 import numpy as np
 from fastcore.basics import patch
+from numba import njit
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -24,7 +25,8 @@ from .splat import reproject_views
 __all__ = ['DESIGN', 'IN_CHANNELS', 'LearnedSimConfig', 'rodrigues', 'level_frame', 'motion_transform', 'moved_pose',
            'true_transform', 'transform_error', 'MotionEncoder', 'motion_vector', 'soft_splat', 'Sources', 'resized',
            'view_sources', 'thumbnail', 'splat_level', 'net_input', 'WarpRefineNet', 'FullResRefine', 'compose',
-           'full_warp', 'LearnedSim', 'LearnedSimulator']
+           'full_warp', 'LearnedSim', 'nearest_index', 'linear_index', 'thumb_sources', 'thumb_input', 'compose_bytes',
+           'render_reference', 'render_fast', 'LearnedSimulator']
 
 # %% ../nbs/05c_learned_sim.ipynb #569eccba
 DESIGN = 2   # 1: warp to the requested camera (fixed); 2: a learned motion encoder picks the camera
@@ -321,12 +323,218 @@ def from_pretrained(cls: LearnedSim, folder) -> LearnedSim:
         raise ValueError(f"{folder}: not a learned-simulator checkpoint: {type(e).__name__}: {e}") from None
     return model.eval()
 
+# %% ../nbs/05c_learned_sim.ipynb #2371c91a
+def nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    "Source rows (or columns) of torch's `nearest` resize from `n_in` to `n_out` (its float32 scale, as it computes them)."
+    if n_in == n_out: return np.arange(n_out)
+    if n_out == 2 * n_in: return np.arange(n_out) // 2
+    scale = np.float32(n_in) / np.float32(n_out)
+    return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64), n_in - 1)
+
+def linear_index(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "(i0, i1, w0, w1): each output row's two source rows and weights in torch's bilinear resize (align_corners=False)."
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = src.astype(np.int64)
+    w1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    return i0, np.minimum(i0 + 1, n_in - 1), np.float32(1) - w1, w1
+
+# %% ../nbs/05c_learned_sim.ipynb #6e96c6b8
+_BYTE = np.arange(256, dtype=np.float32) / np.float32(255)   # each byte as torch's `.float() / 255` makes it
+
+@njit(cache=True)
+def _area(rgb, h, w, byte):
+    "Views (V,H,W,3) bytes averaged over torch's adaptive windows to (V,3,h,w) floats in [0, 1], as `resized` does."
+    V, H, W, _ = rgb.shape
+    out = np.empty((V, 3, h, w), np.float32)
+    for v in range(V):
+        for i in range(h):
+            y0, y1 = i * H // h, -(-(i + 1) * H // h)          # floor and ceil of the window's edges
+            for j in range(w):
+                x0, x1 = j * W // w, -(-(j + 1) * W // w)
+                r, g, b = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+                for y in range(y0, y1):                       # in memory order: the three channels together
+                    for x in range(x0, x1):
+                        r, g, b = r + byte[rgb[v, y, x, 0]], g + byte[rgb[v, y, x, 1]], b + byte[rgb[v, y, x, 2]]
+                kh, kw = np.float32(y1 - y0), np.float32(x1 - x0)   # divided as torch does: sum / kh / kw
+                out[v, 0, i, j], out[v, 1, i, j], out[v, 2, i, j] = r / kh / kw, g / kh / kw, b / kh / kw
+    return out
+
+def thumb_sources(views: list, h: int, w: int) -> Sources:
+    "`resized(view_sources(views), h, w)` for views of the reference's size, from their bytes (no full-size floats)."
+    rgb = np.stack([np.asarray(v.image.convert("RGB")) for v in views])
+    depth = np.stack([np.asarray(v.depth, np.float32) for v in views])
+    _, H, W = depth.shape
+    K = np.stack([np.asarray(v.K, np.float32) for v in views])
+    K[:, 0] *= np.float32(w / W)
+    K[:, 1] *= np.float32(h / H)
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]
+    return Sources(f(_area(rgb, h, w, _BYTE)), f(depth[:, nearest_index(H, h)][:, :, nearest_index(W, w)]), f(K),
+                   f(np.stack([np.asarray(v.pose, np.float32) for v in views])), torch.ones(1, len(views), dtype=torch.bool))
+
+# %% ../nbs/05c_learned_sim.ipynb #ac0e7e57
+@njit(cache=True, error_model="numpy")
+def _landings(depth, Ks, M, Kt, H, W):
+    "Where each source pixel lands at the thumbnail (x, y, depth), as `_project` computes it; whether inside; nearest depth."
+    V, h, w = depth.shape
+    px, py, pz = np.empty((V, h, w), np.float32), np.empty((V, h, w), np.float32), np.empty((V, h, w), np.float32)
+    inside, zmin, half = np.zeros((V, h, w), np.bool_), np.float32(1e6), np.float32(0.5)
+    for v in range(V):
+        for i in range(h):
+            y = (np.float32(i) + half - Ks[v, 1, 2]) / Ks[v, 1, 1]
+            for j in range(w):
+                d, x = depth[v, i, j], (np.float32(j) + half - Ks[v, 0, 2]) / Ks[v, 0, 0]
+                X = M[v, 0, 0] * (x * d) + M[v, 0, 1] * (y * d) + M[v, 0, 2] * d + M[v, 0, 3]
+                Y = M[v, 1, 0] * (x * d) + M[v, 1, 1] * (y * d) + M[v, 1, 2] * d + M[v, 1, 3]
+                Z = M[v, 2, 0] * (x * d) + M[v, 2, 1] * (y * d) + M[v, 2, 2] * d + M[v, 2, 3]
+                z = max(Z, np.float32(1e-2))
+                px[v, i, j], py[v, i, j], pz[v, i, j] = Kt[0, 0] * X / z + Kt[0, 2] - half, Kt[1, 1] * Y / z + Kt[1, 2] - half, z
+                inside[v, i, j] = d > 0 and Z > 1e-2 and -1 < px[v, i, j] < W and -1 < py[v, i, j] < H
+                if inside[v, i, j]: zmin = min(zmin, z)
+    return px, py, pz, inside, zmin
+
+@njit(cache=True, error_model="numpy")
+def _scatter_thumb(rgb, px, py, pz, inside, zmin, sharpness, H, W):
+    "`_scatter` of the landed points into (2, 5, H*W): all views, then the first alone (a point outside adds nothing)."
+    V, _, h, w = rgb.shape
+    acc, one = np.zeros((2, 5, H * W), np.float32), np.float32(1.0)
+    for v in range(V):
+        for i in range(h):
+            for j in range(w):
+                if not inside[v, i, j]: continue
+                x, y = px[v, i, j], py[v, i, j]
+                wz = min(max(zmin / pz[v, i, j], np.float32(0.05)), one) ** np.float32(sharpness)   # nearer wins
+                for yi in range(int(math.floor(y)), int(math.floor(y)) + 2):
+                    for xi in range(int(math.floor(x)), int(math.floor(x)) + 2):
+                        if xi < 0 or xi >= W or yi < 0 or yi >= H: continue
+                        wb = (one - abs(x - xi)) * (one - abs(y - yi))
+                        for g in range(1 if v else 2):
+                            for c in range(3): acc[g, c, yi * W + xi] += rgb[v, c, i, j] * (wb * wz)
+                            acc[g, 3, yi * W + xi] += wb * wz
+                            acc[g, 4, yi * W + xi] += wb
+    return acc
+
+def thumb_input(src: Sources, T: torch.Tensor, Kt: torch.Tensor, size, cfg: LearnedSimConfig) -> torch.Tensor:
+    "`net_input` for one example whose views are all usable, with the two loops above instead of the tensor scatter."
+    M = torch.linalg.inv(T)[:, None] @ src.pose
+    land = _landings(src.depth[0].numpy(), src.K[0].numpy(), M[0].numpy(), Kt[0].numpy(), *size)
+    acc = torch.from_numpy(_scatter_thumb(src.rgb[0].numpy(), *land, cfg.sharpness, *size))
+    (img, cov), (rimg, rcov) = _finish(acc[:1], size), _finish(acc[1:], size)
+    mean = src.rgb[:, 0].mean((2, 3))[:, :, None, None].expand(-1, -1, *size)
+    return torch.cat([img, cov, rimg, rcov, mean], 1)
+
+# %% ../nbs/05c_learned_sim.ipynb #baf0b0a2
+_ROW_MATH = {"nsz", "arcp", "contract", "reassoc"}   # lets LLVM vectorise the row loops (no inf/nan shortcuts)
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
+def _sigmoid_row(z, out, bits):
+    "out = 1 / (1 + exp(-z)) along a row, with a float32 exp that vectorises (numba's `np.exp` is a call per value)."
+    for x in range(z.shape[0]):                               # exp(t) = 2**n exp(r), |r| <= ln(2) / 2 (Moshier's Cephes `expf`)
+        t = min(max(-z[x], np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(t * np.float32(1.44269504) + np.float32(0.5))
+        r = t - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+        p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r + np.float32(8.3334519073e-3)) * r
+              + np.float32(4.1665795894e-2)) * r + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+        out[x] = p * r * r + r + np.float32(1.0)
+        bits[x] = (np.int32(n) + np.int32(127)) << 23          # the bits of the float 2**n
+    two_n = bits.view(np.float32)
+    for x in range(z.shape[0]):
+        out[x] = np.float32(1.0) / (np.float32(1.0) + out[x] * two_n[x])
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
+def _widened(t, xi0, xi1, xw0, xw1):
+    "The thumbnail channels `t` (C,h,w) resized bilinearly along rows only, to (C,h,W): each output row then blends two."
+    out = np.empty((t.shape[0], t.shape[1], xi0.shape[0]), np.float32)
+    for k in range(t.shape[0]):
+        for i in range(t.shape[1]):
+            for x in range(xi0.shape[0]):
+                out[k, i, x] = xw0[x] * t[k, i, xi0[x]] + xw1[x] * t[k, i, xi1[x]]
+    return out
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
+def _refined_row(up, f, W1, b1, W2, b2, o):
+    "`FullResRefine` on one row: logits `o` (4, W) = `up[:4]` + the per-pixel MLP of the features `f` (12, W)."
+    any_hidden = W1.shape[0] > 0
+    for k in range(4):
+        for x in range(f.shape[1]):
+            o[k, x] = up[k, x] + (b2[k] if any_hidden else np.float32(0.0))
+    for j in range(W1.shape[0]):                              # one hidden unit at a time, over the whole row
+        for x in range(f.shape[1]):
+            s = b1[j]
+            for k in range(12):
+                s += W1[j, k] * f[k, x]
+            s = max(s, np.float32(0.0))
+            for k in range(4):
+                o[k, x] += W2[k, j] * s
+
+@njit(cache=True, error_model="numpy", fastmath=_ROW_MATH)
+def _compose_bytes(thumb, rgb, hole, W1, b1, W2, b2, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1):
+    "`compose` (with `FullResRefine` if W1 has rows) as bytes (H,W,3): thumbnail logits + warp `thumb` (8,h,w), full warp."
+    H, W = hole.shape
+    img, one, byte = np.empty((H, W, 3), np.uint8), np.float32(1.0), _BYTE
+    up, f, o = np.empty((8, W), np.float32), np.empty((12, W), np.float32), np.empty((4, W), np.float32)
+    bits = np.empty(W, np.int32)
+    wide = _widened(thumb, xi0, xi1, xw0, xw1)
+    for y in range(H):
+        for k in range(8):                                    # the bilinear upsampling of `compose`, one row
+            for x in range(W):
+                up[k, x] = yw0[y] * wide[k, yi0[y], x] + yw1[y] * wide[k, yi1[y], x]
+        for x in range(W):                                    # the refinement's features, in `FullResRefine`'s order
+            f[3, x], f[7, x] = np.float32(0.0) if hole[y, x] else one, up[7, x]
+            for c in range(3):
+                f[c, x] = byte[rgb[y, x, c]] * f[3, x]
+                f[4 + c, x] = f[c, x] - up[4 + c, x]
+        for k in range(4):
+            _sigmoid_row(up[k], f[8 + k], bits)
+        _refined_row(up, f, W1, b1, W2, b2, o)
+        for k in range(4):
+            _sigmoid_row(o[k], o[k], bits)                    # the gate and the colours, in place
+        for x in range(W):
+            gate = f[3, x] * o[3, x]
+            for c in range(3):
+                v = gate * f[c, x] + (one - gate) * o[c, x]
+                img[y, x, c] = np.uint8(min(max(v * np.float32(255.0) + np.float32(0.5), np.float32(0.0)), np.float32(255.0)))
+    return img
+
+def compose_bytes(out: torch.Tensor, x: torch.Tensor, rgb: np.ndarray, hole: np.ndarray,
+                  refine: FullResRefine | None) -> np.ndarray:
+    "`compose(out, warp, valid, refine, x)` of one example as bytes (H,W,3), from `reproject_views`' bytes and hole mask."
+    (H, W), (h, w) = hole.shape, out.shape[-2:]
+    if refine is None:                                        # no hidden units: the coarse result
+        W1, b1, W2, b2 = np.zeros((0, 12), np.float32), np.zeros(0, np.float32), np.zeros((4, 0), np.float32), np.zeros(4, np.float32)
+    else:
+        (W1, b1), (W2, b2) = ((c.weight[:, :, 0, 0].detach().numpy(), c.bias.detach().numpy()) for c in (refine.net[0], refine.net[2]))
+    thumb = torch.cat([out, x[:, :4]], 1)[0].detach().contiguous().numpy()   # one resize for both, as in `compose`
+    return _compose_bytes(thumb, rgb, hole, W1, b1, W2, b2, *linear_index(h, H), *linear_index(w, W))
+
+# %% ../nbs/05c_learned_sim.ipynb #e30a90e7
+def render_reference(model: LearnedSim, views: list, T: torch.Tensor, K, width: int, height: int):
+    "(image bytes (H,W,3), warp depth, hole mask) at camera `T` the straightforward way: the training path's functions."
+    warp, valid, depth = full_warp(views, T[0].double().numpy(), K, width, height, model.cfg)
+    Kt, size = thumbnail(torch.tensor(np.asarray(K)[None]), width, height, model.cfg)
+    img = model(resized(view_sources(views), 2 * size[0], 2 * size[1]), T, Kt, size, warp, valid)[0]
+    return (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8), depth, valid[0, 0].numpy() == 0
+
+def render_fast(model: LearnedSim, views: list, T: torch.Tensor, K, width: int, height: int):
+    "As `render_reference` (within a byte's rounding), in a few numba passes; views of another size take that path."
+    if any(v.image.size != (width, height) or np.shape(v.depth) != (height, width) for v in views):
+        return render_reference(model, views, T, K, width, height)   # `view_sources` resizes them with PIL
+    rgb, depth, hole = reproject_views(views, T[0].double().numpy(), np.asarray(K, np.float64), width, height,
+                                       model.cfg.max_footprint)
+    Kt, size = thumbnail(torch.tensor(np.asarray(K)[None]), width, height, model.cfg)
+    x = thumb_input(thumb_sources(views, 2 * size[0], 2 * size[1]), T, Kt, size, model.cfg)
+    out = model.net(x.contiguous(memory_format=torch.channels_last))   # same values; faster convolutions on a CPU
+    return compose_bytes(out, x, rgb, hole, model.refine), depth, hole
+
 # %% ../nbs/05c_learned_sim.ipynb #1dff947e
 class LearnedSimulator(ReprojectSimulator):
     "`learned:PATH`: a trained encoder picks the camera of the motion; the views are warped there and a network fills holes."
+    fast = True   # `render_fast` (False: `render_reference`, the same image the straightforward way)
+
     def __init__(self, path, depth_model: str | None = None, depth_kind: str = "metric", threads: int | None = None):
         super().__init__(depth_model, depth_kind)
         self.model = LearnedSim.from_pretrained(path)
+        self.model.net.to(memory_format=torch.channels_last)   # the U-Net's layout for `render_fast`; same weights
         self.name = f"learned:{path}"
         if threads: torch.set_num_threads(int(threads))
 
@@ -339,11 +547,9 @@ class LearnedSimulator(ReprojectSimulator):
         motion = torch.from_numpy(motion_vector(decompose(ref.pose, pose), cfg))[None]
         with torch.inference_mode():
             T = self.model.pose(torch.tensor(np.asarray(ref.pose)[None], dtype=torch.float32), motion)
-            warp, valid, depth = full_warp(views, T[0].double().numpy(), K, W, H, cfg)
-            Kt, size = thumbnail(torch.tensor(np.asarray(K)[None]), W, H, cfg)
-            img = self.model(resized(view_sources(views), 2 * size[0], 2 * size[1]), T, Kt, size, warp, valid)[0]
-        rgb = (img.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            rgb, depth, hole = (render_fast if self.fast else render_reference)(self.model, views, T, K, W, H)
         followed = [round(float(v), 3) for v in decompose(ref.pose, T[0].double().numpy())]
+        seen = np.float32(hole.size - np.count_nonzero(hole)) / np.float32(hole.size)   # the float32 mean of the valid mask
         # the warp's depth (0 where it had none) lets a later call imagine from this view
-        return Rendering(Image.fromarray(rgb), depth, None, {"holes_filled": round(1.0 - float(valid.mean()), 4),
+        return Rendering(Image.fromarray(rgb), depth, None, {"holes_filled": round(1.0 - float(seen), 4),
                          "views_used": [v.index for v in views], "motion_followed": followed})

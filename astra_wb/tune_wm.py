@@ -16,10 +16,10 @@ from .wm_data import WMDataConfig, read_wm_data, all_diverse, single_motion
 
 # %% auto #0
 __all__ = ['STAGES', 'HOLE', 'CONTROL', 'FILL_COVERAGE', 'TuneConfig', 'is_heldout', 'is_verified', 'resize_frame',
-           'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state', 'load_state', 'losses',
-           'val_metrics', 'train_stage', 'data_record', 'tune_wm', 'table2_simulators', 'reference_only', 'sim_table',
-           'wilson', 'imagination_questions', 'downstream', 'format_downstream', 'curves_figure', 'side_by_side',
-           'pick_cases', 'bagel_row', 'export_bagel', 'cli_tune_wm']
+           'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state', 'load_state', 'warp_loss',
+           'losses', 'val_metrics', 'train_stage', 'data_record', 'tune_wm', 'table2_simulators', 'reference_only',
+           'sim_table', 'wilson', 'imagination_questions', 'downstream', 'format_downstream', 'curves_figure',
+           'side_by_side', 'pick_cases', 'bagel_row', 'export_bagel', 'cli_tune_wm']
 
 # %% ../nbs/13b_tune_wm.ipynb #caea3b5a
 @dataclass
@@ -39,6 +39,9 @@ class TuneConfig:
     save_every: int = 100          # steps between resumable checkpoints
     threads: int = 1               # torch threads (0: torch's default; 1 is fastest on a shared 2-core machine)
     seed: int = 0                  # batches and initial weights
+    fine_warp: float = 0.0         # weight of one more warp-loss level at the training size (a sharper camera signal)
+    hole_weight: float = 0.0       # extra image L1 on the pixels the full warp leaves empty (teaches filling)
+    hole_cost: float = 0.0         # warp-loss cost of an uncovered pixel (0: paint it magenta, about 0.5 against grey)
 
 STAGES = ("pretrained", "tuned")   # checkpoint folder of each stage: generic pre-training, view-consistency tuning
 
@@ -182,22 +185,42 @@ def load_state(model, opt, folder) -> int:
 # %% ../nbs/13b_tune_wm.ipynb #d9a2917a
 HOLE = (1.0, 0.0, 1.0)   # the warp loss's colour where the soft warp has nothing: a hole must cost
 
-def losses(model, ex: Examples, idx) -> tuple:
-    "(image L1, warp L1, cameras the encoder picked) of examples `idx`: the only training signal is pixels."
+def _warp_l1(w, cov, tgt, hole_cost: float = 0.0):
+    "L1 of a soft warp against `tgt` (resized to it): holes painted `HOLE`, or costing `hole_cost` each when > 0."
     import torch
     import torch.nn.functional as F
-    from astra_wb.learned_sim import full_warp, thumbnail, splat_level
+    t = F.interpolate(tgt, size=w.shape[-2:], mode="area")
+    if hole_cost <= 0: return (cov * w + (1 - cov) * torch.tensor(HOLE)[None, :, None, None] - t).abs().mean()
+    return (cov * (w - t).abs()).mean() + hole_cost * (1 - cov).mean()
+
+def warp_loss(model, src, T, K, Kt, size, x, tgt, fine: float = 0.0, hole_cost: float = 0.0):
+    "Mean warp L1 over the pyramid (the thumbnail and its halvings); `fine` > 0 adds a level at the target's size."
+    import torch
+    from astra_wb.learned_sim import splat_level, soft_splat
+    M, total = torch.linalg.inv(T)[:, None] @ src.pose, 0.0
+    for level in range(model.cfg.pyramid):   # the thumbnail's warp is in the input; coarser levels are splatted anew
+        w, cov = (x[:, :3], x[:, 3:4]) if level == 0 else splat_level(src, M, Kt, size, level, model.cfg)
+        total = total + _warp_l1(w, cov, tgt, hole_cost)
+    if fine <= 0: return total / model.cfg.pyramid
+    w, cov = soft_splat(src.rgb, src.depth, src.K, M, K, tgt.shape[-2:], src.mask, model.cfg.sharpness)
+    return (total + fine * _warp_l1(w, cov, tgt, hole_cost)) / (model.cfg.pyramid + fine)
+
+def losses(model, ex: Examples, idx, cfg: TuneConfig | None = None) -> tuple:
+    "(image L1, warp L1, cameras the encoder picked) of examples `idx`: the only training signal is pixels."
+    import torch
+    from astra_wb.learned_sim import full_warp, thumbnail
     src, tgt, K, _, motion = ex.batch(idx)
     T = model.pose(src.pose[:, 0], motion)
     H, W = tgt.shape[-2:]
     full = [full_warp(ex.views(int(i)), T[j].detach().double().numpy(), K[j].numpy(), W, H, model.cfg) for j, i in enumerate(idx)]
     Kt, size = thumbnail(K, W, H, model.cfg)
-    img, x = model(src, T, Kt, size, torch.cat([f[0] for f in full]), torch.cat([f[1] for f in full]), with_input=True)
-    M, hole, warp = torch.linalg.inv(T)[:, None] @ src.pose, torch.tensor(HOLE)[None, :, None, None], 0.0
-    for level in range(model.cfg.pyramid):   # the thumbnail's warp is in the input; coarser levels are splatted anew
-        w, cov = (x[:, :3], x[:, 3:4]) if level == 0 else splat_level(src, M, Kt, size, level, model.cfg)
-        warp = warp + (cov * w + (1 - cov) * hole - F.interpolate(tgt, size=w.shape[-2:], mode="area")).abs().mean()
-    return (img - tgt).abs().mean(), warp / model.cfg.pyramid, T
+    valid = torch.cat([f[1] for f in full])
+    img, x = model(src, T, Kt, size, torch.cat([f[0] for f in full]), valid, with_input=True)
+    extra = cfg if cfg is not None and model.training else TuneConfig()   # held-out figures stay comparable across runs
+    l1 = (img - tgt).abs()
+    empty = (1 - valid).expand_as(l1)
+    image = l1.mean() + extra.hole_weight * (empty * l1).sum() / (empty.sum() + 1)
+    return image, warp_loss(model, src, T, K, Kt, size, x, tgt, extra.fine_warp, extra.hole_cost), T
 
 # %% ../nbs/13b_tune_wm.ipynb #d9c0540d
 def val_metrics(model, ex: Examples | None, n: int = 64) -> dict:
@@ -242,7 +265,7 @@ def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig,
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         for g, base in zip(opt.param_groups, (cfg.encoder_lr, cfg.lr)): g["lr"] = base * _lr(cfg, step, steps)
-        img, warp, _ = losses(model, train, torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)))
+        img, warp, _ = losses(model, train, torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)), cfg)
         opt.zero_grad()
         (img + warp).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)   # one odd batch must not throw the camera off
@@ -269,7 +292,10 @@ def data_record(folder, samples: list, heldout: list) -> dict:
 def _check_config(out: Path, cfg: TuneConfig, mcfg):
     path, now = out / "tune_config.json", {"tune": asdict(cfg), "model": asdict(mcfg)}
     now["tune"].pop("threads")
-    if path.exists() and json.loads(path.read_text()) != now:
+    old = json.loads(path.read_text()) if path.exists() else now
+    old["tune"] = asdict(TuneConfig()) | old["tune"]   # a field added later has its default in an older run
+    old["tune"].pop("threads", None)
+    if old != now:
         raise ValueError(f"{out} holds a run with another config ({path}); use another folder")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(now, indent=1))

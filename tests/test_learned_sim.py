@@ -266,3 +266,30 @@ def test_table2_rows_have_a_floor_and_the_control_when_present(run, tmp_path):
     shutil.copytree(run / "tuned", tmp_path / "r" / "tuned")
     shutil.copytree(run / "pretrained", tmp_path / "r" / CONTROL)
     assert "control: posed-pair pre-training" in table2_simulators(tmp_path / "r")
+
+
+def _randomised_checkpoint(folder, cfg: LearnedSimConfig, seed: int) -> str:
+    "A checkpoint whose every weight is random (the zero-initialised encoder outputs and refinement included)."
+    torch.manual_seed(seed)
+    m = LearnedSim(cfg)
+    with torch.no_grad():
+        for p in m.parameters(): p.normal_(0, 0.3)
+    return str(m.save_pretrained(folder))
+
+
+@pytest.mark.parametrize("cfg", [LearnedSimConfig(), LearnedSimConfig(base=4, levels=2, refine=0, net_width=40)])
+def test_fast_inference_draws_the_straightforward_image(cfg, tmp_path):
+    """`render_fast` (what `imagine` runs) against `render_reference` through the registry: the same bytes within one
+    unit of rounding, the same depth, holes and meta; posed with context views, and an unposed reference."""
+    from dataclasses import replace
+    spec = f"learned:{_randomised_checkpoint(tmp_path / 'm', cfg, seed=cfg.base)}"
+    fast, slow = get_simulator(spec), get_simulator(spec)
+    slow.fast = False
+    motions = [Motion("yaw", 30), Motion("forward", 0.8), Motion("lateral", -0.5), Motion("pitch", -15), Motion("yaw", -120)]
+    for i, motion in enumerate(motions):
+        s = scene_sample(make_scene(i), width=(256, 96)[i % 2], height=(192, 64)[i % 2], n_views=3, seed=i)
+        if i == 4: s = replace(s, poses=None)                   # an unposed reference: its own world frame
+        a, b = fast.imagine(s, [], 1 + i % 3, motion), slow.imagine(s, [], 1 + i % 3, motion)
+        d = np.abs(np.asarray(a.image, int) - np.asarray(b.image, int))
+        assert d.max() <= 1 and (d == 0).mean() > 0.99, (motion, d.max(), (d == 0).mean())
+        assert np.array_equal(a.depth, b.depth) and a.meta == b.meta
