@@ -5,7 +5,7 @@
 # %% ../nbs/13b_tune_wm.ipynb #d1efd950
 from __future__ import annotations
 import hashlib, io, json, math, sys, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -15,11 +15,14 @@ from .geometry import decompose
 from .wm_data import WMDataConfig, read_wm_data, all_diverse, single_motion
 
 # %% auto #0
-__all__ = ['STAGES', 'HOLE', 'CONTROL', 'FILL_COVERAGE', 'TuneConfig', 'is_heldout', 'is_verified', 'resize_frame',
-           'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state', 'load_state', 'warp_loss',
-           'losses', 'val_metrics', 'train_stage', 'data_record', 'tune_wm', 'table2_simulators', 'reference_only',
-           'sim_table', 'wilson', 'imagination_questions', 'downstream', 'format_downstream', 'curves_figure',
-           'side_by_side', 'pick_cases', 'bagel_row', 'export_bagel', 'cli_tune_wm']
+__all__ = ['STAGES', 'HOLE', 'CONTROL', 'FILL_COVERAGE', 'VALIDATION_SEED', 'SCAN_CEILING', 'TuneConfig', 'is_heldout',
+           'is_verified', 'resize_frame', 'tune_example', 'pair_examples', 'Examples', 'build_examples', 'save_state',
+           'load_state', 'warp_loss', 'losses', 'val_metrics', 'train_stage', 'data_record', 'tune_wm',
+           'table2_simulators', 'reference_only', 'sim_table', 'paired_difference', 'format_gap', 'wilson',
+           'imagination_questions', 'policy_slug', 'downstream', 'format_downstream', 'curves_figure', 'side_by_side',
+           'pick_cases', 'ScanPairRule', 'motion_units', 'scan_pairs', 'scan_motion_stats', 'scaled_tolerance',
+           'compose_motion', 'scan_frames', 'scan_pose_rows', 'scan_table', 'format_scan_table', 'scan_cases',
+           'bagel_row', 'export_bagel', 'cli_tune_wm']
 
 # %% ../nbs/13b_tune_wm.ipynb #caea3b5a
 @dataclass
@@ -41,7 +44,8 @@ class TuneConfig:
     seed: int = 0                  # batches and initial weights
     fine_warp: float = 0.0         # weight of one more warp-loss level at the training size (a sharper camera signal)
     hole_weight: float = 0.0       # extra image L1 on the pixels the full warp leaves empty (teaches filling)
-    hole_cost: float = 0.0         # warp-loss cost of an uncovered pixel (0: paint it magenta, about 0.5 against grey)
+    hole_cost: float = 0.15        # stage 2's warp-loss cost of an uncovered pixel (0: magenta, ~0.5 on grey, as stage 1)
+    hole_cost_from: float = 0.5    # ... from this fraction of stage 2 on (magenta before: it keeps the camera in the basin)
 
 STAGES = ("pretrained", "tuned")   # checkpoint folder of each stage: generic pre-training, view-consistency tuning
 
@@ -216,7 +220,8 @@ def losses(model, ex: Examples, idx, cfg: TuneConfig | None = None) -> tuple:
     Kt, size = thumbnail(K, W, H, model.cfg)
     valid = torch.cat([f[1] for f in full])
     img, x = model(src, T, Kt, size, torch.cat([f[0] for f in full]), valid, with_input=True)
-    extra = cfg if cfg is not None and model.training else TuneConfig()   # held-out figures stay comparable across runs
+    # without a config, or for held-out figures, the plain losses: curves of runs with and without the options compare
+    extra = cfg if cfg is not None and model.training else TuneConfig(fine_warp=0.0, hole_weight=0.0, hole_cost=0.0)
     l1 = (img - tgt).abs()
     empty = (1 - valid).expand_as(l1)
     image = l1.mean() + extra.hole_weight * (empty * l1).sum() / (empty.sum() + 1)
@@ -265,7 +270,9 @@ def train_stage(model, train: Examples, vals: dict, steps: int, cfg: TuneConfig,
     for step in bar:
         rng = np.random.default_rng([cfg.seed, STAGES.index(stage), step])
         for g, base in zip(opt.param_groups, (cfg.encoder_lr, cfg.lr)): g["lr"] = base * _lr(cfg, step, steps)
-        img, warp, _ = losses(model, train, torch.from_numpy(rng.integers(len(train), size=cfg.batch_size)), cfg)
+        batch = torch.from_numpy(rng.integers(len(train), size=cfg.batch_size))
+        late = stage == STAGES[1] and step >= cfg.hole_cost_from * steps   # the cheap hole only once the camera is close
+        img, warp, _ = losses(model, train, batch, cfg if late else replace(cfg, hole_cost=0.0))
         opt.zero_grad()
         (img + warp).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)   # one odd batch must not throw the camera off
@@ -345,14 +352,30 @@ def reference_only(s):
 
 FILL_COVERAGE = (0.4, 0.84)   # the test set's coverage window: below the SFT threshold (0.85), so filling matters
 
+VALIDATION_SEED = 2_000_000   # scenes for recipe choices: neither training scenes (seeds from 0) nor test scenes (1e6 up)
+
 def sim_table(run, test_set, per_source: int = 200, image_size: int = 256, limit: int | None = None, progress: bool = True,
-              ref_only: bool = False, coverage: tuple = FILL_COVERAGE):
-    "(summaries, rows) of the simulators on the held-out test set in `test_set` (built there when empty, in `coverage`)."
+              ref_only: bool = False, coverage: tuple = FILL_COVERAGE, seed: int | None = None):
+    "(summaries, rows) of the simulators on the held-out set in `test_set` (built there when empty: `seed`'s scenes, `coverage`)."
     from astra_wb.sim_quality import build_test_set, score_simulators, TEST_SEED
-    cfg = WMDataConfig(image_size=image_size, seed=TEST_SEED, min_coverage=coverage[0], max_coverage=coverage[1])
+    seed = TEST_SEED if seed is None else seed
+    cfg = WMDataConfig(image_size=image_size, seed=seed, min_coverage=coverage[0], max_coverage=coverage[1])
     samples = build_test_set(test_set, per_source, cfg=cfg, progress=progress)
     samples = [reference_only(s) for s in samples] if ref_only else samples
     return score_simulators(table2_simulators(run), samples[:limit], progress=progress)
+
+# %% ../nbs/13b_tune_wm.ipynb #7131a0b8
+def paired_difference(rows_a: list, rows_b: list, key: str = "recall") -> dict:
+    "`key` of b minus a over the samples where both define it: mean, normal 95 % half-width, how often b is ahead / behind."
+    a = {r["id"]: r[key] for r in rows_a if r.get(key) is not None}
+    d = np.array([r[key] - a[r["id"]] for r in rows_b if r.get(key) is not None and r["id"] in a])
+    half = float(1.96 * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"key": key, "n": len(d), "mean": float(d.mean()) if len(d) else float("nan"), "half_width": half,
+            "ahead": int((d > 0).sum()), "behind": int((d < 0).sum())}
+
+def format_gap(gap: dict, a: str = "reproject", b: str = "learned tuned") -> str:
+    return (f"{b} - {a} {gap['key']}: {gap['mean']:+.3f} +- {gap['half_width']:.3f} (95 %, n={gap['n']}; "
+            f"ahead on {gap['ahead']}, behind on {gap['behind']})")
 
 # %% ../nbs/13b_tune_wm.ipynb #637c7a7b
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -371,34 +394,55 @@ def imagination_questions(n: int, seed: int = 0, family: str = "perspective") ->
     return [s for s in bench if s.meta.get("needs_imagination")], "needs_imagination"
 
 # %% ../nbs/13b_tune_wm.ipynb #0a61646b
+def policy_slug(policy: str) -> str:
+    "A short folder-safe name of a policy spec: `expert`, or the last two parts of a model folder and a digest of the spec."
+    name, _, arg = str(policy).partition(":")
+    if not arg: return "".join(c if c.isalnum() else "-" for c in name)
+    tail = "-".join(Path(arg).parts[-2:])   # two runs' `arms/phase1_2-s0/final` differ only in the digest
+    return "".join(c if c.isalnum() else "-" for c in f"{name}-{tail}") + "-" + hashlib.sha256(str(policy).encode()).hexdigest()[:6]
+
 def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"), policy: str = "expert",
-               progress: bool = True) -> tuple[list[dict], str]:
-    "(rows, how questions were chosen): accuracy with a Wilson 95 % interval per simulator x mode for a fixed policy."
+               progress: bool = True, simulators: list[str] | None = None,
+               max_new_tokens: int | None = None) -> tuple[list[dict], str]:
+    "(rows, how questions were chosen): accuracy with a Wilson 95 % interval per simulator x mode for a fixed `policy`."
     from astra_wb.benchmarks import SynthBench
     from astra_wb.eval import EvalConfig, run_eval
+    from astra_wb.policies import get_policy
     qs, how = imagination_questions(n, seed)
-    rows = []
-    for label, sim in table2_simulators(run).items():
+    sims = {k: v for k, v in table2_simulators(run).items() if simulators is None or k in simulators}
+    if simulators is not None and len(sims) < len(set(simulators)):
+        raise ValueError(f"unknown simulator rows {sorted(set(simulators) - set(sims))}; the run has {list(table2_simulators(run))}")
+    pol, base, rows = get_policy(policy), Path(out) / ("" if policy == "expert" else policy_slug(policy)), []
+    limits = {} if max_new_tokens is None else {"max_new_tokens": int(max_new_tokens)}
+    for label, sim in sims.items():
         for mode in modes:
             cfg = EvalConfig(benchmark="synth", policy=policy, simulator=sim.name, mode=mode, forced_k=2, synth_n=n,
-                             synth_seed=seed, save_trajectories=False, name=f"{label} {mode}")
+                             synth_seed=seed, save_trajectories=False, name=f"{label} {mode}", **limits)
             slug = "".join(c if c.isalnum() else "-" for c in f"{label}-{mode}")
-            r = run_eval(cfg, Path(out) / slug, benchmark=SynthBench(samples=qs), simulator=sim)
+            r = run_eval(cfg, base / slug, benchmark=SynthBench(samples=qs), simulator=sim, policy=pol)
             k = sum(bool(x["correct"]) for x in r.rows)
-            rows.append({"simulator": label, "mode": mode, "n": len(r.rows), "correct": k, "accuracy": k / max(len(r.rows), 1),
-                         "ci95": wilson(k, len(r.rows)), "calls_per_row": r.metrics["calls_per_row"]})
+            answered = sum(x.get("extracted") is not None for x in r.rows)   # a letter found in the reply, right or wrong
+            rows.append({"policy": policy, "simulator": label, "mode": mode, "n": len(r.rows), "correct": k,
+                         "accuracy": k / max(len(r.rows), 1), "ci95": wilson(k, len(r.rows)),
+                         "calls_per_row": r.metrics["calls_per_row"], "answered": answered})
             if progress: print(f"{label:<28} {mode:<8} {rows[-1]['accuracy']:.3f}", file=sys.stderr)
     return rows, how
 
 # %% ../nbs/13b_tune_wm.ipynb #42767a96
 def format_downstream(rows: list[dict], how: str = "") -> str:
-    "The downstream table: accuracy [95 % interval] per simulator (rows) and mode (columns)."
+    "The downstream table: accuracy [95 % interval] per policy and simulator (rows) and mode (columns)."
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     lines = [f"{'simulator':<28}" + "".join(f"{m:>24}" for m in modes) + (f"   (questions: {how})" if how else "")]
-    for sim in dict.fromkeys(r["simulator"] for r in rows):
-        cell = {r["mode"]: r for r in rows if r["simulator"] == sim}
-        lines.append(f"{sim:<28}" + "".join(f"{cell[m]['accuracy']:>8.3f} [{cell[m]['ci95'][0]:.3f}, {cell[m]['ci95'][1]:.3f}]"
-                                            if m in cell else f"{'-':>24}" for m in modes) + f"   n={next(iter(cell.values()))['n']}")
+    policies = list(dict.fromkeys(r.get("policy", "expert") for r in rows))
+    for pol in policies:
+        mine = [r for r in rows if r.get("policy", "expert") == pol]
+        if len(policies) > 1: lines.append(f"policy {pol}:")
+        for sim in dict.fromkeys(r["simulator"] for r in mine):
+            cell = {r["mode"]: r for r in mine if r["simulator"] == sim}
+            answered = "".join(f" {m} answered {c['answered']}" for m, c in cell.items() if c.get("answered", c["n"]) < c["n"])
+            acc = lambda c: f"{c['accuracy']:>8.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
+            lines.append(f"{sim:<28}" + "".join(acc(cell[m]) if m in cell else f"{'-':>24}" for m in modes)
+                         + f"   n={next(iter(cell.values()))['n']}{answered}")
     return "\n".join(lines)
 
 # %% ../nbs/13b_tune_wm.ipynb #a5585ff8
@@ -454,6 +498,161 @@ def pick_cases(rows: dict, k: int = 2) -> list[str]:
     failed = [i for i, r in tu.items() if not r["pose_ok"] and i not in broke]
     return list(dict.fromkeys(fixed[:k] + broke[:k] + filled[:k] + failed[:k]))
 
+# %% ../nbs/13b_tune_wm.ipynb #6640bbe5
+@dataclass
+class ScanPairRule:
+    "Which ordered frame pairs of a real scan count as one-motion requests when the sweep is too small for the SFT rule."
+    unit_trans: float = 0.1    # metres of one unit: the largest component reaches at least one unit ...
+    unit_rot: float = 5.0      # ... degrees of one unit (0.1 m : 5 deg, the SFT data's 0.3 m : 15 deg scaled down)
+    max_ratio: float = 0.75    # every other component at most this fraction of the largest, both in units
+
+def motion_units(d, rule: ScanPairRule | None = None) -> np.ndarray:
+    "The absolute values of a motion's five components in the rule's units."
+    rule = rule or ScanPairRule()
+    return np.abs(np.asarray(d, np.float64)) / np.array([rule.unit_trans] * 3 + [rule.unit_rot] * 2)
+
+def scan_pairs(poses, rule: ScanPairRule | None = None) -> list[tuple[int, int, int]]:
+    "(source, target, dominant index) of the ordered pairs of `poses` whose motion one component dominates by `rule`."
+    from itertools import permutations
+    rule, out = rule or ScanPairRule(), []
+    for i, j in permutations(range(len(poses)), 2):
+        u = motion_units(decompose(poses[i], poses[j]), rule)
+        top = int(u.argmax())
+        if u[top] >= 1 and np.delete(u, top).max() <= rule.max_ratio * u[top]: out.append((i, j, top))
+    return out
+
+# %% ../nbs/13b_tune_wm.ipynb #bbb6bac1
+def scan_motion_stats(poses, rule: ScanPairRule | None = None) -> dict:
+    "How a scan's ordered pairs move: how many reach one unit, their largest and second components, the ratio of the two."
+    from itertools import permutations
+    from astra_wb.geometry import DOF_KINDS
+    rule = rule or ScanPairRule()
+    u = np.array([motion_units(decompose(poses[i], poses[j]), rule) for i, j in permutations(range(len(poses)), 2)])
+    big = u[u.max(1) >= 1]
+    order = np.argsort(big, 1)
+    ratio = np.sort(big, 1)[:, -2] / big.max(1)
+    count = lambda idx: {DOF_KINDS[k]: int((idx == k).sum()) for k in range(5) if (idx == k).any()}
+    return {"pairs": len(u), "one_unit": len(big), "largest": count(order[:, -1]), "second": count(order[:, -2]),
+            "ratio_quantiles": {q: round(float(np.quantile(ratio, q)), 3) for q in (0.0, 0.25, 0.5, 0.75)} if len(big) else {},
+            "qualifying": len(scan_pairs(poses, rule)), "rule": asdict(rule)}
+
+# %% ../nbs/13b_tune_wm.ipynb #27f43d85
+def scaled_tolerance(d, dominant: int, tol=None, cfg: WMDataConfig | None = None):
+    "`tol` (a `PoseTolerance`) for a motion `d` smaller than the SFT data's smallest: absolute parts scale with its size."
+    from astra_wb.sim_quality import PoseTolerance
+    tol, cfg = tol or PoseTolerance(), cfg or WMDataConfig()
+    f = min(1.0, abs(float(d[dominant])) / (cfg.min_trans if dominant < 3 else cfg.min_rot))
+    return PoseTolerance(tol.still_trans * f, tol.still_rot * f, tol.rel_magnitude, tol.abs_trans * f, tol.abs_rot * f)
+
+def compose_motion(T, d) -> np.ndarray:
+    "The camera the five components `d` move `T` to: translations along its level axes, then the yaw, then the pitch."
+    from astra_wb.geometry import apply_motion, DOF_KINDS
+    for kind, v in zip(DOF_KINDS, d): T = apply_motion(T, kind, float(v))
+    return T
+
+# %% ../nbs/13b_tune_wm.ipynb #07477923
+def scan_frames(folder, width: int = 256) -> list:
+    "The frames of a ScanNet-style scan at `width` pixels (aspect kept, K scaled per axis, depth by nearest neighbour)."
+    from astra_wb.scene import load_scan
+    out = []
+    for f in load_scan(folder):
+        H, W = f.depth.shape
+        h, K = round(width * H / W), np.array(f.K, np.float64)
+        K[0] *= width / W
+        K[1] *= h / H
+        rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((width, h), Image.BOX))
+        depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((width, h), Image.NEAREST))
+        out.append(SimpleNamespace(rgb=rgb, depth=depth, K=K, pose=np.asarray(f.pose, np.float64), ids=None))
+    return out
+
+# %% ../nbs/13b_tune_wm.ipynb #f6e1358e
+SCAN_CEILING = "true target frame (ceiling)"
+
+def _imagine_at(sim, f, pose, key: str) -> tuple:
+    "(image or None, failure reason, seconds) of `sim` rendering frame `f`'s view at camera `pose`, `f` its only view."
+    from astra_wb.simulators import View, frames_to_sample, SimulatorError
+    t0 = time.time()
+    view = View(1, Image.fromarray(f.rgb), f.pose, f.K, f.depth)
+    try: img = sim.render_at(frames_to_sample([f], key), [], view, pose, f.K).image
+    except SimulatorError as e: return None, f"simulator:{e.reason}", time.time() - t0   # a failed pair, as in `sim_quality`
+    return img, "", time.time() - t0
+
+def _scan_row(estimator, src, image, key, d, dom: int, tol, seconds: float, failed: str = "") -> dict:
+    "One pair's pose verdict for one imagined view (the source frame the only context)."
+    from astra_wb.geometry import DOF_KINDS
+    from astra_wb.sim_quality import pose_consistent
+    row = {"id": key, "motion": [round(float(v), 4) for v in d], "kind": DOF_KINDS[dom], "seconds": seconds,
+           "precision": None, "recall": None, "topology": None}
+    if failed: return row | {"pose_ok": False, "pose_reason": failed}
+    r = estimator.estimate(src, image, key=key, contexts=[src])
+    if r.pose is None: return row | {"pose_ok": False, "pose_reason": r.reason}
+    pred = decompose(src.pose, r.pose)
+    ok, why = pose_consistent(pred, d, dom, tol)
+    return row | {"pose_ok": ok, "pose_reason": why, "motion_pred": [round(float(v), 4) for v in pred]}
+
+# %% ../nbs/13b_tune_wm.ipynb #56f64ad4
+def scan_pose_rows(sims: dict, frames: list, pairs: list, estimator=None, progress: bool = False,
+                   tolerance=scaled_tolerance) -> dict[str, list[dict]]:
+    "{name: a row per pair}: each simulator asked for the pair's five components from the source frame alone."
+    from tqdm.auto import tqdm
+    from astra_wb.sim_quality import FeaturePnP
+    estimator, rows = estimator or FeaturePnP(), {n: [] for n in [SCAN_CEILING, *sims]}
+    for i, j, dom in tqdm(pairs, desc="real-scan pairs", disable=not progress):
+        s, key, d = frames[i], f"scan-{i}-{j}", decompose(frames[i].pose, frames[j].pose)
+        pose, tol = compose_motion(s.pose, d), tolerance(d, dom)
+        rows[SCAN_CEILING].append(_scan_row(estimator, s, frames[j].rgb, key, d, dom, tol, 0.0))
+        for name, sim in sims.items():
+            img, failed, seconds = _imagine_at(sim, s, pose, key)
+            rows[name].append(_scan_row(estimator, s, img, key, d, dom, tol, seconds, failed))
+    for name in rows:   # a pair is verifiable when the true target frame passes the same check
+        for r, c in zip(rows[name], rows[SCAN_CEILING]): r["verifiable"] = c["pose_ok"]
+    return rows
+
+# %% ../nbs/13b_tune_wm.ipynb #3b8d0e02
+def scan_table(run, scan, rule: ScanPairRule | None = None, width: int = 256, progress: bool = True) -> tuple:
+    "(summaries, rows, stats) of the real-scan pose row: the run's simulators except the oracle, and the true target frame."
+    from astra_wb.sim_quality import summarise_rows
+    frames = scan_frames(scan, width)
+    poses = [f.pose for f in frames]
+    stats, pairs = scan_motion_stats(poses, rule) | {"scan": str(scan), "width": width}, scan_pairs(poses, rule)
+    if not pairs: return [], {}, stats
+    sims = {k: v for k, v in table2_simulators(run).items() if not k.startswith("oracle")}
+    rows = scan_pose_rows(sims, frames, pairs, progress=progress)
+    summaries = [summarise_rows(r, name, protocol="pnp, real scan, tolerance scaled to the motion") for name, r in rows.items()]
+    for s in summaries: s["pose_ci95"] = wilson(sum(r["pose_ok"] for r in rows[s["simulator"]]), s["n_pose"])
+    return summaries, rows, stats
+
+def format_scan_table(summaries: list[dict], stats: dict) -> str:
+    "The real-scan pose table: pose consistency with its 95 % interval and the failures, per simulator."
+    head = (f"real scan {stats['scan']} ({stats['width']} px wide): {stats['qualifying']} of {stats['pairs']} ordered frame pairs "
+            f"qualify (largest component >= 1 unit of {stats['rule']['unit_trans']} m / {stats['rule']['unit_rot']} deg, "
+            f"others <= {stats['rule']['max_ratio']} of it)")
+    lines = [head, f"{'simulator':<36}{'pose cons.':>11}{'95 % interval':>18}{'n':>5}   failures"]
+    for s in summaries:
+        lo, hi = s["pose_ci95"]
+        fails = ", ".join(f"{k} {v}" for k, v in sorted(s["pose_failures"].items(), key=lambda kv: -kv[1]))
+        ci = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        lines.append(f"{s['simulator'][:35]:<36}{s['pose_consistency']:>11.1f}{ci:>18}{s['n_pose']:>5}   {fails}")
+    return "\n".join(lines if summaries else [head, "no pair qualifies: no real-scan row"])
+
+# %% ../nbs/13b_tune_wm.ipynb #8ffaa488
+def scan_cases(sims: dict, frames: list, rows: dict, ids: list[str], size: int = 160) -> Image.Image:
+    "A grid: per pair, the source, each simulator's imagined view (with its pose verdict) and the true target frame."
+    lines = []
+    for key in ids:
+        i, j = (int(x) for x in key.split("-")[1:])
+        s, d = frames[i], decompose(frames[i].pose, frames[j].pose)
+        h = round(size * s.rgb.shape[0] / s.rgb.shape[1])
+        cells = [_label(Image.fromarray(s.rgb).resize((size, h)), f"source {i}: dz {d[2]:+.2f} dy {d[1]:+.2f}")]
+        for name, sim in sims.items():
+            img = _imagine_at(sim, s, compose_motion(s.pose, d), key)[0] or Image.new("RGB", (size, h))
+            r = next(x for x in rows[name] if x["id"] == key)
+            short = name.replace("learned ", "").replace(" (generic)", "")[:16]
+            cells.append(_label(img.resize((size, h)), f"{short}: {'ok' if r['pose_ok'] else r['pose_reason']}"))
+        cells.append(_label(Image.fromarray(frames[j].rgb).resize((size, h)), f"target {j}"))
+        lines.append(np.concatenate([np.asarray(c) for c in cells], 1))
+    return Image.fromarray(np.concatenate(lines, 0))
+
 # %% ../nbs/13b_tune_wm.ipynb #15a7a344
 def bagel_row(row: dict) -> dict:
     "One Bagel `unified_edit` row from one wm_data row: [source, target] images and the motion as the instruction."
@@ -504,7 +703,7 @@ def _args(argv):
     t.add_argument("out", help="run folder (resumed if it exists)")
     d = TuneConfig()
     for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr", "encoder_lr", "pairs_per_sample", "generic", "heldout",
-              "threads", "seed"):
+              "threads", "seed", "fine_warp", "hole_weight", "hole_cost", "hole_cost_from"):
         t.add_argument("--" + k.replace("_", "-"), type=type(getattr(d, k)), default=getattr(d, k))
     t.add_argument("--limit", type=int, default=None, help="read at most this many samples")
     e = sub.add_parser("table2", help="simulator table + downstream table on held-out scenes")
@@ -518,31 +717,88 @@ def _args(argv):
     e.add_argument("--no-downstream", action="store_true")
     e.add_argument("--reference-only", action="store_true", help="also score the calls with the source as the only context view")
     e.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    e.add_argument("--scan", default=None, help="also the real-scan pose table on this ScanNet-style scan folder")
+    e.add_argument("--scan-width", type=int, default=256, help="the scan's frames are resized to this width")
+    e.add_argument("--scan-max-ratio", type=float, default=ScanPairRule().max_ratio,
+                   help="a scan pair qualifies when every other component is at most this fraction of the largest")
+    s = sub.add_parser("downstream", help="only the downstream table, for one or more fixed policies")
+    s.add_argument("run", help="a run folder written by `tune-wm train`")
+    s.add_argument("--questions", type=int, default=200, help="synthetic bench size")
+    s.add_argument("--simulators", default=None, help="comma-separated row labels (default: all of the run's)")
+    s.add_argument("--out", default=None, help="JSON file to write (default RUN/downstream-<policy>.json)")
+    s.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    for q in (e, s):
+        q.add_argument("--policy", action="append", default=None, help="fixed policy spec, repeatable (default: expert); "
+                       "a learned policy as hf:FOLDER, e.g. a curriculum run's arms/<arm>/final")
+        q.add_argument("--max-new-tokens", type=int, default=None, help="per-turn token cap of a learned policy")
+    v = sub.add_parser("validate", help="the simulator table on validation scenes (for recipe choices; never the test set)")
+    v.add_argument("run", help="a run folder written by `tune-wm train`")
+    v.add_argument("--per-source", type=int, default=100)
+    v.add_argument("--image-size", type=int, default=256)
+    v.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     b = sub.add_parser("export-bagel", help="write the SFT samples in Bagel's unified_edit layout")
     b.add_argument("data")
     b.add_argument("out")
     b.add_argument("--name", default="astra_wm")
-    for q in (t, e): q.add_argument("--no-progress", action="store_true")
+    for q in (t, e, s, v): q.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
+
+# %% ../nbs/13b_tune_wm.ipynb #ab0cb695
+def _scan_cmd(a) -> None:
+    "The real-scan pose table of `table2 --scan`: printed, with RUN/table2_scan.json and RUN/scan_cases.png."
+    summaries, rows, stats = scan_table(a.run, a.scan, ScanPairRule(max_ratio=a.scan_max_ratio), a.scan_width,
+                                        progress=not a.no_progress)
+    out = {"stats": stats, "summaries": summaries, "rows": rows}
+    Path(a.run, "table2_scan.json").write_text(json.dumps(out, indent=1, default=str))
+    print(format_scan_table(summaries, stats))
+    if not rows: return
+    tuned = rows["learned tuned"]
+    ids = [r["id"] for r in tuned if r["pose_ok"]][:2] + [r["id"] for r in tuned if not r["pose_ok"]][:2]
+    shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k in ("reproject", "copy (floor)")}
+    scan_cases(shown, scan_frames(a.scan, a.scan_width), rows, ids).save(Path(a.run, "scan_cases.png"))
+
+def _downstream_cmd(a, out) -> None:
+    "The downstream table of every `--policy` (default: the expert), printed and written to `out`."
+    sims = [s.strip() for s in a.simulators.split(",")] if getattr(a, "simulators", None) else None
+    rows = []
+    for policy in a.policy or ["expert"]:
+        got, how = downstream(a.run, Path(a.run) / "downstream", a.questions, policy=policy, progress=not a.no_progress,
+                              simulators=sims, max_new_tokens=a.max_new_tokens)
+        rows += got
+    Path(out).write_text(json.dumps({"questions": how, "rows": rows}, indent=1))
+    print(format_downstream(rows, how))
 
 # %% ../nbs/13b_tune_wm.ipynb #4b8e3feb
 def cli_tune_wm(argv: list[str]) -> int:
-    "`astra-wb tune-wm train|table2|export-bagel ...`"
+    "`astra-wb tune-wm train|validate|table2|downstream|export-bagel ...`"
     from astra_wb.sim_quality import format_table
+    from astra_wb.policies import PolicyError
     a = _args(argv)
     try:
         if a.action == "train":
             cfg = TuneConfig(**{k: getattr(a, k) for k in ("size", "pretrain_steps", "tune_steps", "batch_size", "lr",
-                                                           "encoder_lr", "pairs_per_sample", "generic", "heldout", "threads", "seed")})
+                                                           "encoder_lr", "pairs_per_sample", "generic", "heldout", "threads", "seed",
+                                                           "fine_warp", "hole_weight", "hole_cost", "hole_cost_from")})
             print(json.dumps(tune_wm(a.data, a.out, cfg, limit=a.limit, progress=not a.no_progress)))
-        elif a.action == "table2":
+        elif a.action in ("table2", "downstream", "validate"):
             import torch
             if a.threads: torch.set_num_threads(a.threads)
+        if a.action == "validate":
+            summaries, rows = sim_table(a.run, Path(a.run) / "validation-set", a.per_source, a.image_size,
+                                        progress=not a.no_progress, seed=VALIDATION_SEED)
+            gap = paired_difference(rows["reproject"], rows["learned tuned"])
+            Path(a.run, "validation.json").write_text(json.dumps({"summaries": summaries, "recall_gap": gap, "rows": rows},
+                                                                 indent=1, default=str))
+            print(format_table(summaries) + "\n" + format_gap(gap))
+        elif a.action == "downstream":
+            slug = "+".join(policy_slug(p) for p in a.policy or ["expert"])
+            _downstream_cmd(a, a.out or Path(a.run) / f"downstream-{slug}.json")
+        elif a.action == "table2":
             test_set = a.test_set or Path(a.run) / "test-set"
             summaries, rows = sim_table(a.run, test_set, a.per_source, a.image_size, progress=not a.no_progress,
                                         coverage=tuple(a.coverage))
             Path(a.run, "table2.json").write_text(json.dumps({"summaries": summaries, "rows": rows}, indent=1, default=str))
-            print(format_table(summaries))
+            print(format_table(summaries) + "\n" + format_gap(paired_difference(rows["reproject"], rows["learned tuned"])))
             ids = pick_cases(rows)
             samples = [s for s in read_wm_data(test_set) if s.sample_id in ids]
             shown = {k: v for k, v in table2_simulators(a.run).items() if k.startswith("learned") or k == "reproject"}
@@ -552,12 +808,10 @@ def cli_tune_wm(argv: list[str]) -> int:
                                              coverage=tuple(a.coverage))
                 Path(a.run, "table2_reference_only.json").write_text(json.dumps(ref_summaries, indent=1, default=str))
                 print("source as the only context view:\n" + format_table(ref_summaries))
-            if not a.no_downstream:
-                rows, how = downstream(a.run, Path(a.run) / "downstream", a.questions, progress=not a.no_progress)
-                Path(a.run, "downstream.json").write_text(json.dumps({"questions": how, "rows": rows}, indent=1))
-                print(format_downstream(rows, how))
-        else: print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
-    except (FileNotFoundError, ValueError) as e:
+            if a.scan: _scan_cmd(a)
+            if not a.no_downstream: _downstream_cmd(a, Path(a.run) / "downstream.json")
+        elif a.action == "export-bagel": print(json.dumps(export_bagel(a.data, a.out, a.name), indent=1))
+    except (FileNotFoundError, ValueError, PolicyError) as e:
         print(f"astra-wb tune-wm: error: {e}", file=sys.stderr)
         return 2
     return 0
