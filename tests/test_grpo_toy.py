@@ -9,7 +9,8 @@ must flip the move, and with a zero learning rate the same seeds give the same r
 
 Today the direction test fails (marked strict xfail, with the measured rates below): the cold start and the zero-rate
 control pass, but eight steps move both families together. It is marked `slow` and left out of the default run:
-`python -m pytest -m slow tests/test_grpo_toy.py` runs it."""
+`python -m pytest -m slow tests/test_grpo_toy.py` runs it. The diagnosis (what moves the families together and which
+recipes were measured) is under the figures below and in the curriculum notebook's toy section."""
 import math, os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -71,10 +72,35 @@ def test_cold_start_rates_are_strictly_between_0_and_1(toy):
         assert 0.1 <= r["rate"] <= 0.9 and r["n"] == 64 and r["fmt"] >= 0.8, (f, r)
 
 
-# Measured (this file, torch 1 thread, 2-core machine at load ~3): cold start direct 0.81, perspective 0.73 (64 rollouts
-# each). Reward on direct: direct 0.81 -> 0.63, perspective 0.73 -> 0.47; reward on perspective: perspective 0.73 -> 0.78,
-# direct 0.81 -> 0.83. Both arms move both families together (a shared drift); the family-specific part is the right
-# way round in both (+0.08, +0.03) but inside sampling noise. Strict: the day this passes, the mark must go.
+# Measured (this file, torch 1 thread, 2-core machine at load ~3, reproduced at load ~2-3): cold start direct 0.81,
+# perspective 0.73 (64 rollouts each). Reward on direct: direct 0.81 -> 0.63, perspective 0.73 -> 0.47; reward on
+# perspective: perspective 0.73 -> 0.78, direct 0.81 -> 0.83. Both arms move both families together (a shared drift); the
+# family-specific part is the right way round in both (+0.08, +0.03) but inside sampling noise. 214 s wall, 157 s user.
+# Diagnosis (a scratch script, the same toy and checks; held-out rates direct / perspective, 64 rollouts each):
+# - This recipe's cold start calls on 0.94 / 0.90 of its own training questions (0.81 / 0.73 held out): the GRPO
+#   groups are mostly all-call, `frac_reward_zero_std` is 0.75-1.0 on most steps, so one or two groups of 4 carry a
+#   step's whole signal, often from one family; whatever that family's reward asks moves both families.
+# - A cold start with a linearly decaying SFT rate (250 steps) sits near 0.5 on both (0.34 / 0.50, format 1.0), but
+#   8 Adam steps at 3e-4 barely move it (sums +0.05, +0.09; training rollouts stay flat): the step budget is too small.
+# - At 1e-3 (constant) the training rollouts separate by family (reward on perspective: direct 0/12, perspective 7/12 at
+#   step 7) but the rewarded family's calls break (format 0.61, 0.27). At 1e-3 decaying linearly to 0 over the 8 steps,
+#   seed 0 passes every check: reward on perspective direct 0.34 -> 0.05, perspective 0.50 -> 0.61 (sum 0.41 > 2se
+#   0.22, format 1.0); reward on direct direct 0.34 -> 0.78, perspective 0.50 -> 0.36 (sum 0.58 > 0.23, format >= 0.69).
+#   The same recipe fails both arms with seeds 1 and 2 (model, cold start and GRPO seeds): seed 1 (before 0.30 / 0.44)
+#   calls rewarded on perspective raise both (direct +0.125, perspective +0.16), on direct lower both (-0.28, -0.36);
+#   seed 2 (before 0.41 / 0.47) the same (+0.03, +0.11; -0.33, -0.34). 16 steps, 8 rollouts per question, or an Adam
+#   warmup did not rescue seed 1. With every training question in every step (12 x 2 rollouts, balanced) and a 2-step
+#   warmup, seeds 1 and 2 fail the same way round: calls rewarded on perspective raise both families (seed 1: direct
+#   0.30 -> 0.67, perspective 0.44 -> 0.77), calls rewarded on direct lower both (0.30 -> 0.23, 0.44 -> 0.30).
+# - Other recipes (seed 0): a 1 : 1 teacher (cold start 0.13 / 0.30), 12 prompts per step, a balanced 2 + 2 prompt
+#   subset, 8e-4 constant (format 0.5-0.77), plain SGD (lr 1.0 collapses the format, 0.25 drifts), the restated words
+#   without the colon (the decision token right after the family's word): each failed at least one arm.
+# - Both families' questions with 2 images only (perspective ones carry 2-4): seed 1 fails the same way (calls
+#   rewarded on perspective: direct 0.33 -> 0.63, perspective 0.41 -> 0.67; on direct: both to 0.02): not the images.
+# So the per-family part is learnable here (one seed in three passes), but a shared move of the call decision as large
+# rides on it and follows the reward on perspective. Every cold start calls more on perspective (0.41-0.50) than on
+# direct (0.30-0.41), so perspective's groups carry more of a step's signal: a candidate cause, untested.
+# Strict: the day this passes, the mark must go.
 MISSED = ("8 GRPO steps move both families' tool rates together; the reward's per-family direction is not yet "
           "separated from the shared drift on this budget")
 
