@@ -364,7 +364,7 @@ def sim_table(run, test_set, per_source: int = 200, image_size: int = 256, limit
     samples = [reference_only(s) for s in samples] if ref_only else samples
     return score_simulators(table2_simulators(run), samples[:limit], progress=progress)
 
-# %% ../nbs/13b_tune_wm.ipynb #60e6ed30
+# %% ../nbs/13b_tune_wm.ipynb #ccf1e4d6
 def paired_difference(rows_a: list, rows_b: list, key: str = "recall") -> dict:
     "`key` of b minus a over the samples where both define it: mean, normal 95 % half-width, how often b is ahead / behind."
     a = {r["id"]: r[key] for r in rows_a if r.get(key) is not None}
