@@ -97,9 +97,28 @@ def test_cold_start_rates_are_strictly_between_0_and_1(toy):
 #   without the colon (the decision token right after the family's word): each failed at least one arm.
 # - Both families' questions with 2 images only (perspective ones carry 2-4): seed 1 fails the same way (calls
 #   rewarded on perspective: direct 0.33 -> 0.63, perspective 0.41 -> 0.67; on direct: both to 0.02): not the images.
-# So the per-family part is learnable here (one seed in three passes), but a shared move of the call decision as large
-# rides on it and follows the reward on perspective. Every cold start calls more on perspective (0.41-0.50) than on
-# direct (0.30-0.41), so perspective's groups carry more of a step's signal: a candidate cause, untested.
+# So the per-family part is learnable here (one seed in three passes), but a shared move of the call decision as
+# large rides on it and follows the reward on perspective. Every cold start calls more on held-out perspective
+# (0.41-0.50) than on direct (0.30-0.41), so perspective's groups might carry more of a step's signal. Tested, and
+# not the cause:
+# - On its own training questions that cold start calls equally on both (seed 0: 0.52 / 0.48, seed 1: 0.44 / 0.42);
+#   the gap shows on unseen scenes only (a third, validation split, seed 3, 8 questions a family: 0.31 / 0.50, 0.17
+#   / 0.44, 0.28 / 0.47 for seeds 0-2). The teacher then differed by family in one thing only, how many of 6
+#   trajectories per question call (same words, same turns), the ratio chosen on seed 0's validation rates (the
+#   held-out split chose nothing); GRPO 1e-3 decaying to 0 over 8 steps, the test's criteria. Held-out before ->
+#   after, direct / perspective:
+# - 4 calls of 6 on direct, 2 of 6 on perspective: validation 0.19 / 0.20 (seed 0), 0.25 / 0.25 (seed 1), 0.14 /
+#   0.28 (seed 2, not equalised). Seed 0 (before 0.22 / 0.23): reward on direct passes (0.97 / 0.02), on perspective
+#   both fall (0.02 / 0.05). Seed 1 (0.17 / 0.25): reward on perspective raises both (0.31 / 0.36), on direct passes
+#   (0.97 / 0.02). Seed 2 (0.17 / 0.27): reward on perspective raises both (0.61 / 0.70), on direct both fall to 0.
+# - 5 of 6 on direct, 3 of 6 on perspective: validation 0.47 / 0.39, 0.64 / 0.31, 0.52 / 0.28. Reward on perspective
+#   fails all three seeds (seed 0: 0.50 / 0.41 -> 0.05 / 0.38; seed 1: 0.66 / 0.23 -> 0.09 / 0.16; seed 2: 0.64 /
+#   0.33 -> 0.86 / 0.86); reward on direct passes seeds 0 and 2 (0.72 / 0.02, 0.86 / 0.00), fails seed 1 (0.56 /
+#   0.00, format 0.53 on perspective).
+# With equal propensity (seeds 0 and 1 of the 4 : 2 teacher) the reward on direct passes and the reward on
+# perspective fails, once with both families falling, once rising: the shared drift has no fixed sign and does not
+# follow the family that calls more. 4 arms of 12 pass, all rewarding direct; no seed passes both arms, so the xfail
+# stays.
 # Strict: the day this passes, the mark must go.
 MISSED = ("8 GRPO steps move both families' tool rates together; the reward's per-family direction is not yet "
           "separated from the shared drift on this budget")
