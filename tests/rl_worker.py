@@ -74,6 +74,10 @@ def main(argv=None):
                  losses=[r["loss"] for r in trainer.state.log_history if "loss" in r and "step" in r],
                  sample_ids=[t.sample.id for t in trainer.astra.last.get("trajectories", [])])
         with open(os.path.join(a.out, f"params.rank{rank}.json"), "w") as f: json.dump(d, f)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():   # shut gloo down here: left to interpreter exit, its threads
+        dist.barrier()                                   # can abort a rank ("terminate called without an active exception")
+        dist.destroy_process_group()
     return 0
 
 
