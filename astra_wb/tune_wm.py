@@ -62,14 +62,15 @@ def is_verified(s, cfg: WMDataConfig | None = None) -> bool:
             and single_motion(s.decomposition, cfg) == s.motion)
 
 # %% ../nbs/13b_tune_wm.ipynb #657f10b7
-def resize_frame(f, size: int):
-    "A posed RGB-D frame resized to size x size, intrinsics scaled per axis."
+def resize_frame(f, size: int, height: int | None = None):
+    "A posed RGB-D frame resized to size x size (or size x `height`), intrinsics scaled per axis."
     H, W = f.rgb.shape[:2]
+    height = size if height is None else height
     K = np.array(f.K, np.float64)
     K[0] *= size / W
-    K[1] *= size / H
-    rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((size, size), Image.BOX))
-    depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((size, size), Image.NEAREST))
+    K[1] *= height / H
+    rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((size, height), Image.BOX))
+    depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((size, height), Image.NEAREST))
     return SimpleNamespace(rgb=rgb, depth=depth, K=K, pose=np.asarray(f.pose, np.float64), ids=None)
 
 def _view(f, index: int):
@@ -299,11 +300,11 @@ def data_record(folder, samples: list, heldout: list) -> dict:
 def _check_config(out: Path, cfg: TuneConfig, mcfg):
     path, now = out / "tune_config.json", {"tune": asdict(cfg), "model": asdict(mcfg)}
     now["tune"].pop("threads")
-    old = json.loads(path.read_text()) if path.exists() else now
-    old["tune"] = asdict(TuneConfig()) | old["tune"]   # a field added later has its default in an older run
-    old["tune"].pop("threads", None)
-    if old != now:
-        raise ValueError(f"{out} holds a run with another config ({path}); use another folder")
+    if path.exists():
+        old = json.loads(path.read_text())
+        old["tune"] = asdict(TuneConfig()) | old["tune"]   # a field added later has its default in an older run
+        old["tune"].pop("threads", None)
+        if old != now: raise ValueError(f"{out} holds a run with another config ({path}); use another folder")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(now, indent=1))
 
@@ -409,9 +410,10 @@ def downstream(run, out, n: int = 200, seed: int = 0, modes=("forced", "agentic"
     from astra_wb.eval import EvalConfig, run_eval
     from astra_wb.policies import get_policy
     qs, how = imagination_questions(n, seed)
-    sims = {k: v for k, v in table2_simulators(run).items() if simulators is None or k in simulators}
+    every = table2_simulators(run)
+    sims = {k: v for k, v in every.items() if simulators is None or k in simulators}
     if simulators is not None and len(sims) < len(set(simulators)):
-        raise ValueError(f"unknown simulator rows {sorted(set(simulators) - set(sims))}; the run has {list(table2_simulators(run))}")
+        raise ValueError(f"unknown simulator rows {sorted(set(simulators) - set(sims))}; the run has {list(every)}")
     pol, base, rows = get_policy(policy), Path(out) / ("" if policy == "expert" else policy_slug(policy)), []
     limits = {} if max_new_tokens is None else {"max_new_tokens": int(max_new_tokens)}
     for label, sim in sims.items():
@@ -554,16 +556,7 @@ def compose_motion(T, d) -> np.ndarray:
 def scan_frames(folder, width: int = 256) -> list:
     "The frames of a ScanNet-style scan at `width` pixels (aspect kept, K scaled per axis, depth by nearest neighbour)."
     from astra_wb.scene import load_scan
-    out = []
-    for f in load_scan(folder):
-        H, W = f.depth.shape
-        h, K = round(width * H / W), np.array(f.K, np.float64)
-        K[0] *= width / W
-        K[1] *= h / H
-        rgb = np.asarray(Image.fromarray(np.asarray(f.rgb, np.uint8)).resize((width, h), Image.BOX))
-        depth = np.asarray(Image.fromarray(np.asarray(f.depth, np.float32)).resize((width, h), Image.NEAREST))
-        out.append(SimpleNamespace(rgb=rgb, depth=depth, K=K, pose=np.asarray(f.pose, np.float64), ids=None))
-    return out
+    return [resize_frame(f, width, round(width * f.rgb.shape[0] / f.rgb.shape[1])) for f in load_scan(folder)]
 
 # %% ../nbs/13b_tune_wm.ipynb #f6e1358e
 SCAN_CEILING = "true target frame (ceiling)"
