@@ -13,7 +13,7 @@ __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'TOY_FAMILIES', 'CurriculumConfig', 's
            'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'run_jobs', 'failed_arms', 'train_arms',
            'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table',
            'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum', 'toy_family', 'toy_split',
-           'toy_teacher', 'family_usage_reward', 'tool_rates']
+           'toy_teacher', 'family_usage_reward', 'tool_rates', 'contrast_move', 'shuffled_families']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -434,3 +434,20 @@ def tool_rates(model, processor, samples, group: int = 8, seed: int = 0, tempera
         out[f] = dict(rate=mean([float(t.n_tool_calls > 0) for t in ts]), n=len(ts), fmt=mean([r_fmt(t) for t in ts]),
                       attempts=mean([float(any("<tool_call>" in x.text for x in t.turns)) for t in ts]))
     return out
+
+# %% ../nbs/11d_curriculum.ipynb #d15ffba5
+def contrast_move(before: dict, after: dict, call_family: str) -> tuple[float, float]:
+    """(rise of `call_family`'s tool-call rate, fall of the other family's) between two `tool_rates` results. With
+    the format kept and the two families equally many, the mean of `family_usage_reward(call_family)` moves by half
+    their sum: the family contrast move is what that reward asks for."""
+    other = next(f for f in before if f != call_family)
+    return after[call_family]["rate"] - before[call_family]["rate"], before[other]["rate"] - after[other]["rate"]
+
+# %% ../nbs/11d_curriculum.ipynb #a6ac516c
+def shuffled_families(samples, seed: int, family_of=toy_family):
+    """A `family_of` for the shuffled-label control: the samples' own family labels, the same number of each, dealt
+    to the questions at random (seeded); a sample outside `samples` keeps its own family."""
+    labels = [family_of(s) for s in samples]
+    random.Random(seed).shuffle(labels)
+    dealt = {s.id: f for s, f in zip(samples, labels)}
+    return lambda s: dealt.get(s.id, family_of(s))
