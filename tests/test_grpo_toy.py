@@ -3,18 +3,20 @@
 
 The small preset is cold-started (`sft`) on scripted trajectories that call on two of three rollouts of every
 question, on both families alike; its held-out tool-call rate is strictly between 0 and 1 on each family. The reward
-pays a well-formed trajectory that calls on one family and answers at once on the other, so on held-out questions
-(half of each family) its expected value moves by half the *family contrast move*: the rise of the rewarded
-family's call rate plus the fall of the other's. Rates are measured on held-out questions (other scenes), sampled,
-with fixed seeds, before and after.
+pays a well-formed trajectory that calls on one family and answers at once on the other, so its held-out mean moves by
+half the *family contrast move* (`curriculum.contrast_move`): the rise of the rewarded family's call rate plus the
+fall of the other's. Rates are measured on held-out questions (scenes no training question uses; a split that chose
+nothing), sampled, with fixed seeds, before and after.
 
-What is asserted: over five seeds (model, cold start and GRPO; every seed run and counted, none chosen), with each
-seed's two arms (calls rewarded on `direct`, then on `perspective`: the flipped reward must flip the move), the mean
-contrast move has a 95 % t-interval above 0 and the format holds; with a zero learning rate the same seeds give the
-same rates. What is not yet true, kept as a strict xfail: each family moving its own way in every arm (a shared move
-of both families, of either sign, rides on the contrast in some arms). The five-seed tests are marked `slow` (about
-20 minutes on one core) and left out of the CI command: `python -m pytest -m slow tests/test_grpo_toy.py` runs them.
-The measured figures and the diagnosis are below and in the curriculum notebook's toy section."""
+Asserted, in CI: the cold start's rates, and that a zero learning rate gives the same rates from the same seeds.
+The learning claims run over five seeds (model, cold start and GRPO; every seed run and counted, none chosen), each
+seed with both arms (calls rewarded on `direct`, then on `perspective`: the flipped reward must flip the move), 95 %
+Student t intervals over seeds: (1) the mean contrast move is above 0 with the format kept; (2) it beats the
+shuffled-label control (`curriculum.shuffled_families`), paired by seed; (3) each family moves its own way in every
+arm. All three are measured misses today, kept as strict xfails with their figures below: the contrast move is
+positive in 8 of 10 arms but its interval reaches just below 0. They are marked `slow` (about half an hour on one
+core) and left out of the CI command: `python -m pytest -m slow tests/test_grpo_toy.py` runs them. Figures below and
+in the curriculum notebook's toy section."""
 import math, os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -125,7 +127,12 @@ def control(toy):
     return run_arms(toy, shuffled=True)
 
 
-@pytest.mark.slow   # five cold starts and ten 16-step GRPO runs (~20 minutes on one core)
+CONTRAST_MISSED = ("at five seeds the held-out contrast move is +0.294 +- 0.305: positive in 8 of 10 arms, its "
+                   "interval reaching -0.011")
+
+
+@pytest.mark.slow   # five cold starts and ten 16-step GRPO runs (~15 minutes on one core)
+@pytest.mark.xfail(strict=True, reason=CONTRAST_MISSED)
 def test_grpo_moves_the_family_contrast_the_way_the_reward_asks(arms):
     for seed, fam, before, after in arms:
         assert min(after[f]["fmt"] for f in FAMILIES) >= 0.6, (seed, fam, after)   # chosen, not broken
@@ -135,8 +142,8 @@ def test_grpo_moves_the_family_contrast_the_way_the_reward_asks(arms):
     assert m - half > 0, (means, m, half)
 
 
-GAP_MISSED = ("at five seeds the paired gain over the shuffled control is +0.280 +- 0.288: its interval "
-              "reaches just below 0 (the control moves the contrast +0.070 +- 0.058)")
+GAP_MISSED = ("at five seeds the paired gain over the shuffled control is +0.227 +- 0.272 on the held-out split "
+              "(the control moves the contrast +0.067 +- 0.081)")
 
 
 @pytest.mark.slow   # ten more 16-step GRPO runs from the same cold starts (~15 minutes)
@@ -151,7 +158,16 @@ def test_the_family_reward_beats_its_shuffled_control(arms, control):
     assert m - half > 0, (real, shuffled, m, half)
 
 
-# Measured: see the module docstring's recipe; figures filled in by the run recorded in the curriculum notebook.
+# Measured (`python -m pytest -m slow tests/test_grpo_toy.py -rA -s`, torch 1 thread, 29 min wall, the held-out split
+# scored once): held-out call rates direct / perspective, before -> after; contrast move of each arm.
+#   seed 0: 0.83 / 0.81; reward on direct -> 0.42 / 0.56 (-0.16), on perspective -> 0.34 / 0.69 (+0.36)
+#   seed 1: 0.61 / 0.69; -> 0.98 / 0.31 (+0.75); -> 0.39 / 0.84 (+0.38)
+#   seed 2: 0.38 / 0.50; -> 0.67 / 0.22 (+0.58); -> 0.14 / 0.81 (+0.55)
+#   seed 3: 0.17 / 0.28; -> 0.00 / 0.00 (+0.11); -> 0.05 / 0.30 (+0.14)
+#   seed 4: 0.41 / 0.56; -> 0.62 / 0.45 (+0.33); -> 0.05 / 0.11 (-0.09)
+# Per-seed means +0.10, +0.56, +0.56, +0.12, +0.12: +0.294 +- 0.305. Shuffled control per seed +0.09, +0.16, +0.05,
+# -0.01, +0.04: +0.067 +- 0.081; paired gain +0.227 +- 0.272. Each family its own way in 6 of 10 arms; format >= 0.69.
+# On the validation split (lab seed 2, where the recipe was chosen): +0.350 +- 0.305, control +0.070 +- 0.058.
 MISSED = ("a shared move of both families' call rates, of either sign, rides on the family contrast in some arms")
 
 
