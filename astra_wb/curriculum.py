@@ -10,10 +10,11 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ARMS', 'QUICK', 'EVAL_MODES', 'TOY_FAMILIES', 'CurriculumConfig', 'sized', 'arm_config', 'stage', 'make_splits',
-           'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'run_jobs', 'failed_arms', 'train_arms',
-           'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3', 'workflow_table',
-           'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum', 'toy_family', 'toy_split',
-           'toy_teacher', 'family_usage_reward', 'tool_rates', 'contrast_move', 'shuffled_families']
+           'teacher_and_sft', 'GateError', 'gate_line', 'check_gate', 'run_jobs', 'failed_arms', 'skipped_steps',
+           'train_arms', 'eval_rows', 'evaluate_all', 'mean', 'bootstrap_diff', 'summarize', 'pct', 'table3',
+           'workflow_table', 'goals', 'write_report', 'run_curriculum', 'curriculum_parser', 'cli_curriculum',
+           'toy_family', 'toy_split', 'toy_teacher', 'family_usage_reward', 'tool_rates', 'contrast_move',
+           'shuffled_families']
 
 # %% ../nbs/11d_curriculum.ipynb #bf46a477
 ARMS = ("tool_gain", "usage_bonus", "phase1", "phase1_2")
@@ -190,6 +191,11 @@ def failed_arms(root: Path) -> dict:
     "{arm name: its failure record} for the arms whose last attempt crashed."
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(root, "arms").glob("*/failed.json"))}
 
+def skipped_steps(root: Path) -> dict:
+    "{arm name: [steps skipped for non-finite gradients]} (`rl.skip_nonfinite_step`'s records), arms with any."
+    read = lambda p: sorted({json.loads(line)["step"] for line in p.read_text().splitlines() if line.strip()})  # a resumed arm may repeat one
+    return {p.parent.name: read(p) for p in sorted(Path(root, "arms").glob("*/nonfinite_steps.jsonl"))}
+
 def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> dict:
     "Every (arm, seed) from the cold start, `config.workers` at a time; {name: final policy folder} of those that finished."
     pairs = [(arm, seed) for seed in config.seed_list for arm in config.arm_list]
@@ -326,11 +332,15 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
     if crashed:
         md += ["**Arms that crashed** (not in the table; a rerun resumes them from their last checkpoint):", ""]
         md += [f"- {name}: {f['error']} (last checkpoint: step {f['last_checkpoint']})" for name, f in crashed.items()] + [""]
+    skipped = skipped_steps(root)
+    if skipped:
+        md += ["**Steps skipped for non-finite gradients** (weights left unchanged; each counts against the arm's budget):", ""]
+        md += [f"- {name}: step{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} of {config.rl_steps}" for name, s in skipped.items()] + [""]
     p12 = next((k for k in results if k.startswith("phase1_2")), None)
     if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-oracle is the privileged ceiling)", "", workflow_table(results[p12]), ""]
     md += ["## Goals", ""] + [f"- {'MET' if x['met'] else 'MISSED'}: {x['goal']}: {fmt_goal(x)}" for x in g]
     (root / "report.md").write_text("\n".join(md) + "\n")
-    (root / "report.json").write_text(json.dumps(dict(config=asdict(config), goals=g,
+    (root / "report.json").write_text(json.dumps(dict(config=asdict(config), goals=g, skipped_steps=skipped,
                                       summary={k: {m: summarize(v) for m, v in modes.items()} for k, modes in results.items()}), indent=1))
     figs = []
     for name in results:

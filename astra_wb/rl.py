@@ -18,8 +18,8 @@ from .settings import config_from_args, dataclass_parser, nests
 
 # %% auto #0
 __all__ = ['TrainConfig', 'trajectory_tokens', 'VllmEngine', 'use_trl_engine', 'reward_functions', 'world_simulator',
-           'RolloutState', 'trainer_class', 'prompts_dataset', 'load_policy_model', 'make_trainer', 'train',
-           'step_logs', 'training_curves', 'train_parser', 'cli_train']
+           'RolloutState', 'nonfinite_grads', 'skip_nonfinite_step', 'trainer_class', 'prompts_dataset',
+           'load_policy_model', 'make_trainer', 'train', 'step_logs', 'training_curves', 'train_parser', 'cli_train']
 
 # %% ../nbs/11_rl.ipynb #daf35480
 @nests("agent")
@@ -345,6 +345,35 @@ def _epoch_sampler(RepeatSampler):
                 self.generator.manual_seed(_seed(self.seed, epoch))
     return EpochRepeatSampler
 
+# %% ../nbs/11_rl.ipynb #6dbe396a
+def nonfinite_grads(model) -> dict:
+    "{module (first three name parts): its parameter tensors whose gradient has a NaN or inf}; {} when all are finite."
+    import torch
+    grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+    if not grads or bool(torch.stack([torch.isfinite(g).all() for _, g in grads]).all()):   # one sync when finite
+        return {}
+    bad = {}
+    for n, g in grads:
+        if not bool(torch.isfinite(g).all()):
+            key = ".".join(n.split(".")[:3])
+            bad[key] = bad.get(key, 0) + 1
+    return bad
+
+def skip_nonfinite_step(self, model) -> bool:
+    "Drop the step's gradients when one is not finite (the optimiser then changes nothing); logged and recorded."
+    bad = nonfinite_grads(model)
+    self._metrics["train"]["astra/skipped_nonfinite"].append(float(bool(bad)))
+    if bad:
+        for p in model.parameters():
+            p.grad = None   # AdamW skips a parameter without a gradient: weights and moments stay as they were
+        if self.accelerator.is_main_process:
+            rec = dict(step=self.state.global_step + 1, modules=bad)
+            with open(Path(self.args.output_dir) / "nonfinite_steps.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(f"[skip] step {rec['step']}: non-finite gradients in {sum(bad.values())} parameter tensors "
+                  f"({', '.join(list(bad)[:4])}); weights left unchanged", file=sys.stderr)
+    return bool(bad)
+
 # %% ../nbs/11_rl.ipynb #ae962ecf
 _TRAINER_CLS = None
 
@@ -362,6 +391,11 @@ def trainer_class():
                 self._astra_inputs = inputs   # the rows (sample ids) behind the prompts _generate receives
                 return super()._generate_and_score_completions(inputs)
             _generate = _astra_generate
+
+            def training_step(self, model, inputs, num_items_in_batch=None):
+                loss = super().training_step(model, inputs, num_items_in_batch)
+                skip_nonfinite_step(self, model)   # before clipping, which would spread a NaN to every gradient
+                return loss
 
             def _get_train_sampler(self, dataset=None):
                 s = super()._get_train_sampler(dataset)

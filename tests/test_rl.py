@@ -177,3 +177,28 @@ def test_greedy_rollouts_train_with_a_finite_loss(tmp_path):
     assert logs[0]["reward_std"] > 0   # scripted and greedy rows differ: the loss has advantages to weigh
     assert math.isfinite(logs[0]["loss"]) and math.isfinite(logs[0]["grad_norm"])
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if p.requires_grad)
+
+
+def test_a_step_with_nonfinite_gradients_is_skipped_and_the_run_goes_on(tmp_path):
+    """A NaN planted in one gradient at the first backward pass (what bf16 on a GPU produced): that step leaves
+    every weight as it was and is recorded; the next step trains, and the weights stay finite."""
+    from transformers import TrainerCallback
+    snaps = []
+
+    class Snap(TrainerCallback):   # the weights after each optimiser step
+        def on_step_end(self, args, state, control, model=None, **kw):
+            snaps.append(_snapshot(model))
+
+    trainer, _ = rl_worker.make(tmp_path, max_steps=2, save_steps=10, callbacks=[Snap()])
+    before = _snapshot(trainer.model)
+    name, target = next((n, p) for n, p in trainer.model.named_parameters() if p.requires_grad and "layers.0." in n)
+    backwards = []
+    target.register_hook(lambda g: g * float("nan") if not backwards.append(1) and len(backwards) == 1 else g)
+    trainer.train()
+    logs = step_logs(trainer)
+    assert len(backwards) == 2 and [r["astra/skipped_nonfinite"] for r in logs] == [1.0, 0.0]
+    assert all(torch.equal(before[n], snaps[0][n]) for n in before)              # step 1 changed nothing
+    assert any(not torch.equal(snaps[0][n], snaps[1][n]) for n in before)        # step 2 trained
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    rec = [json.loads(line) for line in (tmp_path / "nonfinite_steps.jsonl").read_text().splitlines()]
+    assert rec == [dict(step=1, modules={".".join(name.split(".")[:3]): 1})]
