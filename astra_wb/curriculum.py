@@ -283,7 +283,10 @@ def workflow_table(modes: dict) -> str:
 
 # %% ../nbs/11d_curriculum.ipynb #ff31f602
 def _pooled(results: dict, arm: str, mode: str) -> list[dict]:
-    return [r for name, modes in results.items() if name.rsplit("-s", 1)[0] == arm for r in modes[mode]]
+    "The arm's rows over its seeds, in seed order (the bootstrap resamples by position: a report must not depend on dict order)."
+    seed = lambda name: int(name.rsplit("-s", 1)[1])
+    names = sorted((n for n in results if n.rsplit("-s", 1)[0] == arm), key=seed)
+    return [r for n in names for r in results[n][mode]]
 
 def goals(results: dict) -> list[dict]:
     "Each Table-3 pattern goal: what was measured, whether it is met, and the interval behind a claimed difference."
