@@ -204,7 +204,9 @@ def train_arms(config: CurriculumConfig, root: Path, model: str, log=print) -> d
     return {name: str(folder) for name, folder in done.items() if (folder / "config.json").exists()}
 
 # %% ../nbs/11d_curriculum.ipynb #72aba2e0
-EVAL_MODES = ("direct", "forced", "agentic", "agentic-oracle")
+EVAL_MODES = ("direct", "forced", "agentic", "agentic-blank", "agentic-oracle")   # "<mode>-<simulator>": that simulator
+# agentic-blank is the control (every imagined view blank: a policy that reads the view must do worse);
+# agentic-oracle the privileged ceiling (the true render of the scene).
 
 def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> list[dict]:
     "One greedy held-out rollout per sample of a policy folder in one workflow mode; a row per sample."
@@ -212,7 +214,7 @@ def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> l
     from astra_wb.rewards import r_em, r_fmt
     from astra_wb.sft import policy_rollouts
     model, proc = load_tiny(model_dir)
-    sim = "oracle" if mode == "agentic-oracle" else config.simulator
+    sim = mode.split("-", 1)[1] if "-" in mode else config.simulator
     trajs = policy_rollouts(model, proc, samples, simulator=sim, mode=mode.split("-")[0], forced_k=config.forced_k,
                             max_new_tokens=config.max_new_tokens, max_turns=config.max_turns, max_tool_rounds=config.max_tool_rounds)
     return [dict(id=t.sample.id, family=t.sample.meta.get("family", ""), em=r_em(t), fmt=r_fmt(t), calls=t.n_tool_calls)
@@ -311,6 +313,10 @@ def goals(results: dict) -> list[dict]:
         agt_p = [r for r in p if r["family"] == "perspective"]
         d = bootstrap_diff([r["em"] for r in agt_p], [r["em"] for r in dir_p], paired=True)
         add("Phase 1->2 Agentic beats Direct on perspective (95 % CI > 0)", d[0], d[1] > 0, ci=d[1:])
+        blank_p = [r for r in _pooled(results, "phase1_2", "agentic-blank") if r["family"] == "perspective"]
+        if blank_p:   # the control: imagined views that carry nothing; a policy that reads its views must beat it
+            d = bootstrap_diff([r["em"] for r in agt_p], [r["em"] for r in blank_p], paired=True)
+            add("Phase 1->2 Agentic beats its blank-view control on perspective (95 % CI > 0)", d[0], d[1] > 0, ci=d[1:])
     return out
 
 # %% ../nbs/11d_curriculum.ipynb #8329645c
@@ -343,7 +349,7 @@ def write_report(config: CurriculumConfig, root: Path, results: dict) -> Path:
         md += ["**Steps skipped for non-finite gradients** (weights left unchanged; each counts against the arm's budget):", ""]
         md += [f"- {name}: step{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} of {config.rl_steps}" for name, s in skipped.items()] + [""]
     p12 = next((k for k in results if k.startswith("phase1_2")), None)
-    if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-oracle is the privileged ceiling)", "", workflow_table(results[p12]), ""]
+    if p12: md += [f"## Workflows of {p12} (Fig. 3's shape; agentic-blank is the control, agentic-oracle the privileged ceiling)", "", workflow_table(results[p12]), ""]
     md += ["## Goals", ""] + [f"- {'MET' if x['met'] else 'MISSED'}: {x['goal']}: {fmt_goal(x)}" for x in g]
     (root / "report.md").write_text("\n".join(md) + "\n")
     (root / "report.json").write_text(json.dumps(dict(config=asdict(config), goals=g, skipped_steps=skipped,
