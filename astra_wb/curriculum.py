@@ -214,8 +214,8 @@ def eval_rows(model_dir: str, samples, config: CurriculumConfig, mode: str) -> l
     from astra_wb.rewards import r_em, r_fmt
     from astra_wb.sft import policy_rollouts
     model, proc = load_tiny(model_dir)
-    sim = mode.split("-", 1)[1] if "-" in mode else config.simulator
-    trajs = policy_rollouts(model, proc, samples, simulator=sim, mode=mode.split("-")[0], forced_k=config.forced_k,
+    workflow, _, sim = mode.partition("-")
+    trajs = policy_rollouts(model, proc, samples, simulator=sim or config.simulator, mode=workflow, forced_k=config.forced_k,
                             max_new_tokens=config.max_new_tokens, max_turns=config.max_turns, max_tool_rounds=config.max_tool_rounds)
     return [dict(id=t.sample.id, family=t.sample.meta.get("family", ""), em=r_em(t), fmt=r_fmt(t), calls=t.n_tool_calls)
             for t in trajs]
@@ -293,15 +293,16 @@ def _pooled(results: dict, arm: str, mode: str) -> list[dict]:
 def goals(results: dict) -> list[dict]:
     "Each Table-3 pattern goal: what was measured, whether it is met, and the interval behind a claimed difference."
     out, ag = [], {a: _pooled(results, a, "agentic") for a in ARMS}
-    rate = lambda rows, fam=None: mean([float(r["calls"] > 0) for r in rows if fam is None or r["family"] == fam])
+    used = lambda rows, fam=None: [float(r["calls"] > 0) for r in rows if fam is None or r["family"] == fam]
+    rate = lambda rows, fam=None: mean(used(rows, fam))
+    persp = lambda mode: [r for r in _pooled(results, "phase1_2", mode) if r["family"] == "perspective"]
     def add(goal, value, met, ci=None): out.append(dict(goal=goal, value=value, met=bool(met), ci=ci))
     if ag["tool_gain"]: add("tool-gain only: tool rate < 10 %", rate(ag["tool_gain"]), rate(ag["tool_gain"]) < 0.10)
     if ag["usage_bonus"]: add("usage bonus only: tool rate > 90 %", rate(ag["usage_bonus"]), rate(ag["usage_bonus"]) > 0.90)
     p = ag["phase1_2"]
     if p:
         rp, rd = rate(p, "perspective"), rate(p, "direct")
-        used = lambda fam: [float(r["calls"] > 0) for r in p if r["family"] == fam]
-        d = bootstrap_diff(used("perspective"), used("direct"))   # 3x of a zero rate alone is met by one call
+        d = bootstrap_diff(used(p, "perspective"), used(p, "direct"))   # 3x of a zero rate alone is met by one call
         add("Phase 1->2 selective: perspective tool rate >= 3x direct (95 % CI of the gap > 0)", (rp, rd),
             rp >= 3 * rd and d[1] > 0, ci=d[1:])
         em = {a: mean([r["em"] for r in v]) for a, v in ag.items() if v}
@@ -309,11 +310,10 @@ def goals(results: dict) -> list[dict]:
         for a in others:
             d = bootstrap_diff([r["em"] for r in p], [r["em"] for r in ag[a]])
             add(f"Phase 1->2 EM above {a}", d[0], d[1] > 0, ci=d[1:])
-        dir_p = [r for r in _pooled(results, "phase1_2", "direct") if r["family"] == "perspective"]
-        agt_p = [r for r in p if r["family"] == "perspective"]
-        d = bootstrap_diff([r["em"] for r in agt_p], [r["em"] for r in dir_p], paired=True)
+        agt_p = persp("agentic")
+        d = bootstrap_diff([r["em"] for r in agt_p], [r["em"] for r in persp("direct")], paired=True)
         add("Phase 1->2 Agentic beats Direct on perspective (95 % CI > 0)", d[0], d[1] > 0, ci=d[1:])
-        blank_p = [r for r in _pooled(results, "phase1_2", "agentic-blank") if r["family"] == "perspective"]
+        blank_p = persp("agentic-blank")
         if blank_p:   # the control: imagined views that carry nothing; a policy that reads its views must beat it
             d = bootstrap_diff([r["em"] for r in agt_p], [r["em"] for r in blank_p], paired=True)
             add("Phase 1->2 Agentic beats its blank-view control on perspective (95 % CI > 0)", d[0], d[1] > 0, ci=d[1:])

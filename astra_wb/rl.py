@@ -350,11 +350,12 @@ def nonfinite_grads(model) -> dict:
     "{module (first three name parts): its parameter tensors whose gradient has a NaN or inf}; {} when all are finite."
     import torch
     grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    if not grads or bool(torch.stack([torch.isfinite(g).all() for _, g in grads]).all()):   # one sync when finite
+    finite = torch.stack([torch.isfinite(g).all() for _, g in grads]) if grads else None
+    if finite is None or bool(finite.all()):   # one device sync when every gradient is finite
         return {}
     bad = {}
-    for n, g in grads:
-        if not bool(torch.isfinite(g).all()):
+    for (n, _), ok in zip(grads, finite.tolist()):
+        if not ok:
             key = ".".join(n.split(".")[:3])
             bad[key] = bad.get(key, 0) + 1
     return bad

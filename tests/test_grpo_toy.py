@@ -20,7 +20,8 @@ way in every arm, predicted to fail (a strict xfail: it failed in 4 of 10 and 12
 `slow` (about an hour on one core; split over processes with ASTRA_TOY_SEEDS and ASTRA_TOY_CACHE) and left out of the
 CI command: `python -m pytest -m slow tests/test_grpo_toy.py` runs them. Figures below and in the curriculum
 notebook's toy section."""
-import math, os
+import json, math, os
+from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import pytest
@@ -114,9 +115,8 @@ def test_zero_learning_rate_moves_nothing(toy):
 
 def arm(toy, seed: int, fam: str, shuffled: bool) -> tuple:
     "(before, after) of one arm on the confirmatory held-out questions, kept in CACHE when one is given."
-    import json
-    from pathlib import Path
-    path = Path(CACHE, f"{RECIPE}-held{HELD_LAB_SEED}-seed{seed}-{fam}-{'shuffled' if shuffled else 'real'}.json") if CACHE else None
+    name = f"{RECIPE}-held{HELD_LAB_SEED}-seed{seed}-{fam}-{'shuffled' if shuffled else 'real'}.json"
+    path = Path(CACHE, name) if CACHE else None
     if path and path.exists():
         return tuple(json.loads(path.read_text()))
     out = cold_start(toy, seed)["before"], grpo(toy, seed, fam, LR, STEPS, shuffled)
